@@ -1,0 +1,39 @@
+# Everything installs itself: apt packages, a venv from the system python (python3-lxc
+# lives there), and this package. Every target is idempotent.
+VENV        := .venv
+PY          := $(VENV)/bin/python
+APT_PKGS    := lxc python3-lxc python3-venv busybox-static
+VE_COUNT    ?= 100
+RUN_ARGS    ?= --ve-ping-interval=0.5
+TEST_ARGS   ?=
+
+.PHONY: run test deps venv lint clean-exp
+
+run: venv
+	$(VENV)/bin/pytest example_suites/ping --ve-count=$(VE_COUNT) $(RUN_ARGS)
+
+test: venv
+	$(VENV)/bin/ruff check pytest_lxcexp tests example_suites benchmarks
+	$(VENV)/bin/pytest tests $(TEST_ARGS)
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml | deps
+	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check pytest_lxcexp tests example_suites benchmarks
+
+# Takes down the default experiment root by hand (e.g. after a crash).
+clean-exp: venv
+	$(VENV)/bin/lxcexp takedown --root /exp

@@ -1,0 +1,1 @@
+"""The engine: everything that touches the host. It never imports pytest."""

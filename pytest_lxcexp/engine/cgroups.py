@@ -1,0 +1,123 @@
+"""The experiment's own cgroup subtree: how takedown proves a process belongs to a VE.
+
+Each VE is placed (via lxc.cgroup.dir.container / .monitor) under `lxcexp-<tag>/veN`
+and `lxcexp-<tag>.monitor/veN`, so every process of the experiment can be found by
+walking those directories, never by matching process names.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def container_dir(tag: str) -> str:
+    return f"lxcexp-{tag}"
+
+
+def monitor_dir(tag: str) -> str:
+    return f"lxcexp-{tag}.monitor"
+
+
+def hierarchies() -> list[str]:
+    """Mount points of every cgroup hierarchy (v1 controllers and the v2 tree)."""
+    found = []
+    with open("/proc/self/mounts") as handle:
+        for line in handle:
+            _, target, fstype = line.split()[:3]
+            if fstype in ("cgroup", "cgroup2"):
+                found.append(target)
+    return found
+
+
+def _subtrees(tag: str) -> list[str]:
+    paths = []
+    for hierarchy in hierarchies():
+        for name in (container_dir(tag), monitor_dir(tag)):
+            path = os.path.join(hierarchy, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                paths.append(path)
+    return paths
+
+
+def _walk_dirs_deepest_first(top: str) -> list[str]:
+    return [dirpath for dirpath, _, _ in os.walk(top, topdown=False, followlinks=False)]
+
+
+def experiment_pids(tag: str) -> set[int]:
+    """Every PID in the experiment's cgroups, in any hierarchy."""
+    pids: set[int] = set()
+    for subtree in _subtrees(tag):
+        for directory in _walk_dirs_deepest_first(subtree):
+            try:
+                with open(os.path.join(directory, "cgroup.procs")) as handle:
+                    pids.update(int(line) for line in handle if line.strip())
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return pids
+
+
+def ve_pids(tag: str, name: str) -> set[int]:
+    """PIDs in one VE's payload cgroup (not its monitor)."""
+    pids: set[int] = set()
+    for hierarchy in hierarchies():
+        top = os.path.join(hierarchy, container_dir(tag), name)
+        if not os.path.isdir(top):
+            continue
+        for directory in _walk_dirs_deepest_first(top):
+            try:
+                with open(os.path.join(directory, "cgroup.procs")) as handle:
+                    pids.update(int(line) for line in handle if line.strip())
+            except FileNotFoundError:
+                continue
+    return pids
+
+
+def _self_and_ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        with open(f"/proc/{pid}/stat") as handle:
+            pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+    return pids
+
+
+def kill_experiment_processes(tag: str, timeout: float = 10.0) -> set[int]:
+    """SIGKILL every process in our cgroups until none is left; returns any that survived.
+
+    Never this process or its ancestors: liblxc can move a caller into a VE's monitor
+    cgroup, and killing the tool that runs the takedown would leave everything behind.
+    """
+    deadline = time.monotonic() + timeout
+    spared = _self_and_ancestors()
+    pids = experiment_pids(tag) - spared
+    while pids and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+        pids = experiment_pids(tag) - spared
+    return pids
+
+
+def remove_subtrees(tag: str) -> list[str]:
+    """rmdir our cgroup directories (deepest first); returns those that could not go."""
+    left = []
+    for subtree in _subtrees(tag):
+        for directory in _walk_dirs_deepest_first(subtree):
+            for _ in range(50):
+                try:
+                    os.rmdir(directory)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)  # EBUSY while the kernel reaps the last task
+            else:
+                left.append(directory)
+    return left

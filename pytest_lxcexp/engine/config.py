@@ -1,0 +1,262 @@
+"""One frozen ExperimentConfig, validated once.
+
+Every parser here is a small pure function that raises ConfigError naming the
+option and the reason, so the plugin and the CLI report bad input identically
+and before anything is created on the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# A single Linux bridge takes at most 1023 ports (BR_MAX_PORTS is 1024, the
+# 1024th veth fails with EXFULL).
+MAX_BRIDGE_PORTS = 1023
+# Beyond this the VE names, veth names and cgroup tree are untested.
+MAX_VE_COUNT = 100_000
+IFNAME_MAX = 15
+NETWORK_MODES = ("bridge", "none")
+BASES = ("busybox",)
+
+# Directories no experiment may take over: mounting a tmpfs on one hides the system.
+SYSTEM_DIRS = frozenset(
+    {
+        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64",
+        "/libx32", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin",
+        "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/log", "/var/tmp",
+        "/usr/local", "/usr/bin", "/usr/lib", "/var/lib/lxc", "/var/cache",
+    }
+)
+SYSTEM_TREES = ("/proc", "/sys", "/dev", "/boot", "/etc", "/usr", "/bin", "/sbin", "/lib")
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class ConfigError(ValueError):
+    """A bad option value; the message names the option and the reason."""
+
+    def __init__(self, option: str, reason: str) -> None:
+        self.option = option
+        self.reason = reason
+        super().__init__(f"{option}: {reason}")
+
+
+def parse_positive_int(option: str, text: str | int, maximum: int | None = None) -> int:
+    value_text = str(text).strip()
+    if not re.fullmatch(r"[0-9]+", value_text):
+        raise ConfigError(option, f"{text!r} is not a positive whole number")
+    value = int(value_text)
+    if value < 1:
+        raise ConfigError(option, f"{value} is not a positive whole number (must be at least 1)")
+    if maximum is not None and value > maximum:
+        raise ConfigError(option, f"{value} is more than the supported maximum of {maximum}")
+    return value
+
+
+def parse_seconds(option: str, text: str | float, allow_zero: bool = False) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ConfigError(option, f"{text!r} is not a number of seconds") from None
+    if math.isnan(value) or math.isinf(value):
+        raise ConfigError(option, f"{text!r} is not a finite number of seconds")
+    if value < 0 or (value == 0 and not allow_zero):
+        need = "zero or more" if allow_zero else "more than zero"
+        raise ConfigError(option, f"{value:g} seconds is not allowed (must be {need})")
+    return value
+
+
+def parse_size(option: str, text: str | int) -> int:
+    """Parse '2G', '512M', '100k' or a plain byte count into bytes."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", str(text))
+    if not match:
+        raise ConfigError(option, f"{text!r} is not a size (use bytes or K, M, G, T, e.g. 2G)")
+    number, unit = match.groups()
+    size = int(float(number) * _SIZE_UNITS[unit.upper()])
+    if size < 1024 * 1024:
+        raise ConfigError(option, f"{text!r} is smaller than the minimum of 1M")
+    return size
+
+
+def format_size(size: int) -> str:
+    for unit in ("T", "G", "M", "K"):
+        if size >= _SIZE_UNITS[unit] and size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return str(size)
+
+
+def parse_ifname(option: str, text: str) -> str:
+    name = str(text)
+    if not name:
+        raise ConfigError(option, "an interface name cannot be empty")
+    if len(name) > IFNAME_MAX:
+        raise ConfigError(
+            option, f"{name!r} is {len(name)} characters; an interface name holds at most {IFNAME_MAX}"
+        )
+    if not _IFNAME_RE.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(option, f"{name!r} holds characters an interface name cannot (use A-Z a-z 0-9 _ . -)")
+    if not name.startswith("ve"):
+        raise ConfigError(option, f"{name!r} must begin with 've' so that takedown can tell it is ours")
+    return name
+
+
+def parse_subnet(option: str, text: str) -> ipaddress.IPv4Network:
+    try:
+        network = ipaddress.IPv4Network(str(text).strip(), strict=True)
+    except ValueError as error:
+        raise ConfigError(option, f"{text!r} is not an IPv4 subnet ({error})") from None
+    if network.prefixlen > 30:
+        raise ConfigError(option, f"{text!r} is too small to hold a bridge address and VEs")
+    return network
+
+
+def parse_root(option: str, text: str) -> str:
+    """Validate the experiment root's path text; what is on disk is checked by storage."""
+    raw = str(text)
+    if not raw or not raw.startswith("/"):
+        raise ConfigError(option, f"{raw!r} is not an absolute path")
+    path = os.path.normpath(raw)
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    if path in SYSTEM_DIRS:
+        raise ConfigError(option, f"{path} is a system directory; use a directory of its own, e.g. /exp")
+    for tree in SYSTEM_TREES:
+        if path.startswith(tree + "/"):
+            raise ConfigError(option, f"{path} lies inside the system directory {tree}")
+    return path
+
+
+def parse_choice(option: str, text: str, choices: tuple[str, ...]) -> str:
+    if text not in choices:
+        raise ConfigError(option, f"{text!r} is not one of {', '.join(choices)}")
+    return text
+
+
+def root_tag(root: str) -> str:
+    """A short stable tag for a root: names our veths and cgroups so takedown can prove them ours."""
+    return hashlib.sha1(root.encode()).hexdigest()[:5]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one experiment needs, validated; the single source of truth."""
+
+    count: int = 100
+    batch: int = 100
+    root: str = "/exp"
+    tmpfs_size: int = 2 * 1024**3
+    base: str = "busybox"
+    base_refresh: bool = False
+    network: str = "bridge"
+    bridge: str = "vebr"
+    subnet: ipaddress.IPv4Network = field(default_factory=lambda: ipaddress.IPv4Network("10.213.0.0/16"))
+    pings: int = 180
+    ping_interval: float = 1.0
+    start_delay: float = 0.0
+    timeout: float | None = None
+    keep: bool = False
+    base_cache: str = "/var/cache/lxcexp"
+
+    def __post_init__(self) -> None:
+        if self.batch > self.count:
+            # A batch larger than the count is one range of all VEs: not an error.
+            object.__setattr__(self, "batch", self.count)
+        if self.network == "bridge":
+            if self.count > MAX_BRIDGE_PORTS:
+                raise ConfigError(
+                    "--ve-count",
+                    f"{self.count} VEs do not fit on one bridge (a Linux bridge takes at most "
+                    f"{MAX_BRIDGE_PORTS} ports); use at most {MAX_BRIDGE_PORTS} or --ve-network=none",
+                )
+            hosts = self.subnet.num_addresses - 2
+            if hosts < self.count + 1:
+                raise ConfigError(
+                    "--ve-subnet",
+                    f"{self.subnet} holds {hosts} addresses, too few for a bridge and {self.count} VEs",
+                )
+
+    @property
+    def tag(self) -> str:
+        return root_tag(self.root)
+
+    @property
+    def effective_timeout(self) -> float:
+        """How long one range may take to complete: the pings' own time plus a margin."""
+        if self.timeout is not None:
+            return self.timeout
+        return self.pings * self.ping_interval + 60.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["subnet"] = str(self.subnet)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "subnet" in values:
+            values["subnet"] = ipaddress.IPv4Network(values["subnet"])
+        return cls(**values)
+
+
+def build_config(
+    *,
+    count: str | int = 100,
+    batch: str | int = 100,
+    root: str = "/exp",
+    tmpfs_size: str | int = "2G",
+    base: str = "busybox",
+    base_refresh: bool = False,
+    network: str = "bridge",
+    bridge: str = "vebr",
+    subnet: str = "10.213.0.0/16",
+    pings: str | int = 180,
+    ping_interval: str | float = 1.0,
+    start_delay: str | float = 0,
+    timeout: str | float | None = None,
+    keep: bool = False,
+) -> ExperimentConfig:
+    """Parse raw option values (strings from the command line) into a validated config."""
+    return ExperimentConfig(
+        count=parse_positive_int("--ve-count", count, MAX_VE_COUNT),
+        batch=parse_positive_int("--ve-batch", batch),
+        root=parse_root("--ve-root", root),
+        tmpfs_size=parse_size("--ve-tmpfs-size", tmpfs_size),
+        base=parse_choice("--ve-base", base, BASES),
+        base_refresh=bool(base_refresh),
+        network=parse_choice("--ve-network", network, NETWORK_MODES),
+        bridge=parse_ifname("--ve-bridge", bridge),
+        subnet=parse_subnet("--ve-subnet", subnet),
+        pings=parse_positive_int("--ve-pings", pings, 1_000_000),
+        ping_interval=parse_seconds("--ve-ping-interval", ping_interval),
+        start_delay=parse_seconds("--ve-start-delay", start_delay, allow_zero=True),
+        timeout=None if timeout in (None, "", "auto") else parse_seconds("--ve-timeout", timeout),
+        keep=bool(keep),
+    )
+
+
+def ve_ranges(count: int, batch: int) -> list[tuple[int, int]]:
+    """Split ve1..veN into consecutive inclusive ranges of at most `batch` VEs."""
+    if count < 1 or batch < 1:
+        raise ValueError("count and batch must be positive")
+    return [(first, min(first + batch - 1, count)) for first in range(1, count + 1, batch)]
+
+
+def parse_range(option: str, first: str | int | None, last: str | int | None, count: int) -> tuple[int, int]:
+    """Resolve the CLI's optional [S] [E] against the experiment's count."""
+    start = 1 if first is None else parse_positive_int(option, first)
+    end = count if last is None else parse_positive_int(option, last)
+    if start > count or end > count:
+        raise ConfigError(option, f"range {start}-{end} lies outside the experiment's {count} VEs")
+    if start > end:
+        raise ConfigError(option, f"range start {start} is after its end {end}")
+    return start, end

@@ -1,0 +1,207 @@
+"""Clones, start, state and stop of VE ranges, through python3-lxc (liblxc)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import lxc
+
+from . import cgroups, children
+from .config import ExperimentConfig
+from .network import AddressPlan, veth_name
+from .storage import Layout
+from .workload import INIT_PATH
+
+# Capabilities the ping workload never needs; dropping them keeps a privileged VE tame.
+DROPPED_CAPS = "mac_admin mac_override sys_module sys_rawio sys_time sys_boot"
+
+
+@dataclass(frozen=True)
+class StartResult:
+    index: int
+    ok: bool
+    latency: float
+    started_at: float
+    pid: int | None = None
+    error: str | None = None
+
+
+def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
+    name = layout.ve_name(index)
+    lines = [
+        f"lxc.uts.name = {name}",
+        f"lxc.rootfs.path = overlay:{layout.base_rootfs}:{layout.ve_upper(index)}",
+        f"lxc.init.cmd = {INIT_PATH}",
+        # No spare ttys and no console: each would cost a host pty (kernel.pty.max).
+        "lxc.tty.max = 0",
+        "lxc.pty.max = 1",
+        "lxc.console.path = none",
+        "lxc.autodev = 1",
+        "lxc.mount.auto = proc:mixed sys:ro",
+        f"lxc.cap.drop = {DROPPED_CAPS}",
+        f"lxc.cgroup.dir.container = {cgroups.container_dir(config.tag)}/{name}",
+        f"lxc.cgroup.dir.monitor = {cgroups.monitor_dir(config.tag)}/{name}",
+        f"lxc.log.file = {layout.ve_lxc_log(index)}",
+        "lxc.log.level = WARN",
+    ]
+    if config.network == "bridge":
+        plan = AddressPlan(config.subnet)
+        lines += [
+            "lxc.net.0.type = veth",
+            f"lxc.net.0.link = {config.bridge}",
+            f"lxc.net.0.veth.pair = {veth_name(config.tag, index)}",
+            "lxc.net.0.name = eth0",
+            "lxc.net.0.flags = up",
+            f"lxc.net.0.ipv4.address = {plan.ve_address(index)}/{plan.prefixlen}",
+            f"lxc.net.0.ipv4.gateway = {plan.gateway}",
+        ]
+    else:
+        # A network namespace of its own with loopback only.
+        lines.append("lxc.net.0.type = empty")
+    return "\n".join(lines) + "\n"
+
+
+def create_clones(config: ExperimentConfig, layout: Layout, progress: Callable[[int], None] | None = None) -> None:
+    """Write ve1..veN: an LXC config and an empty overlay upper directory each."""
+    for index in range(1, config.count + 1):
+        os.makedirs(layout.ve_upper(index), mode=0o755)
+        with open(layout.ve_config(index), "w") as handle:
+            handle.write(ve_config_text(config, layout, index))
+        if progress and index % 100 == 0:
+            progress(index)
+
+
+def defined_ves(layout: Layout) -> list[int]:
+    """Indexes of the VEs that exist under the root (a directory veN holding a config)."""
+    found = []
+    try:
+        names = os.listdir(layout.root)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if name.startswith("ve") and name[2:].isdigit() and os.path.isfile(os.path.join(layout.root, name, "config")):
+            found.append(int(name[2:]))
+    return sorted(found)
+
+
+def _failure_reason(layout: Layout, index: int) -> str:
+    try:
+        with open(layout.ve_lxc_log(index), errors="replace") as handle:
+            errors = [line.strip() for line in handle if " ERROR " in line]
+    except FileNotFoundError:
+        errors = []
+    if not errors:
+        return "liblxc refused to start it (no reason logged)"
+    # "lxc ve1 20261126 ... ERROR start - start.c:123 - <reason>": keep the reason.
+    last = errors[-1]
+    return "liblxc: " + last.split(" - ", 2)[-1]
+
+
+def start_one(layout: Layout, index: int) -> StartResult:
+    """Start one VE; call only inside a child (see children.py)."""
+    container = lxc.Container(layout.ve_name(index), layout.root)
+    started_at = time.time()
+    began = time.monotonic()
+    # close_fds: the monitor must not inherit our pipes and locks.
+    ok = container.start(close_fds=True)
+    latency = time.monotonic() - began
+    if not ok:
+        return StartResult(index, False, latency, started_at, error=_failure_reason(layout, index))
+    pid = container.init_pid
+    return StartResult(index, True, latency, started_at, pid=pid if pid > 0 else None)
+
+
+def record_start(layout: Layout, result: StartResult) -> None:
+    with open(layout.starts_log, "a") as handle:
+        handle.write(json.dumps(asdict(result)) + "\n")
+
+
+def load_starts(layout: Layout) -> dict[int, StartResult]:
+    """The latest start result of each VE, as recorded in the root (survives across CLI calls)."""
+    results: dict[int, StartResult] = {}
+    try:
+        with open(layout.starts_log) as handle:
+            for line in handle:
+                if line.strip():
+                    data = json.loads(line)
+                    results[data["index"]] = StartResult(**data)
+    except FileNotFoundError:
+        pass
+    return results
+
+
+def start_range(
+    layout: Layout,
+    indexes: Iterable[int],
+    delay: float = 0.0,
+    on_started: Callable[[StartResult], None] | None = None,
+    workers: int = 1,
+) -> list[StartResult]:
+    """Start VEs from forked children, `delay` seconds apart within each child."""
+    wanted = list(indexes)
+
+    def start_with_delay(index: int) -> dict:
+        if delay and index != wanted[0]:
+            time.sleep(delay)
+        return asdict(start_one(layout, index))
+
+    results: list[StartResult] = []
+
+    def collect(data: dict) -> None:
+        if "exception" in data:
+            result = StartResult(data["item"], False, 0.0, time.time(), error=data["exception"])
+        else:
+            result = StartResult(**data)
+        record_start(layout, result)
+        results.append(result)
+        if on_started:
+            on_started(result)
+
+    children.map_in_children(start_with_delay, wanted, workers=workers, on_result=collect)
+    seen = {result.index for result in results}
+    for index in wanted:
+        if index not in seen:
+            collect({"item": index, "exception": "the starter process died before starting it"})
+    return sorted(results, key=lambda result: result.index)
+
+
+@dataclass(frozen=True)
+class VEState:
+    state: str
+    pid: int | None
+
+
+def _state_one(layout: Layout, index: int) -> dict:
+    container = lxc.Container(layout.ve_name(index), layout.root)
+    state = container.state
+    pid = container.init_pid if state == "RUNNING" else -1
+    return {"index": index, "state": state, "pid": pid if pid and pid > 0 else None}
+
+
+def ve_states(layout: Layout, indexes: Iterable[int], workers: int = 1) -> dict[int, VEState]:
+    """State and init PID of each VE, as liblxc reports them."""
+    found: dict[int, VEState] = {}
+    for data in children.map_in_children(lambda index: _state_one(layout, index), list(indexes), workers):
+        if "exception" in data:
+            found[data["item"]] = VEState(f"UNKNOWN ({data['exception']})", None)
+        else:
+            found[data["index"]] = VEState(data["state"], data["pid"])
+    return found
+
+
+def _stop_one(layout: Layout, index: int) -> dict:
+    container = lxc.Container(layout.ve_name(index), layout.root)
+    was_running = container.running
+    if was_running:
+        container.stop()  # SIGKILL to init: the whole pid namespace goes with it
+    return {"index": index, "was_running": was_running}
+
+
+def stop_all(layout: Layout, indexes: Iterable[int], workers: int = 1) -> int:
+    """Stop VEs; returns how many were running. Leftover processes are takedown's job."""
+    results = children.map_in_children(lambda index: _stop_one(layout, index), list(indexes), workers)
+    return sum(1 for data in results if data.get("was_running"))

@@ -1,0 +1,142 @@
+"""The experiment's bridge and addresses, made with pyroute2 (no shelling out to `ip`).
+
+Our links carry the root's tag: the bridge in its alias (`lxcexp:<tag>`), the host
+side of each VE's veth in its name (`ve<tag>-<N>`), so a takedown can prove them ours.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+ALIAS_PREFIX = "lxcexp:"
+
+
+class NetworkError(RuntimeError):
+    """A bridge or link could not be made or is not ours."""
+
+
+@dataclass(frozen=True)
+class AddressPlan:
+    """The bridge takes the subnet's first host address; ve<N> takes the N+1st."""
+
+    subnet: ipaddress.IPv4Network
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return self.subnet.network_address + 1
+
+    @property
+    def prefixlen(self) -> int:
+        return self.subnet.prefixlen
+
+    def ve_address(self, index: int) -> ipaddress.IPv4Address:
+        address = self.subnet.network_address + 1 + index
+        if address >= self.subnet.broadcast_address:
+            raise NetworkError(f"ve{index} has no address left in {self.subnet}")
+        return address
+
+
+def veth_name(tag: str, index: int) -> str:
+    return f"ve{tag}-{index}"
+
+
+def veth_prefix(tag: str) -> str:
+    return f"ve{tag}-"
+
+
+def _link_name(link: dict) -> str:
+    return link.get_attr("IFLA_IFNAME")
+
+
+def _link_alias(link: dict) -> str | None:
+    return link.get_attr("IFLA_IFALIAS")
+
+
+def find_link(ip: IPRoute, name: str) -> dict | None:
+    found = ip.link("get", ifname=name) if ip.link_lookup(ifname=name) else []
+    return found[0] if found else None
+
+
+def overlapping_routes(subnet: ipaddress.IPv4Network, ignore: str | None = None) -> list[str]:
+    """Host addresses that overlap the subnet (read-only check, before anything is made)."""
+    clashes = []
+    with IPRoute() as ip:
+        for addr in ip.get_addr(family=2):
+            network = ipaddress.IPv4Network(
+                f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}", strict=False
+            )
+            label = addr.get_attr("IFA_LABEL")
+            if network.overlaps(subnet) and not network.is_loopback and label != ignore:
+                clashes.append(f"{network} on {label}")
+    return clashes
+
+
+def bridge_owner(name: str) -> str | None:
+    """'ours:<tag>' / 'foreign' / None when no link has that name."""
+    with IPRoute() as ip:
+        link = find_link(ip, name)
+        if link is None:
+            return None
+        alias = _link_alias(link) or ""
+        return alias[len(ALIAS_PREFIX):] if alias.startswith(ALIAS_PREFIX) else "foreign"
+
+
+def create_bridge(name: str, tag: str, plan: AddressPlan) -> None:
+    with IPRoute() as ip:
+        if ip.link_lookup(ifname=name):
+            raise NetworkError(f"an interface named {name} already exists and is not this experiment's")
+        try:
+            ip.link("add", ifname=name, kind="bridge")
+        except NetlinkError as error:
+            raise NetworkError(f"creating bridge {name} failed: {error}") from None
+        try:
+            index = ip.link_lookup(ifname=name)[0]
+            ip.link("set", index=index, ifalias=f"{ALIAS_PREFIX}{tag}")
+            ip.addr("add", index=index, address=str(plan.gateway), prefixlen=plan.prefixlen)
+            ip.link("set", index=index, state="up")
+        except BaseException:
+            ip.link("del", index=ip.link_lookup(ifname=name)[0])
+            raise
+
+
+def delete_bridge(name: str, tag: str) -> bool:
+    """Delete the bridge if it is ours; True if it was deleted."""
+    with IPRoute() as ip:
+        link = find_link(ip, name)
+        if link is None or _link_alias(link) != f"{ALIAS_PREFIX}{tag}":
+            return False
+        try:
+            ip.link("del", index=link["index"])
+        except NetlinkError as error:
+            if error.code != 19:  # ENODEV: gone meanwhile
+                raise
+        return True
+
+
+def bridge_ports(name: str) -> list[str]:
+    with IPRoute() as ip:
+        indexes = ip.link_lookup(ifname=name)
+        if not indexes:
+            return []
+        return [_link_name(link) for link in ip.get_links() if link.get_attr("IFLA_MASTER") == indexes[0]]
+
+
+def our_veths(tag: str) -> list[str]:
+    prefix = veth_prefix(tag)
+    with IPRoute() as ip:
+        return [_link_name(link) for link in ip.get_links() if _link_name(link).startswith(prefix)]
+
+
+def delete_links(names: list[str]) -> None:
+    with IPRoute() as ip:
+        for name in names:
+            for index in ip.link_lookup(ifname=name):
+                try:
+                    ip.link("del", index=index)
+                except NetlinkError as error:
+                    if error.code != 19:
+                        raise

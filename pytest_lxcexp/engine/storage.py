@@ -1,0 +1,221 @@
+"""The experiment root: a tmpfs, an ownership marker, the overlay clone layout, disk usage."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import json
+import os
+import stat
+import time
+from dataclasses import dataclass
+from typing import IO, Any
+
+from .config import ConfigError, ExperimentConfig
+
+MARKER_DIR = ".lxcexp"
+MARKER_FILE = "marker.json"
+TOOL_NAME = "pytest-lxcexp"
+TMPFS_SOURCE = "lxcexp"
+WORKLOAD_LOG = "var/log/lxcexp/workload.log"
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+MNT_DETACH = 2
+
+
+class RootError(RuntimeError):
+    """The experiment root cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything lives under one experiment root."""
+
+    root: str
+
+    @property
+    def state_dir(self) -> str:
+        return os.path.join(self.root, MARKER_DIR)
+
+    @property
+    def marker(self) -> str:
+        return os.path.join(self.state_dir, MARKER_FILE)
+
+    @property
+    def starts_log(self) -> str:
+        return os.path.join(self.state_dir, "starts.jsonl")
+
+    @property
+    def base_rootfs(self) -> str:
+        return os.path.join(self.root, "base", "rootfs")
+
+    def ve_name(self, index: int) -> str:
+        return f"ve{index}"
+
+    def ve_dir(self, index: int) -> str:
+        return os.path.join(self.root, self.ve_name(index))
+
+    def ve_upper(self, index: int) -> str:
+        return os.path.join(self.ve_dir(index), "delta0")
+
+    def ve_config(self, index: int) -> str:
+        return os.path.join(self.ve_dir(index), "config")
+
+    def ve_lxc_log(self, index: int) -> str:
+        return os.path.join(self.ve_dir(index), "lxc.log")
+
+    def ve_workload_log(self, index: int) -> str:
+        # Read through the overlay's upper directory: no need to enter the VE.
+        return os.path.join(self.ve_upper(index), WORKLOAD_LOG)
+
+
+def lock_path(root: str) -> str:
+    """The run lock lives beside the root, so it outlives an unmount of the tmpfs."""
+    parent, name = os.path.split(root.rstrip("/"))
+    return os.path.join(parent, f".{name}.lxcexp.lock")
+
+
+def is_mountpoint(path: str) -> bool:
+    return any(entry["target"] == path for entry in mounts())
+
+
+def mounts() -> list[dict[str, str]]:
+    entries = []
+    with open("/proc/self/mounts") as handle:
+        for line in handle:
+            source, target, fstype, options = line.split()[:4]
+            target = target.replace("\\040", " ")
+            entries.append({"source": source, "target": target, "fstype": fstype, "options": options})
+    return entries
+
+
+def read_marker(root: str) -> dict[str, Any] | None:
+    """Return our marker's content, or None if the root carries none (or not ours)."""
+    path = Layout(root).marker
+    try:
+        if os.path.islink(path):
+            return None
+        with open(path) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("tool") == TOOL_NAME else None
+
+
+def check_root(root: str, option: str = "--ve-root") -> dict[str, Any] | None:
+    """Read-only check of the root on disk; returns the marker of a stale experiment of ours.
+
+    Raises ConfigError when the root is a file, a symlink, or a non-empty directory that
+    is not ours. Creates nothing.
+    """
+    try:
+        info = os.lstat(root)
+    except FileNotFoundError:
+        parent = os.path.dirname(root)
+        if not os.path.isdir(parent):
+            raise ConfigError(option, f"{root}: its parent directory {parent} does not exist") from None
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(option, f"{root} is a symlink; give the real directory")
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(option, f"{root} exists and is not a directory")
+    marker = read_marker(root)
+    if marker is not None:
+        return marker
+    if os.listdir(root):
+        raise ConfigError(option, f"{root} is not empty and carries no {TOOL_NAME} marker: not ours to use")
+    return None
+
+
+def mount_tmpfs(root: str, size: int) -> None:
+    if is_mountpoint(root):
+        raise RootError(f"{root} is already a mount point")
+    os.makedirs(root, mode=0o755, exist_ok=True)
+    options = f"size={size},mode=0755".encode()
+    if _libc.mount(TMPFS_SOURCE.encode(), root.encode(), b"tmpfs", 0, options) != 0:
+        err = ctypes.get_errno()
+        raise RootError(f"mounting a tmpfs on {root} failed: {os.strerror(err)}")
+
+
+def umount(path: str, lazy: bool = False, busy_timeout: float = 10.0) -> None:
+    """Unmount, waiting out EBUSY: a stopped VE's mount namespace is released asynchronously."""
+    deadline = time.monotonic() + busy_timeout
+    flags = MNT_DETACH if lazy else 0
+    while _libc.umount2(path.encode(), flags) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EINVAL, errno.ENOENT):  # not mounted (any more)
+            return
+        if err == errno.EBUSY and time.monotonic() < deadline:
+            time.sleep(0.05)
+            continue
+        raise RootError(f"unmounting {path} failed: {os.strerror(err)}")
+
+
+def write_marker(config: ExperimentConfig) -> None:
+    layout = Layout(config.root)
+    os.makedirs(layout.state_dir, mode=0o700, exist_ok=True)
+    data = {
+        "tool": TOOL_NAME,
+        "tag": config.tag,
+        "root": config.root,
+        "pid": os.getpid(),
+        "created": time.time(),
+        "config": config.to_dict(),
+    }
+    tmp = layout.marker + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=1)
+    os.replace(tmp, layout.marker)
+
+
+def tmpfs_used_bytes(root: str) -> int:
+    """Bytes in use on the root's filesystem (the tmpfs): what `du` of the whole root shows."""
+    info = os.statvfs(root)
+    return (info.f_blocks - info.f_bfree) * info.f_frsize
+
+
+def human_size(size: float) -> str:
+    """Like `du -h`: 138M, 1.2G."""
+    for unit in ("", "K", "M", "G", "T"):
+        if size < 1024 or unit == "T":
+            if unit == "":
+                return f"{int(size)}"
+            return f"{size:.1f}{unit}" if size < 10 else f"{size:.0f}{unit}"
+        size /= 1024
+    return str(size)
+
+
+class RunLock:
+    """An exclusive lock beside the root: a second run on the same root refuses."""
+
+    def __init__(self, root: str) -> None:
+        self.path = lock_path(root)
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        handle = os.fdopen(fd, "r+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise RootError(f"another lxcexp run (pid {owner}) is using this root; wait for it to end") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self._handle.close()
+        self._handle = None

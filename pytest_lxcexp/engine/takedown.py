@@ -1,0 +1,99 @@
+"""Ordered, idempotent, safe teardown: VEs, their processes, cgroups, mounts, network.
+
+It only touches what it can prove ours: VE directories `ve<N>` inside a root that
+carries our marker, processes inside our cgroup subtree, a tmpfs mounted with our
+source name on that root, links named with the root's tag, and a bridge whose alias
+carries the tag.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from . import cgroups, network
+from .fleet import defined_ves, stop_all
+from .storage import TMPFS_SOURCE, Layout, mounts, read_marker, umount
+
+
+class TakedownError(RuntimeError):
+    """Something of the experiment could not be removed."""
+
+
+@dataclass
+class TakedownReport:
+    stopped: int = 0
+    killed: int = 0
+    unmounted: list[str] = field(default_factory=list)
+    links_deleted: list[str] = field(default_factory=list)
+    bridge_deleted: bool = False
+    leftovers: list[str] = field(default_factory=list)
+
+
+def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
+    """Stop every VE and make sure no process of the experiment remains."""
+    layout = Layout(root)
+    if read_marker(root) is not None:
+        report.stopped = stop_all(layout, defined_ves(layout))
+    # lxc stop can leave processes behind (as lxc-destroy -f was seen to): kill what
+    # remains in our cgroups, which proves each PID is a VE's.
+    before = cgroups.experiment_pids(tag)
+    survivors = cgroups.kill_experiment_processes(tag)
+    report.killed = len(before - survivors)
+    if survivors:
+        report.leftovers.append(f"processes that would not die: {sorted(survivors)}")
+    report.leftovers += [f"cgroup {path}" for path in cgroups.remove_subtrees(tag)]
+
+
+def takedown_network(tag: str, bridge: str | None, report: TakedownReport) -> None:
+    """Delete our veths (normally gone with their VEs) and our bridge."""
+    leftover_veths = network.our_veths(tag)
+    if leftover_veths:
+        network.delete_links(leftover_veths)
+        report.links_deleted = leftover_veths
+    if bridge:
+        report.bridge_deleted = network.delete_bridge(bridge, tag)
+
+
+def takedown_root(root: str, report: TakedownReport) -> None:
+    """Unmount what is under the root, then our tmpfs, then remove the empty directory."""
+    if read_marker(root) is None:
+        return  # not ours (or already gone): touch nothing
+    prefix = root.rstrip("/") + "/"
+    for entry in sorted(mounts(), key=lambda m: len(m["target"]), reverse=True):
+        if entry["target"].startswith(prefix):
+            umount(entry["target"], lazy=True)
+            report.unmounted.append(entry["target"])
+    for entry in mounts():
+        if entry["target"] == root and entry["fstype"] == "tmpfs" and entry["source"] == TMPFS_SOURCE:
+            umount(root)
+            report.unmounted.append(root)
+    if os.path.isdir(root) and not os.path.islink(root) and not os.listdir(root):
+        os.rmdir(root)
+
+
+def takedown(root: str, tag: str, bridge: str | None) -> TakedownReport:
+    """The whole takedown, in order; safe to repeat and to run after a crash."""
+    report = TakedownReport()
+    takedown_ves(root, tag, report)
+    takedown_network(tag, bridge, report)
+    takedown_root(root, report)
+    return report
+
+
+def leftovers(root: str, tag: str, bridge: str | None) -> list[str]:
+    """What of this experiment is still on the host (empty when takedown was complete)."""
+    found = []
+    prefix = root.rstrip("/")
+    for entry in mounts():
+        if entry["target"] == prefix or entry["target"].startswith(prefix + "/"):
+            found.append(f"mount {entry['target']} ({entry['fstype']})")
+    found += [f"process {pid}" for pid in sorted(cgroups.experiment_pids(tag))]
+    found += [f"veth {name}" for name in network.our_veths(tag)]
+    if bridge and network.bridge_owner(bridge) == tag:
+        found.append(f"bridge {bridge}")
+    for hierarchy in cgroups.hierarchies():
+        for name in (cgroups.container_dir(tag), cgroups.monitor_dir(tag)):
+            if os.path.isdir(os.path.join(hierarchy, name)):
+                found.append(f"cgroup {hierarchy}/{name}")
+    return found

@@ -1,0 +1,172 @@
+"""Session fixtures, one state-changing step each: tmpfs -> base -> bridge -> clones.
+
+Each tears down its own step, in reverse order, and each teardown is safe to repeat.
+`ve_range` (function scope, parametrized by the plugin) hands a test its VEs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .engine.config import ExperimentConfig
+from .engine.experiment import Experiment
+from .engine.fleet import StartResult
+from .engine.stats import VERecord
+from .engine.takedown import TakedownReport, takedown_network, takedown_root, takedown_ves
+
+if TYPE_CHECKING:
+    from .plugin import RunState
+
+
+def _state(request: pytest.FixtureRequest) -> RunState:
+    from .plugin import run_state_key
+
+    return request.config.stash[run_state_key]
+
+
+def _progress(request: pytest.FixtureRequest):  # noqa: ANN202
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    verbose = request.config.option.verbose > 0
+
+    def emit(message: str) -> None:
+        if reporter is not None and verbose:
+            reporter.write_line(message)
+
+    return emit
+
+
+@pytest.fixture(scope="session")
+def ve_config(request: pytest.FixtureRequest) -> ExperimentConfig:
+    """The session's validated ExperimentConfig."""
+    return _state(request).config
+
+
+@pytest.fixture(scope="session")
+def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
+    """Lock the root, clean a stale run of ours, mount the tmpfs and mark it ours."""
+    state = _state(request)
+    experiment = state.experiment or Experiment(state.config)
+    experiment.progress = _progress(request)
+    state.experiment = experiment
+    experiment.lock()
+    try:
+        if experiment.stale_marker:
+            experiment.clean_stale(experiment.stale_marker)
+        experiment.setup_root()
+    except BaseException:
+        takedown_root(state.config.root, TakedownReport())
+        experiment.unlock()
+        raise
+    yield experiment
+    if not state.config.keep:
+        with experiment.timed_takedown():
+            takedown_root(state.config.root, experiment.takedown_report)
+    experiment.unlock()
+
+
+@pytest.fixture(scope="session")
+def ve_base(ve_root: Experiment) -> Experiment:
+    """The base root filesystem in the tmpfs (removed with the tmpfs)."""
+    ve_root.setup_base()
+    return ve_root
+
+
+@pytest.fixture(scope="session")
+def ve_network(ve_base: Experiment) -> Iterator[Experiment]:
+    """The bridge with its address (nothing for --ve-network=none)."""
+    config = ve_base.config
+    try:
+        ve_base.setup_network()
+    except BaseException:
+        takedown_network(config.tag, config.bridge if config.network == "bridge" else None, TakedownReport())
+        raise
+    yield ve_base
+    if not config.keep:
+        with ve_base.timed_takedown():
+            takedown_network(config.tag, config.bridge if config.network == "bridge" else None, ve_base.takedown_report)
+
+
+@pytest.fixture(scope="session")
+def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterator[Experiment]:
+    """ve1..veN as overlay clones; at the end: the final records, then every VE stopped."""
+    state = _state(request)
+    experiment = ve_network
+    try:
+        experiment.setup_clones()
+    except BaseException:
+        takedown_ves(experiment.config.root, experiment.config.tag, TakedownReport())
+        raise
+    yield experiment
+    if experiment.starts:
+        records = experiment.records(1, experiment.config.count)
+        state.records = {record.index: record for record in records}
+        state.summary = experiment.summary(records)
+    if state.config.keep:
+        state.kept = True
+        return
+    with experiment.timed_takedown():
+        takedown_ves(experiment.config.root, experiment.config.tag, experiment.takedown_report)
+
+
+@pytest.fixture(scope="session")
+def ve_experiment(ve_clones: Experiment) -> Experiment:
+    """The whole experiment, set up: tmpfs, base, network, clones."""
+    return ve_clones
+
+
+@dataclass
+class VERange:
+    """The VEs veFIRST..veLAST of one parametrized test."""
+
+    experiment: Experiment
+    first: int
+    last: int
+
+    @property
+    def indexes(self) -> range:
+        return range(self.first, self.last + 1)
+
+    def start(self) -> list[StartResult]:
+        return self.experiment.start(self.first, self.last)
+
+    def wait(self, timeout: float | None = None) -> list[VERecord]:
+        """Wait for every VE of the range to finish its workload (or fail), then report each."""
+        if not any(index in self.experiment.starts for index in self.indexes):
+            self.start()  # a test that waits on a range nobody started starts it first
+        return self.experiment.wait(self.first, self.last, timeout)
+
+    def records(self) -> list[VERecord]:
+        return self.experiment.records(self.first, self.last)
+
+    def __str__(self) -> str:
+        return f"ve{self.first}-ve{self.last}"
+
+
+def describe_failures(records: list[VERecord], limit: int = 50) -> str:
+    """One line per VE that did not complete, with the reason."""
+    failed = [record for record in records if not record.completed]
+    lines = [f"{len(failed)} of {len(records)} VEs did not complete:"]
+    lines += [f"  {record.name}: {record.failure}" for record in failed[:limit]]
+    if len(failed) > limit:
+        lines.append(f"  ... and {len(failed) - limit} more")
+    return "\n".join(lines)
+
+
+def describe_start_failures(results: list[StartResult], limit: int = 50) -> str:
+    failed = [result for result in results if not result.ok]
+    lines = [f"{len(failed)} of {len(results)} VEs failed to start:"]
+    lines += [f"  ve{result.index}: {result.error}" for result in failed[:limit]]
+    if len(failed) > limit:
+        lines.append(f"  ... and {len(failed) - limit} more")
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def ve_range(request: pytest.FixtureRequest, ve_experiment: Experiment) -> VERange:
+    """The test's range of VEs (the plugin parametrizes it: ve1-ve100, ve101-ve200, ...)."""
+    first, last = request.param
+    return VERange(ve_experiment, first, last)

@@ -1,0 +1,142 @@
+"""The pytest plugin: options, configuration, test generation and the results summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from .engine.config import ConfigError, ExperimentConfig, build_config, ve_ranges
+from .engine.experiment import Experiment
+from .engine.stats import Summary, VERecord
+from .fixtures import (  # noqa: F401 - fixtures are found through this plugin module
+    ve_base,
+    ve_clones,
+    ve_config,
+    ve_experiment,
+    ve_network,
+    ve_range,
+    ve_root,
+)
+from .summary import summary_lines
+
+FIXTURES_THAT_NEED_THE_HOST = {"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"}
+
+
+@dataclass
+class RunState:
+    """What this session's experiment produced; the terminal summary reads it."""
+
+    config: ExperimentConfig
+    experiment: Experiment | None = None
+    records: dict[int, VERecord] = field(default_factory=dict)
+    summary: Summary | None = None
+    kept: bool = False
+
+
+run_state_key = pytest.StashKey[RunState]()
+
+# (option, ini name, default, help); all strings are parsed by engine.config.
+OPTIONS: list[tuple[str, str, str, str]] = [
+    ("--ve-count", "ve_count", "100", "number of VEs, ve1..veN (default 100)"),
+    ("--ve-batch", "ve_batch", "100", "VEs per test range (default 100)"),
+    ("--ve-root", "ve_root", "/exp", "experiment root; a tmpfs is mounted there (default /exp)"),
+    ("--ve-tmpfs-size", "ve_tmpfs_size", "2G", "size of the tmpfs at the root (default 2G)"),
+    ("--ve-base", "ve_base", "busybox", "base image: busybox, built offline from busybox-static (default)"),
+    ("--ve-network", "ve_network", "bridge", "bridge (a veth per VE on --ve-bridge) or none (loopback only)"),
+    ("--ve-bridge", "ve_bridge", "vebr", "bridge name, at most 15 characters, beginning with 've' (default vebr)"),
+    ("--ve-subnet", "ve_subnet", "10.213.0.0/16", "IPv4 subnet: bridge takes the first address, veN the N+1st"),
+    ("--ve-pings", "ve_pings", "180", "pings of 127.0.0.1 each VE's workload sends (default 180)"),
+    ("--ve-ping-interval", "ve_ping_interval", "1", "seconds between pings (default 1)"),
+    ("--ve-start-delay", "ve_start_delay", "0", "seconds to sleep between two starts (default 0)"),
+    ("--ve-timeout", "ve_timeout", "auto", "seconds a range may take to complete (default: pings x interval + 60)"),
+]
+FLAGS: list[tuple[str, str, str]] = [
+    ("--ve-base-refresh", "ve_base_refresh", "rebuild the cached base image"),
+    ("--ve-keep", "ve_keep", "leave the experiment up after the session (take it down with `lxcexp takedown`)"),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lxcexp", "container-density experiments with LXC")
+    for option, ini, default, help_text in OPTIONS:
+        group.addoption(option, dest=ini, default=None, help=help_text)
+        parser.addini(ini, help_text, default=default)
+    for option, ini, help_text in FLAGS:
+        group.addoption(option, dest=ini, action="store_true", default=None, help=help_text)
+        parser.addini(ini, help_text, type="bool", default=False)
+
+
+def _value(config: pytest.Config, name: str) -> str | bool:
+    given = config.getoption(name)
+    return config.getini(name) if given is None else given
+
+
+def config_from_pytest(config: pytest.Config) -> ExperimentConfig:
+    """Options (command line over ini) -> one validated ExperimentConfig."""
+    return build_config(
+        count=_value(config, "ve_count"),
+        batch=_value(config, "ve_batch"),
+        root=_value(config, "ve_root"),
+        tmpfs_size=_value(config, "ve_tmpfs_size"),
+        base=_value(config, "ve_base"),
+        base_refresh=bool(_value(config, "ve_base_refresh")),
+        network=_value(config, "ve_network"),
+        bridge=_value(config, "ve_bridge"),
+        subnet=_value(config, "ve_subnet"),
+        pings=_value(config, "ve_pings"),
+        ping_interval=_value(config, "ve_ping_interval"),
+        start_delay=_value(config, "ve_start_delay"),
+        timeout=_value(config, "ve_timeout"),
+        keep=bool(_value(config, "ve_keep")),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lxcexp: a test that runs VEs of the experiment")
+    try:
+        experiment_config = config_from_pytest(config)
+    except ConfigError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[run_state_key] = RunState(experiment_config)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "ve_range" not in metafunc.fixturenames:
+        return
+    experiment_config = metafunc.config.stash[run_state_key].config
+    ranges = ve_ranges(experiment_config.count, experiment_config.batch)
+    metafunc.parametrize("ve_range", ranges, ids=[f"ve{a}-ve{b}" for a, b in ranges], indirect=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Check the host and the root once, before anything is created, if any test needs them."""
+    if not any(FIXTURES_THAT_NEED_THE_HOST & set(getattr(item, "fixturenames", ())) for item in items):
+        return
+    if config.option.collectonly:
+        return
+    state = config.stash[run_state_key]
+    experiment = Experiment(state.config)
+    try:
+        stale = experiment.check()
+    except ConfigError as error:
+        raise pytest.UsageError(str(error)) from None
+    except RuntimeError as error:
+        raise pytest.UsageError(f"lxcexp: {error}") from None
+    experiment.stale_marker = stale
+    state.experiment = experiment
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(run_state_key, None)
+    if state is None or state.experiment is None or state.summary is None:
+        return
+    try:
+        lines = summary_lines(state)
+    except Exception as error:  # noqa: BLE001 - never raise from the summary hook
+        terminalreporter.write_line(f"lxcexp: could not build the summary: {error}", red=True)
+        return
+    terminalreporter.write_sep("=", "lxcexp results")
+    for line in lines:
+        terminalreporter.write_line(line)
