@@ -25,7 +25,8 @@ def summary_lines(state: RunState) -> list[str]:
         if len(failed) > FAILED_VES_SHOWN:
             lines.append(f"  ... and {len(failed) - FAILED_VES_SHOWN} more")
     if state.kept:
-        lines += ["", f"--ve-keep: the experiment is still up; take it down with: lxcexp takedown --root {summary.root}"]
+        command = f"lxcexp takedown --root {summary.root}"
+        lines += ["", f"--ve-keep: the experiment is still up; take it down with: {command}"]
     else:
         left = experiment.leftovers()
         lines += ["", "Takedown: nothing left behind" if not left else f"Takedown LEFT BEHIND: {', '.join(left)}"]

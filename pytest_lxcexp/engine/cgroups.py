@@ -7,6 +7,7 @@ walking those directories, never by matching process names.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -96,10 +97,8 @@ def kill_experiment_processes(tag: str, timeout: float = 10.0) -> set[int]:
     pids = experiment_pids(tag) - spared
     while pids and time.monotonic() < deadline:
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.05)
         pids = experiment_pids(tag) - spared
     return pids

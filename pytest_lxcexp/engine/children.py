@@ -27,8 +27,11 @@ def _child_body(func: Callable[[Any], Result], items: Sequence[Any], writer: int
             try:
                 result = func(item)
             except Exception as error:  # noqa: BLE001 - reported per item, the rest go on
-                result = {"item": item, "exception": f"{type(error).__name__}: {error}",
-                          "traceback": traceback.format_exc(limit=3)}
+                result = {
+                    "item": item,
+                    "exception": f"{type(error).__name__}: {error}",
+                    "traceback": traceback.format_exc(limit=3),
+                }
             out.write(json.dumps(result) + "\n")
 
 
@@ -48,7 +51,7 @@ def map_in_children(
         return []
     workers = max(1, min(workers, len(items)))
     size = -(-len(items) // workers)
-    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
     selector = selectors.DefaultSelector()
     children = []
     for chunk in chunks:

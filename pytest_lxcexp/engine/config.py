@@ -28,10 +28,36 @@ BASES = ("busybox",)
 # Directories no experiment may take over: mounting a tmpfs on one hides the system.
 SYSTEM_DIRS = frozenset(
     {
-        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64",
-        "/libx32", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin",
-        "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/log", "/var/tmp",
-        "/usr/local", "/usr/bin", "/usr/lib", "/var/lib/lxc", "/var/cache",
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/var",
+        "/var/lib",
+        "/var/log",
+        "/var/tmp",
+        "/usr/local",
+        "/usr/bin",
+        "/usr/lib",
+        "/var/lib/lxc",
+        "/var/cache",
     }
 )
 SYSTEM_TREES = ("/proc", "/sys", "/dev", "/boot", "/etc", "/usr", "/bin", "/sbin", "/lib")
@@ -98,9 +124,7 @@ def parse_ifname(option: str, text: str) -> str:
     if not name:
         raise ConfigError(option, "an interface name cannot be empty")
     if len(name) > IFNAME_MAX:
-        raise ConfigError(
-            option, f"{name!r} is {len(name)} characters; an interface name holds at most {IFNAME_MAX}"
-        )
+        raise ConfigError(option, f"{name!r} is {len(name)} characters; an interface name holds at most {IFNAME_MAX}")
     if not _IFNAME_RE.fullmatch(name) or name in (".", ".."):
         raise ConfigError(option, f"{name!r} holds characters an interface name cannot (use A-Z a-z 0-9 _ . -)")
     if not name.startswith("ve"):

@@ -92,8 +92,11 @@ class Experiment:
     def setup_base(self) -> None:
         with self._timed("setup base"):
             base.install_base(
-                self.layout, self.config.base_cache, self.config.base_refresh,
-                self.config.pings, self.config.ping_interval,
+                self.layout,
+                self.config.base_cache,
+                self.config.base_refresh,
+                self.config.pings,
+                self.config.ping_interval,
             )
 
     def setup_network(self) -> None:
@@ -124,7 +127,8 @@ class Experiment:
         self._last_start_end = time.monotonic()
         self.timings["start all"] = self._last_start_end - self._first_start
         ok = sum(r.ok for r in results)
-        self.progress(f"lxcexp: started ve{first}-ve{last}: {ok} of {len(results)} in {self._last_start_end - began:.1f} s")
+        took = self._last_start_end - began
+        self.progress(f"lxcexp: started ve{first}-ve{last}: {ok} of {len(results)} in {took:.1f} s")
         return results
 
     def records(self, first: int, last: int) -> list[VERecord]:
@@ -159,9 +163,7 @@ class Experiment:
         while pending and time.monotonic() < deadline:
             for index in sorted(pending):
                 start = self.starts.get(index)
-                if start is not None and not start.ok:
-                    pending.discard(index)
-                elif read_log(self.layout.ve_workload_log(index)).finished:
+                if start is not None and not start.ok or read_log(self.layout.ve_workload_log(index)).finished:
                     pending.discard(index)
                 elif start is not None and start.pid and not os.path.exists(f"/proc/{start.pid}"):
                     # Its init is gone: it will never finish, so do not wait out the timeout.

@@ -66,9 +66,7 @@ def overlapping_routes(subnet: ipaddress.IPv4Network, ignore: str | None = None)
     clashes = []
     with IPRoute() as ip:
         for addr in ip.get_addr(family=2):
-            network = ipaddress.IPv4Network(
-                f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}", strict=False
-            )
+            network = ipaddress.IPv4Network(f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}", strict=False)
             label = addr.get_attr("IFA_LABEL")
             if network.overlaps(subnet) and not network.is_loopback and label != ignore:
                 clashes.append(f"{network} on {label}")
@@ -82,7 +80,7 @@ def bridge_owner(name: str) -> str | None:
         if link is None:
             return None
         alias = _link_alias(link) or ""
-        return alias[len(ALIAS_PREFIX):] if alias.startswith(ALIAS_PREFIX) else "foreign"
+        return alias[len(ALIAS_PREFIX) :] if alias.startswith(ALIAS_PREFIX) else "foreign"
 
 
 def create_bridge(name: str, tag: str, plan: AddressPlan) -> None:

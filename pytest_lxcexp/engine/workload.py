@@ -19,17 +19,17 @@ INIT_PATH = "/sbin/lxcexp-workload"
 ENV_PATH = "etc/lxcexp/workload.env"
 
 INIT_SCRIPT = r"""#!/bin/sh
-# lxcexp workload (version %(version)d): this is the VE's init (PID 1).
+# lxcexp workload (version @VERSION@): this is the VE's init (PID 1).
 . /etc/lxcexp/workload.env
 mkdir -p /var/log/lxcexp
 exec >>/var/log/lxcexp/workload.log 2>&1
-echo "lxcexp-begin $(date +%%s) $(hostname)"
+echo "lxcexp-begin $(date +%s) $(hostname)"
 ip link set lo up || echo "lxcexp-error lo-up"
 ping -c "$PINGS" -i "$INTERVAL" "$TARGET"
-echo "lxcexp-end $(date +%%s) rc=$?"
+echo "lxcexp-end $(date +%s) rc=$?"
 # Stay up, as the original's VEs did: the experiment measures running containers.
 while :; do sleep 86400; done
-""" % {"version": WORKLOAD_VERSION}
+""".replace("@VERSION@", str(WORKLOAD_VERSION))
 
 _BEGIN = re.compile(r"^lxcexp-begin (\d+)")
 _END = re.compile(r"^lxcexp-end (\d+) rc=(\d+)")
