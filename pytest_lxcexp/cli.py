@@ -1,0 +1,234 @@
+"""`lxcexp`: the original scripts' steps, by hand, over the same engine as the plugin.
+
+lxcexp createbase                 build (or --refresh) the cached busybox base
+lxcexp setup N                    tmpfs, base, bridge, ve1..veN clones
+lxcexp start [S] [E]              start veS..veE (default: all)
+lxcexp info [S] [E]               state, PID and address of each VE
+lxcexp stats [S] [E]              the Results block for veS..veE
+lxcexp takedown                   stop everything, remove it all
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from .engine import base, storage
+from .engine.config import ConfigError, ExperimentConfig, build_config, parse_range, parse_root, root_tag
+from .engine.experiment import Experiment
+from .engine.host import PreflightError, require_root
+from .engine.stats import results_block, timings_lines
+from .engine.storage import human_size
+from .engine.takedown import leftovers, takedown
+
+
+class CliError(Exception):
+    """A usage or runtime error to print as one line, with an exit status."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _cli_option(option: str) -> str:
+    """The engine names plugin options (--ve-bridge); the CLI's are --bridge, and N for the count."""
+    return {"--ve-count": "N", "--ve-root": "--root"}.get(option, option.replace("--ve-", "--", 1))
+
+
+def _attach(root: str) -> Experiment:
+    try:
+        return Experiment.attach(parse_root("--root", root), progress=print)
+    except ConfigError as error:
+        raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
+
+
+def _range(args: argparse.Namespace, config: ExperimentConfig) -> tuple[int, int]:
+    try:
+        return parse_range("S E", args.first, args.last, config.count)
+    except ConfigError as error:
+        raise CliError(str(error)) from None
+
+
+def cmd_createbase(args: argparse.Namespace) -> int:
+    path = base.cached_busybox_base(args.cache, refresh=args.refresh)
+    print(f"base: {path}")
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    try:
+        config = build_config(
+            count=args.count,
+            root=args.root,
+            tmpfs_size=args.tmpfs_size,
+            network=args.network,
+            bridge=args.bridge,
+            subnet=args.subnet,
+            pings=args.pings,
+            ping_interval=args.ping_interval,
+            start_delay=args.start_delay,
+            base_refresh=args.refresh,
+        )
+    except ConfigError as error:
+        raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
+    experiment = Experiment(config, progress=print)
+    try:
+        stale = experiment.check()
+    except ConfigError as error:
+        raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
+    if stale:
+        raise CliError(
+            f"--root: {config.root} already holds an experiment (pid {stale.get('pid')}); "
+            f"take it down first: lxcexp takedown --root {config.root}"
+        )
+    experiment.lock()
+    try:
+        experiment.setup()
+    except BaseException:
+        experiment.takedown()
+        raise
+    finally:
+        experiment.unlock()
+    print(
+        f"set up {config.count} VEs in {config.root}"
+        + (f" on bridge {config.bridge}" if config.network == "bridge" else "")
+    )
+    for line in timings_lines(experiment.timings, experiment.summary([])):
+        print(line)
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    experiment = _attach(args.root)
+    first, last = _range(args, experiment.config)
+    experiment.lock()
+    try:
+        results = experiment.start(first, last)
+    finally:
+        experiment.unlock()
+    failed = [result for result in results if not result.ok]
+    for result in failed:
+        print(f"ve{result.index}: failed to start: {result.error}", file=sys.stderr)
+    latencies = sorted(result.latency for result in results if result.ok)
+    if latencies:
+        median_ms = latencies[len(latencies) // 2] * 1000
+        print(f"started {len(latencies)} of {len(results)} VEs; median start {median_ms:.1f} ms")
+    return 1 if failed else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    experiment = _attach(args.root)
+    first, last = _range(args, experiment.config)
+    print(f"{'NAME':<10} {'STATE':<10} {'PID':>8} {'PINGS':>7}  {'ADDRESS':<16} REASON")
+    for record in experiment.records(first, last):
+        pid = record.pid if record.pid is not None else "-"
+        print(
+            f"{record.name:<10} {record.state:<10} {pid:>8} {record.pings:>7}  "
+            f"{record.address or '-':<16} {record.failure or ''}"
+        )
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    experiment = _attach(args.root)
+    first, last = _range(args, experiment.config)
+    summary = experiment.summary(experiment.records(first, last))
+    for line in results_block(summary, human_size(summary.disk_used)):
+        print(line)
+    return 0
+
+
+def cmd_takedown(args: argparse.Namespace) -> int:
+    root = parse_root("--root", args.root)
+    marker = storage.read_marker(root)
+    if marker is not None:
+        config = ExperimentConfig.from_dict(marker["config"])
+        bridge = config.bridge if config.network == "bridge" else None
+    else:
+        bridge = args.bridge
+    lock = storage.RunLock(root)
+    try:
+        lock.acquire()
+    except storage.RootError as error:
+        raise CliError(f"--root: {error}", status=1) from None
+    try:
+        report = takedown(root, root_tag(root), bridge)
+    finally:
+        lock.release()
+    left = leftovers(root, root_tag(root), bridge)
+    print(
+        f"takedown of {root}: {report.stopped} VEs stopped, {report.killed} stray processes killed, "
+        f"{len(report.unmounted)} unmounted, bridge {'deleted' if report.bridge_deleted else 'not present'}"
+    )
+    if left:
+        print(f"LEFT BEHIND: {', '.join(left)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_range(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("first", nargs="?", metavar="S", help="first VE number (default 1)")
+    parser.add_argument("last", nargs="?", metavar="E", help="last VE number (default: the count)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lxcexp", description="Container-density experiments with LXC, by hand.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        commands[name] = handler
+        return command
+
+    createbase = add("createbase", cmd_createbase, "build the cached busybox base image")
+    createbase.add_argument("--refresh", action="store_true", help="rebuild it even if cached")
+    createbase.add_argument("--cache", default=ExperimentConfig.base_cache, help="cache directory")
+
+    setup = add("setup", cmd_setup, "mount the tmpfs, install the base, create the bridge and N clones")
+    setup.add_argument("count", metavar="N", help="number of VEs")
+    setup.add_argument("--root", default="/exp", help="experiment root (default /exp)")
+    setup.add_argument("--tmpfs-size", default="2G", help="tmpfs size (default 2G)")
+    setup.add_argument("--network", default="bridge", help="bridge or none (default bridge)")
+    setup.add_argument("--bridge", default="vebr", help="bridge name (default vebr)")
+    setup.add_argument("--subnet", default="10.213.0.0/16", help="VE subnet (default 10.213.0.0/16)")
+    setup.add_argument("--pings", default="180", help="pings per VE (default 180)")
+    setup.add_argument("--ping-interval", default="1", help="seconds between pings (default 1)")
+    setup.add_argument("--start-delay", default="0", help="seconds between starts (default 0)")
+    setup.add_argument("--refresh", action="store_true", help="rebuild the cached base first")
+
+    for name, handler, help_text in (
+        ("start", cmd_start, "start veS..veE"),
+        ("info", cmd_info, "state, PID, pings and address of veS..veE"),
+        ("stats", cmd_stats, "the Results block for veS..veE"),
+    ):
+        command = add(name, handler, help_text)
+        _add_range(command)
+        command.add_argument("--root", default="/exp", help="experiment root (default /exp)")
+
+    down = add("takedown", cmd_takedown, "stop every VE and remove the experiment (safe to repeat)")
+    down.add_argument("--root", default="/exp", help="experiment root (default /exp)")
+    down.add_argument("--bridge", default=None, help="bridge to delete when the root has no marker left")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        require_root()
+        return args.handler(args)
+    except CliError as error:
+        print(f"lxcexp {args.command}: {error}", file=sys.stderr)
+        return error.status
+    except ConfigError as error:
+        print(f"lxcexp {args.command}: {_cli_option(error.option)}: {error.reason}", file=sys.stderr)
+        return 2
+    except (PreflightError, RuntimeError, OSError) as error:
+        print(f"lxcexp {args.command}: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
