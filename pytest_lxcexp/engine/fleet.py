@@ -96,9 +96,10 @@ def _failure_reason(layout: Layout, index: int) -> str:
         errors = []
     if not errors:
         return "liblxc refused to start it (no reason logged)"
-    # "lxc ve1 20261126 ... ERROR start - start.c:123 - <reason>": keep the reason.
-    last = errors[-1]
-    return "liblxc: " + last.split(" - ", 2)[-1]
+    # "lxc ve1 <time> ERROR overlay - <source:line> - <reason>": the first error is the cause,
+    # the later ones are its consequences.
+    parts = errors[0].split(" - ")
+    return "liblxc: " + " - ".join(parts[2:] if len(parts) > 2 else parts[-1:])
 
 
 def start_one(layout: Layout, index: int) -> StartResult:

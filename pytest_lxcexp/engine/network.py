@@ -7,6 +7,7 @@ side of each VE's veth in its name (`ve<tag>-<N>`), so a takedown can prove them
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -83,6 +84,14 @@ def bridge_owner(name: str) -> str | None:
         return alias[len(ALIAS_PREFIX) :] if alias.startswith(ALIAS_PREFIX) else "foreign"
 
 
+def _disable_ipv6(name: str) -> None:
+    """The experiment is IPv4; IPv6 would add link-local chatter on every port."""
+    path = f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6"
+    if os.path.exists(path):
+        with open(path, "w") as handle:
+            handle.write("1")
+
+
 def create_bridge(name: str, tag: str, plan: AddressPlan) -> None:
     with IPRoute() as ip:
         if ip.link_lookup(ifname=name):
@@ -94,6 +103,7 @@ def create_bridge(name: str, tag: str, plan: AddressPlan) -> None:
         try:
             index = ip.link_lookup(ifname=name)[0]
             ip.link("set", index=index, ifalias=f"{ALIAS_PREFIX}{tag}")
+            _disable_ipv6(name)
             ip.addr("add", index=index, address=str(plan.gateway), prefixlen=plan.prefixlen)
             ip.link("set", index=index, state="up")
         except BaseException:

@@ -1,0 +1,3 @@
+"""Repo-level conftest: the unit tests drive the plugin through pytester."""
+
+pytest_plugins = ["pytester"]

@@ -1,0 +1,101 @@
+"""Integration tests: root and real LXC. They never skip: if LXC cannot run here, they fail."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from pytest_lxcexp.engine import takedown
+from pytest_lxcexp.engine.config import root_tag
+from pytest_lxcexp.engine.storage import lock_path
+
+_serial = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Names:
+    """A root, bridge and subnet of the test's own, so tests never share host objects."""
+
+    root: str
+    bridge: str
+    subnet: str
+
+    @property
+    def tag(self) -> str:
+        return root_tag(self.root)
+
+    def options(self) -> list[str]:
+        return [f"--ve-root={self.root}", f"--ve-bridge={self.bridge}", f"--ve-subnet={self.subnet}"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _require_root_and_lxc() -> None:
+    """Fail loudly (never skip) when this machine cannot run the integration tests."""
+    assert os.geteuid() == 0, "integration tests need root: run `make test` as root"
+    import lxc  # noqa: F401 - python3-lxc must be importable
+
+    assert subprocess.run(["lxc-ls", "--version"], capture_output=True).returncode == 0, "lxc is not installed"
+
+
+@pytest.fixture
+def names() -> Names:
+    serial = next(_serial)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    tag = f"{os.getpid() % 1000}-{worker}-{serial}"
+    subnet = f"10.{220 + int(worker) % 10}.{serial % 250}.0/24"
+    return Names(root=f"/tmp/lxcexp-it-{tag}", bridge=f"veit{os.getpid() % 1000}x{serial}", subnet=subnet)
+
+
+def leftovers_of(names: Names) -> list[str]:
+    """Everything of the experiment that can still be seen on the host."""
+    found = takedown.leftovers(names.root, names.tag, names.bridge)
+    # Any process whose cgroup is one of the experiment's, or an LXC monitor for this root.
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cgroup") as handle:
+                if f"lxcexp-{names.tag}" in handle.read():
+                    found.append(f"process {pid} in the experiment's cgroups")
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if f"[lxc monitor] {names.root} ".encode() in handle.read():
+                    found.append(f"lxc monitor {pid}")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    with open("/proc/self/mountinfo") as handle:
+        found += [f"mount: {line.strip()}" for line in handle if names.root in line]
+    if os.path.exists(names.root):
+        found.append(f"directory {names.root}")
+    if os.path.exists(lock_path(names.root)):
+        found.append(f"lock file {lock_path(names.root)}")
+    listed = subprocess.run(["lxc-ls", "-P", names.root], capture_output=True, text=True).stdout.split()
+    found += [f"container {name}" for name in listed]
+    return found
+
+
+@pytest.fixture
+def clean_host(names: Names):
+    """Hand the test its names; afterwards assert nothing is left, then clean up regardless."""
+    yield names
+    left = leftovers_of(names)
+    takedown.takedown(names.root, names.tag, names.bridge)
+    assert not left, f"left behind: {left}"
+
+
+@pytest.fixture
+def leftovers():
+    """leftovers(names) -> what of that experiment is still on the host."""
+    return leftovers_of
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest_lxcexp.cli", *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def cli():
+    """cli(*args) runs `lxcexp ARGS` in a subprocess."""
+    return run_cli

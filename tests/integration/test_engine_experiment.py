@@ -1,0 +1,167 @@
+"""A real experiment driven through the engine: every claim checked on the host itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from pyroute2 import IPRoute
+
+from pytest_lxcexp.engine import cgroups, network, storage
+from pytest_lxcexp.engine.config import build_config
+from pytest_lxcexp.engine.experiment import Experiment
+from pytest_lxcexp.engine.stats import results_block
+
+COUNT = 24
+PINGS = 5
+
+
+def _bridge_address(name: str) -> list[str]:
+    with IPRoute() as ip:
+        index = ip.link_lookup(ifname=name)[0]
+        return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ip.get_addr(index=index, family=2)]
+
+
+def test_bridge_experiment_end_to_end(clean_host, leftovers):
+    names = clean_host
+    config = build_config(
+        count=COUNT,
+        root=names.root,
+        bridge=names.bridge,
+        subnet=names.subnet,
+        pings=PINGS,
+        ping_interval=0.2,
+        tmpfs_size="256M",
+    )
+    experiment = Experiment(config)
+    assert experiment.check() is None
+    experiment.lock()
+    try:
+        experiment.setup()
+
+        # The root is our tmpfs, marked ours.
+        root_mount = [m for m in storage.mounts() if m["target"] == names.root]
+        assert root_mount and root_mount[0]["fstype"] == "tmpfs" and root_mount[0]["source"] == "lxcexp"
+        assert storage.read_marker(names.root)["tag"] == names.tag
+
+        # Every clone is an LXC container that lxc-ls and lxc-info can see.
+        listed = subprocess.run(["lxc-ls", "-P", names.root], capture_output=True, text=True, check=True).stdout.split()
+        assert sorted(listed) == sorted(f"ve{i}" for i in range(1, COUNT + 1))
+        info = subprocess.run(["lxc-info", "-P", names.root, "-n", "ve7"], capture_output=True, text=True, check=True)
+        assert "STOPPED" in info.stdout
+
+        # The bridge exists, with the subnet's first address.
+        plan = network.AddressPlan(config.subnet)
+        assert _bridge_address(names.bridge) == [f"{plan.gateway}/{plan.prefixlen}"]
+
+        results = experiment.start(1, COUNT)
+        assert [r.index for r in results if r.ok] == list(range(1, COUNT + 1))
+
+        # Real processes, each in the experiment's own cgroup subtree.
+        for result in results:
+            assert os.path.exists(f"/proc/{result.pid}")
+            with open(f"/proc/{result.pid}/cgroup") as handle:
+                assert f"lxcexp-{names.tag}/ve{result.index}" in handle.read()
+        assert os.getpid() not in cgroups.experiment_pids(names.tag)
+
+        # One veth per VE on the bridge, named with the root's tag.
+        ports = network.bridge_ports(names.bridge)
+        assert sorted(ports) == sorted(network.veth_name(names.tag, i) for i in range(1, COUNT + 1))
+
+        # A VE answers a ping from the host through the bridge.
+        address = str(plan.ve_address(7))
+        ping = subprocess.run(["busybox", "ping", "-c", "2", "-W", "2", address], capture_output=True, text=True)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        assert f"bytes from {address}" in ping.stdout
+
+        records = experiment.wait(1, COUNT, timeout=60)
+        assert [r.name for r in records if not r.completed] == []
+        assert all(r.pings == PINGS and r.state == "RUNNING" and r.pid for r in records)
+
+        # The log is read through the overlay's upper directory, without entering the VE.
+        with open(experiment.layout.ve_workload_log(3)) as handle:
+            log = handle.read()
+        assert log.startswith("lxcexp-begin ") and " ve3" in log.splitlines()[0]
+        assert log.count("bytes from 127.0.0.1") == PINGS and "rc=0" in log
+
+        summary = experiment.summary(records)
+        assert (summary.total, summary.completed, summary.incomplete, summary.no_log, summary.with_pid) == (
+            COUNT,
+            COUNT,
+            0,
+            0,
+            COUNT,
+        )
+        block = results_block(summary, storage.human_size(summary.disk_used))
+        assert block[1] == f"Total VEs        : {COUNT}"
+        assert block[2] == f"{PINGS}-ping VEs       : {COUNT}"
+        assert block[5] == f"{COUNT} VEs have a PID"
+        assert summary.disk_used > 0
+
+        pids = [r.pid for r in records]
+        report = experiment.takedown()
+    finally:
+        experiment.unlock()
+    assert report.stopped == COUNT and report.bridge_deleted and names.root in report.unmounted
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+    assert leftovers(names) == []
+
+
+def test_network_none_gives_loopback_only(clean_host, leftovers):
+    names = clean_host
+    config = build_config(
+        count=3, root=names.root, network="none", bridge=names.bridge, pings=2, ping_interval=0.2, tmpfs_size="64M"
+    )
+    experiment = Experiment(config)
+    experiment.check()
+    experiment.lock()
+    try:
+        experiment.setup()
+        assert network.bridge_owner(names.bridge) is None  # no bridge made
+        results = experiment.start(1, 3)
+        # The VE's own network namespace holds only lo.
+        with open(f"/proc/{results[0].pid}/net/dev") as handle:
+            interfaces = [line.split(":")[0].strip() for line in handle.readlines()[2:]]
+        assert interfaces == ["lo"]
+        records = experiment.wait(1, 3, timeout=30)
+        assert all(r.completed for r in records)
+        experiment.takedown()
+    finally:
+        experiment.unlock()
+    assert leftovers(names) == []
+
+
+def test_takedown_is_idempotent_and_kills_stray_processes(clean_host, leftovers):
+    names = clean_host
+    config = build_config(
+        count=2,
+        root=names.root,
+        bridge=names.bridge,
+        subnet=names.subnet,
+        pings=1000,
+        ping_interval=0.2,
+        tmpfs_size="64M",
+    )
+    experiment = Experiment(config)
+    experiment.check()
+    experiment.lock()
+    try:
+        experiment.setup()
+        results = experiment.start(1, 2)
+        # A process that escaped liblxc's view: still in the VE's cgroup, so provably ours.
+        stray = subprocess.Popen(["sleep", "600"])
+        for hierarchy in cgroups.hierarchies():
+            procs = os.path.join(hierarchy, f"lxcexp-{names.tag}", "ve1", "cgroup.procs")
+            if os.path.exists(procs):
+                with open(procs, "w") as handle:
+                    handle.write(str(stray.pid))
+        assert stray.pid in cgroups.experiment_pids(names.tag)
+        first = experiment.takedown()
+        assert stray.wait(timeout=10) == -9
+        second = experiment.takedown()
+    finally:
+        experiment.unlock()
+    assert first.stopped == 2 and first.killed >= 1
+    assert (second.stopped, second.killed, second.unmounted, second.bridge_deleted) == (0, 0, [], False)
+    assert all(not os.path.exists(f"/proc/{r.pid}") for r in results)
+    assert leftovers(names) == []
