@@ -1,0 +1,151 @@
+"""The plugin seen from outside, through pytester subprocesses: options, ranges, usage errors.
+
+Only --collect-only runs see a module that uses ve_range, so nothing here touches the host.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pytest_lxcexp.engine.storage import lock_path
+
+RANGE_MODULE = """
+def test_x(ve_range):
+    pass
+"""
+
+PLAIN_MODULE = """
+def test_plain():
+    assert 1 + 1 == 2
+
+def test_config_is_available(pytestconfig):
+    # The plugin is loaded, its options exist, and the default stands.
+    assert pytestconfig.getini("ve_count") == "100"
+    assert pytestconfig.getoption("ve_count") is None
+"""
+
+
+@pytest.mark.parametrize(
+    ("arg", "option", "reason"),
+    [
+        ("--ve-count=0", "--ve-count", "positive whole number"),
+        ("--ve-count=abc", "--ve-count", "positive whole number"),
+        ("--ve-count=1024", "--ve-count", "do not fit on one bridge"),
+        ("--ve-batch=0", "--ve-batch", "positive whole number"),
+        ("--ve-bridge=averyveryverylongname", "--ve-bridge", "at most 15"),
+        ("--ve-tmpfs-size=lots", "--ve-tmpfs-size", "is not a size"),
+        ("--ve-root=/etc", "--ve-root", "system directory"),
+        ("--ve-subnet=10.0.0.1/16", "--ve-subnet", "not an IPv4 subnet"),
+        ("--ve-network=foo", "--ve-network", "not one of"),
+        ("--ve-timeout=-3", "--ve-timeout", "must be more than zero"),
+    ],
+)
+def test_bad_option_is_a_usage_error(pytester: pytest.Pytester, arg: str, option: str, reason: str) -> None:
+    # A module without ve_ fixtures: even if the option were wrongly accepted, nothing would touch the host.
+    pytester.makepyfile(PLAIN_MODULE)
+    result = pytester.runpytest_subprocess(arg)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR == 4
+    naming = [line for line in result.errlines + result.outlines if option in line]
+    assert len(naming) == 1, result.errlines + result.outlines
+    assert naming[0].startswith(f"ERROR: {option}: ")
+    assert reason in naming[0]
+    # Nothing was collected or run.
+    assert not any("passed" in line or "test_plain" in line for line in result.outlines)
+
+
+def test_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".ini", pytest="[pytest]\nve_batch = none\n")
+    pytester.makepyfile(PLAIN_MODULE)
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --ve-batch: 'none' is not a positive whole number"])
+
+
+def test_module_without_ve_fixtures_runs_normally(pytester: pytest.Pytester) -> None:
+    existed_before = os.path.lexists("/exp")
+    pytester.makepyfile(PLAIN_MODULE)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.OK
+    assert "lxcexp results" not in result.stdout.str()
+    if not existed_before:
+        assert not os.path.lexists("/exp")
+
+
+def test_module_without_ve_fixtures_leaves_the_root_alone(pytester: pytest.Pytester) -> None:
+    root = pytester.path / "exproot"
+    pytester.makepyfile(PLAIN_MODULE)
+    result = pytester.runpytest_subprocess(f"--ve-root={root}")
+    result.assert_outcomes(passed=2)
+    assert not root.exists()
+    # Neither the root nor its run lock (kept beside the root) was made.
+    assert not os.path.lexists(lock_path(str(root)))
+
+
+def test_plugin_is_registered_by_entry_point(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PLAIN_MODULE)
+    result = pytester.runpytest_subprocess("--trace-config", "-q")
+    result.assert_outcomes(passed=2)
+    assert any("pytest_lxcexp" in line and "plugin" in line for line in result.outlines)
+
+
+def test_collect_only_lists_the_ranges(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_ranges=RANGE_MODULE)
+    result = pytester.runpytest_subprocess("--collect-only", "-q", "--ve-count=250", "--ve-batch=100")
+    assert result.ret == pytest.ExitCode.OK
+    collected = [line for line in result.outlines if "::" in line]
+    assert collected == [
+        "test_ranges.py::test_x[ve1-ve100]",
+        "test_ranges.py::test_x[ve101-ve200]",
+        "test_ranges.py::test_x[ve201-ve250]",
+    ]
+
+
+def test_collect_only_batch_larger_than_count(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_ranges=RANGE_MODULE)
+    result = pytester.runpytest_subprocess("--collect-only", "-q", "--ve-count=5")
+    assert result.ret == pytest.ExitCode.OK
+    assert [line for line in result.outlines if "::" in line] == ["test_ranges.py::test_x[ve1-ve5]"]
+
+
+def test_ini_options_give_the_ranges(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".ini", pytest="[pytest]\nve_count = 30\nve_batch = 10\n")
+    pytester.makepyfile(test_ranges=RANGE_MODULE)
+    result = pytester.runpytest_subprocess("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    assert [line for line in result.outlines if "::" in line] == [
+        "test_ranges.py::test_x[ve1-ve10]",
+        "test_ranges.py::test_x[ve11-ve20]",
+        "test_ranges.py::test_x[ve21-ve30]",
+    ]
+
+
+def test_command_line_overrides_ini(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".ini", pytest="[pytest]\nve_count = 30\nve_batch = 10\n")
+    pytester.makepyfile(test_ranges=RANGE_MODULE)
+    result = pytester.runpytest_subprocess("--collect-only", "-q", "--ve-batch=15")
+    assert result.ret == pytest.ExitCode.OK
+    assert [line for line in result.outlines if "::" in line] == [
+        "test_ranges.py::test_x[ve1-ve15]",
+        "test_ranges.py::test_x[ve16-ve30]",
+    ]
+
+
+def test_help_lists_the_lxcexp_group(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--help")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "container-density experiments with LXC:",
+            "*--ve-count=VE_COUNT*number of VEs*",
+            "*--ve-batch=VE_BATCH*",
+        ]
+    )
+    text = result.stdout.str()
+    for option in ("--ve-root", "--ve-tmpfs-size", "--ve-bridge", "--ve-subnet", "--ve-timeout", "--ve-keep"):
+        assert option in text
+    # The ini names are listed too.
+    assert "ve_count" in text
+    assert "ve_batch" in text
