@@ -158,7 +158,7 @@ def cmd_takedown(args: argparse.Namespace) -> int:
         lock.release()
     left = leftovers(root, root_tag(root), bridge)
     print(
-        f"takedown of {root}: {report.stopped} VEs stopped, {report.killed} stray processes killed, "
+        f"takedown of {root}: {report.stopped} VEs stopped, {report.killed} processes killed, "
         f"{len(report.unmounted)} unmounted, bridge {'deleted' if report.bridge_deleted else 'not present'}"
     )
     if left:

@@ -86,6 +86,43 @@ def _self_and_ancestors() -> set[int]:
     return pids
 
 
+def kill_payloads(tag: str) -> tuple[set[str], int]:
+    """SIGKILL every VE process (not the LXC monitors) at once.
+
+    Returns the names of the VEs that had processes and how many processes were signalled.
+    Killing all VEs together lets the kernel tear their network namespaces down in
+    batches, where stopping them one by one pays a veth deletion (RTNL) per VE.
+    """
+    spared = _self_and_ancestors()
+    pids: set[int] = set()
+    names: set[str] = set()
+    for hierarchy in hierarchies():
+        top = os.path.join(hierarchy, container_dir(tag))
+        if not os.path.isdir(top) or os.path.islink(top):
+            continue
+        for directory in _walk_dirs_deepest_first(top):
+            with contextlib.suppress(FileNotFoundError), open(os.path.join(directory, "cgroup.procs")) as handle:
+                found = {int(line) for line in handle if line.strip()}
+            if found and directory != top:
+                names.add(os.path.relpath(directory, top).split("/")[0])
+            pids |= found
+    pids -= spared
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return names, len(pids)
+
+
+def wait_for_exit(tag: str, timeout: float) -> set[int]:
+    """Give the LXC monitors time to clean up after their VEs and exit on their own."""
+    deadline = time.monotonic() + timeout
+    pids = experiment_pids(tag) - _self_and_ancestors()
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pids = experiment_pids(tag) - _self_and_ancestors()
+    return pids
+
+
 def kill_experiment_processes(tag: str, timeout: float = 10.0) -> set[int]:
     """SIGKILL every process in our cgroups until none is left; returns any that survived.
 

@@ -47,6 +47,10 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         f"lxc.cgroup.dir.monitor = {cgroups.monitor_dir(config.tag)}/{name}",
         f"lxc.log.file = {layout.ve_lxc_log(index)}",
         "lxc.log.level = WARN",
+        # IPv4 only: IPv6 link-local chatter (DAD, router solicitations) from every VE is
+        # flooded to every bridge port and slows each start as the bridge fills.
+        "lxc.sysctl.net.ipv6.conf.all.disable_ipv6 = 1",
+        "lxc.sysctl.net.ipv6.conf.default.disable_ipv6 = 1",
     ]
     if config.network == "bridge":
         plan = AddressPlan(config.subnet)
