@@ -25,14 +25,15 @@ def _child_body(func: Callable[[Any], Result], items: Sequence[Any], writer: int
     with os.fdopen(writer, "w", buffering=1) as out:
         for item in items:
             try:
-                result = func(item)
+                line = json.dumps(func(item))
             except Exception as error:  # noqa: BLE001 - reported per item, the rest go on
-                result = {
+                failure = {
                     "item": item,
                     "exception": f"{type(error).__name__}: {error}",
                     "traceback": traceback.format_exc(limit=3),
                 }
-            out.write(json.dumps(result) + "\n")
+                line = json.dumps(failure)
+            out.write(line + "\n")
 
 
 def map_in_children(

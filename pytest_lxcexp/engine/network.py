@@ -35,6 +35,8 @@ class AddressPlan:
         return self.subnet.prefixlen
 
     def ve_address(self, index: int) -> ipaddress.IPv4Address:
+        if index < 1:
+            raise NetworkError(f"VE numbers start at 1, not {index}")
         address = self.subnet.network_address + 1 + index
         if address >= self.subnet.broadcast_address:
             raise NetworkError(f"ve{index} has no address left in {self.subnet}")
