@@ -81,9 +81,20 @@ def takedown_root(root: str, report: TakedownReport) -> None:
 def takedown(root: str, tag: str, bridge: str | None) -> TakedownReport:
     """The whole takedown, in order; safe to repeat and to run after a crash."""
     report = TakedownReport()
-    takedown_ves(root, tag, report)
-    takedown_network(tag, bridge, report)
-    takedown_root(root, report)
+    errors = []
+    # Every step runs even when an earlier one failed: a stuck mount must not leave the bridge.
+    for step in (
+        lambda: takedown_ves(root, tag, report),
+        lambda: takedown_network(tag, bridge, report),
+        lambda: takedown_root(root, report),
+    ):
+        try:
+            step()
+        except Exception as error:  # noqa: BLE001 - collected and raised below
+            errors.append(f"{type(error).__name__}: {error}")
+    if errors:
+        report.leftovers += errors
+        raise TakedownError("takedown incomplete: " + "; ".join(errors))
     return report
 
 
