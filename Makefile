@@ -13,7 +13,7 @@ run: venv
 	$(VENV)/bin/pytest example_suites/ping --ve-count=$(VE_COUNT) $(RUN_ARGS)
 
 test: venv
-	$(VENV)/bin/ruff check pytest_lxcexp tests example_suites benchmarks
+	$(VENV)/bin/ruff check pytest_lxcexp tests example_suites
 	$(VENV)/bin/pytest tests $(TEST_ARGS)
 
 deps:
@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml | deps
 venv: deps $(VENV)/.installed
 
 lint: venv
-	$(VENV)/bin/ruff check pytest_lxcexp tests example_suites benchmarks
+	$(VENV)/bin/ruff check pytest_lxcexp tests example_suites
 
 # Takes down the default experiment root by hand (e.g. after a crash).
 clean-exp: venv
