@@ -28,13 +28,25 @@ def _state(request: pytest.FixtureRequest) -> RunState:
     return request.config.stash[run_state_key]
 
 
-def _progress(request: pytest.FixtureRequest):  # noqa: ANN202
+def _say(request: pytest.FixtureRequest, message: str, **markup: bool) -> None:
+    """Write a line to the terminal now, past pytest's output capture."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    if capture is None:
+        reporter.write_line(message, **markup)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(message, **markup)
+
+
+def _progress(request: pytest.FixtureRequest):  # noqa: ANN202
     verbose = request.config.option.verbose > 0
 
     def emit(message: str) -> None:
-        if reporter is not None and verbose:
-            reporter.write_line(message)
+        if verbose:
+            _say(request, message)
 
     return emit
 
@@ -55,6 +67,12 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
     experiment.lock()
     try:
         if experiment.stale_marker:
+            _say(
+                request,
+                f"lxcexp: {state.config.root} holds a stale experiment of ours "
+                f"(pid {experiment.stale_marker.get('pid')}); taking it down first",
+                yellow=True,
+            )
             experiment.clean_stale(experiment.stale_marker)
         experiment.setup_root()
     except BaseException:

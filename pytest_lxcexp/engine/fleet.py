@@ -206,7 +206,7 @@ def _stop_one(layout: Layout, index: int) -> dict:
     return {"index": index, "was_running": was_running}
 
 
-def stop_all(layout: Layout, indexes: Iterable[int], workers: int = 1) -> int:
-    """Stop VEs; returns how many were running. Leftover processes are takedown's job."""
+def stop_all(layout: Layout, indexes: Iterable[int], workers: int = 1) -> set[str]:
+    """Stop VEs; returns the names of those that were running. Leftover processes are takedown's job."""
     results = children.map_in_children(lambda index: _stop_one(layout, index), list(indexes), workers)
-    return sum(1 for data in results if data.get("was_running"))
+    return {layout.ve_name(data["index"]) for data in results if data.get("was_running")}

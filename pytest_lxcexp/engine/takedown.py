@@ -34,11 +34,11 @@ def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
     """Stop every VE and make sure no process of the experiment remains."""
     layout = Layout(root)
     killed_ves, report.killed = cgroups.kill_payloads(tag)
-    stopped_by_lxc = 0
+    stopped_by_lxc: set[str] = set()
     if read_marker(root) is not None:
         # Whatever the cgroup kill did not reach (a VE outside our cgroups) stops the LXC way.
         stopped_by_lxc = stop_all(layout, defined_ves(layout))
-    report.stopped = len(killed_ves) + stopped_by_lxc
+    report.stopped = len(killed_ves | stopped_by_lxc)
     # The monitors delete their VE's veth and cgroups as they exit; give them the time.
     cgroups.wait_for_exit(tag, timeout=30)
     # lxc stop can leave processes behind (as lxc-destroy -f was seen to): kill what

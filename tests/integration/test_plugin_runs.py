@@ -178,3 +178,43 @@ def test_cli_runs_the_original_steps(clean_host, leftovers, cli):
     assert cli("takedown", "--root", names.root).returncode == 0
     assert cli("takedown", "--root", names.root).returncode == 0  # idempotent
     assert leftovers(names) == []
+
+
+def test_stale_experiment_is_taken_down_before_a_new_run(pytester, clean_host, leftovers, cli):
+    names = clean_host
+    # A run that died without its takedown: VEs still running in the root.
+    setup = cli(
+        "setup",
+        "3",
+        "--root",
+        names.root,
+        "--bridge",
+        names.bridge,
+        "--subnet",
+        names.subnet,
+        "--pings",
+        "1000",
+        "--tmpfs-size",
+        "64M",
+    )
+    assert setup.returncode == 0, setup.stderr
+    assert cli("start", "--root", names.root).returncode == 0
+    old_pids = [int(line.split()[2]) for line in cli("info", "--root", names.root).stdout.splitlines()[1:]]
+    assert all(os.path.exists(f"/proc/{pid}") for pid in old_pids)
+
+    pytester.makepyfile(test_ping=PING_SUITE)
+    result = pytester.runpytest_subprocess(
+        "--ve-count=2",
+        "--ve-pings=2",
+        "--ve-ping-interval=0.2",
+        "--ve-tmpfs-size=64M",
+        *names.options(),
+        "-p",
+        "no:cacheprovider",
+        timeout=300,
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([f"lxcexp: {names.root} holds a stale experiment of ours*taking it down first"])
+    result.stdout.fnmatch_lines(["Total VEs        : 2", "Takedown: nothing left behind"])
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in old_pids)
+    assert leftovers(names) == []
