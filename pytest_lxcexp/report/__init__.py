@@ -1,0 +1,1 @@
+"""Results JSON, archive, compare and the HTML report (pytest-html)."""

@@ -1,0 +1,1 @@
+"""The reporting plugin: results JSON, run archive, compare, HTML (filled in by issue 3)."""
