@@ -69,6 +69,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
             ping_interval=args.ping_interval,
             start_delay=args.start_delay,
             base_refresh=args.refresh,
+            parallel=args.parallel,
+            nice=args.nice,
+            tune_host=args.tune_host,
         )
     except ConfigError as error:
         raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
@@ -198,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--ping-interval", default="1", help="seconds between pings (default 1)")
     setup.add_argument("--start-delay", default="0", help="seconds between starts (default 0)")
     setup.add_argument("--refresh", action="store_true", help="rebuild the cached base first")
+    setup.add_argument("--parallel", default="auto", help="starter processes (default: one per CPU)")
+    setup.add_argument("--nice", action="store_true", help="run VEs with a low CPU weight")
+    setup.add_argument("--tune-host", action="store_true", help="raise short host limits; restored at takedown")
 
     for name, handler, help_text in (
         ("start", cmd_start, "start veS..veE"),

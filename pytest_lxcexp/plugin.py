@@ -50,10 +50,13 @@ OPTIONS: list[tuple[str, str, str, str]] = [
     ("--ve-ping-interval", "ve_ping_interval", "1", "seconds between pings (default 1)"),
     ("--ve-start-delay", "ve_start_delay", "0", "seconds to sleep between two starts (default 0)"),
     ("--ve-timeout", "ve_timeout", "auto", "seconds a range may take to complete (default: pings x interval + 60)"),
+    ("--ve-parallel", "ve_parallel", "auto", "starter processes for starts and stops (default: one per CPU)"),
 ]
 FLAGS: list[tuple[str, str, str]] = [
     ("--ve-base-refresh", "ve_base_refresh", "rebuild the cached base image"),
     ("--ve-keep", "ve_keep", "leave the experiment up after the session (take it down with `lxcexp takedown`)"),
+    ("--ve-nice", "ve_nice", "run VEs with a low CPU weight so the host stays responsive"),
+    ("--ve-tune-host", "ve_tune_host", "raise host limits that are short for the run; restored at takedown"),
 ]
 
 
@@ -89,6 +92,9 @@ def config_from_pytest(config: pytest.Config) -> ExperimentConfig:
         start_delay=_value(config, "ve_start_delay"),
         timeout=_value(config, "ve_timeout"),
         keep=bool(_value(config, "ve_keep")),
+        parallel=_value(config, "ve_parallel"),
+        nice=bool(_value(config, "ve_nice")),
+        tune_host=bool(_value(config, "ve_tune_host")),
     )
 
 

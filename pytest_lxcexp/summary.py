@@ -24,6 +24,11 @@ def summary_lines(state: RunState) -> list[str]:
         lines += [f"  {record.name}: {record.failure}" for record in failed[:FAILED_VES_SHOWN]]
         if len(failed) > FAILED_VES_SHOWN:
             lines.append(f"  ... and {len(failed) - FAILED_VES_SHOWN} more")
+    if experiment.warnings:
+        lines += ["", "Host warnings:", *[f"  {warning}" for warning in experiment.warnings]]
+    if experiment.tuned:
+        lines += ["", "--ve-tune-host raised (restored at takedown):"]
+        lines += [f"  {path}: {old} -> {new}" for path, (old, new) in experiment.tuned.items()]
     if state.kept:
         command = f"lxcexp takedown --root {summary.root}"
         lines += ["", f"--ve-keep: the experiment is still up; take it down with: {command}"]

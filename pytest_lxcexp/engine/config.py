@@ -16,12 +16,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# A single Linux bridge takes at most 1023 ports (BR_MAX_PORTS is 1024, the
-# 1024th veth fails with EXFULL).
-MAX_BRIDGE_PORTS = 1023
 # Beyond this the VE names, veth names and cgroup tree are untested.
 MAX_VE_COUNT = 100_000
 IFNAME_MAX = 15
+# More starter processes than this only queue on liblxc's and the kernel's locks.
+MAX_PARALLEL = 64
 NETWORK_MODES = ("bridge", "none")
 BASES = ("busybox",)
 
@@ -187,6 +186,9 @@ class ExperimentConfig:
     start_delay: float = 0.0
     timeout: float | None = None
     keep: bool = False
+    parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
+    nice: bool = False
+    tune_host: bool = False
     base_cache: str = "/var/cache/lxcexp"
 
     def __post_init__(self) -> None:
@@ -194,12 +196,6 @@ class ExperimentConfig:
             # A batch larger than the count is one range of all VEs: not an error.
             object.__setattr__(self, "batch", self.count)
         if self.network == "bridge":
-            if self.count > MAX_BRIDGE_PORTS:
-                raise ConfigError(
-                    "--ve-count",
-                    f"{self.count} VEs do not fit on one bridge (a Linux bridge takes at most "
-                    f"{MAX_BRIDGE_PORTS} ports); use at most {MAX_BRIDGE_PORTS} or --ve-network=none",
-                )
             hosts = self.subnet.num_addresses - 2
             if hosts < self.count + 1:
                 raise ConfigError(
@@ -248,6 +244,9 @@ def build_config(
     start_delay: str | float = 0,
     timeout: str | float | None = None,
     keep: bool = False,
+    parallel: str | int | None = None,
+    nice: bool = False,
+    tune_host: bool = False,
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
     return ExperimentConfig(
@@ -265,6 +264,11 @@ def build_config(
         start_delay=parse_seconds("--ve-start-delay", start_delay, allow_zero=True),
         timeout=None if timeout in (None, "", "auto") else parse_seconds("--ve-timeout", timeout),
         keep=bool(keep),
+        parallel=(os.cpu_count() or 1)
+        if parallel in (None, "", "auto")
+        else parse_positive_int("--ve-parallel", parallel, MAX_PARALLEL),
+        nice=bool(nice),
+        tune_host=bool(tune_host),
     )
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from . import base, fleet, host, network, storage, takedown
+from . import base, fleet, host, network, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
 from .stats import Summary, VERecord, summarize
 from .workload import read_log
@@ -30,10 +30,16 @@ class Experiment:
         self.starts: dict[int, fleet.StartResult] = {}
         self._lock = storage.RunLock(config.root)
         self.stale_marker: dict | None = None
+        self.warnings: list[str] = []
+        self.tuned: dict[str, tuple[int, int]] = {}
         self.takedown_report = takedown.TakedownReport()
         self._first_start: float | None = None
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
+
+    @property
+    def bridge_layout(self) -> network.BridgeLayout:
+        return network.BridgeLayout(self.config.bridge, self.config.tag, self.config.count)
 
     @classmethod
     def attach(cls, root: str, progress: Progress = _quiet) -> Experiment:
@@ -67,7 +73,7 @@ class Experiment:
     def check(self) -> dict | None:
         """Validate the host and the root; returns a stale experiment's marker, if any."""
         stale = storage.check_root(self.config.root)
-        host.preflight(self.config)
+        self.warnings = host.preflight(self.config)
         return stale
 
     def lock(self) -> None:
@@ -88,6 +94,11 @@ class Experiment:
         with self._timed("setup tmpfs"):
             storage.mount_tmpfs(self.config.root, self.config.tmpfs_size)
             storage.write_marker(self.config)
+            if self.config.tune_host:
+                # After the marker: the old values are saved in the root, so takedown restores them.
+                self.tuned = tuning.tune(self.config)
+                for path, (old, new) in self.tuned.items():
+                    self.progress(f"lxcexp: --ve-tune-host: {path} {old} -> {new}")
 
     def setup_base(self) -> None:
         with self._timed("setup base"):
@@ -103,7 +114,7 @@ class Experiment:
         if self.config.network != "bridge":
             return
         with self._timed("setup network"):
-            network.create_bridge(self.config.bridge, self.config.tag, network.AddressPlan(self.config.subnet))
+            network.create_network(self.bridge_layout, network.AddressPlan(self.config.subnet))
 
     def setup_clones(self) -> None:
         with self._timed("setup clones"):
@@ -121,7 +132,9 @@ class Experiment:
         began = time.monotonic()
         if self._first_start is None:
             self._first_start = began
-        results = fleet.start_range(self.layout, range(first, last + 1), self.config.start_delay)
+        results = fleet.start_range(
+            self.layout, range(first, last + 1), self.config.start_delay, workers=self.config.parallel
+        )
         for result in results:
             self.starts[result.index] = result
         self._last_start_end = time.monotonic()
@@ -133,7 +146,7 @@ class Experiment:
 
     def records(self, first: int, last: int) -> list[VERecord]:
         indexes = range(first, last + 1)
-        states = fleet.ve_states(self.layout, indexes)
+        states = fleet.ve_states(self.layout, indexes, workers=self.config.parallel)
         plan = network.AddressPlan(self.config.subnet) if self.config.network == "bridge" else None
         records = []
         for index in indexes:

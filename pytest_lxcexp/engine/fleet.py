@@ -12,7 +12,7 @@ import lxc
 
 from . import cgroups, children
 from .config import ExperimentConfig
-from .network import AddressPlan, veth_name
+from .network import AddressPlan, BridgeLayout, veth_name
 from .storage import Layout
 from .workload import INIT_PATH
 
@@ -52,11 +52,13 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         "lxc.sysctl.net.ipv6.conf.all.disable_ipv6 = 1",
         "lxc.sysctl.net.ipv6.conf.default.disable_ipv6 = 1",
     ]
+    if config.nice:
+        lines.append(cgroups.low_cpu_priority_line())
     if config.network == "bridge":
         plan = AddressPlan(config.subnet)
         lines += [
             "lxc.net.0.type = veth",
-            f"lxc.net.0.link = {config.bridge}",
+            f"lxc.net.0.link = {BridgeLayout(config.bridge, config.tag, config.count).bridge_for(index)}",
             f"lxc.net.0.veth.pair = {veth_name(config.tag, index)}",
             "lxc.net.0.name = eth0",
             "lxc.net.0.flags = up",

@@ -9,6 +9,14 @@ from .config import ConfigError, ExperimentConfig
 
 # Processes per running VE: its monitor, its init (the workload shell) and ping or sleep.
 PROCESSES_PER_VE = 3
+# Measured: about 1.6 MB of host memory per running busybox VE (docs/benchmarks.md).
+MEMORY_PER_VE = 2 * 1024 * 1024
+# Per VE on the tmpfs: overlay upper and work dirs, config, lxc.log; plus each ping's log line.
+TMPFS_PER_VE = 24 * 1024
+TMPFS_PER_PING = 64
+TMPFS_BASE = 8 * 1024 * 1024
+# Open files per running VE across its monitor and processes (generous).
+FILES_PER_VE = 32
 
 
 class PreflightError(RuntimeError):
@@ -16,13 +24,28 @@ class PreflightError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Shortfall:
+class Requirement:
+    """One host limit the experiment needs, what it needs, and what the host has."""
+
     what: str
     need: int
     have: int
+    sysctl: str | None = None  # a /proc/sys path that --ve-tune-host may raise
+    fix: str = ""
+    hard: bool = True  # False: the run can go on, but something may suffer (a warning)
+
+    @property
+    def short(self) -> bool:
+        return self.need > self.have
 
     def line(self) -> str:
-        return f"{self.what:<28} need {self.need:>8}  have {self.have:>8}  short by {self.need - self.have}"
+        fix = self.fix or (f"raise {self.what} (or use --ve-tune-host)" if self.sysctl else "")
+        short = self.need - self.have
+        return f"{self.what:<34} need {self.need:>12}  have {self.have:>12}  short by {short:>10}  {fix}"
+
+
+# Kept for the table's callers: a requirement that is short.
+Shortfall = Requirement
 
 
 def read_int(path: str) -> int:
@@ -53,21 +76,59 @@ def require_filesystems() -> None:
         raise PreflightError(f"the kernel lacks filesystems: {', '.join(missing)} (try: modprobe overlay)")
 
 
-def shortfalls(config: ExperimentConfig) -> list[Shortfall]:
-    found = []
-    pid_max = read_int("/proc/sys/kernel/pid_max")
+def _sysctl(name: str) -> tuple[str, int]:
+    path = "/proc/sys/" + name.replace(".", "/")
+    return path, read_int(path)
+
+
+def requirements(config: ExperimentConfig) -> list[Requirement]:
+    """What `config.count` VEs need from this host, limit by limit."""
     running = sum(1 for name in os.listdir("/proc") if name.isdigit())
-    need = config.count * PROCESSES_PER_VE + running
-    if need > pid_max:
-        found.append(Shortfall("kernel.pid_max", need, pid_max))
-    threads_max = read_int("/proc/sys/kernel/threads-max")
-    if need > threads_max:
-        found.append(Shortfall("kernel.threads-max", need, threads_max))
+    processes = config.count * PROCESSES_PER_VE + running + 1000
+    found = []
+    for name, need in (
+        ("kernel.pid_max", processes),
+        ("kernel.threads-max", processes),
+        ("fs.file-max", config.count * FILES_PER_VE + read_int("/proc/sys/fs/file-nr")),
+        # Each VE gets a session keyring of its own (lxc.keyring.session).
+        ("kernel.keys.root_maxkeys", config.count + 200),
+    ):
+        path, have = _sysctl(name)
+        found.append(Requirement(name, need, have, sysctl=path))
+    if config.network == "bridge":
+        # A broadcast (ARP) is queued once per port in the per-CPU backlog: a shorter
+        # backlog silently drops it for the VEs past the limit; the host's neighbour table
+        # overflows past gc_thresh3 peers. Traffic across the bridge to every VE needs
+        # both; the default workload (ping localhost) does not, so these only warn.
+        for name, need in (
+            ("net.core.netdev_max_backlog", config.count + 100),
+            ("net.ipv4.neigh.default.gc_thresh2", config.count + 100),
+            ("net.ipv4.neigh.default.gc_thresh3", config.count + 200),
+        ):
+            path, have = _sysctl(name)
+            found.append(Requirement(name, need, have, sysctl=path, hard=False))
+    tmpfs_need = TMPFS_BASE + config.count * (TMPFS_PER_VE + config.pings * TMPFS_PER_PING)
+    found.append(
+        Requirement("tmpfs size (--ve-tmpfs-size)", tmpfs_need, config.tmpfs_size, fix="raise --ve-tmpfs-size")
+    )
+    with open("/proc/meminfo") as handle:
+        meminfo = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle}
+    found.append(
+        Requirement("memory available (bytes)", config.count * MEMORY_PER_VE, meminfo["MemAvailable"],
+                    fix="fewer VEs or more memory")
+    )
     return found
 
 
-def preflight(config: ExperimentConfig) -> None:
-    """Everything checked before anything is created; raises with the full list of what is short."""
+def shortfalls(config: ExperimentConfig) -> list[Requirement]:
+    return [item for item in requirements(config) if item.short]
+
+
+def preflight(config: ExperimentConfig) -> list[str]:
+    """Everything checked before anything is created; raises with the full list of what is short.
+
+    Returns warnings: limits that are short but do not stop the default workload.
+    """
     require_root()
     require_lxc()
     require_filesystems()
@@ -82,6 +143,12 @@ def preflight(config: ExperimentConfig) -> None:
         if clashes:
             raise ConfigError("--ve-subnet", f"{config.subnet} overlaps host addresses: {', '.join(clashes)}")
     short = shortfalls(config)
-    if short:
-        table = "\n".join(item.line() for item in short)
+    if config.tune_host:
+        # --ve-tune-host raises the sysctls itself (after the checks, before setup).
+        short = [item for item in short if item.sysctl is None]
+    hard = [item for item in short if item.hard]
+    if hard:
+        table = "\n".join(item.line() for item in hard)
         raise PreflightError(f"this host cannot hold {config.count} VEs:\n{table}")
+    return [f"host limit short (VEs reaching each other or the host may suffer): {item.line()}"
+            for item in short if not item.hard]

@@ -14,6 +14,10 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 ALIAS_PREFIX = "lxcexp:"
+# A Linux bridge takes at most 1023 ports (BR_MAX_PORTS 1024: the next one fails with
+# EXFULL). Past that, VEs go on sub-bridges of this many each, all joined to the main one.
+MAX_BRIDGE_PORTS = 1023
+VES_PER_SUB_BRIDGE = 1000
 
 
 class NetworkError(RuntimeError):
@@ -41,6 +45,41 @@ class AddressPlan:
         if address >= self.subnet.broadcast_address:
             raise NetworkError(f"ve{index} has no address left in {self.subnet}")
         return address
+
+
+@dataclass(frozen=True)
+class BridgeLayout:
+    """Which bridge each VE's veth joins.
+
+    Up to 1023 VEs sit on the main bridge. Beyond that every VE sits on a sub-bridge
+    `ve<tag>b<K>` of at most 1000 VEs, joined to the main bridge by a veth pair
+    `ve<tag>u<K>` (main side) / `ve<tag>d<K>` (sub side): one L2 segment, one subnet,
+    so every VE still reaches the host's address on the main bridge and every other VE.
+    """
+
+    main: str
+    tag: str
+    count: int
+
+    @property
+    def sub_bridges(self) -> int:
+        if self.count <= MAX_BRIDGE_PORTS:
+            return 0
+        return -(-self.count // VES_PER_SUB_BRIDGE)
+
+    def sub_bridge(self, number: int) -> str:
+        return f"ve{self.tag}b{number}"
+
+    def uplink(self, number: int) -> tuple[str, str]:
+        return f"ve{self.tag}u{number}", f"ve{self.tag}d{number}"
+
+    def bridge_for(self, index: int) -> str:
+        if not self.sub_bridges:
+            return self.main
+        return self.sub_bridge((index - 1) // VES_PER_SUB_BRIDGE + 1)
+
+    def all_bridges(self) -> list[str]:
+        return [self.main] + [self.sub_bridge(k) for k in range(1, self.sub_bridges + 1)]
 
 
 def veth_name(tag: str, index: int) -> str:
@@ -94,23 +133,43 @@ def _disable_ipv6(name: str) -> None:
             handle.write("1")
 
 
+def _add_bridge(ip: IPRoute, name: str, tag: str) -> int:
+    if ip.link_lookup(ifname=name):
+        raise NetworkError(f"an interface named {name} already exists and is not this experiment's")
+    try:
+        ip.link("add", ifname=name, kind="bridge")
+    except NetlinkError as error:
+        raise NetworkError(f"creating bridge {name} failed: {error}") from None
+    index = ip.link_lookup(ifname=name)[0]
+    ip.link("set", index=index, ifalias=f"{ALIAS_PREFIX}{tag}")
+    _disable_ipv6(name)
+    return index
+
+
 def create_bridge(name: str, tag: str, plan: AddressPlan) -> None:
     with IPRoute() as ip:
-        if ip.link_lookup(ifname=name):
-            raise NetworkError(f"an interface named {name} already exists and is not this experiment's")
+        index = _add_bridge(ip, name, tag)
         try:
-            ip.link("add", ifname=name, kind="bridge")
-        except NetlinkError as error:
-            raise NetworkError(f"creating bridge {name} failed: {error}") from None
-        try:
-            index = ip.link_lookup(ifname=name)[0]
-            ip.link("set", index=index, ifalias=f"{ALIAS_PREFIX}{tag}")
-            _disable_ipv6(name)
             ip.addr("add", index=index, address=str(plan.gateway), prefixlen=plan.prefixlen)
             ip.link("set", index=index, state="up")
         except BaseException:
-            ip.link("del", index=ip.link_lookup(ifname=name)[0])
+            ip.link("del", index=index)
             raise
+
+
+def create_network(layout: BridgeLayout, plan: AddressPlan) -> None:
+    """The main bridge with the host's address, then any sub-bridges joined to it."""
+    create_bridge(layout.main, layout.tag, plan)
+    with IPRoute() as ip:
+        main_index = ip.link_lookup(ifname=layout.main)[0]
+        for number in range(1, layout.sub_bridges + 1):
+            sub_index = _add_bridge(ip, layout.sub_bridge(number), layout.tag)
+            up_name, down_name = layout.uplink(number)
+            ip.link("add", ifname=up_name, kind="veth", peer=down_name)
+            for name, master in ((up_name, main_index), (down_name, sub_index)):
+                _disable_ipv6(name)
+                ip.link("set", index=ip.link_lookup(ifname=name)[0], master=master, state="up")
+            ip.link("set", index=sub_index, state="up")
 
 
 def delete_bridge(name: str, tag: str) -> bool:
@@ -136,7 +195,8 @@ def bridge_ports(name: str) -> list[str]:
 
 
 def our_veths(tag: str) -> list[str]:
-    prefix = veth_prefix(tag)
+    """Every link named with the root's tag: VE veths, sub-bridges, uplinks."""
+    prefix = f"ve{tag}"
     with IPRoute() as ip:
         return [_link_name(link) for link in ip.get_links() if _link_name(link).startswith(prefix)]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from . import cgroups, network
+from . import cgroups, network, tuning
 from .fleet import defined_ves, stop_all
 from .storage import TMPFS_SOURCE, Layout, mounts, read_marker, umount
 
@@ -27,6 +27,7 @@ class TakedownReport:
     unmounted: list[str] = field(default_factory=list)
     links_deleted: list[str] = field(default_factory=list)
     bridge_deleted: bool = False
+    restored: dict[str, int] = field(default_factory=dict)
     leftovers: list[str] = field(default_factory=list)
 
 
@@ -37,7 +38,7 @@ def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
     stopped_by_lxc: set[str] = set()
     if read_marker(root) is not None:
         # Whatever the cgroup kill did not reach (a VE outside our cgroups) stops the LXC way.
-        stopped_by_lxc = stop_all(layout, defined_ves(layout))
+        stopped_by_lxc = stop_all(layout, defined_ves(layout), workers=os.cpu_count() or 1)
     report.stopped = len(killed_ves | stopped_by_lxc)
     # The monitors delete their VE's veth and cgroups as they exit; give them the time.
     cgroups.wait_for_exit(tag, timeout=30)
@@ -65,6 +66,7 @@ def takedown_root(root: str, report: TakedownReport) -> None:
     """Unmount what is under the root, then our tmpfs, then remove the empty directory."""
     if read_marker(root) is None:
         return  # not ours (or already gone): touch nothing
+    report.restored = tuning.restore(root)
     prefix = root.rstrip("/") + "/"
     for entry in sorted(mounts(), key=lambda m: len(m["target"]), reverse=True):
         if entry["target"].startswith(prefix):

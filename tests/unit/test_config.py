@@ -9,7 +9,6 @@ import pytest
 
 from pytest_lxcexp.engine.config import (
     IFNAME_MAX,
-    MAX_BRIDGE_PORTS,
     MAX_VE_COUNT,
     ConfigError,
     ExperimentConfig,
@@ -80,8 +79,7 @@ BAD_VALUES = [
     ({"subnet": "10.0.0.0/32"}, "--ve-subnet", "too small"),
     ({"subnet": "10.0.0.0/24", "count": 300, "batch": 100}, "--ve-subnet", "too few"),
     ({"subnet": "10.0.0.0/24", "count": 254}, "--ve-subnet", "too few"),
-    ({"count": MAX_BRIDGE_PORTS + 1, "network": "bridge"}, "--ve-count", f"at most {MAX_BRIDGE_PORTS} ports"),
-    ({"count": "1024"}, "--ve-count", "do not fit on one bridge"),
+    ({"count": 70000, "network": "bridge"}, "--ve-subnet", "too few for a bridge and 70000 VEs"),
     ({"pings": 0}, "--ve-pings", "positive whole number"),
     ({"pings": "1000001"}, "--ve-pings", "maximum of 1000000"),
     ({"ping_interval": "0"}, "--ve-ping-interval", "must be more than zero"),
@@ -280,10 +278,30 @@ def test_parse_choice() -> None:
 
 
 def test_bridge_count_limits() -> None:
-    assert build_config(count=MAX_BRIDGE_PORTS, batch=100).count == MAX_BRIDGE_PORTS
-    # Without a bridge, the port limit does not apply.
-    assert build_config(count=MAX_BRIDGE_PORTS + 1, network="none").count == MAX_BRIDGE_PORTS + 1
+    # Past one bridge's 1023 ports VEs spread over sub-bridges: only the subnet limits the count.
+    assert build_config(count=4000, batch=100).count == 4000
+    assert build_config(count=65533, subnet="10.0.0.0/16").count == 65533
     assert build_config(count=MAX_VE_COUNT, network="none").count == MAX_VE_COUNT
+
+
+@pytest.mark.parametrize(
+    ("count", "subs", "bridge_of"),
+    [
+        (1023, 0, {1: "vebr", 1023: "vebr"}),
+        (1024, 2, {1: "vexxxxxb1", 1000: "vexxxxxb1", 1001: "vexxxxxb2", 1024: "vexxxxxb2"}),
+        (4000, 4, {3001: "vexxxxxb4", 4000: "vexxxxxb4"}),
+    ],
+)
+def test_bridge_layout_spreads_ves_over_sub_bridges(count: int, subs: int, bridge_of: dict[int, str]) -> None:
+    from pytest_lxcexp.engine.network import BridgeLayout
+
+    layout = BridgeLayout("vebr", "xxxxx", count)
+    assert layout.sub_bridges == subs
+    assert {index: layout.bridge_for(index) for index in bridge_of} == bridge_of
+    assert len(layout.all_bridges()) == subs + 1
+    assert all(
+        len(name) <= 15 for name in layout.all_bridges() + [n for k in range(1, subs + 1) for n in layout.uplink(k)]
+    )
 
 
 def test_subnet_size_is_only_checked_for_a_bridge() -> None:

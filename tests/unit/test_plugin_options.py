@@ -32,7 +32,7 @@ def test_config_is_available(pytestconfig):
     [
         ("--ve-count=0", "--ve-count", "positive whole number"),
         ("--ve-count=abc", "--ve-count", "positive whole number"),
-        ("--ve-count=1024", "--ve-count", "do not fit on one bridge"),
+        ("--ve-parallel=0", "--ve-parallel", "positive whole number"),
         ("--ve-batch=0", "--ve-batch", "positive whole number"),
         ("--ve-bridge=averyveryverylongname", "--ve-bridge", "at most 15"),
         ("--ve-tmpfs-size=lots", "--ve-tmpfs-size", "is not a size"),
