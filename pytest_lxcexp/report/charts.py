@@ -1,0 +1,160 @@
+"""Charts as PNG data URIs (matplotlib, Agg), so a report is one file that stands alone.
+
+Figures are drawn on matplotlib.figure.Figure with an Agg canvas, never through pyplot:
+no global backend switch in the user's process, no window, no state between charts.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+COLORS = {"started": "#1f77b4", "running": "#2ca02c", "completed": "#ff7f0e", "memory": "#9467bd", "cgroup": "#8c564b"}
+MIB = 1024**2
+
+
+def available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _figure(width: float = 5.4, height: float = 3.0) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _data_uri(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _style(axes: Any) -> None:
+    axes.grid(True, color="#e5e5e5", linewidth=0.8)
+    axes.set_axisbelow(True)
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+
+
+def latency_histogram(latencies: list[float], stats: dict[str, float]) -> str | None:
+    """Start latency distribution in ms, with p50/p90/p99 marked."""
+    if not latencies or not available():
+        return None
+    figure = _figure()
+    axes = figure.add_subplot()
+    values = [value * 1000 for value in latencies]
+    axes.hist(values, bins=min(40, max(5, len(values) // 5)), color="#4c78a8", edgecolor="white")
+    for key, style in (("p50", "-"), ("p90", "--"), ("p99", ":")):
+        if key in stats:
+            axes.axvline(stats[key] * 1000, color="#d62728", linestyle=style, label=f"{key} {stats[key] * 1000:.1f} ms")
+    axes.set_xlabel("start latency (ms)")
+    axes.set_ylabel("VEs")
+    axes.set_title(f"Start latency of {len(values)} VEs")
+    axes.legend(frameon=False)
+    _style(axes)
+    return _data_uri(figure)
+
+
+def _cumulative(times: list[float], end: float) -> tuple[list[float], list[int]]:
+    """A count that rises by one at each time: the x and y of a step line, from 0 to `end`."""
+    xs, ys = [0.0], [0]
+    for count, at in enumerate(sorted(times), start=1):
+        xs.append(at)
+        ys.append(count)
+    xs.append(max(end, xs[-1]))
+    ys.append(ys[-1])
+    return xs, ys
+
+
+def timeline_chart(timeline: dict[str, Any], ves: list[dict[str, Any]]) -> str | None:
+    """VEs started, running and completed over the session, one chart.
+
+    Started and completed are drawn at each VE's own times (exact), running at the samples.
+    """
+    t = timeline.get("t") or []
+    if len(t) < 2 or not available():
+        return None
+    t0 = timeline.get("t0") or 0.0
+    started = [
+        ve["started_at"] + (ve.get("start_latency") or 0.0) - t0
+        for ve in ves
+        if ve.get("started_at") is not None and not ve.get("start_error")
+    ]
+    completed = [ve["completed_at"] - t0 for ve in ves if ve.get("completed_at") is not None]
+    figure = _figure()
+    axes = figure.add_subplot()
+    axes.step(*_cumulative(started, t[-1]), where="post", label="started", color=COLORS["started"], linewidth=1.8)
+    axes.step(t, timeline["running"], where="post", label="running", color=COLORS["running"], linewidth=1.8)
+    axes.step(*_cumulative(completed, t[-1]), where="post", label="completed", color=COLORS["completed"], linewidth=1.8)
+    axes.set_xlabel("seconds since the session began")
+    axes.set_ylabel("VEs")
+    axes.set_title("VEs started / running / completed")
+    axes.set_ylim(bottom=0)
+    axes.legend(frameon=False, loc="upper left")
+    _style(axes)
+    return _data_uri(figure)
+
+
+def memory_chart(timeline: dict[str, Any]) -> str | None:
+    """Host memory in use (MemTotal - MemAvailable) over the session, and what the VEs' cgroups hold."""
+    t = timeline.get("t") or []
+    if len(t) < 2 or not available():
+        return None
+    figure = _figure()
+    axes = figure.add_subplot()
+    axes.plot(t, [u / MIB for u in timeline["memory_used"]], color=COLORS["memory"], label="host memory used")
+    cgroup = timeline.get("cgroup_memory") or []
+    if any(value is not None for value in cgroup):
+        axes.plot(
+            t,
+            [value / MIB if value is not None else float("nan") for value in cgroup],
+            color=COLORS["cgroup"],
+            linestyle="--",
+            label="charged to the VEs' cgroups",
+        )
+    axes.set_xlabel("seconds since the session began")
+    axes.set_ylabel("MiB")
+    axes.set_title("Memory over time")
+    axes.legend(frameon=False, loc="upper left")
+    _style(axes)
+    return _data_uri(figure)
+
+
+def trend_charts(labels: list[str], series: list[tuple[str, dict[str, list[float | None]]]]) -> list[tuple[str, str]]:
+    """One small line chart per group of key figures, runs oldest to newest."""
+    if not labels or not available():
+        return []
+    drawn = []
+    positions = list(range(len(labels)))
+    for title, lines in series:
+        if not any(value is not None for values in lines.values() for value in values):
+            continue
+        figure = _figure(4.6, 2.6)
+        axes = figure.add_subplot()
+        for name, values in lines.items():
+            axes.plot(
+                positions,
+                [float("nan") if value is None else value for value in values],
+                marker="o",
+                markersize=4,
+                label=name,
+            )
+        axes.set_xticks(positions, labels, rotation=30, ha="right", fontsize=6)
+        if len(labels) > 12:  # keep the axis readable: label every n-th run
+            step = len(labels) // 12 + 1
+            for index, tick in enumerate(axes.get_xticklabels()):
+                tick.set_visible(index % step == 0)
+        axes.set_title(title)
+        if len(lines) > 1:
+            axes.legend(frameon=False, fontsize=7)
+        _style(axes)
+        drawn.append((title, _data_uri(figure)))
+    return drawn

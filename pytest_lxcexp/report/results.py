@@ -1,0 +1,303 @@
+"""The versioned results file: built from one run, written atomically, loaded and checked.
+
+The schema is documented in docs/results-schema.md; bump SCHEMA_VERSION on any change
+a reader would notice, and keep load_results() able to read every older version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine.stats import Summary, VERecord, latency_stats, summarize
+from .metrics import key_figures
+from .sampler import Sample
+
+SCHEMA = "pytest-lxcexp/results"
+SCHEMA_VERSION = 1
+SETUP_PHASES = ("setup tmpfs", "setup base", "setup network", "setup clones")
+
+Results = dict[str, Any]
+
+
+class ResultsError(ValueError):
+    """A file that is not a results file this version can read; the message says why."""
+
+
+@dataclass
+class VECapture:
+    """What only the tmpfs knows, read after the VEs stopped and before it is unmounted."""
+
+    log_began: dict[int, int | None] = field(default_factory=dict)
+    log_ended: dict[int, int | None] = field(default_factory=dict)
+    log_tails: dict[int, str] = field(default_factory=dict)
+    disk_per_ve: float | None = None
+    disk_base: int | None = None
+
+
+@dataclass(frozen=True)
+class StartTimes:
+    """When each VE's start began (epoch) and how long it took; only successful starts count as started."""
+
+    started_at: float
+    latency: float
+    ok: bool
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def ve_entries(
+    records: Iterable[VERecord], starts: Mapping[int, StartTimes], capture: VECapture | None
+) -> list[dict[str, Any]]:
+    entries = []
+    for record in sorted(records, key=lambda r: r.index):
+        data = record.to_dict()
+        start = starts.get(record.index)
+        data["started_at"] = _round(start.started_at) if start else None
+        data["log_began"] = capture.log_began.get(record.index) if capture else None
+        data["log_ended"] = capture.log_ended.get(record.index) if capture else None
+        data["log_tail"] = capture.log_tails.get(record.index) if capture and not record.completed else None
+        entries.append(data)
+    return entries
+
+
+def completion_times(ves: list[dict[str, Any]], seen_by: float | None) -> None:
+    """Set each completed VE's completed_at: an estimate, as its log holds whole epoch seconds.
+
+    The middle of the logged second, but never before the VE was up, and never after
+    `seen_by`, the moment the host had seen every completion ("complete all").
+    """
+    for ve in ves:
+        ended = ve.get("log_ended")
+        if ended is None or not ve.get("completed"):
+            ve["completed_at"] = None
+            continue
+        estimate = ended + 0.5
+        if seen_by is not None:
+            estimate = min(estimate, seen_by)
+        if ve.get("started_at") is not None:
+            estimate = max(estimate, ve["started_at"] + (ve.get("start_latency") or 0.0))
+        ve["completed_at"] = round(max(estimate, float(ended)), 3)
+
+
+def timings_section(phases: Mapping[str, float], latencies: list[float]) -> dict[str, Any]:
+    setups = [phases[name] for name in SETUP_PHASES if name in phases]
+    return {
+        "phases": {name: _round(seconds) for name, seconds in phases.items()},
+        "setup_s": _round(sum(setups)) if setups else None,
+        "start_all_s": _round(phases.get("start all")),
+        "complete_all_s": _round(phases.get("complete all")),
+        "takedown_s": _round(phases.get("takedown")),
+        # Not rounded: p50..max are the very values of the VEs' own records.
+        "start_latency": latency_stats(latencies),
+    }
+
+
+def timeline_section(samples: list[Sample], t0: float, ves: list[dict[str, Any]]) -> dict[str, Any]:
+    """Samples as columns, with started/completed counted from each VE's own timestamps."""
+    started = sorted(
+        ve["started_at"] + (ve["start_latency"] or 0.0)
+        for ve in ves
+        if ve.get("started_at") is not None and not ve.get("start_error")
+    )
+    ended = sorted(ve["completed_at"] for ve in ves if ve.get("completed_at") is not None)
+    ordered = sorted(samples, key=lambda s: s.at)
+    return {
+        "t0": _round(t0, 3),
+        "t": [round(s.at - t0, 3) for s in ordered],
+        "memory_used": [s.memory_used for s in ordered],
+        "cgroup_memory": [s.cgroup_memory for s in ordered],
+        "running": [s.running for s in ordered],
+        "started": [sum(1 for at in started if at <= s.at) for s in ordered],
+        "completed": [sum(1 for at in ended if at <= s.at) for s in ordered],
+    }
+
+
+def memory_section(timeline: dict[str, Any], first_start: float | None) -> dict[str, Any]:
+    """Host memory per running VE: (memory while most VEs ran - memory just before the first start) / VEs."""
+    t, used, running = timeline["t"], timeline["memory_used"], timeline["running"]
+    found: dict[str, Any] = {"memory_baseline": None, "memory_running": None, "running_peak": 0, "memory_per_ve": None}
+    if not t:
+        return found
+    found["memory_peak"] = max(used)
+    peak = max(running)
+    found["running_peak"] = peak
+    start = None if first_start is None else first_start - timeline["t0"]
+    before = [u for at, u in zip(t, used, strict=True) if start is not None and at < start]
+    # The last sample before any VE started: the host with the experiment set up but empty.
+    baseline = before[-1] if before else None
+    window = [u for u, r in zip(used, running, strict=True) if peak > 0 and r == peak]
+    if baseline is None or not window:
+        return found
+    found["memory_baseline"] = baseline
+    found["memory_running"] = int(statistics.median(window))
+    found["memory_per_ve"] = round((found["memory_running"] - baseline) / peak, 1)
+    return found
+
+
+def build_results(
+    *,
+    run_id: str,
+    metadata: dict[str, Any],
+    phases: Mapping[str, float],
+    summary: Summary | None,
+    records: Iterable[VERecord],
+    starts: Mapping[int, StartTimes],
+    capture: VECapture | None,
+    samples: list[Sample],
+    session: dict[str, Any],
+) -> Results:
+    """One run as the results file's dict (see docs/results-schema.md)."""
+    records = list(records)
+    ves = ve_entries(records, starts, capture)
+    latencies = summary.start_latencies if summary else []
+    summary_data = summary.to_dict() if summary else None
+    if summary_data is not None:
+        summary_data.pop("start_latency", None)  # lives in timings, once
+    first_start = min((s.started_at for s in starts.values()), default=None)
+    complete_all = phases.get("complete all")
+    completion_times(ves, first_start + complete_all if first_start is not None and complete_all is not None else None)
+    timeline = timeline_section(samples, metadata.get("started_at") or 0.0, ves)
+    resources = memory_section(timeline, first_start)
+    resources["disk_used"] = summary.disk_used if summary else None
+    resources["disk_base"] = capture.disk_base if capture else None
+    resources["disk_per_ve"] = _round(capture.disk_per_ve, 1) if capture else None
+    results: Results = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "metadata": metadata,
+        "session": session,
+        "summary": summary_data,
+        "timings": timings_section(phases, latencies),
+        "resources": resources,
+        "timeline": timeline,
+        "ves": ves,
+    }
+    results["metrics"] = key_figures(results)
+    return results
+
+
+def write_results(path: str, results: Results) -> None:
+    """Write atomically: an index or compare running at the same time never reads half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(results, handle, indent=1, allow_nan=False)
+            handle.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def check_results(data: Any, source: str) -> Results:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ResultsError(f'{source} is not a pytest-lxcexp results file (no "schema": "{SCHEMA}")')
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise ResultsError(f"{source}: bad schema_version {version!r}")
+    if version > SCHEMA_VERSION:
+        raise ResultsError(
+            f"{source} has schema version {version}; this pytest-lxcexp reads up to {SCHEMA_VERSION} (upgrade it)"
+        )
+    for section in ("metadata", "timings", "resources", "ves"):
+        if section not in data:
+            raise ResultsError(f"{source}: the {section!r} section is missing")
+    return data
+
+
+def load_results(path: str) -> Results:
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise ResultsError(f"{path} does not exist") from None
+    except (OSError, ValueError) as error:
+        raise ResultsError(f"{path} cannot be read as JSON: {error}") from None
+    return check_results(data, path)
+
+
+def _records_from(ves: list[dict[str, Any]]) -> list[VERecord]:
+    fields = VERecord.__dataclass_fields__
+    return [VERecord(**{k: v for k, v in ve.items() if k in fields}) for ve in ves]
+
+
+def merge_worker_results(parts: list[Results]) -> Results:
+    """Several pytest-xdist workers' results of one experiment -> one run's results.
+
+    VEs are matched by index; a VE a worker started wins over the same VE seen by a worker
+    that only read it. Phase times take the longest worker's; samples are host-wide, so
+    all workers' samples are one timeline.
+    """
+    if not parts:
+        raise ValueError("no results to merge")
+    if len(parts) == 1:
+        return parts[0]
+    ves: dict[int, dict[str, Any]] = {}
+    for part in parts:
+        for ve in part["ves"]:
+            known = ves.get(ve["index"])
+            if known is None or (known.get("started_at") is None and ve.get("started_at") is not None):
+                ves[ve["index"]] = ve
+    merged_ves = [ves[index] for index in sorted(ves)]
+    records = _records_from(merged_ves)
+    first = parts[0]
+    disk_used = max((p["summary"] or {}).get("disk_used", 0) or 0 for p in parts)
+    root = (first.get("summary") or {}).get("root", "")
+    pings = (first.get("summary") or {}).get("expected_pings", 0)
+    summary = summarize(records, disk_used=disk_used, root=root, expected_pings=pings)
+    phases: dict[str, float] = {}
+    for part in parts:
+        for name, seconds in part["timings"].get("phases", {}).items():
+            if seconds is not None:
+                phases[name] = max(phases.get(name, 0.0), seconds)
+    metadata = dict(first["metadata"])
+    metadata["started_at"] = min(p["metadata"].get("started_at") or 0 for p in parts)
+    metadata["ended_at"] = max(p["metadata"].get("ended_at") or 0 for p in parts)
+    samples = [
+        Sample(tl["t0"] + at, used, running, cgroup)
+        for tl in (p["timeline"] for p in parts)
+        for at, used, running, cgroup in zip(
+            tl["t"], tl["memory_used"], tl["running"], tl["cgroup_memory"], strict=True
+        )
+    ]
+    starts = {
+        ve["index"]: StartTimes(ve["started_at"], ve.get("start_latency") or 0.0, not ve.get("start_error"))
+        for ve in merged_ves
+        if ve.get("started_at") is not None
+    }
+    capture = VECapture(
+        log_began={ve["index"]: ve.get("log_began") for ve in merged_ves},
+        log_ended={ve["index"]: ve.get("log_ended") for ve in merged_ves},
+        log_tails={ve["index"]: ve["log_tail"] for ve in merged_ves if ve.get("log_tail")},
+        disk_per_ve=max((p["resources"].get("disk_per_ve") or 0.0 for p in parts), default=None) or None,
+        disk_base=first["resources"].get("disk_base"),
+    )
+    outcomes: dict[str, int] = {}
+    for part in parts:
+        for outcome, count in part["session"].get("outcomes", {}).items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + count
+    session = {**first["session"], "outcomes": outcomes, "workers": len(parts)}
+    return build_results(
+        run_id=first["run_id"],
+        metadata=metadata,
+        phases=phases,
+        summary=summary,
+        records=records,
+        starts=starts,
+        capture=capture,
+        samples=samples,
+        session=session,
+    )
