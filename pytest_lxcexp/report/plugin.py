@@ -1,1 +1,369 @@
-"""The reporting plugin: results JSON, run archive, compare, HTML (filled in by issue 3)."""
+"""The reporting plugin: results JSON, run archive, compare with an earlier run, HTML (pytest-html).
+
+Order within a session:
+- configure: options parsed (usage errors name the option), the reference run loaded,
+  the run folder made and pytest-html pointed at it;
+- after collection: the sampler starts, if this session runs an experiment;
+- ve_clones torn down (VEs stopped, tmpfs still mounted): log end times, log tails of
+  failed VEs and disk use read from the tmpfs, the only moment both are final and present;
+- session finish, after every fixture's teardown: results built and written, compared,
+  the index rebuilt; a regression sets the exit status (nothing raises from here).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from ..engine.experiment import Experiment
+from ..engine.workload import log_tail, read_log
+from ..plugin import RunState, run_state_key
+from . import archive, metadata
+from .compare import (
+    CompareError,
+    FailRule,
+    compare,
+    load_ref,
+    missing_for_rules,
+    parse_fail_rules,
+    regressions,
+    table_lines,
+)
+from .outcome import Finished
+from .results import Results, StartTimes, VECapture, build_results, merge_worker_results, write_results
+from .sampler import CgroupProbe, Sampler
+
+WORKER_OUTPUT_KEY = "lxcexp_results"
+LOG_TAIL_LINES = 10
+
+
+@dataclass
+class ReportState:
+    report_dir: str | None = None
+    run_dir: str | None = None
+    run_id: str = ""
+    compare_path: str | None = None
+    reference: Results | None = None
+    rules: list[FailRule] = field(default_factory=list)
+    html_active: bool = False
+    html_path_is_ours: bool = False
+    copy_html_from: str | None = None
+    started_at: float = field(default_factory=time.time)
+    sampler: Sampler | None = None
+    capture: VECapture | None = None
+    notes: list[str] = field(default_factory=list)
+    worker_results: list[Results] = field(default_factory=list)
+    finished: Finished | None = None
+
+
+report_state_key = pytest.StashKey[ReportState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lxcexp", "container-density experiments with LXC")
+    group.addoption(
+        "--ve-report-dir",
+        dest="ve_report_dir",
+        default=None,
+        metavar="DIR",
+        help="archive the run in DIR/<time>-lxc<version>-<host>/ (results.json, report.html); keep DIR/index.html",
+    )
+    group.addoption(
+        "--ve-compare",
+        dest="ve_compare",
+        default=None,
+        metavar="REF",
+        help="compare with an earlier run: a results.json, a run folder, or 'latest' in --ve-report-dir",
+    )
+    group.addoption(
+        "--ve-compare-fail",
+        dest="ve_compare_fail",
+        action="append",
+        default=None,
+        metavar="METRIC:N%",
+        help="fail the session when METRIC is more than N%% worse than --ve-compare's (repeatable): start_p90:10%%",
+    )
+    parser.addini("ve_report_dir", "archive directory for runs (see --ve-report-dir)", default="")
+    parser.addini("ve_compare", "run to compare with (see --ve-compare)", default="")
+    parser.addini("ve_compare_fail", "METRIC:N% regression limits, one a line (see --ve-compare-fail)", type="linelist")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _option_or_ini(config: pytest.Config, name: str) -> Any:
+    given = config.getoption(name)
+    return given if given is not None else config.getini(name)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-html's configure reads --html
+def pytest_configure(config: pytest.Config) -> None:
+    state = ReportState()
+    try:
+        state.rules = parse_fail_rules(list(_option_or_ini(config, "ve_compare_fail") or []))
+    except CompareError as error:
+        raise pytest.UsageError(f"--ve-compare-fail: {error}") from None
+    compare_ref = _option_or_ini(config, "ve_compare") or None
+    if state.rules and not compare_ref:
+        raise pytest.UsageError("--ve-compare-fail: needs --ve-compare REF, the run to hold this one against")
+    state.report_dir = _option_or_ini(config, "ve_report_dir") or None
+    if state.report_dir:
+        state.report_dir = os.path.abspath(os.path.expanduser(state.report_dir))
+        if os.path.exists(state.report_dir) and not os.path.isdir(state.report_dir):
+            raise pytest.UsageError(f"--ve-report-dir: {state.report_dir} exists and is not a directory")
+    config.stash[report_state_key] = state
+    if _is_worker(config):
+        return  # xdist: the controller archives, compares and renders; workers only measure
+    if compare_ref:
+        try:
+            state.compare_path, state.reference = load_ref(compare_ref, state.report_dir)
+        except CompareError as error:
+            raise pytest.UsageError(f"--ve-compare: {error}") from None
+    state.html_active = config.pluginmanager.hasplugin("html")
+    lxc_version = metadata.lxc_info().get("version")
+    state.run_id = archive.run_name(_utc(state.started_at), lxc_version, metadata.host_info()["hostname"])
+    if state.report_dir:
+        try:
+            state.run_dir = archive.new_run_dir(state.report_dir, state.run_id)
+        except OSError as error:
+            raise pytest.UsageError(f"--ve-report-dir: {error}") from None
+        state.run_id = os.path.basename(state.run_dir)
+        if state.html_active:
+            if getattr(config.option, "htmlpath", None):
+                state.copy_html_from = config.option.htmlpath
+            else:
+                config.option.htmlpath = os.path.join(state.run_dir, archive.REPORT_FILE)
+                state.html_path_is_ours = True
+            # An archived report must stand alone: styles and charts inside the one file.
+            config.option.self_contained_html = True
+    if state.html_active:
+        from .html import HtmlSummary
+
+        config.pluginmanager.register(HtmlSummary(lambda session: finish(session)), "lxcexp-report-html")
+
+
+def _utc(epoch: float):  # noqa: ANN202 - datetime, imported lazily
+    import datetime
+
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = session.config.stash.get(report_state_key, None)
+    if state is not None:
+        state.started_at = time.time()
+
+
+def _run_state(config: pytest.Config) -> RunState | None:
+    return config.stash.get(run_state_key, None)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Sample only sessions that run an experiment (the main plugin decided that during collection)."""
+    state = session.config.stash.get(report_state_key, None)
+    run = _run_state(session.config)
+    if state is None or run is None or run.experiment is None or state.sampler is not None:
+        return
+    state.sampler = Sampler(CgroupProbe(run.config.tag)).start()
+
+
+def _tree_bytes(path: str) -> int:
+    """Allocated bytes under path, like du: blocks, not apparent sizes."""
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in [".", *files]:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+def capture_ves(experiment: Experiment, run: RunState) -> VECapture:
+    """Read each VE's log end and (for failed VEs) log tail, and disk use, from the tmpfs."""
+    layout = experiment.layout
+    capture = VECapture()
+    indexes = sorted(run.records) or list(range(1, experiment.config.count + 1))
+    disk = 0
+    for index in indexes:
+        path = layout.ve_workload_log(index)
+        log = read_log(path)
+        capture.log_began[index] = log.began
+        capture.log_ended[index] = log.ended
+        record = run.records.get(index)
+        if record is not None and not record.completed:
+            capture.log_tails[index] = log_tail(path, LOG_TAIL_LINES)
+        disk += _tree_bytes(layout.ve_dir(index))
+    if indexes and os.path.isdir(layout.root):
+        capture.disk_per_ve = disk / len(indexes)
+        capture.disk_base = _tree_bytes(os.path.dirname(layout.base_rootfs))
+    return capture
+
+
+def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> None:
+    # After ve_clones' teardown the VEs are stopped and their records final, and the
+    # tmpfs with their logs is still mounted (ve_root unmounts it next).
+    if fixturedef.argname != "ve_clones":
+        return
+    state = request.config.stash.get(report_state_key, None)
+    run = _run_state(request.config)
+    if state is None or run is None or run.experiment is None or state.capture is not None:
+        return
+    try:
+        state.capture = capture_ves(run.experiment, run)
+    except OSError as error:
+        state.capture = VECapture()  # the results then lack log times and tails, and say why
+        state.notes.append(f"could not read the VEs' logs: {error}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: collect each worker's results to report all VEs as one run."""
+    state = node.config.stash.get(report_state_key, None)
+    data = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
+    if state is not None and data:
+        state.worker_results.append(data)
+
+
+def outcomes(config: pytest.Config) -> dict[str, int]:
+    """Test outcomes as pytest counts them (on the xdist controller: all workers' tests)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    stats = getattr(reporter, "stats", {}) if reporter is not None else {}
+    known = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+    return {name: len(stats[name]) for name in known if stats.get(name)}
+
+
+def own_results(config: pytest.Config, state: ReportState, session: pytest.Session) -> Results | None:
+    run = _run_state(config)
+    if run is None or run.experiment is None:
+        return None
+    experiment = run.experiment
+    samples = state.sampler.stop() if state.sampler else []
+    starts = {
+        index: StartTimes(result.started_at, result.latency, result.ok) for index, result in experiment.starts.items()
+    }
+    ended_at = time.time()
+    meta = metadata.collect(run.config.to_dict(), state.started_at, ended_at, pytest.__version__)
+    return build_results(
+        run_id=state.run_id,
+        metadata=meta,
+        phases=dict(experiment.timings),
+        summary=run.summary,
+        records=run.records.values(),
+        starts=starts,
+        capture=state.capture,
+        samples=samples,
+        session={
+            "exitstatus": int(session.exitstatus),
+            "outcomes": outcomes(config),
+            "sampler_errors": state.sampler.errors if state.sampler else [],
+            "notes": list(state.notes),
+        },
+    )
+
+
+def finish(session: pytest.Session) -> Finished | None:
+    """Build, write, compare and index this run, once; called by whichever comes first of
+    pytest-html's summary hook and this plugin's own sessionfinish (both run after teardown).
+    Never raises: a failure is reported and turns the exit status into a failure.
+    """
+    config = session.config
+    state = config.stash.get(report_state_key, None)
+    if state is None:
+        return None
+    if state.finished is not None:
+        return state.finished
+    finished = state.finished = Finished(run_dir=state.run_dir, rules=state.rules, notes=list(state.notes))
+    try:
+        results = own_results(config, state, session)
+        if _is_worker(config):
+            if results is not None:
+                config.workeroutput[WORKER_OUTPUT_KEY] = results  # type: ignore[attr-defined]
+            return finished
+        if state.worker_results:
+            results = merge_worker_results(state.worker_results)
+            results["session"]["outcomes"] = outcomes(config)
+            results["session"]["exitstatus"] = int(session.exitstatus)
+        if results is None:
+            if state.report_dir or state.reference is not None:
+                finished.notes.append("no experiment ran in this session: nothing archived or compared")
+            return finished
+        finished.results = results
+        if state.run_dir:
+            finished.results_path = os.path.join(state.run_dir, archive.RESULTS_FILE)
+            write_results(finished.results_path, results)
+        if state.reference is not None:
+            finished.compare_path = state.compare_path
+            finished.comparison = compare(state.reference, results)
+            finished.regressions = regressions(finished.comparison, state.rules)
+            finished.notes += missing_for_rules(finished.comparison, state.rules)
+            if finished.regressions and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if state.report_dir:
+            with_report = {state.run_id} if state.html_active else set()
+            finished.index_path, _, _ = archive.write_index(state.report_dir, with_report=with_report)
+    except Exception as error:  # noqa: BLE001 - never raise from session finish: takedown must still run
+        finished.errors.append(f"{type(error).__name__}: {error}")
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return finished
+
+
+@pytest.hookimpl(trylast=True)  # after the runner's sessionfinish has torn the fixtures down
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    finish(session)
+
+
+@pytest.hookimpl(trylast=True)  # below the main plugin's "lxcexp results"
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    state = config.stash.get(report_state_key, None)
+    finished = state.finished if state else None
+    if finished is None or (finished.results is None and not finished.errors and not finished.notes):
+        return
+    write = terminalreporter.write_line
+    if finished.results_path or finished.index_path or finished.comparison or finished.errors or finished.notes:
+        terminalreporter.write_sep("=", "lxcexp report")
+    if finished.results_path:
+        write(f"results: {finished.results_path}")
+    if finished.index_path:
+        write(f"index  : {finished.index_path}")
+    if finished.comparison is not None:
+        write(f"compared with {finished.compare_path}:")
+        for line in table_lines(finished.comparison):
+            write(line, yellow=line.startswith("WARNING"))
+        for regression in finished.regressions:
+            write(f"REGRESSION: {regression}", red=True, bold=True)
+        if finished.rules and not finished.regressions:
+            write(f"no regression beyond {', '.join(str(rule) for rule in finished.rules)}", green=True)
+    for note in finished.notes:
+        write(f"note: {note}", yellow=True)
+    for error in finished.errors:
+        write(f"lxcexp report failed: {error}", red=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(report_state_key, None)
+    if state is None:
+        return
+    if state.sampler is not None:
+        state.sampler.stop()  # the session ended early (an interrupt before sessionfinish)
+    if not state.run_dir or not os.path.isdir(state.run_dir):
+        return
+    results_path = os.path.join(state.run_dir, archive.RESULTS_FILE)
+    if not os.path.exists(results_path):
+        # No experiment ran: nothing to archive. Remove only what we put there.
+        if state.html_path_is_ours:
+            report = os.path.join(state.run_dir, archive.REPORT_FILE)
+            if os.path.isfile(report):
+                os.unlink(report)
+        archive.remove_if_empty(state.run_dir)
+        return
+    if state.copy_html_from and os.path.isfile(state.copy_html_from):
+        # --html went elsewhere; the archive keeps its own copy (self-contained, see configure).
+        shutil.copyfile(state.copy_html_from, os.path.join(state.run_dir, archive.REPORT_FILE))

@@ -1,0 +1,260 @@
+"""The experiment in pytest-html's report: Results block, comparison, timings, charts, failed VEs, metadata.
+
+Everything here is plain HTML strings for pytest_html_results_summary; every piece of
+text that comes from the run (reasons, log tails, host names) goes through html.escape.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ..engine.stats import Summary, results_block
+from ..engine.storage import human_size
+from . import charts
+from .compare import Comparison, Regression
+from .metrics import METRICS
+from .outcome import Finished
+from .results import Results
+
+FAILED_VES_SHOWN = 50
+e = html.escape
+
+CSS = """
+.lxcexp { color: #222; font-size: 13px; margin: 8px 0 20px; }
+.lxcexp h3 { font-size: 15px; margin: 18px 0 6px; color: #111; }
+.lxcexp table { border-collapse: collapse; margin: 4px 0; }
+.lxcexp th, .lxcexp td { border: 1px solid #dde1e5; padding: 3px 8px; text-align: right; }
+.lxcexp th { background: #f3f5f7; } .lxcexp td.k, .lxcexp th.k { text-align: left; }
+.lxcexp pre { background: #f7f7f9; border: 1px solid #e3e6ea; padding: 8px; margin: 4px 0; color: #111;
+  white-space: pre-wrap; font-size: 12px; }
+.lxcexp .cards { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
+.lxcexp .charts figure { margin: 0; border: 1px solid #e3e6ea; padding: 4px; background: #fff; }
+.lxcexp .worse { color: #b3261e; font-weight: bold; } .lxcexp .better { color: #1b7f3a; }
+.lxcexp .warn { color: #8a5300; } .lxcexp .bad { color: #b3261e; font-weight: bold; }
+.lxcexp .ok { color: #1b7f3a; font-weight: bold; }
+.lxcexp-headline { color: #222; font-size: 14px; }
+"""
+
+
+def _fmt_time(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def headline(finished: Finished) -> str:
+    """One line at the top of pytest-html's summary."""
+    results = finished.results or {}
+    summary = results.get("summary")
+    lxc = ((results.get("metadata") or {}).get("lxc") or {}).get("version")
+    if summary:
+        ok = summary["completed"] == summary["total"]
+        verdict = (
+            f'<span class="{"ok" if ok else "bad"}">{summary["completed"]} of {summary["total"]} VEs completed '
+            f"their {summary['expected_pings']} pings</span>"
+        )
+    else:
+        verdict = '<span class="bad">the experiment did not run</span>'
+    parts = [f"lxcexp: {verdict}", f"liblxc {e(str(lxc))}", f"run {e(str(results.get('run_id')))}"]
+    if finished.comparison is not None:
+        parts.append(
+            f'<span class="bad">{len(finished.regressions)} regression(s)</span>'
+            if finished.regressions
+            else '<span class="ok">no regression</span>'
+        )
+    return f'<p class="lxcexp-headline" id="lxcexp-headline">{" · ".join(parts)}</p>'
+
+
+def results_section(results: Results) -> str:
+    summary = results.get("summary")
+    if not summary:
+        return "<h3>Results</h3><p class='bad'>No results: the experiment was not set up.</p>"
+    fields = {k: v for k, v in summary.items() if k in Summary.__dataclass_fields__}
+    block = ["Results", *results_block(Summary(**fields), human_size(summary.get("disk_used") or 0))]
+    return f'<h3>Results</h3><pre id="lxcexp-results">{e(chr(10).join(block))}</pre>'
+
+
+def comparison_section(comparison: Comparison, regressions: list[Regression], notes: list[str]) -> str:
+    regressed = {r.rule.metric for r in regressions}
+    rows = []
+    for row in comparison.rows:
+        worse = row.worse
+        css = "worse" if worse is not None and worse > 0 else "better" if worse is not None and worse < 0 else ""
+        flag = " ✗" if row.metric.name in regressed else ""
+        rows.append(
+            f'<tr><td class="k">{e(row.metric.name)}</td><td class="k">{e(row.metric.label)} ({e(row.metric.unit)})'
+            f"</td><td>{e(row.metric.shown(row.before))}</td><td>{e(row.metric.shown(row.now))}</td>"
+            f'<td class="{css}">{e(row.change_text())}{flag}</td></tr>'
+        )
+    warnings = "".join(f'<p class="warn">Warning: {e(w)}</p>' for w in comparison.warnings)
+    verdicts = "".join(f'<p class="bad">Regression: {e(str(r))}</p>' for r in regressions)
+    verdicts += "".join(f'<p class="warn">{e(note)}</p>' for note in notes)
+    return (
+        '<h3>Compared with an earlier run</h3><div id="lxcexp-compare">'
+        f"<p>before: {e(comparison.before_label)}<br>now: {e(comparison.now_label)}</p>{warnings}"
+        '<table><thead><tr><th class="k">metric</th><th class="k">meaning</th><th>before</th><th>now</th>'
+        f"<th>change</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{verdicts}</div>"
+    )
+
+
+def timings_section(results: Results) -> str:
+    timings = results.get("timings") or {}
+    rows = [
+        f'<tr><td class="k">{e(name)}</td><td>{seconds:.2f}</td></tr>'
+        for name, seconds in (timings.get("phases") or {}).items()
+        if seconds is not None
+    ]
+    phases = (
+        f'<table><thead><tr><th class="k">phase</th><th>seconds</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+    stats = timings.get("start_latency") or {}
+    if stats:
+        keys = ("p50", "p90", "p99", "max", "mean")
+        latency = (
+            "<table><thead><tr><th class='k'>start latency</th>"
+            + "".join(f"<th>{k}</th>" for k in keys)
+            + "</tr></thead><tbody><tr><td class='k'>ms</td>"
+            + "".join(f"<td>{stats[k] * 1000:.1f}</td>" for k in keys)
+            + f"</tr></tbody></table><p>{int(stats.get('count', 0))} VEs started</p>"
+        )
+    else:
+        latency = "<p>No VE started.</p>"
+    resources = results.get("resources") or {}
+    lines = []
+    for name in ("memory_per_ve", "disk_per_ve"):
+        metric = METRICS[name]
+        shown = f"{metric.shown(metric.read(results))} {metric.unit}"
+        lines.append(f'<tr><td class="k">{e(metric.label)}</td><td>{e(shown)}</td></tr>')
+    if resources.get("running_peak"):
+        lines.append(f'<tr><td class="k">most VEs running at once</td><td>{int(resources["running_peak"])}</td></tr>')
+    table = f"<table><tbody>{''.join(lines)}</tbody></table>"
+    return (
+        f'<h3>Timings</h3><div class="cards" id="lxcexp-timings"><div>{phases}</div><div>{latency}</div>'
+        f"<div>{table}</div></div>"
+    )
+
+
+def charts_section(results: Results) -> str:
+    if not charts.available():
+        return "<h3>Charts</h3><p class='warn'>matplotlib is not installed: no charts.</p>"
+    timings = results.get("timings") or {}
+    latencies = [
+        ve["start_latency"]
+        for ve in results.get("ves", [])
+        if ve.get("start_latency") is not None and not ve.get("start_error")
+    ]
+    drawn = [
+        ("start latency", charts.latency_histogram(latencies, timings.get("start_latency") or {})),
+        ("VEs over time", charts.timeline_chart(results.get("timeline") or {}, results.get("ves", []))),
+        ("memory over time", charts.memory_chart(results.get("timeline") or {})),
+    ]
+    figures = "".join(f'<figure><img alt="{e(title)}" src="{uri}"></figure>' for title, uri in drawn if uri is not None)
+    figures = figures or "<p>Too few samples for charts.</p>"
+    return f'<h3>Charts</h3><div class="cards charts" id="lxcexp-charts">{figures}</div>'
+
+
+def failed_section(results: Results) -> str:
+    failed = [ve for ve in results.get("ves", []) if not ve.get("completed")]
+    if not failed:
+        return ""
+    rows = []
+    for ve in failed[:FAILED_VES_SHOWN]:
+        tail = ve.get("log_tail")
+        rows.append(
+            f'<tr><td class="k">{e(ve["name"])}</td><td class="k">{e(str(ve.get("failure")))}</td>'
+            f'<td class="k"><pre>{e(tail) if tail else "(no log)"}</pre></td></tr>'
+        )
+    more = (
+        f"<p>... and {len(failed) - FAILED_VES_SHOWN} more (all are in results.json)</p>"
+        if len(failed) > FAILED_VES_SHOWN
+        else ""
+    )
+    return (
+        f'<h3>VEs that did not complete ({len(failed)})</h3><table id="lxcexp-failed"><thead><tr><th class="k">VE</th>'
+        f'<th class="k">reason</th><th class="k">log tail</th></tr></thead><tbody>{"".join(rows)}</tbody></table>{more}'
+    )
+
+
+def _meta_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    lxc = meta.get("lxc") or {}
+    kernel = meta.get("kernel") or {}
+    cpu = meta.get("cpu") or {}
+    memory = meta.get("memory_total")
+    rows = [
+        ("tool", f"{(meta.get('tool') or {}).get('name')} {(meta.get('tool') or {}).get('version')}"),
+        ("liblxc", str(lxc.get("version"))),
+        ("liblxc loaded from", str(lxc.get("library"))),
+        ("python3-lxc", str(lxc.get("python_lxc"))),
+    ]
+    if lxc.get("ld_library_path"):
+        rows.append(("LD_LIBRARY_PATH", lxc["ld_library_path"]))
+    rows += [
+        ("kernel", f"{kernel.get('release')} {kernel.get('version')}"),
+        ("distribution", str(meta.get("distribution"))),
+        ("host", str(meta.get("hostname"))),
+        ("CPU", f"{cpu.get('count')} x {cpu.get('model')}"),
+        ("memory", human_size(memory) if memory else "-"),
+        ("python / pytest", f"{meta.get('python')} / {meta.get('pytest')}"),
+        ("started", _fmt_time(meta.get("started_at"))),
+        ("ended", _fmt_time(meta.get("ended_at"))),
+    ]
+    return rows
+
+
+def _table(title: str, rows: str) -> str:
+    return f'<table><thead><tr><th class="k" colspan="2">{e(title)}</th></tr></thead><tbody>{rows}</tbody></table>'
+
+
+def metadata_section(results: Results) -> str:
+    meta = results.get("metadata") or {}
+    rows = "".join(f'<tr><td class="k">{e(k)}</td><td class="k">{e(v)}</td></tr>' for k, v in _meta_rows(meta))
+    options = meta.get("options") or {}
+    option_rows = "".join(
+        f'<tr><td class="k">{e(k)}</td><td class="k">{e(str(v))}</td></tr>' for k, v in options.items()
+    )
+    return (
+        '<h3>Run</h3><div class="cards" id="lxcexp-metadata">'
+        f"{_table('software and host', rows)}{_table('options', option_rows)}</div>"
+    )
+
+
+def report_sections(finished: Finished) -> str:
+    """The block shown above pytest-html's table."""
+    parts = [f"<style>{CSS}</style>", '<div class="lxcexp" id="lxcexp-report">']
+    results = finished.results
+    if results is not None:
+        parts.append(results_section(results))
+        if finished.comparison is not None:
+            parts.append(comparison_section(finished.comparison, finished.regressions, finished.notes))
+        parts += [timings_section(results), charts_section(results), failed_section(results), metadata_section(results)]
+    parts += [f'<p class="bad">lxcexp report: {e(error)}</p>' for error in finished.errors]
+    if finished.run_dir:
+        parts.append(f"<p>Archived in {e(finished.run_dir)}</p>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+class HtmlSummary:
+    """Registered only when pytest-html is active: fills its summary from the finished run."""
+
+    def __init__(self, finish: Callable[[pytest.Session], Finished | None]) -> None:
+        self._finish = finish
+
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+    ) -> None:
+        # pytest-html calls this from its own sessionfinish, after the session's fixtures
+        # were torn down: the run is complete, so this is where it gets finished first.
+        try:
+            finished = self._finish(session)
+            if finished is None or (finished.results is None and not finished.errors):
+                return
+            prefix.append(headline(finished))
+            summary.append(report_sections(finished))
+        except Exception as error:  # noqa: BLE001 - never raise from a summary hook
+            summary.append(f'<p class="bad">lxcexp report: could not render: {e(str(error))}</p>')

@@ -1,0 +1,22 @@
+"""What the report plugin made of one session: read by the terminal summary and the HTML hook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .compare import Comparison, FailRule, Regression
+from .results import Results
+
+
+@dataclass
+class Finished:
+    results: Results | None = None
+    results_path: str | None = None
+    run_dir: str | None = None
+    index_path: str | None = None
+    comparison: Comparison | None = None
+    compare_path: str | None = None
+    rules: list[FailRule] = field(default_factory=list)
+    regressions: list[Regression] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things the user should know (rules not checked, ...)
+    errors: list[str] = field(default_factory=list)  # things that went wrong in the reporting itself
