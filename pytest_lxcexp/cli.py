@@ -6,6 +6,8 @@ lxcexp start [S] [E]              start veS..veE (default: all)
 lxcexp info [S] [E]               state, PID and address of each VE
 lxcexp stats [S] [E]              the Results block for veS..veE
 lxcexp takedown                   stop everything, remove it all
+lxcexp report DIR                 rebuild DIR/index.html over the runs saved with --ve-report-dir
+lxcexp compare A B [--fail M:N%]  compare two saved runs; exit 1 on a regression
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .engine.host import PreflightError, require_root
 from .engine.stats import results_block, timings_lines
 from .engine.storage import human_size
 from .engine.takedown import leftovers, takedown
+from .report.commands import add_commands as add_report_commands
 
 
 class CliError(Exception):
@@ -217,13 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     down = add("takedown", cmd_takedown, "stop every VE and remove the experiment (safe to repeat)")
     down.add_argument("--root", default="/exp", help="experiment root (default /exp)")
     down.add_argument("--bridge", default=None, help="bridge to delete when the root has no marker left")
+    add_report_commands(add)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        require_root()
+        if getattr(args, "needs_root", True):  # report/compare only read saved files
+            require_root()
         return args.handler(args)
     except CliError as error:
         print(f"lxcexp {args.command}: {error}", file=sys.stderr)

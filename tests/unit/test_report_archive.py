@@ -1,0 +1,174 @@
+"""report.archive, metadata, sampler, charts and HTML pieces, and the `lxcexp report` / `compare` commands."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pathlib
+import re
+
+import pytest
+from report_helpers import make_results
+
+from pytest_lxcexp import cli
+from pytest_lxcexp.report import archive, charts, html, metadata
+from pytest_lxcexp.report.compare import FailRule, compare, regressions
+from pytest_lxcexp.report.outcome import Finished
+from pytest_lxcexp.report.results import write_results
+from pytest_lxcexp.report.sampler import CgroupProbe, Sampler, host_memory_used
+
+WHEN = datetime.datetime(2026, 11, 26, 23, 15, 0, tzinfo=datetime.UTC)
+
+
+def test_run_name_sorts_by_time_and_shows_the_lxc_version() -> None:
+    assert archive.run_name(WHEN, "5.0.2", "builder.example.org") == "20261126T231500Z-lxc5.0.2-builder"
+    assert archive.run_name(WHEN, "6.0.0~git/1", "a b") == "20261126T231500Z-lxc6.0.0-git-1-a-b"
+    assert archive.run_name(WHEN, None, "") == "20261126T231500Z-lxcunknown-host"
+    later = archive.run_name(WHEN + datetime.timedelta(seconds=1), "4.0.0", "a")
+    assert sorted([later, archive.run_name(WHEN, "9.9.9", "z")])[0].startswith("20261126T231500Z")
+
+
+def test_two_runs_in_one_second_get_their_own_folders(tmp_path) -> None:
+    first = archive.new_run_dir(str(tmp_path / "r"), "20261126T231500Z-lxc5.0.2-h")
+    second = archive.new_run_dir(str(tmp_path / "r"), "20261126T231500Z-lxc5.0.2-h")
+    assert os.path.basename(first) == "20261126T231500Z-lxc5.0.2-h"
+    assert os.path.basename(second) == "20261126T231500Z-lxc5.0.2-h-2"
+    assert os.path.isdir(first) and os.path.isdir(second)
+
+
+def _save(report_dir, name: str, **kwargs) -> None:
+    write_results(os.path.join(report_dir, name, archive.RESULTS_FILE), make_results(run_id=name, **kwargs))
+
+
+def test_index_lists_runs_newest_first_with_trend_charts(tmp_path) -> None:
+    reports = str(tmp_path)
+    _save(reports, "20261101T000000Z-lxc5.0.2-h")
+    _save(reports, "20261102T000000Z-lxc6.0.0-h", completed=7, lxc_version="6.0.0")
+    os.makedirs(os.path.join(reports, "20261103T000000Z-lxc6.0.0-h"))  # ended before writing results
+    os.makedirs(os.path.join(reports, "not-a-run"))
+    path, count, skipped = archive.write_index(reports, with_report={"20261101T000000Z-lxc5.0.2-h"})
+    assert path == os.path.join(reports, "index.html") and count == 2
+    assert skipped == ["20261103T000000Z-lxc6.0.0-h: no results.json (the run ended before writing it)"]
+    text = pathlib.Path(path).read_text()
+    rows = re.findall(r"<tr class=\"(bad)?\"><td class=\"name\">([^<]+)</td>", text)
+    assert rows == [("bad", "20261102T000000Z-lxc6.0.0-h"), ("", "20261101T000000Z-lxc5.0.2-h")]
+    assert 'href="20261101T000000Z-lxc5.0.2-h/report.html"' in text
+    assert 'href="20261102T000000Z-lxc6.0.0-h/report.html"' not in text  # no report there
+    assert text.count('src="data:image/png;base64,') == len(archive.TREND_METRICS)
+    assert "not-a-run" not in text
+
+
+def test_trend_series_scale_to_shown_units(tmp_path) -> None:
+    _save(str(tmp_path), "20261101T000000Z-lxc5.0.2-h")
+    runs, _ = archive.list_runs(str(tmp_path))
+    series = dict(archive.trend_series(runs))
+    assert series["start latency (ms)"]["start_p90"] == [pytest.approx(90.0)]
+    assert series["VEs completed (% of total)"]["completed_pct"] == [100.0]
+    assert archive.trend_label(runs[0]) == "11-01 00:00 lxc 5.0.2"
+
+
+def test_loaded_library_is_read_from_the_memory_map(tmp_path) -> None:
+    maps = tmp_path / "maps"
+    maps.write_text(
+        "7f00-7f01 r--p 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
+        "7f02-7f03 r-xp 00000000 08:01 2 /opt/lxc-git/lib/liblxc.so.1.8.0\n"
+        "7f04-7f05 rw-p 00000000 00:00 0 \n"
+    )
+    assert metadata.loaded_library("liblxc.so", str(maps)) == "/opt/lxc-git/lib/liblxc.so.1.8.0"
+    assert metadata.loaded_library("libfoo.so", str(maps)) is None
+
+
+def test_this_process_reports_the_liblxc_it_loaded() -> None:
+    info = metadata.lxc_info()
+    assert info["version"] and info["library"] and "liblxc.so" in info["library"]
+    assert os.path.exists(info["library"])
+
+
+def test_host_facts() -> None:
+    host = metadata.host_info()
+    assert host["hostname"] and host["cpu"]["count"] == os.cpu_count()
+    assert host["memory_total"] > 0 and host["kernel"]["release"] == os.uname().release
+
+
+def _fake_cgroup(tmp_path, counts: dict[str, int]) -> str:
+    top = tmp_path / "pids" / "lxcexp-abcde"
+    for name, count in counts.items():
+        (top / name).mkdir(parents=True)
+        (top / name / "pids.current").write_text(f"{count}\n")
+    return str(tmp_path / "pids")
+
+
+def test_probe_counts_ves_with_processes(tmp_path) -> None:
+    mount = _fake_cgroup(tmp_path, {"ve1": 2, "ve2": 0, "ve3": 5})
+    probe = CgroupProbe("abcde", mounts=[mount])
+    assert probe.running() == 2
+    assert probe.memory() is None  # no memory controller in this tree
+    assert CgroupProbe("fffff", mounts=[mount]).running() == 0  # no such experiment yet
+
+
+def test_sampler_samples_until_stopped(tmp_path) -> None:
+    mount = _fake_cgroup(tmp_path, {"ve1": 1})
+    sampler = Sampler(CgroupProbe("abcde", mounts=[mount]), interval=0.02).start()
+    import time
+
+    time.sleep(0.15)
+    samples = sampler.stop()
+    assert len(samples) >= 4 and not sampler.running
+    assert all(sample.running == 1 and sample.memory_used > 0 for sample in samples)
+    assert [s.at for s in samples] == sorted(s.at for s in samples)
+    assert sampler.stop() == samples  # idempotent
+
+
+def test_host_memory_used(tmp_path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       1000 kB\nMemFree:         100 kB\nMemAvailable:    400 kB\n")
+    assert host_memory_used(str(meminfo)) == 600 * 1024
+
+
+def test_charts_are_png_data_uris() -> None:
+    results = make_results()
+    uri = charts.latency_histogram([0.01, 0.02, 0.03], {"p50": 0.02, "p90": 0.03})
+    assert uri is not None and uri.startswith("data:image/png;base64,iVBORw0KGgo")
+    assert charts.timeline_chart(results["timeline"], results["ves"]).startswith("data:image/png;base64,")
+    assert charts.memory_chart(results["timeline"]).startswith("data:image/png;base64,")
+    assert charts.latency_histogram([], {}) is None
+
+
+def test_report_sections_escape_what_the_run_wrote() -> None:
+    results = make_results(completed=9)
+    results["ves"][9]["failure"] = "<script>alert(1)</script>"
+    comparison = compare(make_results(), results)
+    finished = Finished(
+        results=results,
+        comparison=comparison,
+        regressions=regressions(comparison, [FailRule("completed", 0.0)]),
+        run_dir="/r/<x>",
+    )
+    text = html.report_sections(finished)
+    assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "&lt;b&gt;ve10&lt;/b&gt; stopped" in text  # the log tail, escaped
+    assert 'id="lxcexp-results"' in text and "Total VEs        : 10" in text
+    assert "Regression: completed is 10.0% worse" in text
+    assert text.count("data:image/png;base64,") == 3
+    for label in ("p50", "p90", "p99", "max"):
+        assert f"<th>{label}</th>" in text
+    head = html.headline(finished)
+    assert "9 of 10 VEs completed" in head and "1 regression(s)" in head
+
+
+def test_cli_report_and_compare(tmp_path, capsys) -> None:
+    reports = str(tmp_path)
+    _save(reports, "20261101T000000Z-lxc5.0.2-h")
+    _save(reports, "20261102T000000Z-lxc5.0.2-h", latencies=[0.02 * n for n in range(1, 11)])
+    assert cli.main(["report", reports]) == 0
+    assert capsys.readouterr().out.strip() == f"{reports}/index.html: 2 runs"
+    old = os.path.join(reports, "20261101T000000Z-lxc5.0.2-h")
+    assert cli.main(["compare", old, "latest", "--dir", reports, "--fail", "start_p90:10%"]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION: start_p90 is 100.0% worse than before (90.00 -> 180.0 ms; limit 10%)" in out
+    assert cli.main(["compare", old, old, "--fail", "start_p90:0%"]) == 0
+    assert "no regression beyond start_p90:0%" in capsys.readouterr().out
+    assert cli.main(["compare", old, "missing"]) == 2
+    assert "missing: no such results file or run folder" in capsys.readouterr().err
+    assert cli.main(["compare", old, old, "--fail", "p90"]) == 2
+    assert "--fail: 'p90' is not METRIC:N%" in capsys.readouterr().err
