@@ -1,0 +1,242 @@
+"""Reports of real runs: results.json against what the run did, the archive, compare, and the
+HTML report as a browser renders it (Debian's chromium, headless, installed by `make test`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import re
+import struct
+import subprocess
+
+import pytest
+
+from pytest_lxcexp.report.results import load_results
+
+PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
+CHROMIUM = "/usr/bin/chromium"
+
+FAULTY_SUITE = """
+import os, signal
+
+from pytest_lxcexp.fixtures import describe_failures, describe_start_failures
+
+
+def test_break_ve4(ve_experiment):
+    # A real liblxc refusal: ve4's lower directory does not exist.
+    path = ve_experiment.layout.ve_config(4)
+    text = open(path).read().replace(ve_experiment.layout.base_rootfs, "/nonexistent/lxcexp-lower")
+    open(path, "w").write(text)
+
+
+def test_start(ve_range):
+    results = ve_range.start()
+    assert all(result.ok for result in results), describe_start_failures(results)
+
+
+def test_kill_ve2(ve_experiment):
+    os.kill(ve_experiment.starts[2].pid, signal.SIGKILL)
+
+
+def test_completed(ve_range):
+    records = ve_range.wait()
+    assert all(record.completed for record in records), describe_failures(records)
+"""
+
+# The second run of the regression test: the same suite, but every VE start through liblxc
+# really takes 0.2 s longer, because an LXC pre-start hook sleeps.
+SLOW_CONFTEST = """
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slow_starts(ve_experiment, tmp_path_factory):
+    hook = tmp_path_factory.mktemp("hooks") / "sleep-before-start"
+    hook.write_text("#!/bin/sh\\nsleep 0.2\\n")
+    hook.chmod(0o755)
+    for index in range(1, ve_experiment.config.count + 1):
+        with open(ve_experiment.layout.ve_config(index), "a") as handle:
+            handle.write(f"lxc.hook.pre-start = {hook}\\n")
+"""
+
+# 5 pings 0.2 s apart keep every VE up for about a second after the last start, so the
+# half-second sampler sees all of them running at once.
+RUN_ARGS = ["--ve-count=12", "--ve-batch=6", "--ve-pings=5", "--ve-ping-interval=0.2", "--ve-tmpfs-size=64M"]
+
+
+@pytest.fixture
+def names(names):  # noqa: F811 - wraps the conftest's names
+    """The conftest's names with a subnet drawn from this process: concurrent test runs on one host
+    (two checkouts) would otherwise both pick 10.22x.1.0/24 and the second would be refused."""
+    serial = int(names.bridge.rsplit("x", 1)[1])
+    pid = os.getpid()
+    return dataclasses.replace(names, subnet=f"10.{240 + pid % 16}.{(pid // 16 + serial) % 250}.0/24")
+
+
+def run(pytester: pytest.Pytester, names, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(*RUN_ARGS, *names.options(), "-p", "no:cacheprovider", *args, timeout=300)
+
+
+def runs_in(reports: pathlib.Path) -> list[pathlib.Path]:
+    return sorted(path for path in reports.iterdir() if path.is_dir())
+
+
+def chromium(tmp_path: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
+    assert os.path.exists(CHROMIUM), "chromium is not installed: `make test` installs it (APT_PKGS)"
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def png_size(path: pathlib.Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_archived_runs_compare_and_render(pytester, clean_host, leftovers, tmp_path):
+    names = clean_host
+    reports = pytester.path / "reports"
+    pytester.makepyfile(test_ping=PING_SUITE)
+    first = run(pytester, names, f"--ve-report-dir={reports}")
+    first.assert_outcomes(passed=4)
+    assert first.ret == 0
+    [run1] = runs_in(reports)
+    assert re.fullmatch(r"\d{8}T\d{6}Z-lxc[0-9][\w.+-]*-[\w.-]+", run1.name)
+    assert sorted(p.name for p in run1.iterdir()) == ["report.html", "results.json"]
+
+    # The results file against what the run did and printed.
+    results = load_results(str(run1 / "results.json"))
+    summary = results["summary"]
+    assert (summary["total"], summary["completed"], summary["no_log"], summary["with_pid"]) == (12, 12, 0, 12)
+    ves = results["ves"]
+    assert [ve["name"] for ve in ves] == [f"ve{n}" for n in range(1, 13)]
+    assert all(ve["completed"] and ve["pings"] == 5 and ve["failure"] is None for ve in ves)
+    assert all(0 < ve["start_latency"] < 5 and ve["started_at"] >= results["metadata"]["started_at"] for ve in ves)
+    assert all(ve["log_ended"] >= ve["log_began"] >= int(ve["started_at"]) for ve in ves)
+    latency = results["timings"]["start_latency"]
+    assert latency["count"] == 12
+    assert latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"] == max(v["start_latency"] for v in ves)
+    printed = next(line for line in first.outlines if line.startswith("start latency (ms)"))
+    assert f"p50 {latency['p50'] * 1000:.1f}  p90 {latency['p90'] * 1000:.1f}" in printed
+    timings = results["timings"]
+    assert 0 < timings["setup_s"] < timings["complete_all_s"] and timings["start_all_s"] < timings["complete_all_s"]
+    assert timings["takedown_s"] > 0
+    timeline = results["timeline"]
+    assert max(timeline["running"]) == 12 and timeline["running"][-1] == 0  # all up at once; none after takedown
+    assert timeline["started"][-1] == 12 and timeline["completed"][-1] == 12
+    assert results["resources"]["memory_per_ve"] is not None and results["resources"]["running_peak"] == 12
+    assert results["resources"]["disk_per_ve"] > 0
+    meta = results["metadata"]
+    import lxc
+
+    assert meta["lxc"]["version"] == lxc.version and os.path.exists(meta["lxc"]["library"])
+    assert meta["options"]["count"] == 12 and meta["options"]["root"] == names.root
+    assert meta["started_at"] < meta["ended_at"]
+    assert results["session"] == {**results["session"], "exitstatus": 0, "outcomes": {"passed": 4}}
+
+    # Second run: VEs fail; compared with the first, written to the user's --html as well.
+    pytester.makepyfile(test_ping=FAULTY_SUITE)
+    html_path = pytester.path / "custom.html"
+    second = run(
+        pytester,
+        names,
+        f"--ve-report-dir={reports}",
+        f"--html={html_path}",
+        "--ve-compare=latest",
+        "--ve-compare-fail=completed:0%",
+    )
+    second.assert_outcomes(passed=4, failed=2)  # ve1-ve6 holds the broken VEs, ve7-ve12 does not
+    second.stdout.fnmatch_lines(
+        [
+            "*lxcexp report*",
+            f"results: {reports}/*/results.json",
+            f"index  : {reports}/index.html",
+            f"compared with {run1}/results.json:",
+            f"before: {run1.name} (liblxc *",
+            "metric * before * now  change",
+            "completed (VEs) * 12 * 10  -16.7% worse",
+            "REGRESSION: completed is 16.7% worse than before (12 -> 10 VEs; limit 0%)",
+        ]
+    )
+    run1_again, run2 = runs_in(reports)
+    assert run1_again == run1
+    results2 = load_results(str(run2 / "results.json"))
+    assert results2["summary"]["completed"] == 10 and results2["summary"]["failed_to_start"] == 1
+    failed = {ve["name"]: ve for ve in results2["ves"] if not ve["completed"]}
+    assert set(failed) == {"ve2", "ve4"}
+    assert failed["ve4"]["failure"].startswith("failed to start: liblxc: ")
+    assert failed["ve2"]["failure"].startswith("not running (state STOPPED)")
+    assert failed["ve2"]["log_tail"].startswith("lxcexp-begin ") or "bytes from 127.0.0.1" in failed["ve2"]["log_tail"]
+    assert (run2 / "report.html").read_bytes() == html_path.read_bytes()  # the archive keeps its own copy
+
+    # What a browser shows: pytest-html's page with the experiment above its table.
+    dom = chromium(tmp_path, "--dump-dom", html_path.as_uri()).stdout
+    assert 'id="lxcexp-headline"' in dom and "10 of 12 VEs completed" in dom
+    results_block = re.search(r'<pre id="lxcexp-results">(.*?)</pre>', dom, re.S)
+    assert results_block and "Total VEs        : 12" in results_block.group(1)
+    assert "5-ping VEs       : 10" in results_block.group(1)
+    assert 'id="lxcexp-compare"' in dom and "Regression: completed is 16.7% worse" in dom
+    charts = re.search(r'<div class="cards charts" id="lxcexp-charts">(.*?)</div>', dom, re.S)
+    assert charts
+    images = re.findall(r'<img alt="[^"]+" src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}">', charts.group(1))
+    assert len(images) == 3
+    failed_table = re.search(r'<table id="lxcexp-failed">(.*?)</table>', dom, re.S).group(1)
+    assert "ve2" in failed_table and "ve4" in failed_table and "failed to start: liblxc: " in failed_table
+    assert "lxcexp-begin" in failed_table  # ve2's log tail
+    # pytest-html builds its table in JavaScript: rows in the DOM prove the page's script ran.
+    assert len(re.findall(r'class="col-result[^"]*">Failed<', dom)) == 2
+    assert len(re.findall(r'class="col-result[^"]*">Passed<', dom)) == 4
+    screenshot = tmp_path / "report.png"
+    chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1200,1800", html_path.as_uri())
+    assert png_size(screenshot) == (1200, 1800) and screenshot.stat().st_size > 50_000
+
+    index = chromium(tmp_path, "--dump-dom", (reports / "index.html").as_uri()).stdout
+    rows = re.findall(r'<tr class="(?:bad)?"><td class="name">([^<]+)</td>', index)
+    assert rows == [run2.name, run1.name]  # newest first
+    assert index.count('src="data:image/png;base64,') == 4
+    assert leftovers(names) == []
+
+
+def test_slower_run_is_a_regression_and_a_run_is_none_of_itself(pytester, clean_host, leftovers, cli):
+    names = clean_host
+    reports = pytester.path / "reports"
+    pytester.makepyfile(test_ping=PING_SUITE)
+    first = run(pytester, names, f"--ve-report-dir={reports}")
+    first.assert_outcomes(passed=4)
+
+    pytester.makeconftest(SLOW_CONFTEST)
+    second = run(
+        pytester, names, f"--ve-report-dir={reports}", "--ve-compare=latest", "--ve-compare-fail=start_p90:10%"
+    )
+    second.assert_outcomes(passed=4)  # every test passed ...
+    assert second.ret == 1  # ... and the session failed on the regression
+    second.stdout.fnmatch_lines(["REGRESSION: start_p90 is *% worse than before (* -> * ms; limit 10%)"])
+    second.stdout.fnmatch_lines(["Takedown: nothing left behind"])  # the exit status did not skip the takedown
+    run1, run2 = runs_in(reports)
+    slow, fast = (load_results(str(path / "results.json"))["timings"]["start_latency"] for path in (run2, run1))
+    assert slow["p90"] - fast["p90"] >= 0.15 and slow["p50"] >= 0.2
+
+    same = cli("compare", str(run2), str(run2), "--fail", "start_p90:0%", "--fail", "completed:0%")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "no regression beyond start_p90:0%, completed:0%" in same.stdout
+    worse = cli("compare", str(run1), "latest", "--dir", str(reports), "--fail", "start_p90:10%")
+    assert worse.returncode == 1 and "REGRESSION: start_p90" in worse.stdout
+    rebuilt = cli("report", str(reports))
+    assert rebuilt.returncode == 0 and rebuilt.stdout.strip() == f"{reports}/index.html: 2 runs"
+    assert leftovers(names) == []
