@@ -92,25 +92,46 @@ def timeline_chart(timeline: dict[str, Any], ves: list[dict[str, Any]]) -> str |
     figure = _figure()
     axes = figure.add_subplot()
     axes.step(*_cumulative(started, t[-1]), where="post", label="started", color=COLORS["started"], linewidth=1.8)
-    axes.step(t, timeline["running"], where="post", label="running", color=COLORS["running"], linewidth=1.8)
+    axes.step(
+        t,
+        timeline["running"],
+        where="post",
+        label="running (sampled)",
+        color=COLORS["running"],
+        linewidth=1.8,
+        marker=".",
+        markersize=5,
+    )
     axes.step(*_cumulative(completed, t[-1]), where="post", label="completed", color=COLORS["completed"], linewidth=1.8)
     axes.set_xlabel("seconds since the session began")
     axes.set_ylabel("VEs")
     axes.set_title("VEs started / running / completed")
     axes.set_ylim(bottom=0)
-    axes.legend(frameon=False, loc="upper left")
+    figure.legend(frameon=False, loc="outside lower center", ncols=3, fontsize=8)
     _style(axes)
     return _data_uri(figure)
 
 
 def memory_chart(timeline: dict[str, Any]) -> str | None:
-    """Host memory in use (MemTotal - MemAvailable) over the session, and what the VEs' cgroups hold."""
+    """Host memory in use (MemTotal - MemAvailable) over the session, and what the VEs' cgroups hold.
+
+    The host line is drawn above its level at the first sample: the growth is what the VEs cost,
+    and on the same scale as the cgroup line.
+    """
     t = timeline.get("t") or []
     if len(t) < 2 or not available():
         return None
     figure = _figure()
     axes = figure.add_subplot()
-    axes.plot(t, [u / MIB for u in timeline["memory_used"]], color=COLORS["memory"], label="host memory used")
+    used = timeline["memory_used"]
+    axes.plot(
+        t,
+        [(u - used[0]) / MIB for u in used],
+        color=COLORS["memory"],
+        marker=".",
+        markersize=4,
+        label=f"host, above its {used[0] / MIB:.0f} MiB at the start",
+    )
     cgroup = timeline.get("cgroup_memory") or []
     if any(value is not None for value in cgroup):
         axes.plot(
@@ -123,7 +144,8 @@ def memory_chart(timeline: dict[str, Any]) -> str | None:
     axes.set_xlabel("seconds since the session began")
     axes.set_ylabel("MiB")
     axes.set_title("Memory over time")
-    axes.legend(frameon=False, loc="upper left")
+    axes.axhline(0, color="#999", linewidth=0.8)
+    figure.legend(frameon=False, loc="outside lower center", ncols=2, fontsize=8)
     _style(axes)
     return _data_uri(figure)
 

@@ -34,6 +34,7 @@ SHOWN_METRICS = (
     "complete_all_s",
     "takedown_s",
     "memory_per_ve",
+    "cgroup_memory_per_ve",
     "disk_per_ve",
 )
 

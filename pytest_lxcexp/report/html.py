@@ -126,7 +126,7 @@ def timings_section(results: Results) -> str:
         latency = "<p>No VE started.</p>"
     resources = results.get("resources") or {}
     lines = []
-    for name in ("memory_per_ve", "disk_per_ve"):
+    for name in ("memory_per_ve", "cgroup_memory_per_ve", "disk_per_ve"):
         metric = METRICS[name]
         shown = f"{metric.shown(metric.read(results))} {metric.unit}"
         lines.append(f'<tr><td class="k">{e(metric.label)}</td><td>{e(shown)}</td></tr>')

@@ -65,6 +65,14 @@ METRICS: dict[str, Metric] = {
         Metric(
             "memory_per_ve", "host memory per running VE", "MiB", MIB, "higher", _path("resources", "memory_per_ve")
         ),
+        Metric(
+            "cgroup_memory_per_ve",
+            "memory charged to the VEs' cgroups per VE",
+            "MiB",
+            MIB,
+            "higher",
+            _path("resources", "cgroup_memory_per_ve"),
+        ),
         Metric("disk_per_ve", "disk per VE on the tmpfs", "KiB", KIB, "higher", _path("resources", "disk_per_ve")),
     )
 }

@@ -292,7 +292,8 @@ def finish(session: pytest.Session) -> Finished | None:
             results["session"]["exitstatus"] = int(session.exitstatus)
         if results is None:
             if state.report_dir or state.reference is not None:
-                finished.notes.append("no experiment ran in this session: nothing archived or compared")
+                gone = f" ({state.run_dir} is removed again)" if state.run_dir else ""
+                finished.notes.append(f"no experiment ran in this session: nothing archived or compared{gone}")
             return finished
         finished.results = results
         if state.run_dir:

@@ -142,6 +142,18 @@ def memory_section(timeline: dict[str, Any], first_start: float | None) -> dict[
     return found
 
 
+def cgroup_memory_per_ve(timeline: dict[str, Any], peak: int) -> float | None:
+    """What the VEs' own cgroups were charged, per VE, while most ran: unlike host memory,
+    untouched by anything else the host does at the time (but blind to kernel objects
+    such as network namespaces that are not charged to a cgroup)."""
+    charged = [
+        c
+        for c, r in zip(timeline.get("cgroup_memory") or [], timeline["running"], strict=False)
+        if c is not None and peak > 0 and r == peak
+    ]
+    return round(statistics.median(charged) / peak, 1) if charged else None
+
+
 def build_results(
     *,
     run_id: str,
@@ -166,6 +178,7 @@ def build_results(
     completion_times(ves, first_start + complete_all if first_start is not None and complete_all is not None else None)
     timeline = timeline_section(samples, metadata.get("started_at") or 0.0, ves)
     resources = memory_section(timeline, first_start)
+    resources["cgroup_memory_per_ve"] = cgroup_memory_per_ve(timeline, resources["running_peak"])
     resources["disk_used"] = summary.disk_used if summary else None
     resources["disk_base"] = capture.disk_base if capture else None
     resources["disk_per_ve"] = _round(capture.disk_per_ve, 1) if capture else None
@@ -254,9 +267,11 @@ def merge_worker_results(parts: list[Results]) -> Results:
     merged_ves = [ves[index] for index in sorted(ves)]
     records = _records_from(merged_ves)
     first = parts[0]
-    disk_used = max((p["summary"] or {}).get("disk_used", 0) or 0 for p in parts)
-    root = (first.get("summary") or {}).get("root", "")
-    pings = (first.get("summary") or {}).get("expected_pings", 0)
+    # A worker whose experiment never came up has no summary: take these from one that has.
+    summaries = [p["summary"] for p in parts if p.get("summary")] or [{}]
+    disk_used = max(s.get("disk_used") or 0 for s in summaries)
+    root = summaries[0].get("root", "")
+    pings = summaries[0].get("expected_pings", 0)
     summary = summarize(records, disk_used=disk_used, root=root, expected_pings=pings)
     phases: dict[str, float] = {}
     for part in parts:

@@ -108,6 +108,7 @@ def test_memory_per_ve_is_the_growth_over_the_last_sample_before_the_first_start
     assert resources["running_peak"] == 10
     assert resources["memory_baseline"] == 1_000_000_000
     assert resources["memory_per_ve"] == pytest.approx(3 * 1024**2)
+    assert resources["cgroup_memory_per_ve"] == 4096  # the helper charges 4 KiB per running VE
     assert resources["disk_per_ve"] == 8192.0
     assert resources["disk_used"] == 3_000_000
 
@@ -166,7 +167,9 @@ def test_merge_of_xdist_workers_gives_one_run() -> None:
     for ve in second["ves"][:5]:
         ve["started_at"] = None
     first["timings"]["phases"]["start all"] = 0.7
+    first["summary"] = None  # e.g. a worker whose own experiment failed to come up
     merged = merge_worker_results([first, second])
+    assert (merged["summary"]["root"], merged["summary"]["expected_pings"]) == ("/exp", 3)
     assert merged["summary"]["total"] == 10
     assert merged["summary"]["completed"] == 9
     assert [ve["started_at"] is not None for ve in merged["ves"]] == [True] * 10
