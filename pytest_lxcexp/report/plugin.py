@@ -12,6 +12,7 @@ Order within a session:
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import time
@@ -127,7 +128,9 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--ve-compare: {error}") from None
     state.html_active = config.pluginmanager.hasplugin("html")
     lxc_version = metadata.lxc_info().get("version")
-    state.run_id = archive.run_name(_utc(state.started_at), lxc_version, metadata.host_info()["hostname"])
+    state.run_id = archive.run_name(
+        datetime.datetime.fromtimestamp(state.started_at, datetime.UTC), lxc_version, metadata.host_info()["hostname"]
+    )
     if state.report_dir:
         try:
             state.run_dir = archive.new_run_dir(state.report_dir, state.run_id)
@@ -145,13 +148,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if state.html_active:
         from .html import HtmlSummary
 
-        config.pluginmanager.register(HtmlSummary(lambda session: finish(session)), "lxcexp-report-html")
-
-
-def _utc(epoch: float):  # noqa: ANN202 - datetime, imported lazily
-    import datetime
-
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+        config.pluginmanager.register(HtmlSummary(finish), "lxcexp-report-html")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -288,6 +285,7 @@ def finish(session: pytest.Session) -> Finished | None:
             return finished
         if state.worker_results:
             results = merge_worker_results(state.worker_results)
+            results["run_id"] = state.run_id  # workers do not name the run; the controller does
             results["session"]["outcomes"] = outcomes(config)
             results["session"]["exitstatus"] = int(session.exitstatus)
         if results is None:
