@@ -1,0 +1,266 @@
+"""Side by side, in one run: this tool vs the original's shell loop vs a bare-namespace floor.
+
+    .venv/bin/python benchmarks/density.py --counts 200 1000 --repeat 3
+
+For each count and repetition, three ways to run N VEs of the same busybox base
+and the same workload (the tool's init script, a few pings of localhost):
+
+- tool:  the engine (tmpfs, overlay clones, bridge, liblxc starts from --parallel children);
+- shell: the original's way, with the LXC command line: `lxc-copy -s -B overlay` per VE,
+         then `lxc-start -d` per VE, in a shell loop;
+- floor: no LXC at all: per VE `unshare` (mount, pid, uts, ipc, net namespaces) + an
+         overlay mount + chroot into the same workload.
+
+"start" is measured the same way for all three: from the first start until every VE's
+log holds its `lxcexp-begin` line. The table prints medians and ratios to the tool.
+Everything runs as root on this host's own tmpfs and bridges, and is taken down by
+name and recorded PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import suppress
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pytest_lxcexp.engine import base, storage  # noqa: E402
+from pytest_lxcexp.engine.config import build_config  # noqa: E402
+from pytest_lxcexp.engine.experiment import Experiment  # noqa: E402
+from pytest_lxcexp.engine.workload import workload_env  # noqa: E402
+
+PINGS, INTERVAL = 5, 0.5
+BENCH_ROOT = "/tmp/lxcexp-bench"
+BRIDGE = "vebench"
+SUBNET = "10.240.0.0/16"
+
+
+def wait_all_began(logs: list[str], timeout: float = 600) -> float:
+    """Block until every log has its begin line; returns when that happened (monotonic)."""
+    deadline = time.monotonic() + timeout
+    pending = list(logs)
+    while pending and time.monotonic() < deadline:
+        still = []
+        for path in pending:
+            try:
+                with open(path) as handle:
+                    if "lxcexp-begin" not in handle.read(256):
+                        still.append(path)
+            except FileNotFoundError:
+                still.append(path)
+        pending = still
+        if pending:
+            time.sleep(0.02)
+    if pending:
+        raise RuntimeError(f"{len(pending)} VEs never began, e.g. {pending[0]}")
+    return time.monotonic()
+
+
+def settle() -> None:
+    """Let the kernel finish offlining the last run's cgroups before timing the next."""
+    for _ in range(60):
+        if os.getloadavg()[0] < 2.5:
+            return
+        time.sleep(1)
+
+
+def run_tool(count: int) -> dict[str, float]:
+    config = build_config(
+        count=count, root=BENCH_ROOT, bridge=BRIDGE, subnet=SUBNET, pings=PINGS, ping_interval=INTERVAL, tmpfs_size="4G"
+    )
+    experiment = Experiment(config)
+    experiment.check()
+    experiment.lock()
+    try:
+        began = time.monotonic()
+        experiment.setup()
+        setup = time.monotonic() - began
+        started = time.monotonic()
+        experiment.start(1, count)
+        running = wait_all_began([experiment.layout.ve_workload_log(i) for i in range(1, count + 1)]) - started
+        down = time.monotonic()
+        experiment.takedown()
+        return {"setup": setup, "start": running, "takedown": time.monotonic() - down}
+    finally:
+        experiment.unlock()
+
+
+def _shell(script: str) -> None:
+    subprocess.run(["bash", "-ec", script], check=True, stdout=subprocess.DEVNULL)
+
+
+def _base_container(root: str) -> None:
+    """A plain LXC container `vebase` (dir rootfs) with the tool's low-pty settings and a veth on the bridge."""
+    rootfs = os.path.join(root, "vebase", "rootfs")
+    shutil.copytree(base.cached_busybox_base("/var/cache/lxcexp"), rootfs, symlinks=True)
+    with open(os.path.join(rootfs, "etc/lxcexp/workload.env"), "w") as handle:
+        handle.write(workload_env(PINGS, INTERVAL))
+    with open(os.path.join(root, "vebase", "config"), "w") as handle:
+        handle.write(
+            f"lxc.rootfs.path = dir:{rootfs}\nlxc.uts.name = vebase\nlxc.init.cmd = /sbin/lxcexp-workload\n"
+            "lxc.tty.max = 0\nlxc.pty.max = 1\nlxc.console.path = none\nlxc.autodev = 1\n"
+            "lxc.mount.auto = proc:mixed sys:ro\n"
+            "lxc.sysctl.net.ipv6.conf.all.disable_ipv6 = 1\n"
+            f"lxc.net.0.type = veth\nlxc.net.0.link = {BRIDGE}\nlxc.net.0.flags = up\n"
+            "lxc.cgroup.dir.container = lxcexp-bench/vebase\nlxc.cgroup.dir.monitor = lxcexp-bench.monitor/vebase\n"
+        )
+
+
+def run_shell(count: int) -> dict[str, float]:
+    root = BENCH_ROOT
+    os.makedirs(root, exist_ok=True)
+    _shell(f"mount -t tmpfs -o size=4G lxcexp {root}")
+    _shell(f"ip link add {BRIDGE} type bridge && ip link set {BRIDGE} up")
+    try:
+        _base_container(root)
+        began = time.monotonic()
+        # The original's clone step: one lxc-copy per VE (lxc-copy names cgroups after the config).
+        _shell(
+            f"for i in $(seq 1 {count}); do lxc-copy -P {root} -n vebase -N ve$i -s -B overlay; "
+            f'sed -i "s#/vebase\\$#/ve$i#" {root}/ve$i/config; done'
+        )
+        setup = time.monotonic() - began
+        started = time.monotonic()
+        _shell(f"for i in $(seq 1 {count}); do lxc-start -d -P {root} -n ve$i; done")
+        logs = [
+            os.path.join(root, f"ve{i}", "overlay", "delta", "var/log/lxcexp/workload.log") for i in range(1, count + 1)
+        ]
+        running = wait_all_began(logs) - started
+        down = time.monotonic()
+        _shell(f"for i in $(seq 1 {count}); do lxc-stop -k -P {root} -n ve$i; done")
+        takedown = time.monotonic() - down
+        return {"setup": setup, "start": running, "takedown": takedown}
+    finally:
+        subprocess.run(
+            f"for i in $(seq 1 {count}); do lxc-stop -k -P {root} -n ve$i 2>/dev/null; done", shell=True, check=False
+        )
+        storage.umount(root)
+        subprocess.run(["ip", "link", "del", BRIDGE], check=False, stderr=subprocess.DEVNULL)
+        with suppress(OSError):
+            os.rmdir(root)
+        for hierarchy in _cgroup_hierarchies():
+            for top in ("lxcexp-bench", "lxcexp-bench.monitor"):
+                for path, _, _ in sorted(os.walk(os.path.join(hierarchy, top), topdown=False)):
+                    with suppress(OSError):
+                        os.rmdir(path)
+
+
+def _cgroup_hierarchies() -> list[str]:
+    with open("/proc/self/mounts") as handle:
+        return [line.split()[1] for line in handle if line.split()[2] in ("cgroup", "cgroup2")]
+
+
+def run_floor(count: int) -> dict[str, float]:
+    root = BENCH_ROOT
+    os.makedirs(root, exist_ok=True)
+    _shell(f"mount -t tmpfs -o size=4G lxcexp {root}")
+    children: list[subprocess.Popen] = []
+    try:
+        lower = os.path.join(root, "base")
+        shutil.copytree(base.cached_busybox_base("/var/cache/lxcexp"), lower, symlinks=True)
+        with open(os.path.join(lower, "etc/lxcexp/workload.env"), "w") as handle:
+            handle.write(workload_env(PINGS, INTERVAL))
+        began = time.monotonic()
+        for i in range(1, count + 1):
+            for part in ("upper", "work", "merged"):
+                os.makedirs(os.path.join(root, f"ve{i}", part))
+        setup = time.monotonic() - began
+        started = time.monotonic()
+        for i in range(1, count + 1):
+            ve = os.path.join(root, f"ve{i}")
+            inner = (
+                f"mount -t overlay overlay -o lowerdir={lower},upperdir={ve}/upper,workdir={ve}/work "
+                f"{ve}/merged && hostname ve{i} && exec chroot {ve}/merged /sbin/lxcexp-workload"
+            )
+            children.append(
+                subprocess.Popen(
+                    [
+                        "unshare",
+                        "--mount",
+                        "--pid",
+                        "--uts",
+                        "--ipc",
+                        "--net",
+                        "--fork",
+                        "--kill-child",
+                        "sh",
+                        "-c",
+                        inner,
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        logs = [os.path.join(root, f"ve{i}", "upper", "var/log/lxcexp/workload.log") for i in range(1, count + 1)]
+        running = wait_all_began(logs) - started
+        down = time.monotonic()
+        for child in children:  # our own unshare processes, by PID; --kill-child takes each namespace down
+            child.send_signal(signal.SIGKILL)
+        for child in children:
+            child.wait()
+        return {"setup": setup, "start": running, "takedown": time.monotonic() - down}
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        storage.umount(root)
+        with suppress(OSError):
+            os.rmdir(root)
+
+
+WAYS: dict[str, Callable[[int], dict[str, float]]] = {"tool": run_tool, "shell": run_shell, "floor": run_floor}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--counts", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--ways", nargs="+", default=list(WAYS), choices=list(WAYS))
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("benchmarks/density.py must run as root", file=sys.stderr)
+        return 2
+    print(
+        f"host: {platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
+        f"workload: {PINGS} pings every {INTERVAL} s; medians of {args.repeat} runs"
+    )
+    results: dict[tuple[int, str], list[dict[str, float]]] = {}
+    for count in args.counts:
+        for _ in range(args.repeat):
+            for way in args.ways:  # interleaved, so slow drift of the host hits all three alike
+                settle()
+                measured = WAYS[way](count)
+                results.setdefault((count, way), []).append(measured)
+                print(
+                    f"  {way:<5} n={count:<5} " + "  ".join(f"{k} {v:7.2f} s" for k, v in measured.items()), flush=True
+                )
+    print()
+    header = f"{'VEs':>5} {'way':<6} {'setup s':>8} {'start s':>8} {'ms/VE':>6} {'takedown s':>10}  start vs tool"
+    print(header)
+    print("-" * len(header))
+    for count in args.counts:
+        tool_start = statistics.median(r["start"] for r in results[(count, "tool")]) if "tool" in args.ways else None
+        for way in args.ways:
+            runs = results[(count, way)]
+            med = {key: statistics.median(r[key] for r in runs) for key in ("setup", "start", "takedown")}
+            ratio = f"{med['start'] / tool_start:5.2f}x" if tool_start else "-"
+            print(
+                f"{count:>5} {way:<6} {med['setup']:>8.2f} {med['start']:>8.2f} {1000 * med['start'] / count:>6.1f} "
+                f"{med['takedown']:>10.2f}  {ratio}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
