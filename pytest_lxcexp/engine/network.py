@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 
+T = TypeVar("T")
 ALIAS_PREFIX = "lxcexp:"
 # A Linux bridge takes at most 1023 ports (BR_MAX_PORTS 1024: the next one fails with
 # EXFULL). Past that, VEs go on sub-bridges of this many each, all joined to the main one.
@@ -90,6 +94,19 @@ def veth_prefix(tag: str) -> str:
     return f"ve{tag}-"
 
 
+def _dump(request: Callable[[], Iterable[T]], attempts: int = 20) -> list[T]:
+    """A netlink dump, retried: the kernel interrupts a dump when links change meanwhile
+    (other experiments, VEs starting or stopping), which is routine on a busy host."""
+    for attempt in range(attempts):
+        try:
+            return list(request())
+        except NetlinkDumpInterrupted:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    return []
+
+
 def _link_name(link: dict) -> str:
     return link.get_attr("IFLA_IFNAME")
 
@@ -107,7 +124,7 @@ def overlapping_routes(subnet: ipaddress.IPv4Network, ignore: str | None = None)
     """Host addresses that overlap the subnet (read-only check, before anything is made)."""
     clashes = []
     with IPRoute() as ip:
-        for addr in ip.get_addr(family=2):
+        for addr in _dump(lambda: ip.get_addr(family=2)):
             network = ipaddress.IPv4Network(f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}", strict=False)
             label = addr.get_attr("IFA_LABEL")
             if network.overlaps(subnet) and not network.is_loopback and label != ignore:
@@ -191,14 +208,15 @@ def bridge_ports(name: str) -> list[str]:
         indexes = ip.link_lookup(ifname=name)
         if not indexes:
             return []
-        return [_link_name(link) for link in ip.get_links() if link.get_attr("IFLA_MASTER") == indexes[0]]
+        links = _dump(ip.get_links)
+        return [_link_name(link) for link in links if link.get_attr("IFLA_MASTER") == indexes[0]]
 
 
 def our_veths(tag: str) -> list[str]:
     """Every link named with the root's tag: VE veths, sub-bridges, uplinks."""
     prefix = f"ve{tag}"
     with IPRoute() as ip:
-        return [_link_name(link) for link in ip.get_links() if _link_name(link).startswith(prefix)]
+        return [_link_name(link) for link in _dump(ip.get_links) if _link_name(link).startswith(prefix)]
 
 
 def delete_links(names: list[str]) -> None:

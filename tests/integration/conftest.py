@@ -47,7 +47,8 @@ def names() -> Names:
     serial = next(_serial)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     tag = f"{os.getpid() % 1000}-{worker}-{serial}"
-    subnet = f"10.{220 + int(worker) % 10}.{serial % 250}.0/24"
+    # Distinct per process too: two test runs on one host must not claim the same subnet.
+    subnet = f"10.{220 + (os.getpid() + int(worker)) % 10}.{(os.getpid() // 10 + serial) % 250}.0/24"
     return Names(root=f"/tmp/lxcexp-it-{tag}", bridge=f"veit{os.getpid() % 1000}x{serial}", subnet=subnet)
 
 
