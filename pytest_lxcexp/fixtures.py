@@ -6,7 +6,9 @@ Each tears down its own step, in reverse order, and each teardown is safe to rep
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,7 @@ from .engine.config import ExperimentConfig
 from .engine.experiment import Experiment
 from .engine.fleet import StartResult
 from .engine.stats import VERecord
+from .engine.storage import RootError
 from .engine.takedown import TakedownReport, takedown_network, takedown_root, takedown_ves
 
 if TYPE_CHECKING:
@@ -51,6 +54,36 @@ def _progress(request: pytest.FixtureRequest):  # noqa: ANN202
     return emit
 
 
+class StatusLine:
+    """A live status line that does not flood: at most every 2 s on a terminal, 30 s in a log."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+        self.interval = 2.0 if sys.stdout.isatty() else 30.0
+        self.last = time.monotonic()  # nothing for phases shorter than one interval
+
+    def __call__(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            _say(self.request, message)
+
+
+def ve_fields_from_hooks(config: pytest.Config, experiment: Experiment) -> Callable[[VERecord], dict] | None:
+    """The pytest_lxcexp_ve_fields implementations as one callable for the engine, or None if there are none."""
+    hook = config.hook.pytest_lxcexp_ve_fields
+    if not hook.get_hookimpls():
+        return None
+
+    def fields(record: VERecord) -> dict:
+        merged: dict = {}
+        for extra in reversed(hook(record=record, experiment=experiment)):  # first-registered first
+            merged.update(extra or {})
+        return merged
+
+    return fields
+
+
 @pytest.fixture(scope="session")
 def ve_config(request: pytest.FixtureRequest) -> ExperimentConfig:
     """The session's validated ExperimentConfig."""
@@ -63,8 +96,14 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
     state = _state(request)
     experiment = state.experiment or Experiment(state.config)
     experiment.progress = _progress(request)
+    experiment.record_fields = ve_fields_from_hooks(request.config, experiment)
+    experiment.status = StatusLine(request)
     state.experiment = experiment
-    experiment.lock()
+    try:
+        experiment.lock()
+    except RootError as error:
+        # Another run took the root since the preflight's check: stop, touching nothing of its.
+        pytest.exit(f"--ve-root: {state.config.root}: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
     try:
         if experiment.stale_marker:
             _say(
@@ -160,6 +199,17 @@ class VERange:
     def records(self) -> list[VERecord]:
         return self.experiment.records(self.first, self.last)
 
+    def stop(self) -> set[str]:
+        """Stop the range's VEs (they can be started again: churn); returns those that were running."""
+        return self.experiment.stop(self.first, self.last)
+
+    def destroy(self) -> None:
+        """Remove the range's stopped VEs; create() makes them anew from the base."""
+        self.experiment.destroy(self.first, self.last)
+
+    def create(self) -> None:
+        self.experiment.create(self.first, self.last)
+
     def __str__(self) -> str:
         return f"ve{self.first}-ve{self.last}"
 
@@ -168,7 +218,7 @@ def describe_failures(records: list[VERecord], limit: int = 50) -> str:
     """One line per VE that did not complete, with the reason."""
     failed = [record for record in records if not record.completed]
     lines = [f"{len(failed)} of {len(records)} VEs did not complete:"]
-    lines += [f"  {record.name}: {record.failure}" for record in failed[:limit]]
+    lines += [f"  {record.name}: {record.failure}{record.fields_text}" for record in failed[:limit]]
     if len(failed) > limit:
         lines.append(f"  ... and {len(failed) - limit} more")
     return "\n".join(lines)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from . import base, fleet, host, network, storage, takedown, tuning
+from . import base, cgroups, fleet, host, network, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
+from .faults import FullTmpfsWatch, tmpfs_full_words, ve_fault
 from .stats import Summary, VERecord, summarize
-from .workload import read_log
+from .workload import expected_exit_status, ping_target, read_log, workload_kind
 
 Progress = Callable[[str], None]
 
@@ -28,8 +31,16 @@ class Experiment:
         self.progress = progress
         self.timings: dict[str, float] = {}
         self.starts: dict[int, fleet.StartResult] = {}
+        # Runs each VE's log held before its latest start: a restart appends, only a newer run counts.
+        self._runs_before: dict[int, int] = {}
+        # Extra per-VE fields for records (the plugin's pytest_lxcexp_ve_fields hook).
+        self.record_fields: Callable[[VERecord], dict[str, Any]] | None = None
         self._lock = storage.RunLock(config.root)
+        self.status: Progress = _quiet  # a live status line: created/started/completed and rates
+        self.completed: set[int] = set()
         self.stale_marker: dict | None = None
+        # What the experiment is doing now: an interrupt or a failure is reported against it.
+        self.phase = "preflight"
         self.warnings: list[str] = []
         self.tuned: dict[str, tuple[int, int]] = {}
         self.takedown_report = takedown.TakedownReport()
@@ -54,26 +65,43 @@ class Experiment:
     @contextmanager
     def _timed(self, phase: str) -> Iterator[None]:
         began = time.monotonic()
+        self.phase = phase
         try:
             yield
         finally:
             self.timings[phase] = time.monotonic() - began
+            self.phase = f"after {phase}"
 
     @contextmanager
     def timed_takedown(self) -> Iterator[None]:
         """Takedown runs in steps (one per fixture); their times add up."""
         began = time.monotonic()
+        self.phase = "takedown"
         try:
             yield
         finally:
+            self.phase = "after takedown"
             self.timings["takedown"] = self.timings.get("takedown", 0.0) + time.monotonic() - began
 
     # -- before anything is created -------------------------------------------------
 
     def check(self) -> dict | None:
         """Validate the host and the root; returns a stale experiment's marker, if any."""
+        host.require_root()  # first: without root, reading the root could fail with a traceback
         stale = storage.check_root(self.config.root)
         self.warnings = host.preflight(self.config)
+        if stale is None:
+            # Links named with this root's tag but no experiment of ours in the root: they are
+            # not provably ours, so the takedown must never meet (and delete) them.
+            strays = network.our_veths(self.config.tag)
+            if strays:
+                raise ConfigError(
+                    "--ve-root",
+                    f"links named like this root's VEs exist ({', '.join(strays[:5])}) but {self.config.root} "
+                    "holds no experiment of ours, so they are not provably ours; if they are a crashed "
+                    f"run's, remove them with: lxcexp takedown --root {self.config.root}",
+                )
+        base.check_base(self.config)
         return stale
 
     def lock(self) -> None:
@@ -91,24 +119,26 @@ class Experiment:
     # -- setup, one phase each ----------------------------------------------------
 
     def setup_root(self) -> None:
+        made_dir = not os.path.lexists(self.config.root)
         with self._timed("setup tmpfs"):
-            storage.mount_tmpfs(self.config.root, self.config.tmpfs_size)
-            storage.write_marker(self.config)
-            if self.config.tune_host:
-                # After the marker: the old values are saved in the root, so takedown restores them.
-                self.tuned = tuning.tune(self.config)
-                for path, (old, new) in self.tuned.items():
-                    self.progress(f"lxcexp: --ve-tune-host: {path} {old} -> {new}")
+            try:
+                storage.mount_tmpfs(self.config.root, self.config.tmpfs_size)
+                storage.write_marker(self.config)
+                if self.config.tune_host:
+                    # After the marker: the old values are saved in the root, so takedown restores them.
+                    self.tuned = tuning.tune(self.config)
+                    for path, (old, new) in self.tuned.items():
+                        self.progress(f"lxcexp: --ve-tune-host: {path} {old} -> {new}")
+            except BaseException:
+                # Also an interrupt between mkdir, mount and marker: a takedown that looks
+                # for the marker would not see the bare mount or the directory we made.
+                takedown.takedown_root(self.config.root, takedown.TakedownReport())
+                storage.undo_root(self.config.root, made_dir)
+                raise
 
     def setup_base(self) -> None:
         with self._timed("setup base"):
-            base.install_base(
-                self.layout,
-                self.config.base_cache,
-                self.config.base_refresh,
-                self.config.pings,
-                self.config.ping_interval,
-            )
+            base.install_base(self.layout, self.config, self.progress)
 
     def setup_network(self) -> None:
         if self.config.network != "bridge":
@@ -129,11 +159,31 @@ class Experiment:
     # -- running --------------------------------------------------------------------
 
     def start(self, first: int, last: int) -> list[fleet.StartResult]:
+        self.phase = "start"
         began = time.monotonic()
         if self._first_start is None:
             self._first_start = began
+        failed = sum(not r.ok for r in self.starts.values())
+        done = [len(self.starts)]
+
+        def started(result: fleet.StartResult) -> None:
+            nonlocal failed
+            done[0] += 1
+            failed += not result.ok
+            rate = done[0] / max(time.monotonic() - (self._first_start or began), 1e-6)
+            self.status(
+                f"lxcexp: {self.config.count} created, {done[0]} started ({failed} failed), "
+                f"{len(self.completed)} completed; {rate:.0f} starts/s"
+            )
+
+        for index in range(first, last + 1):
+            self._runs_before[index] = read_log(self.layout.ve_workload_log(index)).runs
         results = fleet.start_range(
-            self.layout, range(first, last + 1), self.config.start_delay, workers=self.config.parallel
+            self.layout,
+            range(first, last + 1),
+            self.config.start_delay,
+            on_started=started,
+            workers=self.config.parallel,
         )
         for result in results:
             self.starts[result.index] = result
@@ -154,7 +204,7 @@ class Experiment:
             state = states.get(index, fleet.VEState("UNKNOWN", None))
             log = read_log(self.layout.ve_workload_log(index))
             records.append(
-                VERecord(
+                self._with_fields(VERecord(
                     index=index,
                     state=state.state,
                     pid=state.pid,
@@ -165,23 +215,113 @@ class Experiment:
                     start_latency=start.latency if start else None,
                     start_error=start.error if start and not start.ok else None,
                     address=str(plan.ve_address(index)) if plan else None,
-                )
+                    workload=self.config.workload,
+                    began=log.began is not None,
+                    exit_status=log.exit_status,
+                    poweroff=self.config.poweroff,
+                    powered_off=log.powered_off,
+                    output="\n".join(log.output) if expected_exit_status(self.config.workload) is not None else None,
+                    target=ping_target(self.config, index),
+                ))
             )
-        return records
+        # A host limit (full tmpfs, no more PIDs, ...) named for each VE it stopped.
+        return [self._with_fault(record) for record in records]
+
+    def _with_fields(self, record: VERecord) -> VERecord:
+        """Add the hook's extra fields; a failing hook is recorded, never lets the records (and takedown) fail."""
+        if self.record_fields is None:
+            return record
+        try:
+            extra = self.record_fields(record)
+        except Exception as error:  # noqa: BLE001 - user code: reported in the record instead
+            extra = {"ve_fields_error": f"{type(error).__name__}: {error}"}
+        # Plain JSON types only: the fields go into results.json and across xdist workers.
+        plain = {str(k): v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in extra.items()}
+        return dataclasses.replace(record, fields=plain) if plain else record
+
+    def _workload_done(self, index: int) -> bool:
+        """Whether veN's latest run got as far as its workload goes (idle: begun; poweroff: off)."""
+        log = read_log(self.layout.ve_workload_log(index))
+        if log.runs <= self._runs_before.get(index, 0):
+            return False
+        if workload_kind(self.config.workload) == "idle":
+            return log.began is not None
+        if not log.finished:
+            return False
+        if self.config.poweroff and log.powered_off:
+            start = self.starts.get(index)
+            return not (start and start.pid and os.path.exists(f"/proc/{start.pid}"))
+        return True
+
+    # -- churn: LXC's own concurrency test modes (create, start, stop, destroy) ----------
+
+    def stop(self, first: int, last: int) -> set[str]:
+        """Stop veFIRST..veLAST and wait until their processes and veths are gone (a restart reuses both)."""
+        indexes = range(first, last + 1)
+        stopped = fleet.stop_all(self.layout, indexes, workers=self.config.parallel)
+        deadline = time.monotonic() + 30
+        names = {self.layout.ve_name(index) for index in indexes}
+        veths = {network.veth_name(self.config.tag, index) for index in indexes}
+        while time.monotonic() < deadline:
+            busy = any(cgroups.ve_pids(self.config.tag, name) for name in names)
+            if not busy and not veths & set(network.our_veths(self.config.tag)):
+                break
+            time.sleep(0.05)
+        self.progress(f"lxcexp: stopped ve{first}-ve{last}: {len(stopped)} were running")
+        return stopped
+
+    def destroy(self, first: int, last: int) -> None:
+        """Remove stopped VEs (config, overlay upper, logs); create() makes them anew."""
+        indexes = range(first, last + 1)
+        running = [i for i, state in fleet.ve_states(self.layout, indexes).items() if state.state != "STOPPED"]
+        if running:
+            raise RuntimeError(f"cannot destroy running VEs: {', '.join(f've{i}' for i in sorted(running))}")
+        fleet.destroy_clones(self.layout, indexes)
+        for index in indexes:
+            self.starts.pop(index, None)
+            self._runs_before.pop(index, None)
+
+    def create(self, first: int, last: int) -> None:
+        """Create veFIRST..veLAST as fresh clones of the base (after destroy())."""
+        fleet.create_clones(self.config, self.layout, indexes=range(first, last + 1))
+
+    def _with_fault(self, record: VERecord) -> VERecord:
+        from dataclasses import replace
+
+        if record.completed:
+            return record
+        layout = self.layout
+        fault = ve_fault(self.config.root, layout.ve_lxc_log(record.index), layout.ve_workload_log(record.index))
+        if fault is None or (record.start_error and fault in record.start_error):
+            return record
+        return replace(record, fault=fault)
 
     def wait(self, first: int, last: int, timeout: float | None = None) -> list[VERecord]:
         """Wait until every VE of the range has finished its workload (or cannot), then report."""
+        self.phase = "wait"
         deadline = time.monotonic() + (timeout if timeout is not None else self.config.effective_timeout)
         pending = set(range(first, last + 1))
+        # A full tmpfs stops every log from growing: do not wait out the whole timeout for it.
+        full = FullTmpfsWatch(self.config.root, patience=max(5.0, 3 * self.config.ping_interval))
         while pending and time.monotonic() < deadline:
+            if full.hopeless([self.layout.ve_workload_log(index) for index in sorted(pending)], time.monotonic()):
+                self.progress(f"lxcexp: {tmpfs_full_words(self.config.root)}; not waiting any longer")
+                break
             for index in sorted(pending):
                 start = self.starts.get(index)
-                if start is not None and not start.ok or read_log(self.layout.ve_workload_log(index)).finished:
+                if start is not None and not start.ok:
                     pending.discard(index)
+                elif self._workload_done(index):
+                    pending.discard(index)
+                    self.completed.add(index)
                 elif start is not None and start.pid and not os.path.exists(f"/proc/{start.pid}"):
                     # Its init is gone: it will never finish, so do not wait out the timeout.
                     pending.discard(index)
             if pending:
+                self.status(
+                    f"lxcexp: {len(self.starts)} started, {len(self.completed)} finished; "
+                    f"waiting for {len(pending)} of ve{first}-ve{last}"
+                )
                 time.sleep(0.5)
         self._last_completion = time.monotonic()
         if self._first_start is not None:
@@ -193,7 +333,13 @@ class Experiment:
             used = storage.tmpfs_used_bytes(self.config.root)
         except OSError:
             used = 0
-        return summarize(records, disk_used=used, root=self.config.root, expected_pings=self.config.pings)
+        return summarize(
+            records,
+            disk_used=used,
+            root=self.config.root,
+            expected_pings=self.config.pings,
+            workload=self.config.workload,
+        )
 
     # -- takedown -------------------------------------------------------------------
 
