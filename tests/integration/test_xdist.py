@@ -1,0 +1,47 @@
+"""pytest -n 2 on one host: one set-up, ranges on both workers, one summary, one takedown."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+
+from pytest_lxcexp.engine.storage import lock_path
+
+PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
+
+
+def test_two_workers_share_one_experiment(pytester, clean_host, leftovers):
+    names = clean_host
+    pytester.makepyfile(test_ping=PING_SUITE)
+    result = pytester.runpytest_subprocess(
+        "-n",
+        "2",
+        "-v",
+        "--ve-count=40",
+        "--ve-batch=10",
+        "--ve-pings=3",
+        "--ve-ping-interval=0.2",
+        "--ve-tmpfs-size=128M",
+        *names.options(),
+        "-p",
+        "no:cacheprovider",
+        timeout=300,
+    )
+    result.assert_outcomes(passed=8)
+    # Both workers started ranges of the one experiment.
+    starters = set(re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED test_ping.py::test_start", result.stdout.str()))
+    assert starters == {"gw0", "gw1"}
+    # The controller's summary adds up both workers' VEs.
+    result.stdout.fnmatch_lines(
+        [
+            "Total VEs        : 40",
+            "3-ping VEs       : 40",
+            "No log file VEs  : 0",
+            "40 VEs have a PID",
+            "Takedown: nothing left behind",
+        ]
+    )
+    base = lock_path(names.root)[: -len(".lock")]
+    assert not [path for path in (base + ".lock", base + ".gate", base + ".share.json") if os.path.exists(path)]
+    assert leftovers(names) == []
