@@ -10,15 +10,54 @@ A child that exits after its batch takes both with it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
+import signal
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 Item = TypeVar("Item")
 Result = dict[str, Any]
+# How long an interrupted parent waits for its children to finish their current item
+# (one liblxc call) before it kills them.
+REAP_TIMEOUT = 60.0
+
+
+def _become_plain_child() -> None:
+    """In the child: no handler of the parent's (the plugin's raises KeyboardInterrupt) and
+    a process group of its own, so a terminal's Ctrl-C reaches only the parent, which
+    stops its children in order (it closes their pipes) instead of killing them in the
+    middle of a liblxc call. SIG_DFL is also what liblxc's monitor should inherit."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+
+
+def _reap(pids: list[int], timeout: float | None = None) -> None:
+    """Wait for every child; kill (they are ours) those that are still busy at the deadline."""
+    deadline = time.monotonic() + (REAP_TIMEOUT if timeout is None else timeout)
+    pending = set(pids)
+    while pending:
+        for pid in list(pending):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                pending.discard(pid)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            for pid in pending:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.01)
 
 
 def _child_body(func: Callable[[Any], Result], items: Sequence[Any], writer: int) -> None:
@@ -34,6 +73,32 @@ def _child_body(func: Callable[[Any], Result], items: Sequence[Any], writer: int
                 }
                 line = json.dumps(failure)
             out.write(line + "\n")
+
+
+def _fork_child(func: Callable[[Any], Result], chunk: Sequence[Any], reader: int, writer: int) -> int:
+    """Fork one child for a chunk; returns its PID. The child never returns from here."""
+    # Signals are blocked across the fork: a Ctrl-C landing between fork() and the
+    # child's reset would run the parent's handler in the child, which would then go on
+    # running the parent's code (a second pytest session).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child never returns
+            status = 1
+            try:
+                _become_plain_child()
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                os.close(reader)
+                _child_body(func, chunk, writer)
+                status = 0
+            finally:
+                os._exit(status)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    # Also from here, whichever of the two runs first (OSError: it did already, or exited).
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)
+    return pid
 
 
 def map_in_children(
@@ -54,23 +119,17 @@ def map_in_children(
     size = -(-len(items) // workers)
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     selector = selectors.DefaultSelector()
-    children = []
-    for chunk in chunks:
-        reader, writer = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child never returns
-            os.close(reader)
-            status = 0
-            try:
-                _child_body(func, chunk, writer)
-            except BaseException:  # noqa: BLE001
-                status = 1
-            os._exit(status)
-        os.close(writer)
-        children.append(pid)
-        selector.register(reader, selectors.EVENT_READ, data=bytearray())
+    children: list[int] = []
     results: list[Result] = []
     try:
+        for chunk in chunks:
+            reader, writer = os.pipe()
+            # Registered first: whatever interrupts us from here, finally closes it.
+            selector.register(reader, selectors.EVENT_READ, data=bytearray())
+            try:
+                children.append(_fork_child(func, chunk, reader, writer))
+            finally:
+                os.close(writer)
         while selector.get_map():
             for key, _ in selector.select():
                 # Raw reads: a buffered reader could hold lines that select() never reports.
@@ -89,9 +148,10 @@ def map_in_children(
                     if on_result:
                         on_result(result)
     finally:
+        # On an interrupt: closed pipes make each child stop after its current item
+        # (its next write fails), so no liblxc call is cut in half.
         for fd in list(selector.get_map()):
             os.close(fd)
         selector.close()
-        for pid in children:
-            os.waitpid(pid, 0)
+        _reap(children)
     return results

@@ -189,6 +189,7 @@ class ExperimentConfig:
     parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
     nice: bool = False
     tune_host: bool = False
+    unprivileged: bool = False  # VEs in user namespaces (lxc.idmap from root's /etc/subuid range)
     base_cache: str = "/var/cache/lxcexp"
 
     def __post_init__(self) -> None:
@@ -247,6 +248,7 @@ def build_config(
     parallel: str | int | None = None,
     nice: bool = False,
     tune_host: bool = False,
+    unprivileged: bool = False,
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
     return ExperimentConfig(
@@ -269,6 +271,7 @@ def build_config(
         else parse_positive_int("--ve-parallel", parallel, MAX_PARALLEL),
         nice=bool(nice),
         tune_host=bool(tune_host),
+        unprivileged=bool(unprivileged),
     )
 
 

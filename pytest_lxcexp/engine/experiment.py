@@ -11,8 +11,9 @@ from typing import Any
 
 from . import base, cgroups, fleet, host, network, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
-from .faults import FullTmpfsWatch, tmpfs_full_words, ve_fault
+from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .stats import Summary, VERecord, summarize
+from .userns import root_id_map, shift_tree
 from .workload import expected_exit_status, ping_target, read_log, workload_kind
 
 Progress = Callable[[str], None]
@@ -89,6 +90,8 @@ class Experiment:
         """Validate the host and the root; returns a stale experiment's marker, if any."""
         host.require_root()  # first: without root, reading the root could fail with a traceback
         stale = storage.check_root(self.config.root)
+        if self.config.unprivileged:
+            root_id_map()  # a usage error naming the fix when root owns no subordinate ids
         self.warnings = host.preflight(self.config)
         if stale is None:
             # Links named with this root's tag but no experiment of ours in the root: they are
@@ -137,6 +140,16 @@ class Experiment:
                 raise
 
     def setup_base(self) -> None:
+        self._install_base()
+        if self.config.unprivileged:
+            # The tmpfs copy of the base belongs to the VEs' mapped root (the cache stays as it is).
+            began = time.monotonic()
+            self.phase = "setup base"
+            shift_tree(self.layout.base_rootfs, root_id_map())
+            self.phase = "after setup base"
+            self.timings["setup base"] = self.timings.get("setup base", 0.0) + time.monotonic() - began
+
+    def _install_base(self) -> None:
         with self._timed("setup base"):
             base.install_base(self.layout, self.config, self.progress)
 
@@ -168,6 +181,8 @@ class Experiment:
 
         def started(result: fleet.StartResult) -> None:
             nonlocal failed
+            # Kept as each arrives: an interrupt halfway through the range keeps the starts so far.
+            self.starts[result.index] = result
             done[0] += 1
             failed += not result.ok
             rate = done[0] / max(time.monotonic() - (self._first_start or began), 1e-6)
@@ -178,13 +193,21 @@ class Experiment:
 
         for index in range(first, last + 1):
             self._runs_before[index] = read_log(self.layout.ve_workload_log(index)).runs
-        results = fleet.start_range(
-            self.layout,
-            range(first, last + 1),
-            self.config.start_delay,
-            on_started=started,
-            workers=self.config.parallel,
-        )
+        try:
+            results = fleet.start_range(
+                self.layout,
+                range(first, last + 1),
+                self.config.start_delay,
+                on_started=started,
+                workers=self.config.parallel,
+            )
+        except BaseException:
+            # Interrupted: a start the starters reported (and the root recorded) is kept even
+            # if the interrupt came before it was counted here.
+            for index, result in fleet.load_starts(self.layout).items():
+                if first <= index <= last:
+                    self.starts.setdefault(index, result)
+            raise
         for result in results:
             self.starts[result.index] = result
         self._last_start_end = time.monotonic()
@@ -290,8 +313,9 @@ class Experiment:
 
         if record.completed:
             return record
-        layout = self.layout
-        fault = ve_fault(self.config.root, layout.ve_lxc_log(record.index), layout.ve_workload_log(record.index))
+        layout, index = self.layout, record.index
+        status = read_log(layout.ve_workload_log(index)).exit_status
+        fault = explain(self.config.root, layout.ve_lxc_log(index), layout.ve_workload_log(index), status)
         if fault is None or (record.start_error and fault in record.start_error):
             return record
         return replace(record, fault=fault)

@@ -10,14 +10,20 @@ from dataclasses import asdict, dataclass
 
 import lxc
 
-from . import cgroups, children
+from . import cgroups, children, faults, userns
 from .config import ExperimentConfig
 from .network import AddressPlan, BridgeLayout, veth_name
 from .storage import Layout
 from .workload import INIT_PATH
 
-# Capabilities the ping workload never needs; dropping them keeps a privileged VE tame.
-DROPPED_CAPS = "mac_admin mac_override sys_module sys_rawio sys_time sys_boot"
+# Capabilities the ping workload never needs; dropping them keeps a privileged VE tame:
+# no kernel modules, raw I/O, clock, reboot, MAC policy, kernel log, audit rules, wakeup
+# alarms, suspend blocking, process accounting, leases or immutable flags on the host's behalf.
+# (CAP_NET_ADMIN and CAP_NET_RAW stay: `ip link set lo up` and ping need them.)
+DROPPED_CAPS = (
+    "mac_admin mac_override sys_module sys_rawio sys_time sys_boot syslog wake_alarm "
+    "block_suspend audit_control sys_pacct lease linux_immutable"
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,9 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         "lxc.sysctl.net.ipv6.conf.all.disable_ipv6 = 1",
         "lxc.sysctl.net.ipv6.conf.default.disable_ipv6 = 1",
     ]
+    if config.unprivileged:
+        # Root inside, an unprivileged range outside (see userns.py).
+        lines += userns.root_id_map().config_lines()
     if config.nice:
         lines.append(cgroups.low_cpu_priority_line())
     if config.network == "bridge":
@@ -75,6 +84,14 @@ def create_clones(config: ExperimentConfig, layout: Layout, progress: Callable[[
     """Write ve1..veN: an LXC config and an empty overlay upper directory each."""
     for index in range(1, config.count + 1):
         os.makedirs(layout.ve_upper(index), mode=0o755)
+        if config.unprivileged:
+            # The VE writes its log into its upper dir as its own root, a mapped uid on the host;
+            # liblxc mounts the overlay inside the user namespace, where it cannot create the
+            # overlay's work dir (ve<N>/work) in the root-owned ve<N>: made here, the VE's.
+            idmap = userns.root_id_map()
+            os.makedirs(os.path.join(layout.ve_dir(index), "work"), mode=0o755)
+            for path in (layout.ve_upper(index), os.path.join(layout.ve_dir(index), "work")):
+                userns.own_by_mapped_root(path, idmap)
         with open(layout.ve_config(index), "w") as handle:
             handle.write(ve_config_text(config, layout, index))
         if progress and index % 100 == 0:
@@ -89,7 +106,12 @@ def defined_ves(layout: Layout) -> list[int]:
     except FileNotFoundError:
         return []
     for name in names:
-        if name.startswith("ve") and name[2:].isdigit() and os.path.isfile(os.path.join(layout.root, name, "config")):
+        directory = os.path.join(layout.root, name)
+        # A symlinked ve<N> (or config) would lead liblxc's stop to a container outside the root.
+        if not (name.startswith("ve") and name[2:].isdigit()) or os.path.islink(directory):
+            continue
+        config = os.path.join(directory, "config")
+        if os.path.isfile(config) and not os.path.islink(config):
             found.append(int(name[2:]))
     return sorted(found)
 
@@ -101,11 +123,16 @@ def _failure_reason(layout: Layout, index: int) -> str:
     except FileNotFoundError:
         errors = []
     if not errors:
+        if faults.tmpfs_full(layout.root):
+            # liblxc could not even write its log: say why rather than "no reason".
+            return f"liblxc refused to start it and could not log why; {faults.tmpfs_full_words(layout.root)}"
         return "liblxc refused to start it (no reason logged)"
     # "lxc ve1 <time> ERROR overlay - <source:line> - <reason>": the first error is the cause,
     # the later ones are its consequences.
     parts = errors[0].split(" - ")
-    return "liblxc: " + " - ".join(parts[2:] if len(parts) > 2 else parts[-1:])
+    reason = "liblxc: " + " - ".join(parts[2:] if len(parts) > 2 else parts[-1:])
+    limit = faults.host_limit(errors[0], layout.root)
+    return f"{reason}; {limit}" if limit else reason
 
 
 def start_one(layout: Layout, index: int) -> StartResult:
@@ -123,7 +150,9 @@ def start_one(layout: Layout, index: int) -> StartResult:
 
 
 def record_start(layout: Layout, result: StartResult) -> None:
-    with open(layout.starts_log, "a") as handle:
+    # State: root's only (0600), and never written through a symlink.
+    fd = os.open(layout.starts_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a") as handle:
         handle.write(json.dumps(asdict(result)) + "\n")
 
 

@@ -6,6 +6,7 @@ side of each VE's veth in its name (`ve<tag>-<N>`), so a takedown can prove them
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import time
@@ -15,6 +16,8 @@ from typing import TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
+
+from .signals import signals_deferred
 
 T = TypeVar("T")
 ALIAS_PREFIX = "lxcexp:"
@@ -153,12 +156,15 @@ def _disable_ipv6(name: str) -> None:
 def _add_bridge(ip: IPRoute, name: str, tag: str) -> int:
     if ip.link_lookup(ifname=name):
         raise NetworkError(f"an interface named {name} already exists and is not this experiment's")
-    try:
-        ip.link("add", ifname=name, kind="bridge")
-    except NetlinkError as error:
-        raise NetworkError(f"creating bridge {name} failed: {error}") from None
-    index = ip.link_lookup(ifname=name)[0]
-    ip.link("set", index=index, ifalias=f"{ALIAS_PREFIX}{tag}")
+    # Signals wait until the alias is set: a bridge cut off before it carries our alias
+    # could never be proven ours, and takedown would leave it behind.
+    with signals_deferred():
+        try:
+            ip.link("add", ifname=name, kind="bridge")
+        except NetlinkError as error:
+            raise NetworkError(f"creating bridge {name} failed: {error}") from None
+        index = ip.link_lookup(ifname=name)[0]
+        ip.link("set", index=index, ifalias=f"{ALIAS_PREFIX}{tag}")
     _disable_ipv6(name)
     return index
 
@@ -204,6 +210,12 @@ def delete_bridge(name: str, tag: str) -> bool:
 
 
 def bridge_ports(name: str) -> list[str]:
+    if "/" not in name:
+        # sysfs, not a netlink dump a busy host keeps interrupting (see our_veths).
+        with contextlib.suppress(FileNotFoundError):
+            return sorted(os.listdir(f"/sys/class/net/{name}/brif"))
+        if os.path.isdir("/sys/class/net"):
+            return []  # no such bridge
     with IPRoute() as ip:
         indexes = ip.link_lookup(ifname=name)
         if not indexes:
@@ -215,6 +227,12 @@ def bridge_ports(name: str) -> list[str]:
 def our_veths(tag: str) -> list[str]:
     """Every link named with the root's tag: VE veths, sub-bridges, uplinks."""
     prefix = f"ve{tag}"
+    try:
+        # sysfs lists the host's links without a netlink dump, which a host with many
+        # VEs starting and stopping interrupts over and over (seen: 20 retries failing).
+        return sorted(name for name in os.listdir("/sys/class/net") if name.startswith(prefix))
+    except OSError:
+        pass
     with IPRoute() as ip:
         return [_link_name(link) for link in _dump(ip.get_links) if _link_name(link).startswith(prefix)]
 

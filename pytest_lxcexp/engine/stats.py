@@ -22,6 +22,8 @@ class VERecord:
     start_latency: float | None = None
     start_error: str | None = None
     address: str | None = None
+    # The host limit behind its failure (a full tmpfs, no more PIDs, ...), when one explains it.
+    fault: str | None = None
 
     @property
     def name(self) -> str:
@@ -33,7 +35,11 @@ class VERecord:
 
     @property
     def failure(self) -> str | None:
-        """Why this VE did not complete, in words; None if it did."""
+        """Why this VE did not complete, in words, with the host limit behind it if known; None if it did."""
+        plain = self._failure()
+        return f"{plain}; {self.fault}" if plain is not None and self.fault else plain
+
+    def _failure(self) -> str | None:
         if self.completed:
             return None
         if self.start_error:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from .config import ConfigError, ExperimentConfig
+from .signals import signals_deferred
 
 MARKER_DIR = ".lxcexp"
 MARKER_FILE = "marker.json"
@@ -154,6 +155,20 @@ def umount(path: str, lazy: bool = False, busy_timeout: float = 10.0) -> None:
         raise RootError(f"unmounting {path} failed: {os.strerror(err)}")
 
 
+def undo_root(root: str, made_dir: bool) -> None:
+    """Undo a setup of the root cut short before its marker was written.
+
+    The tmpfs check before mounting proved nothing was mounted at the root, so a tmpfs
+    with our source name there now is the one we just mounted. The directory goes only
+    if we made it and it is empty.
+    """
+    for entry in mounts():
+        if entry["target"] == root and entry["fstype"] == "tmpfs" and entry["source"] == TMPFS_SOURCE:
+            umount(root)
+    if made_dir and os.path.isdir(root) and not os.path.islink(root) and not os.listdir(root):
+        os.rmdir(root)
+
+
 def write_marker(config: ExperimentConfig) -> None:
     layout = Layout(config.root)
     os.makedirs(layout.state_dir, mode=0o700, exist_ok=True)
@@ -197,6 +212,12 @@ class RunLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
+        # Ctrl-C waits for the few syscalls below: cut between them, a lock file would be
+        # left beside the root with nobody to remove it.
+        with signals_deferred():
+            self._acquire()
+
+    def _acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         handle = os.fdopen(fd, "r+")
         try:
@@ -210,6 +231,21 @@ class RunLock:
         handle.write(str(os.getpid()))
         handle.flush()
         self._handle = handle
+
+    def holder(self) -> str | None:
+        """Who holds the lock now ("pid N"), or None; creates nothing (a read-only probe)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None  # absent, or unreadable (not root): acquire() will tell
+        with os.fdopen(fd) as handle:
+            try:
+                # Shared: probing never blocks a holder; fails while someone holds it exclusively.
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return f"pid {handle.read().strip() or '?'}"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
 
     def release(self) -> None:
         if self._handle is None:

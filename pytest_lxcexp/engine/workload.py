@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .safefs import read_ve_text
+
 WORKLOAD_VERSION = 1
 INIT_PATH = "/sbin/lxcexp-workload"
 ENV_PATH = "etc/lxcexp/workload.env"
@@ -21,7 +23,8 @@ ENV_PATH = "etc/lxcexp/workload.env"
 INIT_SCRIPT = r"""#!/bin/sh
 # lxcexp workload (version @VERSION@): this is the VE's init (PID 1).
 . /etc/lxcexp/workload.env
-mkdir -p /var/log/lxcexp
+# No fork before the log is open ([ is a builtin): a VE out of PIDs then logs why it failed.
+[ -d /var/log/lxcexp ] || mkdir -p /var/log/lxcexp
 exec >>/var/log/lxcexp/workload.log 2>&1
 echo "lxcexp-begin $(date +%s) $(hostname)"
 ip link set lo up || echo "lxcexp-error lo-up"
@@ -71,16 +74,11 @@ def parse_log(text: str | None) -> WorkloadLog:
 
 
 def read_log(path: str) -> WorkloadLog:
-    try:
-        with open(path, errors="replace") as handle:
-            return parse_log(handle.read())
-    except FileNotFoundError:
-        return WorkloadLog(present=False)
+    # The VE wrote it: a symlink on the way is refused, read as no log (see safefs).
+    text = read_ve_text(path)
+    return WorkloadLog(present=False) if text is None else parse_log(text)
 
 
 def log_tail(path: str, lines: int = 5) -> str:
-    try:
-        with open(path, errors="replace") as handle:
-            return "\n".join(handle.read().splitlines()[-lines:])
-    except FileNotFoundError:
-        return ""
+    text = read_ve_text(path)
+    return "" if text is None else "\n".join(text.splitlines()[-lines:])
