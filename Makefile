@@ -22,6 +22,10 @@ deps:
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@# --ve-unprivileged maps VEs onto root's subordinate ids: give root a range if it has none.
+	@for f in /etc/subuid /etc/subgid; do \
+		grep -qE '^(root|0):' $$f 2>/dev/null || { echo "adding root:1000000:65536 to $$f"; echo root:1000000:65536 >> $$f; }; \
+	done
 
 $(VENV)/.installed: pyproject.toml | deps
 	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)

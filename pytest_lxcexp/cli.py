@@ -75,6 +75,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
             parallel=args.parallel,
             nice=args.nice,
             tune_host=args.tune_host,
+            unprivileged=args.unprivileged,
         )
     except ConfigError as error:
         raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--parallel", default="auto", help="starter processes (default: one per CPU)")
     setup.add_argument("--nice", action="store_true", help="run VEs with a low CPU weight")
     setup.add_argument("--tune-host", action="store_true", help="raise short host limits; restored at takedown")
+    setup.add_argument("--unprivileged", action="store_true", help="VEs in user namespaces (root's /etc/subuid range)")
 
     for name, handler, help_text in (
         ("start", cmd_start, "start veS..veE"),

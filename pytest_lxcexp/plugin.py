@@ -8,7 +8,9 @@ import pytest
 
 from .engine.config import ConfigError, ExperimentConfig, build_config, ve_ranges
 from .engine.experiment import Experiment
+from .engine.host import require_root
 from .engine.stats import Summary, VERecord
+from .engine.storage import RunLock
 from .fixtures import (  # noqa: F401 - fixtures are found through this plugin module
     ve_base,
     ve_clones,
@@ -18,6 +20,7 @@ from .fixtures import (  # noqa: F401 - fixtures are found through this plugin m
     ve_range,
     ve_root,
 )
+from .interrupts import InterruptPlugin, interruption
 from .summary import summary_lines
 
 FIXTURES_THAT_NEED_THE_HOST = {"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"}
@@ -57,6 +60,11 @@ FLAGS: list[tuple[str, str, str]] = [
     ("--ve-keep", "ve_keep", "leave the experiment up after the session (take it down with `lxcexp takedown`)"),
     ("--ve-nice", "ve_nice", "run VEs with a low CPU weight so the host stays responsive"),
     ("--ve-tune-host", "ve_tune_host", "raise host limits that are short for the run; restored at takedown"),
+    (
+        "--ve-unprivileged",
+        "ve_unprivileged",
+        "run VEs unprivileged, in user namespaces mapped to root's range in /etc/subuid and /etc/subgid",
+    ),
 ]
 
 
@@ -95,11 +103,15 @@ def config_from_pytest(config: pytest.Config) -> ExperimentConfig:
         parallel=_value(config, "ve_parallel"),
         nice=bool(_value(config, "ve_nice")),
         tune_host=bool(_value(config, "ve_tune_host")),
+        unprivileged=bool(_value(config, "ve_unprivileged")),
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lxcexp: a test that runs VEs of the experiment")
+    # Ctrl-C and SIGTERM end the session with a full takedown (see interrupts.py).
+    if not config.pluginmanager.has_plugin("lxcexp-interrupts"):
+        config.pluginmanager.register(InterruptPlugin(), "lxcexp-interrupts")
     try:
         experiment_config = config_from_pytest(config)
     except ConfigError as error:
@@ -125,6 +137,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = config.stash[run_state_key]
     experiment = Experiment(state.config)
     try:
+        require_root()
+        # A live run holds the lock: its marker is not stale, and this run must not touch it.
+        holder = RunLock(state.config.root).holder()
+        if holder is not None:
+            raise ConfigError("--ve-root", f"another lxcexp run ({holder}) is using {state.config.root}; wait for it")
         stale = experiment.check()
     except ConfigError as error:
         raise pytest.UsageError(str(error)) from None
@@ -136,10 +153,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(run_state_key, None)
-    if state is None or state.experiment is None or state.summary is None:
+    if state is None or state.experiment is None:
+        return
+    interrupted = interruption(config)
+    if state.summary is None and interrupted is None:
         return
     try:
-        lines = summary_lines(state)
+        lines = summary_lines(state, interrupted)
     except Exception as error:  # noqa: BLE001 - never raise from the summary hook
         terminalreporter.write_line(f"lxcexp: could not build the summary: {error}", red=True)
         return

@@ -4,19 +4,48 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .engine.stats import results_block, timings_lines
+from .engine.stats import results_block, summarize, timings_lines
 from .engine.storage import human_size
 
 if TYPE_CHECKING:
+    from .interrupts import Interruption
     from .plugin import RunState
 
 FAILED_VES_SHOWN = 20
 
 
-def summary_lines(state: RunState) -> list[str]:
+def interrupted_lines(state: RunState, interrupted: Interruption) -> list[str]:
+    """What an interrupted run got done: the results below are partial."""
+    experiment = state.experiment
+    assert experiment is not None
+    if interrupted.phase in ("takedown", "reporting"):
+        # Noted, not raised: the run itself had ended, the takedown and reports went on.
+        return [f"INTERRUPTED by {interrupted.words}: noted; the takedown and the results were completed", ""]
+    # Started: recorded as such, or found up or logging (a starter's last start can finish
+    # after the interrupt, before the starter stops).
+    seen = {record.index for record in state.records.values() if record.log_present or record.state == "RUNNING"}
+    started = len(set(experiment.starts) | seen)
+    count = state.config.count
+    if not started:
+        done = "no VE was started"
+    elif started < count:
+        done = f"{started} of {count} VEs were started, {count - started} never were"
+    else:
+        done = f"all {count} VEs were started"
+    return [f"INTERRUPTED by {interrupted.words}: {done}; the results are partial", ""]
+
+
+def summary_lines(state: RunState, interrupted: Interruption | None = None) -> list[str]:
     summary, experiment = state.summary, state.experiment
-    assert summary is not None and experiment is not None
-    lines = ["Results", *results_block(summary, human_size(summary.disk_used))]
+    assert experiment is not None
+    lines = interrupted_lines(state, interrupted) if interrupted is not None else []
+    if summary is None:
+        # Interrupted before any VE started: nothing to count, but the takedown still matters.
+        lines += ["Timings", *timings_lines(experiment.timings, summarize([]))] if experiment.timings else []
+        left = experiment.leftovers()
+        lines += ["", "Takedown: nothing left behind" if not left else f"Takedown LEFT BEHIND: {', '.join(left)}"]
+        return lines
+    lines += ["Results", *results_block(summary, human_size(summary.disk_used))]
     lines += ["", "Timings", *timings_lines(experiment.timings, summary)]
     failed = [record for record in state.records.values() if not record.completed]
     if failed:

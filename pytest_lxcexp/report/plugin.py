@@ -23,6 +23,7 @@ import pytest
 
 from ..engine.experiment import Experiment
 from ..engine.workload import log_tail, read_log
+from ..interrupts import interruption
 from ..plugin import RunState, run_state_key
 from . import archive, metadata
 from .compare import (
@@ -261,6 +262,8 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
             "outcomes": outcomes(config),
             "sampler_errors": state.sampler.errors if state.sampler else [],
             "notes": list(state.notes),
+            # The first SIGINT/SIGTERM (signal, phase, time) when the run was cut short: the results are partial.
+            "interrupted": interrupted.to_dict() if (interrupted := interruption(config)) else None,
         },
     )
 
