@@ -58,6 +58,11 @@ def leftovers_of(names: Names) -> list[str]:
     # Any process whose cgroup is one of the experiment's, or an LXC monitor for this root.
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    # A zombie runs nothing and holds no resource but its PID; here PID 1
+                    # (not an init that reaps) leaves orphans' zombies for a while.
+                    continue
             with open(f"/proc/{pid}/cgroup") as handle:
                 if f"lxcexp-{names.tag}" in handle.read():
                     found.append(f"process {pid} in the experiment's cgroups")

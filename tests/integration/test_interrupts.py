@@ -1,0 +1,256 @@
+"""Ctrl-C and SIGTERM at every phase of a real run: a full takedown, zero leftovers, and the
+results so far written, saying the run was interrupted.
+
+Two ways to hit a phase:
+- a conftest in the run's directory that sends the signal to its own pytest process at
+  that moment (right after the tmpfs is mounted but before it is marked ours, halfway
+  through the clones, after the second start, ...): exact, and it hits the narrow
+  windows a timer would miss. Only the timing is arranged; LXC, the mounts and the
+  bridge are real.
+- from outside, as a user would: watch the host until the phase shows (LXC monitors of
+  this root running) and signal the pytest process, or its whole process group as a
+  terminal's Ctrl-C does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
+PYTEST = [sys.executable, "-m", "pytest"]
+
+# Sends LXCEXP_SIGNAL to this very pytest process at LXCEXP_SIGNAL_AT.
+SIGNALLING_CONFTEST = '''
+import os, signal, threading, time
+
+from pytest_lxcexp.engine import base, experiment, fleet, network, storage
+from pytest_lxcexp import fixtures
+from pytest_lxcexp.report import plugin as report_plugin
+
+AT = os.environ["LXCEXP_SIGNAL_AT"]
+SIG = getattr(signal, os.environ["LXCEXP_SIGNAL"])
+
+
+def fire():
+    os.kill(os.getpid(), SIG)
+    time.sleep(0.5)  # the handler runs here, in the main thread
+
+
+def after(module, name, when=lambda *a, **k: True):
+    original = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if when(*args, **kwargs):
+            fire()
+        return result
+
+    setattr(module, name, wrapper)
+
+
+def before(module, name):
+    original = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        fire()
+        return original(*args, **kwargs)
+
+    setattr(module, name, wrapper)
+
+
+if AT == "mount":  # mounted, not yet marked ours
+    after(storage, "mount_tmpfs")
+elif AT == "base":
+    after(base, "install_base")
+elif AT == "network":  # the bridge exists, the run has not taken it over yet
+    after(network, "create_network")
+elif AT == "clones":  # halfway through the clones
+    after(fleet, "ve_config_text", when=lambda *a, **k: (a[2] if len(a) > 2 else k.get("index")) == 3)
+elif AT == "start":  # two VEs started, the others not yet
+    calls = []
+    after(fleet, "record_start", when=lambda layout, result: calls.append(1) or len(calls) == 2)
+elif AT == "wait":
+    original_wait = experiment.Experiment.wait
+
+    def wait(self, *args, **kwargs):
+        threading.Timer(1.0, os.kill, (os.getpid(), SIG)).start()
+        return original_wait(self, *args, **kwargs)
+
+    experiment.Experiment.wait = wait
+elif AT == "takedown":  # a signal during the takedown is noted; the takedown goes on
+    before(fixtures, "takedown_ves")
+elif AT == "reporting":  # the takedown is done, the results are about to be built and written
+    before(report_plugin, "own_results")
+'''
+
+PHASES = [
+    # (where, signal, the words the summary uses, VEs started)
+    ("mount", "SIGINT", "while mounting the tmpfs", 0),
+    ("base", "SIGTERM", "while installing the base", 0),
+    ("network", "SIGINT", "while creating the network", 0),
+    ("clones", "SIGTERM", "while creating the clones", 0),
+    # Two starts reported; the starter may finish a third before it stops.
+    ("start", "SIGINT", "while starting VEs", (2, 3)),
+    ("start", "SIGTERM", "while starting VEs", (2, 3)),
+    ("wait", "SIGTERM", "while waiting for VEs to complete", 6),
+    ("takedown", "SIGINT", "during the takedown", 6),
+    ("reporting", "SIGTERM", "while reporting", 6),
+]
+
+
+def _run_options(names, report_dir: pathlib.Path, pings: int = 3) -> list[str]:
+    return [
+        "--ve-count=6",
+        "--ve-batch=3",
+        "--ve-parallel=1",  # starts one after another: "two started" is exact
+        f"--ve-pings={pings}",
+        "--ve-ping-interval=0.2",
+        "--ve-tmpfs-size=64M",
+        f"--ve-report-dir={report_dir}",
+        *names.options(),
+        "-p",
+        "no:cacheprovider",
+    ]
+
+
+def _results(report_dir: pathlib.Path) -> dict:
+    written = list(report_dir.glob("*/results.json"))
+    assert len(written) == 1, f"expected one results.json in {report_dir}: {written}"
+    return json.loads(written[0].read_text())
+
+
+@pytest.mark.parametrize(("where", "signame", "words", "started"), PHASES, ids=[f"{p[0]}-{p[1]}" for p in PHASES])
+def test_signal_at_each_phase_takes_everything_down(
+    pytester, clean_host, leftovers, monkeypatch, where, signame, words, started
+):
+    names = clean_host
+    pytester.makepyfile(test_ping=PING_SUITE)
+    pytester.makeconftest(SIGNALLING_CONFTEST)
+    monkeypatch.setenv("LXCEXP_SIGNAL_AT", where)
+    monkeypatch.setenv("LXCEXP_SIGNAL", signame)
+    report_dir = pytester.path / "reports"
+    # Waiting must outlast the timer's second: more pings there.
+    pings = 30 if where == "wait" else 3
+    result = pytester.runpytest_subprocess(*_run_options(names, report_dir, pings=pings), timeout=180)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str() + result.stderr.str()
+    assert leftovers(names) == []
+    out = result.stdout.str()
+    assert f"INTERRUPTED by {signame} {words}" in out, out
+    assert "Takedown: nothing left behind" in out
+    if started == 0:
+        assert "no VE was started" in out
+    elif isinstance(started, tuple):
+        assert any(f"{n} of 6 VEs were started, {6 - n} never were" in out for n in started), out
+    results = _results(report_dir)
+    interrupted = results["session"]["interrupted"]
+    assert interrupted["signal"] == signame and interrupted["description"] == f"{signame} {words}"
+    assert results["session"]["exitstatus"] == pytest.ExitCode.INTERRUPTED or where in ("takedown", "reporting")
+    if started:
+        # What was gathered is kept: every VE has its record, the started ones with their start.
+        assert len(results["ves"]) == 6
+        recorded = sum(ve["started_at"] is not None for ve in results["ves"])
+        assert recorded in started if isinstance(started, tuple) else recorded == started
+    if where in ("takedown", "reporting"):
+        # Interrupted only after the VEs completed: their results are whole.
+        assert results["summary"]["completed"] == 6
+
+
+def _monitors(root: str) -> list[int]:
+    """PIDs of LXC monitors of this root: the host shows VEs running."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if handle.read().startswith(f"[lxc monitor] {root} ".encode()):
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _wait_for(condition, run: subprocess.Popen, timeout: float = 120, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if run.poll() is not None:
+            raise AssertionError(f"the run ended before {what}:\n{run.stdout.read() if run.stdout else ''}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _popen_run(pytester, names, *extra: str, pings: int = 200) -> subprocess.Popen:
+    pytester.makepyfile(test_ping=PING_SUITE)
+    report_dir = pytester.path / "reports"
+    return subprocess.Popen(
+        [*PYTEST, *_run_options(names, report_dir, pings=pings), *extra],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's job
+    )
+
+
+def test_ctrl_c_from_a_terminal_while_ves_run(pytester, clean_host, leftovers):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C, once VEs run."""
+    names = clean_host
+    run = _popen_run(pytester, names)
+    try:
+        _wait_for(lambda: len(_monitors(names.root)) >= 3, run, what="three VEs running")
+        os.killpg(run.pid, signal.SIGINT)
+        out, _ = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "INTERRUPTED by SIGINT" in out and "Takedown: nothing left behind" in out, out
+    assert leftovers(names) == []
+    results = _results(pytester.path / "reports")
+    assert results["session"]["interrupted"]["signal"] == "SIGINT"
+
+
+def test_sigterm_from_outside_while_waiting(pytester, clean_host, leftovers):
+    """SIGTERM to the pytest process alone (as `kill PID` or a CI runner's timeout)."""
+    names = clean_host
+    run = _popen_run(pytester, names)
+    try:
+        _wait_for(lambda: len(_monitors(names.root)) == 6, run, what="all six VEs running")
+        time.sleep(1.0)  # into test_completed's wait
+        run.send_signal(signal.SIGTERM)
+        out, _ = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "INTERRUPTED by SIGTERM" in out and "all 6 VEs were started" in out, out
+    assert "Takedown: nothing left behind" in out
+    assert leftovers(names) == []
+
+
+def test_repeated_ctrl_c_during_takedown_does_not_cut_it_short(pytester, clean_host, leftovers):
+    """A user hammering Ctrl-C: the first interrupts, the second is noted, the takedown finishes."""
+    names = clean_host
+    run = _popen_run(pytester, names)
+    try:
+        _wait_for(lambda: len(_monitors(names.root)) == 6, run, what="all six VEs running")
+        os.killpg(run.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.killpg(run.pid, signal.SIGINT)
+        out, _ = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "SIGINT noted; finishing the takedown first" in out, out
+    assert "Takedown: nothing left behind" in out
+    assert leftovers(names) == []

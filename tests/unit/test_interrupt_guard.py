@@ -1,0 +1,196 @@
+"""Interrupts without the host: the guard's signal policy, children that neither inherit the
+handler nor get cut in half, critical sections, and the plugin's session under SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_lxcexp.engine import children
+from pytest_lxcexp.engine.signals import signals_deferred
+from pytest_lxcexp.interrupts import GIVE_UP_AFTER, InterruptGuard, phase_words, shielded
+
+
+@pytest.fixture
+def guard():
+    """A guard installed for the test, with the handlers it replaced put back afterwards."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    phase = {"now": "start"}
+    installed = InterruptGuard(lambda: phase["now"], lambda: "lxcexp takedown --root /x")
+    assert installed.install()
+    installed.phase = phase  # type: ignore[attr-defined] - the test moves the phase along
+    yield installed
+    installed.uninstall()
+    assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
+def _signal_self(signum: int) -> None:
+    os.kill(os.getpid(), signum)
+    time.sleep(0.5)  # the handler runs here, in this (the main) thread
+
+
+def test_first_sigterm_raises_keyboardinterrupt_naming_signal_and_phase(guard: InterruptGuard) -> None:
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM received while starting VEs"):
+        _signal_self(signal.SIGTERM)
+    assert guard.first is not None
+    assert (guard.first.signal, guard.first.phase) == ("SIGTERM", "start")
+    assert guard.first.to_dict()["description"] == "SIGTERM while starting VEs"
+
+
+def test_later_signals_are_noted_until_the_user_insists(guard: InterruptGuard, capfd: pytest.CaptureFixture) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        _signal_self(signal.SIGINT)
+    guard.phase["now"] = "takedown"  # type: ignore[attr-defined]
+    for _ in range(GIVE_UP_AFTER - 1):
+        _signal_self(signal.SIGINT)  # noted: the takedown must go on
+    assert "finishing the takedown first" in capfd.readouterr().err
+    with pytest.raises(KeyboardInterrupt, match="3 times"):
+        _signal_self(signal.SIGTERM)
+    assert "lxcexp takedown --root /x" in capfd.readouterr().err
+    assert [i.phase for i in guard.received] == ["start", "takedown", "takedown", "takedown"]
+
+
+def test_a_shielded_block_notes_without_raising(guard: InterruptGuard) -> None:
+    with shielded(guard):
+        _signal_self(signal.SIGTERM)
+    assert guard.first is not None and guard.first.signal == "SIGTERM"
+    assert guard.shielded  # once interrupted, later signals stay noted
+
+
+def test_install_outside_the_main_thread_leaves_python_defaults() -> None:
+    results = []
+    guard = InterruptGuard(lambda: "x")
+    thread = threading.Thread(target=lambda: results.append(guard.install()))
+    thread.start()
+    thread.join()
+    assert results == [False] and not guard.installed
+
+
+@pytest.mark.parametrize(
+    ("phase", "words"),
+    [
+        ("setup tmpfs", "while mounting the tmpfs"),
+        ("setup clones", "while creating the clones"),
+        ("after setup clones", "after creating the clones"),
+        ("wait", "while waiting for VEs to complete"),
+        ("reporting", "while reporting"),
+        ("something new", "during something new"),
+    ],
+)
+def test_phase_words(phase: str, words: str) -> None:
+    assert phase_words(phase) == words
+
+
+def _child_view(_: int) -> dict:
+    return {
+        "sigint_default": signal.getsignal(signal.SIGINT) == signal.SIG_DFL,
+        "sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
+        "own_group": os.getpgid(0) == os.getpid(),
+        "blocked": sorted(signal.pthread_sigmask(signal.SIG_BLOCK, set())),
+    }
+
+
+def test_children_do_not_inherit_the_handler_or_the_process_group(guard: InterruptGuard) -> None:
+    results = children.map_in_children(_child_view, [1, 2, 3], workers=3)
+    assert len(results) == 3
+    for result in results:
+        assert result == {"sigint_default": True, "sigterm_default": True, "own_group": True, "blocked": []}
+    # The parent's own mask is back to what it was (nothing blocked).
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()
+
+
+def test_an_interrupted_parent_stops_its_children_after_their_current_item(guard: InterruptGuard, tmp_path: Path):
+    def slow(item: int) -> dict:
+        (tmp_path / f"began-{item}").touch()
+        time.sleep(0.3)
+        (tmp_path / f"ended-{item}").touch()  # an item is never cut in half
+        return {"item": item}
+
+    timer = threading.Timer(0.45, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        children.map_in_children(slow, list(range(10)), workers=2)
+    timer.join()
+    # Every child was reaped before the interrupt went on (no zombie, none still running).
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+    began = {p.name.split("-")[1] for p in tmp_path.glob("began-*")}
+    ended = {p.name.split("-")[1] for p in tmp_path.glob("ended-*")}
+    assert began == ended, "a child was killed in the middle of an item"
+    assert 2 <= len(ended) < 10, "children should stop after their current item, not run all"
+    time.sleep(0.5)
+    assert {p.name for p in tmp_path.glob("began-*")} == {f"began-{i}" for i in began}
+
+
+def test_a_child_that_outlives_the_reap_timeout_is_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(children, "REAP_TIMEOUT", 0.5)
+
+    def stuck(item: int) -> dict:
+        time.sleep(60)
+        return {"item": item}
+
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        children.map_in_children(stuck, [1], workers=1)
+    timer.join()
+    assert time.monotonic() - began < 5
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_signals_deferred_delivers_after_the_block(guard: InterruptGuard) -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+            done.append("the whole block ran")
+        time.sleep(0.5)
+    assert done == ["the whole block ran"]
+    assert guard.first is not None
+
+
+SESSION_SUITE = """
+import os, signal, time
+import pytest
+
+@pytest.fixture(scope="session")
+def resource(tmp_path_factory):
+    yield
+    # The session's takedown: a signal here is noted, the teardown still finishes.
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.3)
+    open(os.environ["TORN_DOWN"], "w").write("yes")
+
+def test_one(resource):
+    pass
+
+def test_terminated(resource):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+
+def test_never_runs(resource):
+    pass
+"""
+
+
+def test_sigterm_ends_the_session_with_its_teardown(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    marker = tmp_path / "torn-down"
+    pytester.makepyfile(test_term=SESSION_SUITE)
+    os.environ["TORN_DOWN"] = str(marker)
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    finally:
+        del os.environ["TORN_DOWN"]
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert marker.read_text() == "yes"
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*SIGTERM received*"])
+    assert "test_never_runs" not in result.stdout.str()
+    result.stderr.fnmatch_lines(["lxcexp: SIGTERM noted; finishing the takedown first*"])
