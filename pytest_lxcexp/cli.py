@@ -13,6 +13,7 @@ lxcexp compare A B [--fail M:N%]  compare two saved runs; exit 1 on a regression
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -226,12 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM as Ctrl-C: `setup` then takes down what it made instead of dying halfway.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if getattr(args, "needs_root", True):  # report/compare only read saved files
             require_root()
         return args.handler(args)
+    except KeyboardInterrupt as error:
+        root = getattr(args, "root", None)
+        hint = f"; if anything is left: lxcexp takedown --root {root}" if root else ""
+        print(f"lxcexp {args.command}: interrupted ({error or 'SIGINT'}){hint}", file=sys.stderr)
+        return 130
     except CliError as error:
         print(f"lxcexp {args.command}: {error}", file=sys.stderr)
         return error.status
@@ -241,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PreflightError, RuntimeError, OSError) as error:
         print(f"lxcexp {args.command}: {error}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
