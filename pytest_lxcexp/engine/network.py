@@ -7,6 +7,7 @@ side of each VE's veth in its name (`ve<tag>-<N>`), so a takedown can prove them
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import os
 import time
@@ -165,8 +166,18 @@ def _add_bridge(ip: IPRoute, name: str, tag: str) -> int:
             raise NetworkError(f"creating bridge {name} failed: {error}") from None
         index = ip.link_lookup(ifname=name)[0]
         ip.link("set", index=index, ifalias=f"{ALIAS_PREFIX}{tag}")
+    # A fixed MAC: a bridge otherwise takes its lowest port's, which changes as VEs join,
+    # and VEs that had resolved the gateway then send to a MAC nobody answers (seen:
+    # ping-gateway losing every ping after the first).
+    ip.link("set", index=index, address=bridge_mac(name))
     _disable_ipv6(name)
     return index
+
+
+def bridge_mac(name: str) -> str:
+    """A stable, locally administered unicast MAC for our bridge `name`."""
+    digest = hashlib.sha1(name.encode()).hexdigest()
+    return "02:" + ":".join(digest[i : i + 2] for i in range(0, 10, 2))
 
 
 def create_bridge(name: str, tag: str, plan: AddressPlan) -> None:
