@@ -77,6 +77,14 @@ def cmd_setup(args: argparse.Namespace) -> int:
             nice=args.nice,
             tune_host=args.tune_host,
             unprivileged=args.unprivileged,
+            workload=args.workload,
+            poweroff=args.poweroff,
+            base=args.base,
+            init=args.init,
+            base_release=args.base_release,
+            mirror=args.mirror,
+            apt_proxy=args.apt_proxy,
+            ssh_key=args.ssh_key,
         )
     except ConfigError as error:
         raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
@@ -210,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--nice", action="store_true", help="run VEs with a low CPU weight")
     setup.add_argument("--tune-host", action="store_true", help="raise short host limits; restored at takedown")
     setup.add_argument("--unprivileged", action="store_true", help="VEs in user namespaces (root's /etc/subuid range)")
+    setup.add_argument("--workload", default="ping-localhost", help="ping-localhost, ping-gateway, ping-neighbour, "
+                       "idle or cmd:COMMAND (default ping-localhost)")
+    setup.add_argument("--poweroff", action="store_true", help="power each VE off when its workload ends")
+    setup.add_argument("--base", default="busybox", help="busybox, debian, lxc:NAME[@LXCPATH] or a rootfs dir/tarball")
+    setup.add_argument("--init", default="workload", help="workload (default) or system (the base's own init)")
+    setup.add_argument("--base-release", default="", help="debian base: release (default: the host's)")
+    setup.add_argument("--mirror", default="", help="debian base: mirror (default: the host's apt mirror)")
+    setup.add_argument("--apt-proxy", default="", help="apt proxy URL configured in the base")
+    setup.add_argument("--ssh-key", default="", help="public key for the base's /root/.ssh/authorized_keys")
 
     for name, handler, help_text in (
         ("start", cmd_start, "start veS..veE"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -45,7 +46,29 @@ OPTIONS: list[tuple[str, str, str, str]] = [
     ("--ve-batch", "ve_batch", "100", "VEs per test range (default 100)"),
     ("--ve-root", "ve_root", "/exp", "experiment root; a tmpfs is mounted there (default /exp)"),
     ("--ve-tmpfs-size", "ve_tmpfs_size", "2G", "size of the tmpfs at the root (default 2G)"),
-    ("--ve-base", "ve_base", "busybox", "base image: busybox, built offline from busybox-static (default)"),
+    (
+        "--ve-base",
+        "ve_base",
+        "busybox",
+        "base: busybox (default, offline), debian (debootstrap, cached), lxc:NAME[@LXCPATH] (an existing "
+        "container's rootfs), or a path to a rootfs directory or tarball",
+    ),
+    ("--ve-base-release", "ve_base_release", "", "debian base: release codename (default: the host's)"),
+    ("--ve-mirror", "ve_mirror", "", "debian base: mirror URL (default: the one the host's apt sources use)"),
+    ("--ve-apt-proxy", "ve_apt_proxy", "", "apt proxy URL written into the base's apt configuration"),
+    ("--ve-ssh-key", "ve_ssh_key", "", "public key file put into the base's /root/.ssh/authorized_keys"),
+    (
+        "--ve-init",
+        "ve_init",
+        "workload",
+        "workload (the workload is the VE's init, default) or system (the base's own init runs it as a service)",
+    ),
+    (
+        "--ve-workload",
+        "ve_workload",
+        "ping-localhost",
+        "ping-localhost (default), ping-gateway, ping-neighbour, idle, or cmd:COMMAND (a shell command)",
+    ),
     ("--ve-network", "ve_network", "bridge", "bridge (a veth per VE on --ve-bridge) or none (loopback only)"),
     ("--ve-bridge", "ve_bridge", "vebr", "bridge name, at most 15 characters, beginning with 've' (default vebr)"),
     ("--ve-subnet", "ve_subnet", "10.213.0.0/16", "IPv4 subnet: bridge takes the first address, veN the N+1st"),
@@ -57,6 +80,7 @@ OPTIONS: list[tuple[str, str, str, str]] = [
 ]
 FLAGS: list[tuple[str, str, str]] = [
     ("--ve-base-refresh", "ve_base_refresh", "rebuild the cached base image"),
+    ("--ve-poweroff", "ve_poweroff", "power each VE off when its workload ends (its exit status is logged first)"),
     ("--ve-keep", "ve_keep", "leave the experiment up after the session (take it down with `lxcexp takedown`)"),
     ("--ve-nice", "ve_nice", "run VEs with a low CPU weight so the host stays responsive"),
     ("--ve-tune-host", "ve_tune_host", "raise host limits that are short for the run; restored at takedown"),
@@ -104,7 +128,33 @@ def config_from_pytest(config: pytest.Config) -> ExperimentConfig:
         nice=bool(_value(config, "ve_nice")),
         tune_host=bool(_value(config, "ve_tune_host")),
         unprivileged=bool(_value(config, "ve_unprivileged")),
+        workload=_value(config, "ve_workload"),
+        poweroff=bool(_value(config, "ve_poweroff")),
+        init=_value(config, "ve_init"),
+        base_release=_value(config, "ve_base_release"),
+        mirror=_value(config, "ve_mirror"),
+        apt_proxy=_value(config, "ve_apt_proxy"),
+        ssh_key=_value(config, "ve_ssh_key"),
     )
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def apply_workload_hook(config: pytest.Config, state: RunState) -> None:
+    """A pytest_lxcexp_workload implementation replaces the init script, before anything is created."""
+    script = config.hook.pytest_lxcexp_workload(config=config, experiment=state.config)
+    if script is None:
+        return
+    if not isinstance(script, str) or not script.startswith("#!"):
+        raise pytest.UsageError("pytest_lxcexp_workload: return the text of a script that begins with #!, or None")
+    try:
+        state.config = dataclasses.replace(state.config, workload="hook", workload_script=script)
+    except ConfigError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -135,6 +185,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if config.option.collectonly:
         return
     state = config.stash[run_state_key]
+    apply_workload_hook(config, state)
     experiment = Experiment(state.config)
     try:
         require_root()

@@ -50,7 +50,7 @@ def summary_lines(state: RunState, interrupted: Interruption | None = None) -> l
     failed = [record for record in state.records.values() if not record.completed]
     if failed:
         lines += ["", f"VEs that did not complete ({len(failed)}):"]
-        lines += [f"  {record.name}: {record.failure}" for record in failed[:FAILED_VES_SHOWN]]
+        lines += [f"  {record.name}: {record.failure}{record.fields_text}" for record in failed[:FAILED_VES_SHOWN]]
         if len(failed) > FAILED_VES_SHOWN:
             lines.append(f"  ... and {len(failed) - FAILED_VES_SHOWN} more")
     if experiment.warnings:

@@ -16,13 +16,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import aptsources
+from .workload import COMMAND_PREFIX, NETWORK_WORKLOADS, PING_WORKLOADS, REACH_TIMEOUT, WORKLOADS, workload_kind
+
 # Beyond this the VE names, veth names and cgroup tree are untested.
 MAX_VE_COUNT = 100_000
 IFNAME_MAX = 15
 # More starter processes than this only queue on liblxc's and the kernel's locks.
 MAX_PARALLEL = 64
 NETWORK_MODES = ("bridge", "none")
-BASES = ("busybox",)
+# Named bases; besides them --ve-base takes lxc:NAME[@LXCPATH] and a rootfs directory or tarball.
+BASES = ("busybox", "debian")
+LXC_BASE_PREFIX = "lxc:"
+TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar.zst")
+INIT_MODES = ("workload", "system")
+SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-", "sk-ssh-ed25519@", "sk-ecdsa-sha2-")
 
 # Directories no experiment may take over: mounting a tmpfs on one hides the system.
 SYSTEM_DIRS = frozenset(
@@ -163,6 +171,91 @@ def parse_choice(option: str, text: str, choices: tuple[str, ...]) -> str:
     return text
 
 
+def parse_workload(option: str, text: str) -> str:
+    """A named workload, or cmd:COMMAND (kept byte for byte: it is shell text)."""
+    value = str(text)
+    if value.startswith(COMMAND_PREFIX):
+        command = value[len(COMMAND_PREFIX) :]
+        if not command.strip():
+            raise ConfigError(option, "cmd: needs a shell command after it, e.g. 'cmd:echo hi; exit 3'")
+        if "\0" in command:
+            raise ConfigError(option, "the command holds a NUL byte")
+        return value
+    value = value.strip()
+    if value == "ping-neighbor":
+        return "ping-neighbour"
+    if value not in WORKLOADS:
+        raise ConfigError(option, f"{text!r} is not one of {', '.join(WORKLOADS)} or cmd:COMMAND")
+    return value
+
+
+def parse_base(option: str, text: str) -> str:
+    """busybox, debian, lxc:NAME[@LXCPATH], or an existing rootfs directory or tarball (made absolute)."""
+    value = str(text).strip()
+    if value in BASES:
+        return value
+    if value.startswith(LXC_BASE_PREFIX):
+        name, _, lxcpath = value[len(LXC_BASE_PREFIX) :].partition("@")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ConfigError(option, f"{name!r} is not an LXC container name (use lxc:NAME or lxc:NAME@LXCPATH)")
+        if not lxcpath:
+            return f"{LXC_BASE_PREFIX}{name}"
+        if not lxcpath.startswith("/"):
+            raise ConfigError(option, f"the lxc path {lxcpath!r} is not absolute")
+        return f"{LXC_BASE_PREFIX}{name}@{os.path.normpath(lxcpath)}"
+    if "/" not in value:
+        raise ConfigError(
+            option,
+            f"{text!r} is not one of {', '.join(BASES)}, lxc:NAME[@LXCPATH], or a path to a root filesystem "
+            "directory or tarball",
+        )
+    path = os.path.abspath(value)
+    if os.path.isdir(path):
+        if path == "/":
+            raise ConfigError(option, "/ is the host's own root filesystem, not a base")
+        return path
+    if os.path.isfile(path):
+        if not path.endswith(TARBALL_SUFFIXES):
+            raise ConfigError(option, f"{path} is a file but not a tarball ({', '.join(TARBALL_SUFFIXES)})")
+        return path
+    raise ConfigError(option, f"{path} does not exist (give a root filesystem directory or tarball)")
+
+
+def parse_release(option: str, text: str) -> str:
+    value = str(text).strip()
+    if not re.fullmatch(r"[a-z][a-z0-9-]{1,31}", value):
+        raise ConfigError(option, f"{text!r} is not a release codename (e.g. bookworm)")
+    return value
+
+
+def parse_url(option: str, text: str, schemes: tuple[str, ...]) -> str:
+    """A URL that can go into apt's and debootstrap's configuration unquoted and unescaped."""
+    value = str(text).strip()
+    pattern = r"(?:" + "|".join(schemes) + r")://[^\s\"';<>\\]+"
+    if not re.fullmatch(pattern, value):
+        raise ConfigError(option, f"{text!r} is not a {' or '.join(schemes)} URL (e.g. http://host:3142/)")
+    return value
+
+
+def parse_ssh_key(option: str, text: str) -> str:
+    """A readable public key file (one or more keys); its absolute path."""
+    path = os.path.abspath(str(text))
+    try:
+        with open(path, errors="replace") as handle:
+            content = handle.read(65537)
+    except OSError as error:
+        raise ConfigError(option, f"{path} cannot be read: {error.strerror}") from None
+    if "PRIVATE KEY" in content:
+        raise ConfigError(option, f"{path} is a private key; give the public one (.pub)")
+    keys = [line for line in content.splitlines() if line.strip() and not line.startswith("#")]
+    if not keys or len(content) > 65536:
+        raise ConfigError(option, f"{path} holds no public key")
+    for line in keys:
+        if not any(word.startswith(SSH_KEY_TYPES) for word in line.split()):
+            raise ConfigError(option, f"{path}: {line[:40]!r} is not an OpenSSH public key line")
+    return path
+
+
 def root_tag(root: str) -> str:
     """A short stable tag for a root: names our veths and cgroups so takedown can prove them ours."""
     return hashlib.sha1(root.encode()).hexdigest()[:5]
@@ -191,6 +284,14 @@ class ExperimentConfig:
     tune_host: bool = False
     unprivileged: bool = False  # VEs in user namespaces (lxc.idmap from root's /etc/subuid range)
     base_cache: str = "/var/cache/lxcexp"
+    workload: str = "ping-localhost"
+    workload_script: str | None = None  # from the pytest_lxcexp_workload hook: replaces the init script
+    poweroff: bool = False
+    init: str = "workload"
+    base_release: str = ""  # debian base only, resolved from the host when not given
+    mirror: str = ""
+    apt_proxy: str = ""
+    ssh_key: str = ""
 
     def __post_init__(self) -> None:
         if self.batch > self.count:
@@ -203,6 +304,12 @@ class ExperimentConfig:
                     "--ve-subnet",
                     f"{self.subnet} holds {hosts} addresses, too few for a bridge and {self.count} VEs",
                 )
+        if workload_kind(self.workload) in NETWORK_WORKLOADS and self.network != "bridge":
+            raise ConfigError("--ve-workload", f"{self.workload} pings across the bridge: it needs --ve-network=bridge")
+        if self.poweroff and workload_kind(self.workload) == "idle":
+            raise ConfigError("--ve-poweroff", "an idle workload never ends, so there is no end to power off after")
+        if self.apt_proxy and self.base == "busybox":
+            raise ConfigError("--ve-apt-proxy", "the busybox base has no apt to configure")
 
     @property
     def tag(self) -> str:
@@ -213,7 +320,15 @@ class ExperimentConfig:
         """How long one range may take to complete: the pings' own time plus a margin."""
         if self.timeout is not None:
             return self.timeout
-        return self.pings * self.ping_interval + 60.0
+        kind = workload_kind(self.workload)
+        seconds = 60.0
+        if kind in PING_WORKLOADS or kind == "hook":
+            seconds += self.pings * self.ping_interval
+        if kind in NETWORK_WORKLOADS:
+            seconds += REACH_TIMEOUT  # the target may answer only once it has started
+        if self.init == "system":
+            seconds += 60.0  # the distribution's init boots before it starts the workload
+        return seconds
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -249,14 +364,40 @@ def build_config(
     nice: bool = False,
     tune_host: bool = False,
     unprivileged: bool = False,
+    workload: str = "ping-localhost",
+    workload_script: str | None = None,
+    poweroff: bool = False,
+    init: str = "workload",
+    base_release: str = "",
+    mirror: str = "",
+    apt_proxy: str = "",
+    ssh_key: str = "",
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
+    base_value = parse_base("--ve-base", base)
+    root_value = parse_root("--ve-root", root)
+    if base_value.startswith("/") and (base_value + "/").startswith(root_value.rstrip("/") + "/"):
+        raise ConfigError("--ve-base", f"{base_value} lies inside --ve-root {root_value}, which the tmpfs will cover")
+    release_value = parse_release("--ve-base-release", base_release) if base_release else ""
+    mirror_value = parse_url("--ve-mirror", mirror, ("http", "https", "file")).rstrip("/") if mirror else ""
+    if base_value != "debian":
+        for option, given in (("--ve-base-release", release_value), ("--ve-mirror", mirror_value)):
+            if given:
+                raise ConfigError(option, f"applies only to --ve-base=debian, not {base_value}")
+    else:
+        # Defaults from the host: its own release, from the mirror its apt already uses.
+        release_value = release_value or aptsources.host_codename() or ""
+        if not release_value:
+            raise ConfigError("--ve-base-release", "the host's /etc/os-release names no codename; give one")
+        mirror_value = mirror_value or aptsources.host_mirror(release_value) or ""
+        if not mirror_value:
+            raise ConfigError("--ve-mirror", "the host's apt sources name no mirror; give one")
     return ExperimentConfig(
         count=parse_positive_int("--ve-count", count, MAX_VE_COUNT),
         batch=parse_positive_int("--ve-batch", batch),
-        root=parse_root("--ve-root", root),
+        root=root_value,
         tmpfs_size=parse_size("--ve-tmpfs-size", tmpfs_size),
-        base=parse_choice("--ve-base", base, BASES),
+        base=base_value,
         base_refresh=bool(base_refresh),
         network=parse_choice("--ve-network", network, NETWORK_MODES),
         bridge=parse_ifname("--ve-bridge", bridge),
@@ -272,6 +413,14 @@ def build_config(
         nice=bool(nice),
         tune_host=bool(tune_host),
         unprivileged=bool(unprivileged),
+        workload="hook" if workload_script else parse_workload("--ve-workload", workload),
+        workload_script=workload_script or None,
+        poweroff=bool(poweroff),
+        init=parse_choice("--ve-init", init, INIT_MODES),
+        base_release=release_value,
+        mirror=mirror_value,
+        apt_proxy=parse_url("--ve-apt-proxy", apt_proxy, ("http", "https")) if apt_proxy else "",
+        ssh_key=parse_ssh_key("--ve-ssh-key", ssh_key) if ssh_key else "",
     )
 
 

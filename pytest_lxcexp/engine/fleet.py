@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -14,7 +15,7 @@ from . import cgroups, children, faults, userns
 from .config import ExperimentConfig
 from .network import AddressPlan, BridgeLayout, veth_name
 from .storage import Layout
-from .workload import INIT_PATH
+from .workload import VE_ENV_PATH, init_command, mount_auto, ve_env
 
 # Capabilities the ping workload never needs; dropping them keeps a privileged VE tame:
 # no kernel modules, raw I/O, clock, reboot, MAC policy, kernel log, audit rules, wakeup
@@ -24,6 +25,11 @@ DROPPED_CAPS = (
     "mac_admin mac_override sys_module sys_rawio sys_time sys_boot syslog wake_alarm "
     "block_suspend audit_control sys_pacct lease linux_immutable"
 )
+
+
+def dropped_caps(config: ExperimentConfig) -> str:
+    # --ve-poweroff: `poweroff` ends a VE through reboot(2), which needs CAP_SYS_BOOT.
+    return DROPPED_CAPS.replace(" sys_boot", "") if config.poweroff else DROPPED_CAPS
 
 
 @dataclass(frozen=True)
@@ -41,14 +47,14 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
     lines = [
         f"lxc.uts.name = {name}",
         f"lxc.rootfs.path = overlay:{layout.base_rootfs}:{layout.ve_upper(index)}",
-        f"lxc.init.cmd = {INIT_PATH}",
+        f"lxc.init.cmd = {init_command(config)}",
         # No spare ttys and no console: each would cost a host pty (kernel.pty.max).
         "lxc.tty.max = 0",
         "lxc.pty.max = 1",
         "lxc.console.path = none",
         "lxc.autodev = 1",
-        "lxc.mount.auto = proc:mixed sys:ro",
-        f"lxc.cap.drop = {DROPPED_CAPS}",
+        f"lxc.mount.auto = {mount_auto(config)}",
+        f"lxc.cap.drop = {dropped_caps(config)}",
         f"lxc.cgroup.dir.container = {cgroups.container_dir(config.tag)}/{name}",
         f"lxc.cgroup.dir.monitor = {cgroups.monitor_dir(config.tag)}/{name}",
         f"lxc.log.file = {layout.ve_lxc_log(index)}",
@@ -80,9 +86,14 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def create_clones(config: ExperimentConfig, layout: Layout, progress: Callable[[int], None] | None = None) -> None:
-    """Write ve1..veN: an LXC config and an empty overlay upper directory each."""
-    for index in range(1, config.count + 1):
+def create_clones(
+    config: ExperimentConfig,
+    layout: Layout,
+    progress: Callable[[int], None] | None = None,
+    indexes: Iterable[int] | None = None,
+) -> None:
+    """Write ve1..veN (or just `indexes`): an LXC config and an overlay upper directory each."""
+    for index in range(1, config.count + 1) if indexes is None else indexes:
         os.makedirs(layout.ve_upper(index), mode=0o755)
         if config.unprivileged:
             # The VE writes its log into its upper dir as its own root, a mapped uid on the host;
@@ -92,10 +103,27 @@ def create_clones(config: ExperimentConfig, layout: Layout, progress: Callable[[
             os.makedirs(os.path.join(layout.ve_dir(index), "work"), mode=0o755)
             for path in (layout.ve_upper(index), os.path.join(layout.ve_dir(index), "work")):
                 userns.own_by_mapped_root(path, idmap)
+        env = ve_env(config, index)
+        if env is not None:
+            # Per-VE parameters (a neighbour's address) sit in the upper dir, over the shared base.
+            os.makedirs(os.path.join(layout.ve_upper(index), os.path.dirname(VE_ENV_PATH)), mode=0o755)
+            with open(os.path.join(layout.ve_upper(index), VE_ENV_PATH), "w") as handle:
+                handle.write(env)
         with open(layout.ve_config(index), "w") as handle:
             handle.write(ve_config_text(config, layout, index))
         if progress and index % 100 == 0:
             progress(index)
+
+
+def destroy_clones(layout: Layout, indexes: Iterable[int]) -> None:
+    """Remove stopped VEs' directories (config, overlay upper, logs): LXC's destroy, for our clones."""
+    for index in indexes:
+        directory = layout.ve_dir(index)
+        # Only ve<N> directly inside the root, never through a symlink.
+        if os.path.dirname(directory) != layout.root or os.path.islink(directory):
+            raise ValueError(f"refusing to remove {directory}")
+        if os.path.isdir(directory):
+            shutil.rmtree(directory)
 
 
 def defined_ves(layout: Layout) -> list[int]:

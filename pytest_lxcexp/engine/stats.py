@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .workload import NETWORK_WORKLOADS, PING_WORKLOADS, expected_exit_status, workload_kind
+
 
 @dataclass(frozen=True)
 class VERecord:
@@ -24,14 +26,50 @@ class VERecord:
     address: str | None = None
     # The host limit behind its failure (a full tmpfs, no more PIDs, ...), when one explains it.
     fault: str | None = None
+    # The workload and what its log says besides pings; the defaults are the original's.
+    workload: str = "ping-localhost"
+    began: bool = False
+    exit_status: int | None = None
+    poweroff: bool = False  # --ve-poweroff: it should power off once its workload ends
+    powered_off: bool = False  # its log says it did, after logging its exit status
+    output: str | None = None  # a command's last lines of output
+    target: str | None = None  # the address a ping workload pings
+    fields: dict[str, Any] = field(default_factory=dict, hash=False)  # from pytest_lxcexp_ve_fields
 
     @property
     def name(self) -> str:
         return f"ve{self.index}"
 
     @property
+    def fields_text(self) -> str:
+        """' [key=value, ...]' of the hook's extra fields, or '' (appended to failure descriptions)."""
+        if not self.fields:
+            return ""
+        return " [" + ", ".join(f"{key}={value}" for key, value in self.fields.items()) + "]"
+
+    @property
+    def expected_status(self) -> int | None:
+        """The exit status that means success (0 for a command), or None where the pings decide."""
+        return expected_exit_status(self.workload)
+
+    @property
     def completed(self) -> bool:
-        return self.log_present and self.finished and self.pings >= self.expected_pings
+        return self.failure is None
+
+    @property
+    def crashed(self) -> bool:
+        """It began its workload and stopped before the workload ended (an idle VE: stopped at all)."""
+        return self.log_present and self.start_error is None and not self.finished and self.state != "RUNNING"
+
+    def _unfinished(self, kind: str) -> str:
+        if kind in PING_WORKLOADS:
+            if self.state != "RUNNING":
+                return f"not running (state {self.state}) after {self.pings} of {self.expected_pings} pings"
+            return f"incomplete: {self.pings} of {self.expected_pings} pings"
+        what = "command" if kind == "command" else "workload"
+        if self.state != "RUNNING":
+            return f"crashed: not running (state {self.state}) before its {what} ended"
+        return f"incomplete: its {what} has not ended"
 
     @property
     def failure(self) -> str | None:
@@ -40,19 +78,32 @@ class VERecord:
         return f"{plain}; {self.fault}" if plain is not None and self.fault else plain
 
     def _failure(self) -> str | None:
-        if self.completed:
-            return None
         if self.start_error:
             return f"failed to start: {self.start_error}"
         if not self.log_present:
             if self.state != "RUNNING":
                 return f"no log, not running (state {self.state})"
             return "no log file"
-        if self.finished:
-            return f"incomplete: {self.pings} of {self.expected_pings} pings answered"
-        if self.state != "RUNNING":
-            return f"not running (state {self.state}) after {self.pings} of {self.expected_pings} pings"
-        return f"incomplete: {self.pings} of {self.expected_pings} pings"
+        kind = workload_kind(self.workload)
+        if kind == "idle":
+            # Idle never ends: done means up, with its begin line logged.
+            if not self.began:
+                return f"no begin line logged (state {self.state})"
+            return None if self.state == "RUNNING" else f"crashed: not running (state {self.state}) after it began"
+        if not self.finished:
+            return self._unfinished(kind)
+        if kind in PING_WORKLOADS and self.pings < self.expected_pings:
+            by = f" by {self.target}" if kind in NETWORK_WORKLOADS and self.target else ""
+            return f"incomplete: {self.pings} of {self.expected_pings} pings answered{by}"
+        expected = self.expected_status
+        if expected is not None and self.exit_status != expected:
+            what = "command" if kind == "command" else "workload"
+            return f"{what} exited with status {self.exit_status} (expected {expected})"
+        if self.poweroff and self.state == "RUNNING":
+            return "its workload ended but it did not power off (still RUNNING)"
+        if self.poweroff and not self.powered_off:
+            return f"stopped (state {self.state}) after its workload ended, without powering off"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -75,6 +126,10 @@ class Summary:
     root: str = ""
     expected_pings: int = 0
     start_latencies: list[float] = field(default_factory=list)
+    workload: str = "ping-localhost"
+    powered_off: int = 0  # completed, then powered off as asked
+    crashed: int = 0  # stopped before their workload ended
+    poweroff: bool = False  # --ve-poweroff was asked for
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -83,7 +138,13 @@ class Summary:
         return data
 
 
-def summarize(records: Iterable[VERecord], disk_used: int = 0, root: str = "", expected_pings: int = 0) -> Summary:
+def summarize(
+    records: Iterable[VERecord],
+    disk_used: int = 0,
+    root: str = "",
+    expected_pings: int = 0,
+    workload: str = "ping-localhost",
+) -> Summary:
     records = list(records)
     return Summary(
         total=len(records),
@@ -97,6 +158,10 @@ def summarize(records: Iterable[VERecord], disk_used: int = 0, root: str = "", e
         root=root,
         expected_pings=expected_pings,
         start_latencies=[r.start_latency for r in records if r.start_latency is not None and r.start_error is None],
+        workload=workload,
+        powered_off=sum(r.completed and r.powered_off for r in records),
+        crashed=sum(r.crashed for r in records),
+        poweroff=any(r.poweroff for r in records),
     )
 
 
@@ -124,14 +189,21 @@ def latency_stats(values: Sequence[float]) -> dict[str, float]:
 
 def results_block(summary: Summary, human_disk: str) -> list[str]:
     """The original experiment's Results block, line for line."""
-    return [
+    kind = workload_kind(summary.workload)
+    label = f"{summary.expected_pings}-ping VEs" if kind in PING_WORKLOADS else f"Completed VEs ({kind})"
+    lines = [
         f"Disk Usage of VEs: {human_disk} {summary.root}",
         f"Total VEs        : {summary.total}",
-        f"{f'{summary.expected_pings}-ping VEs':<17}: {summary.completed}",
+        f"{label:<17}: {summary.completed}",
         f"Incomplete VEs   : {summary.incomplete}",
         f"No log file VEs  : {summary.no_log}",
         f"{summary.with_pid} VEs have a PID",
     ]
+    # With --ve-poweroff a stopped VE is normal: tell a poweroff after success from a crash.
+    if summary.poweroff:
+        lines.append(f"Powered off VEs  : {summary.powered_off} (after their workload succeeded)")
+        lines.append(f"Crashed VEs      : {summary.crashed} (stopped before their workload ended)")
+    return lines
 
 
 def timings_lines(timings: dict[str, float], summary: Summary) -> list[str]:

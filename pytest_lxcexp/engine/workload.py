@@ -1,57 +1,225 @@
-"""The init script a VE runs, the log it writes, and the parser the host reads it with.
+"""The workload a VE runs, the files that configure it, the log it writes, and its parser.
+
+Workloads (--ve-workload):
+
+    ping-localhost   ping 127.0.0.1 PINGS times (the original experiment)
+    ping-gateway     ping the bridge's own address (the host side of the project's bridge)
+    ping-neighbour   veK pings ve(K+1), the last VE pings ve1, across the bridge
+    idle             log the begin line and stay up: pure density
+    cmd:COMMAND      run COMMAND with /bin/sh; its output and exit status are logged
+    hook             an init script returned by the pytest_lxcexp_workload hook
 
 Log format (one line each, written by the VE into /var/log/lxcexp/workload.log):
 
-    lxcexp-begin <epoch seconds> <hostname>
+    lxcexp-begin <epoch seconds> <hostname> workload=<kind>
+    lxcexp-wait <target> <seconds>            <- network workloads: the target answered after that long
     PING 127.0.0.1 (127.0.0.1): 56 data bytes
     64 bytes from 127.0.0.1: seq=0 ttl=64 time=0.044 ms      <- one per ping answered
-    ...
-    lxcexp-end <epoch seconds> rc=<ping exit status>
+    ...                                       <- or the command's output
+    lxcexp-end <epoch seconds> rc=<exit status of ping or the command>
+    lxcexp-poweroff <epoch seconds>           <- --ve-poweroff: written just before powering off
+
+An idle VE writes no end line. A restarted VE appends a new begin line: the parser
+describes the latest run and counts the runs. Version 1 logs (no workload= field, no
+wait/poweroff lines) parse the same way.
 """
 
 from __future__ import annotations
 
+import collections
 import re
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from .network import AddressPlan
 from .safefs import read_ve_text
 
-WORKLOAD_VERSION = 1
+if TYPE_CHECKING:  # config.py imports this module's names to validate --ve-workload
+    from .config import ExperimentConfig
+
+WORKLOAD_VERSION = 2
 INIT_PATH = "/sbin/lxcexp-workload"
+SYSTEM_INIT_PATH = "/sbin/init"
 ENV_PATH = "etc/lxcexp/workload.env"
+# Per-VE parameters (the neighbour's address), written into each VE's overlay upper dir.
+VE_ENV_PATH = "etc/lxcexp/ve.env"
+SYSTEMD_UNIT = "lxcexp-workload.service"
+# Seconds a network workload waits for its target's first answer (a neighbour may start later).
+REACH_TIMEOUT = 60
+# Lines of a command's output kept in its per-VE record.
+OUTPUT_LINES = 20
+
+PING_WORKLOADS = ("ping-localhost", "ping-gateway", "ping-neighbour")
+NETWORK_WORKLOADS = ("ping-gateway", "ping-neighbour")
+WORKLOADS = (*PING_WORKLOADS, "idle")
+COMMAND_PREFIX = "cmd:"
 
 INIT_SCRIPT = r"""#!/bin/sh
-# lxcexp workload (version @VERSION@): this is the VE's init (PID 1).
+# lxcexp workload (version @VERSION@): the VE's init (PID 1) with --ve-init=workload,
+# a service of the distribution's own init with --ve-init=system.
 . /etc/lxcexp/workload.env
+[ -r /etc/lxcexp/ve.env ] && . /etc/lxcexp/ve.env
 # No fork before the log is open ([ is a builtin): a VE out of PIDs then logs why it failed.
 [ -d /var/log/lxcexp ] || mkdir -p /var/log/lxcexp
-exec >>/var/log/lxcexp/workload.log 2>&1
-echo "lxcexp-begin $(date +%s) $(hostname)"
+exec >>/var/log/lxcexp/workload.log 2>&1 </dev/null
+echo "lxcexp-begin $(date +%s) $(hostname) workload=$WORKLOAD"
 ip link set lo up || echo "lxcexp-error lo-up"
-ping -c "$PINGS" -i "$INTERVAL" "$TARGET"
-echo "lxcexp-end $(date +%s) rc=$?"
-# Stay up, as the original's VEs did: the experiment measures running containers.
+rc=
+case "$WORKLOAD" in
+ping-gateway|ping-neighbour)
+    # The target may not be up yet (a neighbour starts later): wait for a first answer
+    # with probes that are not logged, so the counted pings meet a reachable target.
+    began=$(date +%s)
+    until ping -c 1 -W 1 "$TARGET" >/dev/null 2>&1; do
+        [ $(($(date +%s) - began)) -ge "$REACH_TIMEOUT" ] && break
+        sleep 1
+    done
+    echo "lxcexp-wait $TARGET $(($(date +%s) - began))"
+    ping -c "$PINGS" -i "$INTERVAL" "$TARGET"
+    rc=$?
+    ;;
+ping-localhost)
+    ping -c "$PINGS" -i "$INTERVAL" "$TARGET"
+    rc=$?
+    ;;
+command)
+    /bin/sh -c "$COMMAND"
+    rc=$?
+    ;;
+idle) ;;
+*)
+    echo "lxcexp-error unknown workload $WORKLOAD"
+    rc=127
+    ;;
+esac
+[ -n "$rc" ] && echo "lxcexp-end $(date +%s) rc=$rc"
+if [ -n "$rc" ] && [ "$POWEROFF" = 1 ]; then
+    # The status is logged above, before the VE goes: stats tell a poweroff from a crash.
+    echo "lxcexp-poweroff $(date +%s)"
+    if [ "$$" = 1 ]; then
+        poweroff -f
+        exit "$rc"  # no CAP_SYS_BOOT: init exiting ends the container just the same
+    fi
+    poweroff  # a service: let the distribution's init shut down cleanly
+    exit "$rc"
+fi
+# As a service the distribution's init keeps the VE up; as init, stay up as the
+# original's VEs did: the experiment measures running containers.
+[ "$$" = 1 ] || exit 0
 while :; do sleep 86400; done
 """.replace("@VERSION@", str(WORKLOAD_VERSION))
 
-_BEGIN = re.compile(r"^lxcexp-begin (\d+)")
+SYSTEMD_UNIT_TEXT = f"""[Unit]
+Description=pytest-lxcexp workload (logs to /var/log/lxcexp/workload.log)
+After=local-fs.target
+
+[Service]
+Type=exec
+ExecStart={INIT_PATH}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# busybox init: run the workload once as a service; nothing on ttys (the VE has none).
+BUSYBOX_INITTAB = f"::once:{INIT_PATH}\n"
+
+_BEGIN = re.compile(r"^lxcexp-begin (\d+)(?:\s+\S+)?(?:\s+workload=(\S+))?")
 _END = re.compile(r"^lxcexp-end (\d+) rc=(\d+)")
-_REPLY = re.compile(r"^\d+ bytes from ")
+_POWEROFF = re.compile(r"^lxcexp-poweroff (\d+)")
+# busybox: "64 bytes from 10.0.0.1: seq=0 ..."; iputils: also "64 bytes from name (10.0.0.1): icmp_seq=1 ..."
+_REPLY = re.compile(r"^\d+ bytes from (?:\S+ \()?([0-9A-Fa-f.:]+?)\)?:")
 
 
-def workload_env(pings: int, interval: float, target: str = "127.0.0.1") -> str:
-    return f"PINGS={pings}\nINTERVAL={interval:g}\nTARGET={target}\n"
+def workload_kind(workload: str) -> str:
+    """'cmd:echo hi' -> 'command'; the named workloads and 'hook' are their own kind."""
+    return "command" if workload.startswith(COMMAND_PREFIX) else workload
+
+
+def workload_command(workload: str) -> str | None:
+    return workload[len(COMMAND_PREFIX) :] if workload.startswith(COMMAND_PREFIX) else None
+
+
+def ping_target(config: ExperimentConfig, index: int | None = None) -> str | None:
+    """The address a ping workload pings: for ping-neighbour, veK's is ve(K+1)'s (the last wraps to ve1)."""
+    kind = workload_kind(config.workload)
+    if kind == "ping-localhost":
+        return "127.0.0.1"
+    if kind not in NETWORK_WORKLOADS or config.network != "bridge":
+        return None
+    plan = AddressPlan(config.subnet)
+    if kind == "ping-gateway":
+        return str(plan.gateway)
+    if index is None:
+        return None
+    return str(plan.ve_address(index % config.count + 1))
+
+
+def workload_env(
+    pings: int,
+    interval: float,
+    target: str = "127.0.0.1",
+    workload: str = "ping-localhost",
+    poweroff: bool = False,
+) -> str:
+    """/etc/lxcexp/workload.env: sourced by the init script, shared by every VE through the base."""
+    lines = [
+        f"WORKLOAD={workload_kind(workload)}",
+        f"PINGS={pings}",
+        f"INTERVAL={interval:g}",
+        f"TARGET={target}",
+        f"REACH_TIMEOUT={REACH_TIMEOUT}",
+        f"POWEROFF={int(poweroff)}",
+    ]
+    command = workload_command(workload)
+    if command is not None:
+        # shlex.quote is POSIX sh quoting: the command reaches `sh -c` byte for byte.
+        lines.append(f"COMMAND={shlex.quote(command)}")
+    return "\n".join(lines) + "\n"
+
+
+def env_for(config: ExperimentConfig) -> str:
+    target = ping_target(config) or "127.0.0.1"
+    return workload_env(config.pings, config.ping_interval, target, config.workload, config.poweroff)
+
+
+def ve_env(config: ExperimentConfig, index: int) -> str | None:
+    """Per-VE parameters, or None when the workload needs none (then no file is written)."""
+    if workload_kind(config.workload) != "ping-neighbour":
+        return None
+    return f"VE={index}\nTARGET={ping_target(config, index)}\n"
+
+
+def init_command(config: ExperimentConfig) -> str:
+    """lxc.init.cmd: the workload itself, or the distribution's init that runs it as a service."""
+    return SYSTEM_INIT_PATH if config.init == "system" else INIT_PATH
+
+
+def mount_auto(config: ExperimentConfig) -> str:
+    """lxc.mount.auto: a system init (systemd) needs writable cgroups and sysfs, as LXC's common.conf gives."""
+    return "proc:mixed sys:mixed cgroup:mixed" if config.init == "system" else "proc:mixed sys:ro"
+
+
+def expected_exit_status(workload: str) -> int | None:
+    """The exit status that counts as success: 0 for a command or a hook's script; None where pings decide."""
+    return 0 if workload_kind(workload) in ("command", "hook") else None
 
 
 @dataclass(frozen=True)
 class WorkloadLog:
-    """What one VE's log says it did."""
+    """What one VE's log says its latest run did."""
 
     present: bool
     began: int | None = None
     pings: int = 0
     ended: int | None = None
     exit_status: int | None = None
+    workload: str | None = None
+    powered_off: bool = False
+    runs: int = 0
+    repliers: tuple[str, ...] = ()
+    output: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -61,16 +229,41 @@ class WorkloadLog:
 def parse_log(text: str | None) -> WorkloadLog:
     if text is None:
         return WorkloadLog(present=False)
-    began = ended = status = None
-    pings = 0
+    began = ended = status = kind = None
+    pings = runs = 0
+    powered_off = False
+    repliers: dict[str, None] = {}
+    output: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES)
     for line in text.splitlines():
-        if _REPLY.match(line):
+        if match := _REPLY.match(line):
             pings += 1
+            repliers.setdefault(match.group(1))
+            output.append(line)
         elif match := _BEGIN.match(line):
-            began = int(match.group(1))
+            # A new run (a restart appends to the same log): forget the previous one.
+            began, kind, runs = int(match.group(1)), match.group(2), runs + 1
+            ended = status = None
+            pings, powered_off = 0, False
+            repliers.clear()
+            output.clear()
         elif match := _END.match(line):
             ended, status = int(match.group(1)), int(match.group(2))
-    return WorkloadLog(present=True, began=began, pings=pings, ended=ended, exit_status=status)
+        elif _POWEROFF.match(line):
+            powered_off = True
+        elif not line.startswith("lxcexp-"):
+            output.append(line)
+    return WorkloadLog(
+        present=True,
+        began=began,
+        pings=pings,
+        ended=ended,
+        exit_status=status,
+        workload=kind,
+        powered_off=powered_off,
+        runs=runs,
+        repliers=tuple(repliers),
+        output=tuple(output),
+    )
 
 
 def read_log(path: str) -> WorkloadLog:

@@ -90,8 +90,12 @@ def test_incomplete_log_counts_replies_but_is_not_finished() -> None:
 
 def test_full_log() -> None:
     log = parse_log(FULL_LOG)
-    assert log == WorkloadLog(present=True, began=1732662000, pings=5, ended=1732662004, exit_status=0)
+    assert log == WorkloadLog(
+        present=True, began=1732662000, pings=5, ended=1732662004, exit_status=0, runs=1, repliers=("127.0.0.1",)
+    )
     assert log.finished is True
+    assert log.workload is None  # a version 1 log names no workload
+    assert log.powered_off is False
 
 
 def test_statistics_lines_are_not_counted_as_replies() -> None:
@@ -171,11 +175,14 @@ def test_log_tail_missing_file(tmp_path: Path) -> None:
     ],
 )
 def test_workload_env(pings: int, interval: float, expected: str) -> None:
-    assert workload_env(pings, interval) == expected
+    env = workload_env(pings, interval)
+    assert expected in env
+    assert env.startswith("WORKLOAD=ping-localhost\n")
+    assert "POWEROFF=0\n" in env
 
 
 def test_workload_env_target() -> None:
-    assert workload_env(1, 2, target="10.0.0.1").endswith("TARGET=10.0.0.1\n")
+    assert "\nTARGET=10.0.0.1\n" in workload_env(1, 2, target="10.0.0.1")
 
 
 def test_init_script_writes_what_the_parser_reads() -> None:
@@ -184,5 +191,5 @@ def test_init_script_writes_what_the_parser_reads() -> None:
     assert "@VERSION@" not in INIT_SCRIPT
     assert ". /etc/lxcexp/workload.env" in INIT_SCRIPT
     assert re.search(r'echo "lxcexp-begin \$\(date \+%s\) ', INIT_SCRIPT)
-    assert re.search(r'echo "lxcexp-end \$\(date \+%s\) rc=\$\?"', INIT_SCRIPT)
+    assert re.search(r'echo "lxcexp-end \$\(date \+%s\) rc=\$rc"', INIT_SCRIPT)
     assert 'ping -c "$PINGS" -i "$INTERVAL" "$TARGET"' in INIT_SCRIPT

@@ -1,0 +1,122 @@
+"""Every base on real VEs: debian (debootstrap, systemd), a rootfs directory and tarball, an LXC container."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+from pytest_lxcexp.engine import base, network
+from pytest_lxcexp.engine.config import ExperimentConfig, build_config
+from pytest_lxcexp.engine.experiment import Experiment
+
+ATTACH = "lxc-attach"
+SHOW_RESULT = "systemctl show -p Result -p ExecMainStatus lxcexp-workload.service"
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8b1m3l4t7lJk1qkqYbqj8V0nHqvVvJQ5q3c2y7kO1 lxcexp-test\n"
+
+
+@contextlib.contextmanager
+def running(names, **options: object) -> Iterator[Experiment]:  # noqa: ANN001
+    values: dict = {
+        "root": names.root,
+        "bridge": names.bridge,
+        "subnet": names.subnet,
+        "tmpfs_size": "128M",
+        "pings": 3,
+        "ping_interval": 0.2,
+    }
+    values.update(options)
+    experiment = Experiment(build_config(**values))
+    assert experiment.check() is None
+    experiment.lock()
+    try:
+        experiment.setup()
+        yield experiment
+    finally:
+        experiment.takedown()
+        experiment.unlock()
+
+
+def _in_ve(pid: int, path: str) -> str:
+    """A file as the VE itself sees it (through its init's root), not as the host's copy."""
+    with open(f"/proc/{pid}/root{path}") as handle:
+        return handle.read()
+
+
+def test_debian_boots_systemd_and_runs_the_workload_as_a_service(clean_host, leftovers, tmp_path):
+    names = clean_host
+    key = tmp_path / "id.pub"
+    key.write_text(PUBLIC_KEY)
+    gateway = network.AddressPlan(build_config(subnet=names.subnet).subnet).gateway
+    # The proxy is only written into apt's configuration (an address on our own bridge; never contacted).
+    proxy = f"http://{gateway}:3142"
+    with running(
+        names, count=3, base="debian", init="system", tmpfs_size="1G", ssh_key=str(key), apt_proxy=proxy
+    ) as experiment:
+        config = experiment.config
+        # The base came from the host's own release and mirror, and is cached as a tarball.
+        assert config.base_release and config.mirror.startswith("http")
+        assert os.path.isfile(base.debian_tarball_path(config.base_cache, config.base_release, config.mirror))
+        assert all(result.ok for result in experiment.start(1, 3))
+        records = experiment.wait(1, 3)
+        assert all(r.completed for r in records), [r.failure for r in records]
+        for record in records:
+            with open(f"/proc/{record.pid}/comm") as handle:
+                assert handle.read().strip() == "systemd"
+            assert _in_ve(record.pid, "/root/.ssh/authorized_keys") == PUBLIC_KEY
+            assert proxy in _in_ve(record.pid, "/etc/apt/apt.conf.d/01lxcexp-proxy")
+            # Asked inside the VE: the service's result, and the VE's own name (systemd kept LXC's).
+            inside = f"{ATTACH} -P {names.root} -n {record.name} -- sh -c 'hostname; {SHOW_RESULT}'"
+            shown = subprocess.run(inside, shell=True, capture_output=True, text=True, timeout=30)
+            assert shown.returncode == 0, shown.stderr
+            assert shown.stdout.split() == [record.name, "Result=success", "ExecMainStatus=0"]
+    assert leftovers(names) == []
+
+
+def _user_rootfs(tmp_path) -> str:  # noqa: ANN001
+    """A root filesystem of the user's own: here, a copy of the busybox base."""
+    rootfs = tmp_path / "my-rootfs"
+    shutil.copytree(base.cached_busybox_base(ExperimentConfig.base_cache), rootfs, symlinks=True)
+    return str(rootfs)
+
+
+def test_directory_and_tarball_bases(clean_host, leftovers, tmp_path):
+    names = clean_host
+    rootfs = _user_rootfs(tmp_path)
+    (tmp_path / "my-rootfs" / "etc" / "motd").write_text("from the user's rootfs\n")
+    tarball = tmp_path / "my-rootfs.tar.gz"
+    subprocess.run(["tar", "-C", rootfs, "-czf", str(tarball), "."], check=True)
+    key = tmp_path / "id.pub"
+    key.write_text(PUBLIC_KEY)
+    for source in (rootfs, str(tarball)):
+        with running(names, count=2, base=source, network="none", ssh_key=str(key)) as experiment:
+            assert all(result.ok for result in experiment.start(1, 2))
+            records = experiment.wait(1, 2, timeout=30)
+            assert all(r.completed for r in records), (source, [r.failure for r in records])
+            for record in records:
+                assert _in_ve(record.pid, "/etc/motd") == "from the user's rootfs\n"
+                assert _in_ve(record.pid, "/root/.ssh/authorized_keys") == PUBLIC_KEY
+        assert leftovers(names) == []
+    # The user's rootfs itself is untouched: the workload went into the copy.
+    assert not os.path.exists(os.path.join(rootfs, "sbin", "lxcexp-workload"))
+
+
+def test_an_existing_lxc_container_as_the_base(clean_host, leftovers, tmp_path):
+    names = clean_host
+    lxcpath = tmp_path / "lxc"
+    lxcpath.mkdir()
+    created = subprocess.run(
+        ["lxc-create", "-P", str(lxcpath), "-n", "source", "-t", "busybox"], capture_output=True, text=True
+    )
+    assert created.returncode == 0, created.stderr
+    try:
+        with running(names, count=2, base=f"lxc:source@{lxcpath}", network="none") as experiment:
+            assert all(result.ok for result in experiment.start(1, 2))
+            records = experiment.wait(1, 2, timeout=30)
+            assert all(r.completed for r in records), [r.failure for r in records]
+        assert leftovers(names) == []
+    finally:
+        subprocess.run(["lxc-destroy", "-P", str(lxcpath), "-n", "source"], capture_output=True)
+    assert not os.path.exists(lxcpath / "source")
