@@ -55,7 +55,16 @@ def _range(args: argparse.Namespace, config: ExperimentConfig) -> tuple[int, int
 
 
 def cmd_createbase(args: argparse.Namespace) -> int:
-    path = base.cached_busybox_base(args.cache, refresh=args.refresh)
+    if args.base == "debian":
+        # Build (or reuse) the cached tarball ahead of a run, e.g. once in CI.
+        try:
+            config = build_config(base="debian", base_release=args.release, mirror=args.mirror)
+        except ConfigError as error:
+            option = {"--ve-base-release": "--release", "--ve-mirror": "--mirror"}.get(error.option, error.option)
+            raise CliError(f"{option}: {error.reason}") from None
+        path = base.cached_debian_tarball(args.cache, config.base_release, config.mirror, args.refresh, print)
+    else:
+        path = base.cached_busybox_base(args.cache, refresh=args.refresh)
     print(f"base: {path}")
     return 0
 
@@ -199,8 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         commands[name] = handler
         return command
 
-    createbase = add("createbase", cmd_createbase, "build the cached busybox base image")
+    createbase = add("createbase", cmd_createbase, "build the cached busybox (or debian) base image")
     createbase.add_argument("--refresh", action="store_true", help="rebuild it even if cached")
+    createbase.add_argument("--base", choices=("busybox", "debian"), default="busybox", help="which base")
+    createbase.add_argument("--release", default="", help="debian: release codename (default: the host's)")
+    createbase.add_argument("--mirror", default="", help="debian: mirror URL (default: the host's apt mirror)")
     createbase.add_argument("--cache", default=ExperimentConfig.base_cache, help="cache directory")
 
     setup = add("setup", cmd_setup, "mount the tmpfs, install the base, create the bridge and N clones")

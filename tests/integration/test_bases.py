@@ -120,3 +120,15 @@ def test_an_existing_lxc_container_as_the_base(clean_host, leftovers, tmp_path):
     finally:
         subprocess.run(["lxc-destroy", "-P", str(lxcpath), "-n", "source"], capture_output=True)
     assert not os.path.exists(lxcpath / "source")
+
+
+def test_cli_createbase_debian_reuses_the_cached_tarball(cli):
+    first = cli("createbase", "--base", "debian")
+    assert first.returncode == 0, first.stderr
+    path = first.stdout.split("base: ", 1)[1].split()[0]
+    built = os.stat(path).st_mtime_ns
+    again = cli("createbase", "--base", "debian")
+    assert again.returncode == 0 and path in again.stdout
+    assert os.stat(path).st_mtime_ns == built  # reused, not rebuilt
+    bad = cli("createbase", "--base", "debian", "--release", "Bookworm")
+    assert bad.returncode == 2 and "--release: 'Bookworm' is not a release codename" in bad.stderr
