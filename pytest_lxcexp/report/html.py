@@ -165,8 +165,11 @@ def failed_section(results: Results) -> str:
     rows = []
     for ve in failed[:FAILED_VES_SHOWN]:
         tail = ve.get("log_tail")
+        # Extra per-VE fields from pytest_lxcexp_ve_fields hooks follow the reason, as in the terminal.
+        fields = ve.get("fields") or {}
+        extra = " [" + ", ".join(f"{key}={value}" for key, value in fields.items()) + "]" if fields else ""
         rows.append(
-            f'<tr><td class="k">{e(ve["name"])}</td><td class="k">{e(str(ve.get("failure")))}</td>'
+            f'<tr><td class="k">{e(ve["name"])}</td><td class="k">{e(str(ve.get("failure")) + extra)}</td>'
             f'<td class="k"><pre>{e(tail) if tail else "(no log)"}</pre></td></tr>'
         )
     more = (

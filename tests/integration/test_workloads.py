@@ -198,4 +198,8 @@ def test_hooks_give_the_workload_and_fields(pytester, clean_host, leftovers, tmp
         "ve3": {"colour": "ved"},
     }
     assert ves["ve2"]["workload"] == "hook" and ves["ve2"]["exit_status"] == 1
+    # The HTML report's table of failed VEs shows them after the reason too.
+    (report_html,) = reports.glob("*/report.html")
+    row = r"ve2</td><td[^>]*>workload exited with status 1 \(expected 0\)[^<]*\[colour=vec\]"
+    assert re.search(row, report_html.read_text())
     assert leftovers(names) == []
