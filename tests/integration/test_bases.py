@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import pathlib
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -132,3 +134,20 @@ def test_cli_createbase_debian_reuses_the_cached_tarball(cli):
     assert os.stat(path).st_mtime_ns == built  # reused, not rebuilt
     bad = cli("createbase", "--base", "debian", "--release", "Bookworm")
     assert bad.returncode == 2 and "--release: 'Bookworm' is not a release codename" in bad.stderr
+
+
+def test_a_failing_debootstrap_is_reported_and_leaves_nothing(pytester, clean_host, leftovers):
+    names = clean_host
+    pytester.makepyfile(test_ping=(pathlib.Path(__file__).parents[2] / "example_suites/ping/test_ping.py").read_text())
+    # A mirror nobody serves (a closed port on the host itself): debootstrap fails at once.
+    mirror = "http://127.0.0.1:9/debian"
+    result = pytester.runpytest_subprocess(
+        "--ve-count=2", "--ve-base=debian", f"--ve-mirror={mirror}", "--ve-tmpfs-size=1G",
+        *names.options(), "-p", "no:cacheprovider", timeout=300,
+    )
+    assert result.ret != 0
+    result.stdout.fnmatch_lines([f"*BaseError: debootstrap * from {mirror} failed*"])
+    tarball = base.debian_tarball_path(ExperimentConfig.base_cache, build_config(base="debian").base_release, mirror)
+    assert not os.path.exists(tarball)
+    assert not glob.glob(tarball + ".building-*") and not glob.glob(tarball + ".tmp-*")
+    assert leftovers(names) == []
