@@ -341,3 +341,22 @@ def test_bridge_mac_is_stable_local_unicast() -> None:
     first = int(mac.split(":")[0], 16)
     assert first & 0b10 and not first & 0b01  # locally administered, unicast
     assert len(mac.split(":")) == 6
+
+
+def test_ve_config_follows_init_and_poweroff() -> None:
+    from pytest_lxcexp.engine.fleet import ve_config_text
+    from pytest_lxcexp.engine.storage import Layout
+
+    layout = Layout("/exp")
+
+    def lines(**kwargs: object) -> dict[str, str]:
+        text = ve_config_text(config(**kwargs), layout, 2)
+        return {key.strip(): value.strip() for key, _, value in (line.partition("=") for line in text.splitlines())}
+
+    default = lines()
+    assert default["lxc.init.cmd"] == INIT_PATH
+    assert "sys_boot" in default["lxc.cap.drop"].split()
+    system = lines(init="system", poweroff=True)
+    assert system["lxc.init.cmd"] == "/sbin/init"
+    assert system["lxc.mount.auto"] == "proc:mixed sys:mixed cgroup:mixed"
+    assert "sys_boot" not in system["lxc.cap.drop"].split()  # poweroff goes through reboot(2)
