@@ -6,6 +6,9 @@ Each tears down its own step, in reverse order, and each teardown is safe to rep
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +19,8 @@ import pytest
 
 from .engine.config import ExperimentConfig
 from .engine.experiment import Experiment
-from .engine.fleet import StartResult
+from .engine.fleet import StartResult, load_starts
+from .engine.shared import SharedRun
 from .engine.stats import VERecord
 from .engine.storage import RootError
 from .engine.takedown import TakedownReport, takedown_network, takedown_root, takedown_ves
@@ -84,6 +88,34 @@ def ve_fields_from_hooks(config: pytest.Config, experiment: Experiment) -> Calla
     return fields
 
 
+def xdist_run_id(config: pytest.Config) -> str | None:
+    """The id of the pytest-xdist run this worker belongs to, or None outside xdist."""
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput.get("testrunuid") if workerinput else None
+
+
+def _join(request: pytest.FixtureRequest, experiment: Experiment) -> None:
+    """Take the root: alone with the run lock, or as one of the run's xdist workers."""
+    run_id = xdist_run_id(request.config)
+    if run_id is None:
+        experiment.lock()
+        return
+    experiment.share = SharedRun(experiment.config.root, run_id)
+    experiment.first_member = experiment.share.join().first
+
+
+def _leave(experiment: Experiment, setup_failed: bool = False) -> None:
+    share = experiment.share
+    if share is None:
+        experiment.unlock()
+        return
+    if setup_failed and experiment.first_member:
+        share.setup_done(ok=False)  # release the others: they fail instead of waiting
+    share.finish()
+    if experiment.last_member and not experiment.config.keep:
+        share.cleanup_files()
+
+
 @pytest.fixture(scope="session")
 def ve_config(request: pytest.FixtureRequest) -> ExperimentConfig:
     """The session's validated ExperimentConfig."""
@@ -100,12 +132,14 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
     experiment.status = StatusLine(request)
     state.experiment = experiment
     try:
-        experiment.lock()
+        _join(request, experiment)
     except RootError as error:
         # Another run took the root since the preflight's check: stop, touching nothing of its.
         pytest.exit(f"--ve-root: {state.config.root}: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
     try:
-        if experiment.stale_marker:
+        if not experiment.first_member:
+            pass  # another worker of this run set the host up
+        elif experiment.stale_marker:
             _say(
                 request,
                 f"lxcexp: {state.config.root} holds a stale experiment of ours "
@@ -113,22 +147,25 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
                 yellow=True,
             )
             experiment.clean_stale(experiment.stale_marker)
-        experiment.setup_root()
+        if experiment.first_member:
+            experiment.setup_root()
     except BaseException:
-        takedown_root(state.config.root, TakedownReport())
-        experiment.unlock()
+        if experiment.first_member:
+            takedown_root(state.config.root, TakedownReport())
+        _leave(experiment, setup_failed=True)
         raise
     yield experiment
-    if not state.config.keep:
+    if not state.config.keep and experiment.last_member:
         with experiment.timed_takedown():
             takedown_root(state.config.root, experiment.takedown_report)
-    experiment.unlock()
+    _leave(experiment)
 
 
 @pytest.fixture(scope="session")
 def ve_base(ve_root: Experiment) -> Experiment:
     """The base root filesystem in the tmpfs (removed with the tmpfs)."""
-    ve_root.setup_base()
+    if ve_root.first_member:
+        ve_root.setup_base()
     return ve_root
 
 
@@ -137,12 +174,13 @@ def ve_network(ve_base: Experiment) -> Iterator[Experiment]:
     """The bridge with its address (nothing for --ve-network=none)."""
     config = ve_base.config
     try:
-        ve_base.setup_network()
+        if ve_base.first_member:
+            ve_base.setup_network()
     except BaseException:
         takedown_network(config.tag, config.bridge if config.network == "bridge" else None, TakedownReport())
         raise
     yield ve_base
-    if not config.keep:
+    if not config.keep and ve_base.last_member:
         with ve_base.timed_takedown():
             takedown_network(config.tag, config.bridge if config.network == "bridge" else None, ve_base.takedown_report)
 
@@ -153,7 +191,10 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
     state = _state(request)
     experiment = ve_network
     try:
-        experiment.setup_clones()
+        if experiment.first_member:
+            experiment.setup_clones()
+            if experiment.share is not None:
+                experiment.share.setup_done()  # the other workers of the run may attach now
     except BaseException:
         takedown_ves(experiment.config.root, experiment.config.tag, TakedownReport())
         raise
@@ -162,9 +203,11 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
         records = experiment.records(1, experiment.config.count)
         state.records = {record.index: record for record in records}
         state.summary = experiment.summary(records)
-    if state.config.keep:
-        state.kept = True
-        return
+    if experiment.share is not None:
+        experiment.last_member = experiment.share.leave()
+    state.kept = state.config.keep
+    if state.config.keep or not experiment.last_member:
+        return  # kept up on purpose, or another worker of this run still uses it
     with experiment.timed_takedown():
         takedown_ves(experiment.config.root, experiment.config.tag, experiment.takedown_report)
 
@@ -188,13 +231,41 @@ class VERange:
         return range(self.first, self.last + 1)
 
     def start(self) -> list[StartResult]:
-        return self.experiment.start(self.first, self.last)
+        if self.experiment.share is None:
+            return self.experiment.start(self.first, self.last)
+        with self._range_lock():
+            started = self._started_elsewhere()
+            if len(started) == len(self.indexes):
+                return started  # another worker of this run started the range
+            return self.experiment.start(self.first, self.last)
 
     def wait(self, timeout: float | None = None) -> list[VERecord]:
         """Wait for every VE of the range to finish its workload (or fail), then report each."""
-        if not any(index in self.experiment.starts for index in self.indexes):
+        if self.experiment.share is not None:
+            # xdist: this range's start may have run (or be running) on another worker.
+            with self._range_lock():
+                if not self._started_elsewhere():
+                    self.experiment.start(self.first, self.last)
+        elif not any(index in self.experiment.starts for index in self.indexes):
             self.start()  # a test that waits on a range nobody started starts it first
         return self.experiment.wait(self.first, self.last, timeout)
+
+    @contextlib.contextmanager
+    def _range_lock(self) -> Iterator[None]:
+        """One process at a time starts (or checks the start of) this range."""
+        path = os.path.join(self.experiment.layout.state_dir, f"range-{self.first}-{self.last}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd) as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def _started_elsewhere(self) -> list[StartResult]:
+        """The range's starts as recorded in the root by any process; adopted into this one's."""
+        recorded = load_starts(self.experiment.layout)
+        found = [recorded[index] for index in self.indexes if index in recorded]
+        for result in found:
+            self.experiment.starts.setdefault(result.index, result)
+        return found
 
     def records(self) -> list[VERecord]:
         return self.experiment.records(self.first, self.last)

@@ -23,6 +23,7 @@ from .fixtures import (  # noqa: F401 - fixtures are found through this plugin m
 )
 from .interrupts import InterruptPlugin, interruption
 from .summary import summary_lines
+from .xdist_support import XdistSupport
 
 FIXTURES_THAT_NEED_THE_HOST = {"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"}
 
@@ -162,6 +163,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Ctrl-C and SIGTERM end the session with a full takedown (see interrupts.py).
     if not config.pluginmanager.has_plugin("lxcexp-interrupts"):
         config.pluginmanager.register(InterruptPlugin(), "lxcexp-interrupts")
+    if config.pluginmanager.hasplugin("xdist") and not config.pluginmanager.has_plugin("lxcexp-xdist"):
+        config.pluginmanager.register(XdistSupport(), "lxcexp-xdist")
     try:
         experiment_config = config_from_pytest(config)
     except ConfigError as error:

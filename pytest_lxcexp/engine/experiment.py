@@ -12,6 +12,7 @@ from typing import Any
 from . import base, cgroups, fleet, host, network, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
+from .shared import SharedRun
 from .stats import Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
 from .workload import expected_exit_status, ping_target, read_log, workload_kind
@@ -40,6 +41,11 @@ class Experiment:
         self.status: Progress = _quiet  # a live status line: created/started/completed and rates
         self.completed: set[int] = set()
         self.stale_marker: dict | None = None
+        # Shared by several processes of one run (pytest-xdist): only the first member sets
+        # the host up, only the last takes it down. Alone, a process is both.
+        self.share: SharedRun | None = None
+        self.first_member = True
+        self.last_member = True
         # What the experiment is doing now: an interrupt or a failure is reported against it.
         self.phase = "preflight"
         self.warnings: list[str] = []
