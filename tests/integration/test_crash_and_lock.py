@@ -74,8 +74,14 @@ def _start_run(pytester, names, count: int = 4, pings: int = 200) -> subprocess.
 def _sigkill_mid_run(pytester, names) -> list[int]:
     """Start a real run, SIGKILL it once its VEs run; returns the VEs' monitor PIDs."""
     run = _start_run(pytester, names)
+    layout = Layout(names.root)
+    # Running their workload: a monitor each and the workload's log (a monitor alone can be
+    # a start still in flight).
+    running = lambda: len(_monitors(names.root)) >= 4 and all(  # noqa: E731
+        os.path.exists(layout.ve_workload_log(index)) for index in range(1, 5)
+    )
     try:
-        _wait_for(lambda: len(_monitors(names.root)) == 4, run, what="four VEs running")
+        _wait_for(running, run, what="four VEs running")
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=30)
     finally:
