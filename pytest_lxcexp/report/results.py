@@ -272,7 +272,8 @@ def merge_worker_results(parts: list[Results]) -> Results:
     disk_used = max(s.get("disk_used") or 0 for s in summaries)
     root = summaries[0].get("root", "")
     pings = summaries[0].get("expected_pings", 0)
-    summary = summarize(records, disk_used=disk_used, root=root, expected_pings=pings)
+    workload = summaries[0].get("workload", "ping-localhost")  # absent before workloads existed
+    summary = summarize(records, disk_used=disk_used, root=root, expected_pings=pings, workload=workload)
     phases: dict[str, float] = {}
     for part in parts:
         for name, seconds in part["timings"].get("phases", {}).items():

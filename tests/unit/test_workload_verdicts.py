@@ -360,3 +360,22 @@ def test_ve_config_follows_init_and_poweroff() -> None:
     assert system["lxc.init.cmd"] == "/sbin/init"
     assert system["lxc.mount.auto"] == "proc:mixed sys:mixed cgroup:mixed"
     assert "sys_boot" not in system["lxc.cap.drop"].split()  # poweroff goes through reboot(2)
+
+
+def test_merged_xdist_results_keep_the_workload_and_fields() -> None:
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))  # report_helpers sits beside this file
+    from report_helpers import make_results
+
+    from pytest_lxcexp.report.results import merge_worker_results
+
+    whole = make_results(completed=10)
+    for ve in whole["ves"]:
+        ve.update(workload="idle", fields={"zone": "a"})
+    whole["summary"]["workload"] = "idle"
+    merged = merge_worker_results([json.loads(json.dumps(whole)), json.loads(json.dumps(whole))])
+    assert merged["summary"]["workload"] == "idle"
+    assert {ve["fields"]["zone"] for ve in merged["ves"]} == {"a"}
