@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -23,6 +24,7 @@ def test_two_workers_share_one_experiment(pytester, clean_host, leftovers):
         "--ve-pings=3",
         "--ve-ping-interval=0.2",
         "--ve-tmpfs-size=128M",
+        f"--ve-report-dir={pytester.path / 'reports'}",
         *names.options(),
         "-p",
         "no:cacheprovider",
@@ -42,6 +44,11 @@ def test_two_workers_share_one_experiment(pytester, clean_host, leftovers):
             "Takedown: nothing left behind",
         ]
     )
+    # The controller's results file covers every worker's VEs.
+    (results_file,) = (pytester.path / "reports").glob("*/results.json")
+    results = json.loads(results_file.read_text())
+    assert len(results["ves"]) == 40 and results["summary"]["completed"] == 40
+    assert {ve["index"] for ve in results["ves"] if ve.get("started_at")} == set(range(1, 41))
     base = lock_path(names.root)[: -len(".lock")]
     assert not [path for path in (base + ".lock", base + ".gate", base + ".share.json") if os.path.exists(path)]
     assert leftovers(names) == []
