@@ -189,9 +189,9 @@ class InterruptPlugin:
         return f"lxcexp takedown --root {state.config.root}" if state is not None else ""
 
     def pytest_configure(self, config: pytest.Config) -> None:
-        guard = InterruptGuard(lambda: self._phase(config), lambda: self._hint(config))
-        guard.install()
-        config.stash[guard_key] = guard
+        # Installed by plugin.py only once the session is known to need the host: a session
+        # that runs no experiment keeps Python's own signal handling (and its exit status).
+        config.stash[guard_key] = InterruptGuard(lambda: self._phase(config), lambda: self._hint(config))
 
     def _session_ends(self, config: pytest.Config) -> None:
         self.ending = True

@@ -21,7 +21,7 @@ from .fixtures import (  # noqa: F401 - fixtures are found through this plugin m
     ve_range,
     ve_root,
 )
-from .interrupts import InterruptPlugin, interruption
+from .interrupts import InterruptPlugin, guard_of, interruption
 from .summary import summary_lines
 from .xdist_support import XdistSupport
 
@@ -203,6 +203,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         raise pytest.UsageError(f"lxcexp: {error}") from None
     experiment.stale_marker = stale
     state.experiment = experiment
+    guard = guard_of(config)
+    if guard is not None:
+        guard.install()  # from here on, Ctrl-C and SIGTERM end in a full takedown
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:

@@ -30,6 +30,19 @@ def _monitors(root: str) -> list[int]:
     return found
 
 
+def _settled_monitors(root: str, count: int) -> list[int]:
+    """The VEs' monitor PIDs once they stay put: liblxc's daemonizing fork briefly shows a
+    second process under the monitor's name, so one snapshot can catch the wrong one."""
+    previous: list[int] = []
+    for _ in range(100):
+        current = _monitors(root)
+        if len(current) == count and current == previous:
+            return current
+        previous = current
+        time.sleep(0.3)
+    raise AssertionError(f"monitors never settled: {previous}")
+
+
 def _wait_for(condition, run: subprocess.Popen, timeout: float = 120, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -137,7 +150,7 @@ def test_a_second_run_on_the_same_root_refuses_and_leaves_the_first_alone(pytest
     first = _start_run(pytester, names, count=3, pings=25)
     try:
         _wait_for(lambda: len(_monitors(names.root)) == 3, first, what="the first run's VEs running")
-        monitors = _monitors(names.root)
+        monitors = _settled_monitors(names.root, 3)
         second = pytester.runpytest_subprocess(
             "--ve-count=2", *names.options(), "-p", "no:cacheprovider", timeout=120
         )
