@@ -8,12 +8,14 @@ carries the tag.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from dataclasses import dataclass, field
 
 from . import cgroups, network, tuning
 from .fleet import defined_ves, stop_all
-from .storage import TMPFS_SOURCE, Layout, mounts, read_marker, umount
+from .storage import TMPFS_SOURCE, Layout, lock_path, mounts, read_marker, umount
 
 
 class TakedownError(RuntimeError):
@@ -80,6 +82,23 @@ def takedown_root(root: str, report: TakedownReport) -> None:
         os.rmdir(root)
 
 
+def remove_abandoned_lock(root: str) -> None:
+    """A run killed outright leaves its lock file beside the root: remove it once nobody
+    holds it (a holder, this process included, keeps it: flock conflicts across opens)."""
+    path = lock_path(root)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    with os.fdopen(fd) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
 def takedown(root: str, tag: str, bridge: str | None) -> TakedownReport:
     """The whole takedown, in order; safe to repeat and to run after a crash."""
     report = TakedownReport()
@@ -89,6 +108,7 @@ def takedown(root: str, tag: str, bridge: str | None) -> TakedownReport:
         lambda: takedown_ves(root, tag, report),
         lambda: takedown_network(tag, bridge, report),
         lambda: takedown_root(root, report),
+        lambda: remove_abandoned_lock(root),
     ):
         try:
             step()

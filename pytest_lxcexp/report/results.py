@@ -247,11 +247,15 @@ def _records_from(ves: list[dict[str, Any]]) -> list[VERecord]:
     return [VERecord(**{k: v for k, v in ve.items() if k in fields}) for ve in ves]
 
 
+def _progress(ve: dict[str, Any]) -> tuple[bool, bool, int, bool]:
+    return (bool(ve.get("completed")), bool(ve.get("finished")), ve.get("pings") or 0, ve.get("started_at") is not None)
+
+
 def merge_worker_results(parts: list[Results]) -> Results:
     """Several pytest-xdist workers' results of one experiment -> one run's results.
 
-    VEs are matched by index; a VE a worker started wins over the same VE seen by a worker
-    that only read it. Phase times take the longest worker's; samples are host-wide, so
+    VEs are matched by index; the furthest-progressed record of a VE wins (completed, then
+    finished, then pings, then started). Phase times take the longest worker's; samples are host-wide, so
     all workers' samples are one timeline.
     """
     if not parts:
@@ -262,7 +266,9 @@ def merge_worker_results(parts: list[Results]) -> Results:
     for part in parts:
         for ve in part["ves"]:
             known = ves.get(ve["index"])
-            if known is None or (known.get("started_at") is None and ve.get("started_at") is not None):
+            # Each worker's record is a snapshot taken as it left; a VE only progresses, so the
+            # furthest one is the latest (a worker that left early saw others' VEs mid-run).
+            if known is None or _progress(ve) > _progress(known):
                 ves[ve["index"]] = ve
     merged_ves = [ves[index] for index in sorted(ves)]
     records = _records_from(merged_ves)

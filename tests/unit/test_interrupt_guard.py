@@ -127,7 +127,10 @@ def test_an_interrupted_parent_stops_its_children_after_their_current_item(guard
     assert {p.name for p in tmp_path.glob("began-*")} == {f"began-{i}" for i in began}
 
 
-def test_a_child_that_outlives_the_reap_timeout_is_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_child_that_outlives_the_reap_timeout_is_killed(
+    guard: InterruptGuard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The guard, not the ambient handler: a shell's background job inherits SIGINT ignored.
     monkeypatch.setattr(children, "REAP_TIMEOUT", 0.5)
 
     def stuck(item: int) -> dict:
