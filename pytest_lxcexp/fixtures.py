@@ -100,7 +100,8 @@ def _join(request: pytest.FixtureRequest, experiment: Experiment) -> None:
     if run_id is None:
         experiment.lock()
         return
-    experiment.share = SharedRun(experiment.config.root, run_id)
+    host = request.config.workerinput.get("lxcexp_host", "")  # type: ignore[attr-defined]
+    experiment.share = SharedRun(experiment.config.root, run_id, host)
     experiment.first_member = experiment.share.join().first
 
 
@@ -200,7 +201,7 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
         raise
     yield experiment
     if experiment.starts:
-        records = experiment.records(1, experiment.config.count)
+        records = experiment.records(experiment.config.ve_first, experiment.config.ve_last)
         state.records = {record.index: record for record in records}
         state.summary = experiment.summary(records)
     if experiment.share is not None:

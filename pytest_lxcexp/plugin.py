@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 import pytest
@@ -23,7 +24,7 @@ from .fixtures import (  # noqa: F401 - fixtures are found through this plugin m
 )
 from .interrupts import InterruptPlugin, guard_of, interruption
 from .summary import summary_lines
-from .xdist_support import XdistSupport
+from .xdist_support import HostFigures, XdistSupport
 
 FIXTURES_THAT_NEED_THE_HOST = {"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"}
 
@@ -37,6 +38,9 @@ class RunState:
     records: dict[int, VERecord] = field(default_factory=dict)
     summary: Summary | None = None
     kept: bool = False
+    # xdist controller: each host's figures, and what the hosts' own takedowns left behind.
+    hosts: list[HostFigures] = field(default_factory=list)
+    leftovers: list[str] | None = None
 
 
 run_state_key = pytest.StashKey[RunState]()
@@ -103,7 +107,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(ini, help_text, type="bool", default=False)
 
 
+# Settings that may differ between the hosts of one run: an environment variable
+# LXCEXP_<NAME> (e.g. LXCEXP_VE_ROOT, set per host in its `--tx ...//env:` spec) wins over the
+# command line and ini, which every host of an xdist run shares.
+PER_HOST_OPTIONS = ("ve_root", "ve_tmpfs_size", "ve_bridge", "ve_subnet", "ve_parallel", "ve_mirror", "ve_apt_proxy")
+
+
+def host_env_name(name: str) -> str:
+    return "LXCEXP_" + name.upper()
+
+
 def _value(config: pytest.Config, name: str) -> str | bool:
+    if name in PER_HOST_OPTIONS and os.environ.get(host_env_name(name)):
+        return os.environ[host_env_name(name)]
     given = config.getoption(name)
     return config.getini(name) if given is None else given
 
@@ -169,6 +185,10 @@ def pytest_configure(config: pytest.Config) -> None:
         experiment_config = config_from_pytest(config)
     except ConfigError as error:
         raise pytest.UsageError(str(error)) from None
+    xdist_support = config.pluginmanager.get_plugin("lxcexp-xdist")
+    if xdist_support is not None:
+        # Several hosts: the controller assigns each its VEs; a worker narrows its config to them.
+        experiment_config = xdist_support.configure_hosts(config, experiment_config)
     config.stash[run_state_key] = RunState(experiment_config)
 
 

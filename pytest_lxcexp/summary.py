@@ -46,6 +46,8 @@ def summary_lines(state: RunState, interrupted: Interruption | None = None) -> l
         lines += ["", "Takedown: nothing left behind" if not left else f"Takedown LEFT BEHIND: {', '.join(left)}"]
         return lines
     lines += ["Results", *results_block(summary, human_size(summary.disk_used))]
+    if len(state.hosts) > 1:
+        lines += ["", f"Hosts ({len(state.hosts)})", *[host.line() for host in state.hosts]]
     lines += ["", "Timings", *timings_lines(experiment.timings, summary)]
     failed = [record for record in state.records.values() if not record.completed]
     if failed:
@@ -62,6 +64,7 @@ def summary_lines(state: RunState, interrupted: Interruption | None = None) -> l
         command = f"lxcexp takedown --root {summary.root}"
         lines += ["", f"--ve-keep: the experiment is still up; take it down with: {command}"]
     else:
-        left = experiment.leftovers()
+        # xdist: each host's last worker checked its own host after its takedown.
+        left = state.leftovers if state.leftovers is not None else experiment.leftovers()
         lines += ["", "Takedown: nothing left behind" if not left else f"Takedown LEFT BEHIND: {', '.join(left)}"]
     return lines

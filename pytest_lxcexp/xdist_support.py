@@ -9,26 +9,114 @@
 - Results: every worker sends its records and timings through `config.workeroutput`;
   the controller merges them (a VE's record from the worker that started it wins) and
   prints one summary for all workers' VEs.
+- Several hosts (`-d --tx ssh=root@a//... --tx ssh=root@b//...`): each host runs one
+  consecutive block of the ranges (engine/hosts.py), with its own root and network; the
+  controller hands each worker its host's VEs and schedules each range's tests on that
+  host (host_scheduling.py). A host is named by its spec's `env:LXCEXP_HOST=NAME`, else
+  its ssh or socket address; two `popen` specs with different names simulate two hosts
+  on one machine (each then needs its own LXCEXP_VE_ROOT, LXCEXP_VE_BRIDGE, LXCEXP_VE_SUBNET).
 
 Registered only when pytest-xdist is present.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pytest
 
+from .engine.config import ExperimentConfig, ve_ranges
 from .engine.experiment import Experiment
 from .engine.fleet import StartResult
+from .engine.hosts import HostPlan, HostPlanError
 from .engine.stats import VERecord, summarize
 
 OUTPUT_KEY = "lxcexp_run"
+HOST_ENV = "LXCEXP_HOST"
+LOCAL_HOST = "local"
 
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
+
+
+def host_key(spec: Any) -> str:
+    """Which host an xdist --tx spec (text or XSpec) runs on: its LXCEXP_HOST, else its ssh or socket address."""
+    import execnet  # pytest-xdist's own dependency: only there when xdist is
+
+    xspec = execnet.XSpec(spec) if isinstance(spec, str) else spec
+    return xspec.env.get(HOST_ENV) or xspec.ssh or xspec.socket or LOCAL_HOST
+
+
+def host_identity(config: pytest.Config, ran: ExperimentConfig) -> dict[str, Any]:
+    """Which host this process ran on, and that host's root, network and VEs."""
+    workerinput = getattr(config, "workerinput", {})
+    return {
+        "key": workerinput.get("lxcexp_host", LOCAL_HOST),
+        # LXCEXP_HOST names a simulated host; a real one goes by its hostname.
+        "name": os.environ.get(HOST_ENV) or socket.gethostname(),
+        "root": ran.root,
+        "bridge": ran.bridge if ran.network == "bridge" else "",
+        "subnet": str(ran.subnet) if ran.network == "bridge" else "",
+        "first": ran.ve_first,
+        "last": ran.ve_last,
+    }
+
+
+def refuse_shared_local_settings(specs: list[str], experiment: ExperimentConfig) -> None:
+    """Hosts simulated on this machine (popen specs) must not share a root, bridge or subnet."""
+    import execnet
+
+    from .plugin import host_env_name
+
+    seen: dict[tuple[str, str], str] = {}
+    for spec in specs:
+        xspec = execnet.XSpec(spec)
+        if not xspec.popen:
+            continue
+        host = host_key(xspec)
+        for option, name, default in (
+            ("root", "ve_root", experiment.root),
+            ("bridge", "ve_bridge", experiment.bridge),
+            ("subnet", "ve_subnet", str(experiment.subnet)),
+        ):
+            value = xspec.env.get(host_env_name(name), default)
+            other = seen.setdefault((option, value), host)
+            if other != host:
+                raise pytest.UsageError(
+                    f"--tx: hosts {other} and {host} both run on this machine with {option} {value}; "
+                    f"give each its own {host_env_name(name)} in its spec"
+                )
+
+
+@dataclass
+class HostFigures:
+    """One host's part of a run over several hosts."""
+
+    key: str  # as host_identity() tells it
+    name: str
+    root: str
+    bridge: str
+    subnet: str
+    first: int
+    last: int
+    ves: int = 0
+    started: int = 0
+    completed: int = 0
+    start_all: float | None = None
+    disk_used: int = 0
+    leftovers: list[str] | None = None
+
+    def line(self) -> str:
+        start = f"{self.start_all:.1f} s" if self.start_all is not None else "-"
+        return (
+            f"  {self.name}: ve{self.first}-ve{self.last} in {self.root} on {self.bridge} ({self.subnet}): "
+            f"{self.ves} VEs, {self.started} started, {self.completed} completed, start all {start}"
+        )
 
 
 class XdistSupport:
@@ -36,7 +124,48 @@ class XdistSupport:
 
     def __init__(self) -> None:
         self.parts: list[dict[str, Any]] = []
+        self.plan: HostPlan | None = None  # controller of a run over several hosts
 
+    def configure_hosts(self, config: pytest.Config, experiment: ExperimentConfig) -> ExperimentConfig:
+        """Worker: narrow the config to its host's VEs. Controller: plan the hosts, refusing what cannot work."""
+        if _is_worker(config):
+            ves = config.workerinput.get("lxcexp_ves")  # type: ignore[attr-defined]
+            return dataclasses.replace(experiment, ve_first=ves[0], ve_last=ves[1]) if ves else experiment
+        if config.getoption("dist", "no") == "no" or not config.getoption("tx", None):
+            return experiment
+        from xdist.workermanage import parse_tx_spec_config
+
+        keys = [host_key(spec) for spec in parse_tx_spec_config(config)]
+        hosts = len(set(keys))
+        if hosts < 2:
+            return experiment  # one host: its workers share one experiment (-n N)
+        if config.getoption("dist") != "load":
+            raise pytest.UsageError(
+                f"--dist: a run over {hosts} hosts needs --dist load (-d), which keeps each range on its host"
+            )
+        try:
+            self.plan = HostPlan(keys, ve_ranges(experiment.count, experiment.batch))
+        except HostPlanError as error:
+            raise pytest.UsageError(f"--tx: {error}") from None
+        refuse_shared_local_settings(parse_tx_spec_config(config), experiment)
+        return experiment
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        if self.plan is not None:
+            key = host_key(node.gateway.spec)
+            node.workerinput["lxcexp_host"] = key
+            node.workerinput["lxcexp_ves"] = list(self.plan.ves_of(key))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if self.plan is None:
+            return None
+        from .host_scheduling import HostScheduling
+
+        return HostScheduling(config, log, self.plan.owner_of_test, lambda node: host_key(node.gateway.spec))
+
+    @pytest.hookimpl(trylast=True)  # after the session fixtures' teardown
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         config = session.config
         if not _is_worker(config):
@@ -47,7 +176,11 @@ class XdistSupport:
         if state is None or state.experiment is None:
             return
         experiment = state.experiment
+        # The host's last worker took it down: it alone can tell what was left behind.
+        taken_down = experiment.last_member and not state.kept
         config.workeroutput[OUTPUT_KEY] = {  # type: ignore[attr-defined]
+            "host": host_identity(config, experiment.config),
+            "leftovers": experiment.leftovers() if taken_down else None,
             "records": [record.to_dict() for record in state.records.values()],
             "starts": [vars(result) for result in experiment.starts.values()],
             "timings": dict(experiment.timings),
@@ -107,11 +240,40 @@ def merge_into(state: Any, parts: list[dict[str, Any]]) -> None:
         state.kept = state.kept or part["kept"]
     ordered = [records[index] for index in sorted(records)]
     state.records = {record.index: record for record in ordered}
+    state.hosts = host_figures(parts, state.records, experiment.starts)
+    state.leftovers = leftovers_of(parts)
     state.summary = summarize(
         ordered,
-        disk_used=max(part["disk_used"] for part in parts),
-        root=state.config.root,
+        # Workers of one host share its tmpfs; the hosts' tmpfs add up.
+        disk_used=sum(host.disk_used for host in state.hosts),
+        root=state.config.root if len(state.hosts) < 2 else ", ".join(host.root for host in state.hosts),
         expected_pings=state.config.pings,
         workload=state.config.workload,
     )
     state.experiment = experiment
+
+
+def host_figures(
+    parts: list[dict[str, Any]], records: dict[int, VERecord], starts: dict[int, StartResult]
+) -> list[HostFigures]:
+    """Each host's VEs, starts, completions and disk use, from its workers' parts (in host order)."""
+    hosts: dict[str, HostFigures] = {}
+    for part in sorted(parts, key=lambda p: p["host"]["first"]):
+        host = hosts.setdefault(part["host"]["key"], HostFigures(**part["host"]))
+        host.disk_used = max(host.disk_used, part["disk_used"])
+        if part["timings"].get("start all") is not None:
+            host.start_all = max(host.start_all or 0.0, part["timings"]["start all"])
+        if part["leftovers"] is not None:
+            host.leftovers = [*(host.leftovers or []), *part["leftovers"]]
+    for host in hosts.values():
+        own = [record for index, record in records.items() if host.first <= index <= host.last]
+        host.ves = len(own)
+        host.completed = sum(record.completed for record in own)
+        host.started = sum(result.ok for index, result in starts.items() if host.first <= index <= host.last)
+    return list(hosts.values())
+
+
+def leftovers_of(parts: list[dict[str, Any]]) -> list[str] | None:
+    """What the hosts' takedowns left behind; None when no part took a host down (the controller checks)."""
+    found = [part["leftovers"] for part in parts if part["leftovers"] is not None]
+    return None if not found else [item for left in found for item in left]

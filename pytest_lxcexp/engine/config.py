@@ -292,8 +292,16 @@ class ExperimentConfig:
     mirror: str = ""
     apt_proxy: str = ""
     ssh_key: str = ""
+    # The VEs this host runs, ve<ve_first>..ve<ve_last> of ve1..veN (0: up to veN). Only a
+    # run over several hosts narrows it: VE numbers stay unique across the run's hosts.
+    ve_first: int = 1
+    ve_last: int = 0
 
     def __post_init__(self) -> None:
+        if self.ve_last == 0:
+            object.__setattr__(self, "ve_last", self.count)
+        if not 1 <= self.ve_first <= self.ve_last <= self.count:
+            raise ValueError(f"this host's VEs ve{self.ve_first}-ve{self.ve_last} lie outside ve1-ve{self.count}")
         if self.batch > self.count:
             # A batch larger than the count is one range of all VEs: not an error.
             object.__setattr__(self, "batch", self.count)
@@ -314,6 +322,11 @@ class ExperimentConfig:
     @property
     def tag(self) -> str:
         return root_tag(self.root)
+
+    @property
+    def ves(self) -> range:
+        """The indexes of the VEs this host creates and runs."""
+        return range(self.ve_first, self.ve_last + 1)
 
     @property
     def effective_timeout(self) -> float:

@@ -93,7 +93,7 @@ def create_clones(
     indexes: Iterable[int] | None = None,
 ) -> None:
     """Write ve1..veN (or just `indexes`): an LXC config and an overlay upper directory each."""
-    for index in range(1, config.count + 1) if indexes is None else indexes:
+    for index in config.ves if indexes is None else indexes:
         os.makedirs(layout.ve_upper(index), mode=0o755)
         if config.unprivileged:
             # The VE writes its log into its upper dir as its own root, a mapped uid on the host;

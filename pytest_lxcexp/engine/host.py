@@ -82,16 +82,17 @@ def _sysctl(name: str) -> tuple[str, int]:
 
 
 def requirements(config: ExperimentConfig) -> list[Requirement]:
-    """What `config.count` VEs need from this host, limit by limit."""
+    """What this host's VEs need from it, limit by limit."""
+    count = len(config.ves)
     running = sum(1 for name in os.listdir("/proc") if name.isdigit())
-    processes = config.count * PROCESSES_PER_VE + running + 1000
+    processes = count * PROCESSES_PER_VE + running + 1000
     found = []
     for name, need in (
         ("kernel.pid_max", processes),
         ("kernel.threads-max", processes),
-        ("fs.file-max", config.count * FILES_PER_VE + read_int("/proc/sys/fs/file-nr")),
+        ("fs.file-max", count * FILES_PER_VE + read_int("/proc/sys/fs/file-nr")),
         # Each VE gets a session keyring of its own (lxc.keyring.session).
-        ("kernel.keys.root_maxkeys", config.count + 200),
+        ("kernel.keys.root_maxkeys", count + 200),
     ):
         path, have = _sysctl(name)
         found.append(Requirement(name, need, have, sysctl=path))
@@ -103,21 +104,22 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
         # none at 2300). Traffic across the bridge to every VE needs both; the default
         # workload (ping localhost) does not, so these only warn.
         for name, need in (
-            ("net.core.netdev_max_backlog", config.count + 100),
-            ("net.ipv4.neigh.default.gc_thresh2", 2 * config.count + 100),
-            ("net.ipv4.neigh.default.gc_thresh3", 2 * config.count + 200),
+            ("net.core.netdev_max_backlog", count + 100),
+            ("net.ipv4.neigh.default.gc_thresh2", 2 * count + 100),
+            ("net.ipv4.neigh.default.gc_thresh3", 2 * count + 200),
         ):
             path, have = _sysctl(name)
             found.append(Requirement(name, need, have, sysctl=path, hard=False))
-    tmpfs_need = TMPFS_BASE + config.count * (TMPFS_PER_VE + config.pings * TMPFS_PER_PING)
+    tmpfs_need = TMPFS_BASE + count * (TMPFS_PER_VE + config.pings * TMPFS_PER_PING)
     found.append(
         Requirement("tmpfs size (--ve-tmpfs-size)", tmpfs_need, config.tmpfs_size, fix="raise --ve-tmpfs-size")
     )
     with open("/proc/meminfo") as handle:
         meminfo = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle}
     found.append(
-        Requirement("memory available (bytes)", config.count * MEMORY_PER_VE, meminfo["MemAvailable"],
-                    fix="fewer VEs or more memory")
+        Requirement(
+            "memory available (bytes)", count * MEMORY_PER_VE, meminfo["MemAvailable"], fix="fewer VEs or more memory"
+        )
     )
     return found
 
@@ -151,6 +153,9 @@ def preflight(config: ExperimentConfig) -> list[str]:
     hard = [item for item in short if item.hard]
     if hard:
         table = "\n".join(item.line() for item in hard)
-        raise PreflightError(f"this host cannot hold {config.count} VEs:\n{table}")
-    return [f"host limit short (VEs reaching each other or the host may suffer): {item.line()}"
-            for item in short if not item.hard]
+        raise PreflightError(f"this host cannot hold {len(config.ves)} VEs:\n{table}")
+    return [
+        f"host limit short (VEs reaching each other or the host may suffer): {item.line()}"
+        for item in short
+        if not item.hard
+    ]

@@ -36,9 +36,10 @@ class Membership:
 class SharedRun:
     """Membership of one process in a run's shared experiment."""
 
-    def __init__(self, root: str, run_id: str) -> None:
+    def __init__(self, root: str, run_id: str, host: str = "") -> None:
         self.root = root
         self.run_id = run_id
+        self.host = host  # the run's host this process belongs to (several hosts: each its own root)
         self._gate: IO[str] | None = None
         self._run_lock: IO[str] | None = None
 
@@ -89,8 +90,15 @@ class SharedRun:
             self.release_gate()
             self._drop_run_lock()
             raise RootError(f"another lxcexp run ({share['run']}) is using this root; wait for it to end")
+        if share is not None and share.get("host", "") != self.host:
+            self.release_gate()
+            self._drop_run_lock()
+            raise RootError(
+                f"host {share.get('host')!r} of this run already uses this root; "
+                "give each host its own (LXCEXP_VE_ROOT in its --tx spec)"
+            )
         if share is None:
-            self._write({"run": self.run_id, "members": 1, "ready": False})
+            self._write({"run": self.run_id, "members": 1, "ready": False, "host": self.host})
             return Membership(first=True, run_id=self.run_id)  # keeps the gate until setup_done()
         share["members"] += 1
         self._write(share)

@@ -4,7 +4,7 @@ Workloads (--ve-workload):
 
     ping-localhost   ping 127.0.0.1 PINGS times (the original experiment)
     ping-gateway     ping the bridge's own address (the host side of the project's bridge)
-    ping-neighbour   veK pings ve(K+1), the last VE pings ve1, across the bridge
+    ping-neighbour   veK pings ve(K+1), the host's last VE its first, across the bridge
     idle             log the begin line and stay up: pure density
     cmd:COMMAND      run COMMAND with /bin/sh; its output and exit status are logged
     hook             an init script returned by the pytest_lxcexp_workload hook
@@ -142,7 +142,7 @@ def workload_command(workload: str) -> str | None:
 
 
 def ping_target(config: ExperimentConfig, index: int | None = None) -> str | None:
-    """The address a ping workload pings: for ping-neighbour, veK's is ve(K+1)'s (the last wraps to ve1)."""
+    """The address a ping workload pings; for ping-neighbour, veK's is ve(K+1)'s (a host's last: its first)."""
     kind = workload_kind(config.workload)
     if kind == "ping-localhost":
         return "127.0.0.1"
@@ -153,7 +153,9 @@ def ping_target(config: ExperimentConfig, index: int | None = None) -> str | Non
         return str(plan.gateway)
     if index is None:
         return None
-    return str(plan.ve_address(index % config.count + 1))
+    # The next VE of this host's, wrapping: a neighbour on another host would be unreachable.
+    neighbour = index + 1 if index < config.ve_last else config.ve_first
+    return str(plan.ve_address(neighbour))
 
 
 def workload_env(

@@ -226,6 +226,31 @@ def metadata_section(results: Results) -> str:
     )
 
 
+def hosts_section(results: Results) -> str:
+    """A run over several hosts: each host's own figures (one host: nothing, the run says it all)."""
+    hosts = results.get("hosts") or []
+    if len(hosts) < 2:
+        return ""
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    def size(value: float | None) -> str:
+        return "-" if value is None else human_size(int(value))
+
+    heads = ("host", "VEs", "root", "bridge (subnet)", "started", "completed", "start all s", "disk", "memory/VE")
+    rows = "".join(
+        f'<tr><td class="k">{e(h["name"])}</td><td>ve{h["first"]}-ve{h["last"]}</td><td>{e(h["root"])}</td>'
+        f"<td>{e(h['bridge'])} ({e(h['subnet'])})</td><td>{h['started']}</td><td>{h['completed']}</td>"
+        f"<td>{seconds(h.get('start_all_s'))}</td><td>{size(h.get('disk_used'))}</td>"
+        f"<td>{size(h.get('memory_per_ve'))}</td></tr>"
+        for h in hosts
+    )
+    head = "".join(f"<th>{name}</th>" for name in heads)
+    table = f'<table id="lxcexp-hosts"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    return f"<h3>Hosts ({len(hosts)})</h3>{table}"
+
+
 def report_sections(finished: Finished) -> str:
     """The block shown above pytest-html's table."""
     parts = [f"<style>{CSS}</style>", '<div class="lxcexp" id="lxcexp-report">']
@@ -234,7 +259,8 @@ def report_sections(finished: Finished) -> str:
         parts.append(results_section(results))
         if finished.comparison is not None:
             parts.append(comparison_section(finished.comparison, finished.regressions, finished.notes))
-        parts += [timings_section(results), charts_section(results), failed_section(results), metadata_section(results)]
+        parts += [hosts_section(results), timings_section(results), charts_section(results)]
+        parts += [failed_section(results), metadata_section(results)]
     parts += [f'<p class="bad">lxcexp report: {e(error)}</p>' for error in finished.errors]
     if finished.run_dir:
         parts.append(f"<p>Archived in {e(finished.run_dir)}</p>")

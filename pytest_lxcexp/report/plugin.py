@@ -25,6 +25,7 @@ from ..engine.experiment import Experiment
 from ..engine.workload import log_tail, read_log
 from ..interrupts import interruption
 from ..plugin import RunState, run_state_key
+from ..xdist_support import host_identity
 from . import archive, metadata
 from .compare import (
     CompareError,
@@ -37,7 +38,7 @@ from .compare import (
     table_lines,
 )
 from .outcome import Finished
-from .results import Results, StartTimes, VECapture, build_results, merge_worker_results, write_results
+from .results import Results, StartTimes, VECapture, build_results, host_entry, merge_worker_results, write_results
 from .sampler import CgroupProbe, Sampler
 
 WORKER_OUTPUT_KEY = "lxcexp_results"
@@ -187,7 +188,7 @@ def capture_ves(experiment: Experiment, run: RunState) -> VECapture:
     """Read each VE's log end and (for failed VEs) log tail, and disk use, from the tmpfs."""
     layout = experiment.layout
     capture = VECapture()
-    indexes = sorted(run.records) or list(range(1, experiment.config.count + 1))
+    indexes = sorted(run.records) or list(experiment.config.ves)
     disk = 0
     for index in indexes:
         path = layout.ve_workload_log(index)
@@ -282,6 +283,9 @@ def finish(session: pytest.Session) -> Finished | None:
     finished = state.finished = Finished(run_dir=state.run_dir, rules=state.rules, notes=list(state.notes))
     try:
         results = own_results(config, state, session)
+        run = _run_state(config)
+        if results is not None and run is not None:
+            results["hosts"] = [host_entry(host_identity(config, run.config), results)]
         if _is_worker(config):
             if results is not None:
                 config.workeroutput[WORKER_OUTPUT_KEY] = results  # type: ignore[attr-defined]

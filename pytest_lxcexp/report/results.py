@@ -251,15 +251,51 @@ def _progress(ve: dict[str, Any]) -> tuple[bool, bool, int, bool]:
     return (bool(ve.get("completed")), bool(ve.get("finished")), ve.get("pings") or 0, ve.get("started_at") is not None)
 
 
-def merge_worker_results(parts: list[Results]) -> Results:
-    """Several pytest-xdist workers' results of one experiment -> one run's results.
+def host_entry(identity: dict[str, Any], results: Results) -> dict[str, Any]:
+    """One host's line of the `hosts` section: who it is (key, name, root, bridge, subnet,
+    first, last) and its own figures, read from its own results."""
+    summary = results.get("summary") or {}
+    ves = results["ves"]
+    return {
+        **identity,
+        "ves": len(ves),
+        "started": sum(1 for ve in ves if ve.get("started_at") is not None and not ve.get("start_error")),
+        "completed": summary.get("completed", 0),
+        "setup_s": results["timings"].get("setup_s"),
+        "start_all_s": results["timings"].get("start_all_s"),
+        "takedown_s": results["timings"].get("takedown_s"),
+        "disk_used": results["resources"].get("disk_used"),
+        "memory_per_ve": results["resources"].get("memory_per_ve"),
+    }
 
-    VEs are matched by index; the furthest-progressed record of a VE wins (completed, then
-    finished, then pings, then started). Phase times take the longest worker's; samples are host-wide, so
-    all workers' samples are one timeline.
+
+def _host_key(part: Results) -> str:
+    hosts = part.get("hosts") or [{}]
+    return hosts[0].get("key", "local")
+
+
+def merge_worker_results(parts: list[Results]) -> Results:
+    """Several pytest-xdist workers' results -> one run's results.
+
+    Workers of one host share its experiment and are merged first (_merge_host); several
+    hosts' VEs are disjoint, and their figures add up (_merge_hosts).
     """
     if not parts:
         raise ValueError("no results to merge")
+    groups: dict[str, list[Results]] = {}
+    for part in parts:
+        groups.setdefault(_host_key(part), []).append(part)
+    merged = [_merge_host(group) for group in groups.values()]
+    if len(merged) == 1:
+        return merged[0]
+    return _merge_hosts(sorted(merged, key=lambda results: results["hosts"][0]["first"]))
+
+
+def _merge_host(parts: list[Results]) -> Results:
+    """Workers of one host: VEs are matched by index; the furthest-progressed record of a VE
+    wins (completed, then finished, then pings, then started). Phase times take the longest
+    worker's; samples are host-wide, so all workers' samples are one timeline.
+    """
     if len(parts) == 1:
         return parts[0]
     ves: dict[int, dict[str, Any]] = {}
@@ -288,13 +324,7 @@ def merge_worker_results(parts: list[Results]) -> Results:
     metadata = dict(first["metadata"])
     metadata["started_at"] = min(p["metadata"].get("started_at") or 0 for p in parts)
     metadata["ended_at"] = max(p["metadata"].get("ended_at") or 0 for p in parts)
-    samples = [
-        Sample(tl["t0"] + at, used, running, cgroup)
-        for tl in (p["timeline"] for p in parts)
-        for at, used, running, cgroup in zip(
-            tl["t"], tl["memory_used"], tl["running"], tl["cgroup_memory"], strict=True
-        )
-    ]
+    samples = [sample for part in parts for sample in samples_of(part)]
     starts = {
         ve["index"]: StartTimes(ve["started_at"], ve.get("start_latency") or 0.0, not ve.get("start_error"))
         for ve in merged_ves
@@ -312,7 +342,7 @@ def merge_worker_results(parts: list[Results]) -> Results:
         for outcome, count in part["session"].get("outcomes", {}).items():
             outcomes[outcome] = outcomes.get(outcome, 0) + count
     session = {**first["session"], "outcomes": outcomes, "workers": len(parts)}
-    return build_results(
+    results = build_results(
         run_id=first["run_id"],
         metadata=metadata,
         phases=phases,
@@ -323,3 +353,92 @@ def merge_worker_results(parts: list[Results]) -> Results:
         samples=samples,
         session=session,
     )
+    if first.get("hosts"):
+        results["hosts"] = [host_entry(first["hosts"][0], results)]
+    return results
+
+
+def samples_of(results: Results) -> list[Sample]:
+    timeline = results["timeline"]
+    return [
+        Sample(timeline["t0"] + at, used, running, cgroup)
+        for at, used, running, cgroup in zip(
+            timeline["t"], timeline["memory_used"], timeline["running"], timeline["cgroup_memory"], strict=True
+        )
+    ]
+
+
+def summed_samples(per_host: list[list[Sample]]) -> list[Sample]:
+    """Several hosts' timelines as one: at each sample, the sum of every host's latest sample."""
+    events = sorted((sample.at, host, sample) for host, samples in enumerate(per_host) for sample in samples)
+    latest: dict[int, Sample] = {}
+    summed = []
+    for at, host, sample in events:
+        latest[host] = sample
+        if len(latest) == len(per_host):  # from the moment every host has reported
+            cgroups = [s.cgroup_memory for s in latest.values()]
+            summed.append(
+                Sample(
+                    at,
+                    sum(s.memory_used for s in latest.values()),
+                    sum(s.running for s in latest.values()),
+                    None if None in cgroups else sum(c for c in cgroups if c is not None),
+                )
+            )
+    return summed
+
+
+def _merge_hosts(hosts: list[Results]) -> Results:
+    """Several hosts' results (each already one host's) -> one run: VEs side by side, disk and
+    memory summed, each phase as long as the slowest host's, and a `hosts` line for each."""
+    ves = [ve for results in hosts for ve in results["ves"]]
+    records = _records_from(ves)
+    first = hosts[0]
+    summaries = [results["summary"] for results in hosts if results.get("summary")] or [{}]
+    summary = summarize(
+        records,
+        disk_used=sum(s.get("disk_used") or 0 for s in summaries),
+        root=", ".join(results["hosts"][0]["root"] for results in hosts),
+        expected_pings=summaries[0].get("expected_pings", 0),
+        workload=summaries[0].get("workload", "ping-localhost"),
+    )
+    phases: dict[str, float] = {}
+    for results in hosts:
+        for name, seconds in results["timings"].get("phases", {}).items():
+            if seconds is not None:
+                phases[name] = max(phases.get(name, 0.0), seconds)
+    metadata = dict(first["metadata"])
+    metadata["started_at"] = min(r["metadata"].get("started_at") or 0 for r in hosts)
+    metadata["ended_at"] = max(r["metadata"].get("ended_at") or 0 for r in hosts)
+    starts = {
+        ve["index"]: StartTimes(ve["started_at"], ve.get("start_latency") or 0.0, not ve.get("start_error"))
+        for ve in ves
+        if ve.get("started_at") is not None
+    }
+    disk = [(r["resources"].get("disk_per_ve"), len(r["ves"])) for r in hosts if r["resources"].get("disk_per_ve")]
+    capture = VECapture(
+        log_began={ve["index"]: ve.get("log_began") for ve in ves},
+        log_ended={ve["index"]: ve.get("log_ended") for ve in ves},
+        log_tails={ve["index"]: ve["log_tail"] for ve in ves if ve.get("log_tail")},
+        disk_per_ve=sum(per_ve * count for per_ve, count in disk) / sum(c for _, c in disk) if disk else None,
+        disk_base=first["resources"].get("disk_base"),
+    )
+    outcomes: dict[str, int] = {}
+    for results in hosts:
+        for outcome, count in results["session"].get("outcomes", {}).items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + count
+    workers = sum(results["session"].get("workers", 1) for results in hosts)
+    session = {**first["session"], "outcomes": outcomes, "workers": workers}
+    merged = build_results(
+        run_id=first["run_id"],
+        metadata=metadata,
+        phases=phases,
+        summary=summary,
+        records=records,
+        starts=starts,
+        capture=capture,
+        samples=summed_samples([samples_of(results) for results in hosts]),
+        session=session,
+    )
+    merged["hosts"] = [results["hosts"][0] for results in hosts]
+    return merged

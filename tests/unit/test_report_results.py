@@ -12,11 +12,14 @@ from pytest_lxcexp.report.results import (
     SCHEMA,
     SCHEMA_VERSION,
     ResultsError,
+    host_entry,
     load_results,
     memory_section,
     merge_worker_results,
+    summed_samples,
     write_results,
 )
+from pytest_lxcexp.report.sampler import Sample
 
 
 def test_sections_and_schema_version() -> None:
@@ -177,3 +180,46 @@ def test_merge_of_xdist_workers_gives_one_run() -> None:
     assert merged["timings"]["start_latency"]["p90"] == pytest.approx(0.090)
     assert merged["session"]["workers"] == 2
     assert len(merged["timeline"]["t"]) == 14  # both workers' samples, one timeline
+
+
+def _host(results: dict, key: str, first: int, last: int, disk: int) -> dict:
+    """One host's results as its worker sends them: only its VEs, ve<first>..ve<last>, and its hosts line."""
+    ves = results["ves"][: last - first + 1]
+    for offset, ve in enumerate(ves):
+        ve["index"], ve["name"] = first + offset, f"ve{first + offset}"
+    results["ves"] = ves
+    results["summary"].update(total=len(ves), completed=len(ves), disk_used=disk, root=f"/exp-{key}")
+    results["resources"]["disk_used"] = disk
+    identity = {"key": key, "name": key, "root": f"/exp-{key}", "bridge": "vebr", "subnet": "10.0.0.0/24"}
+    results["hosts"] = [host_entry({**identity, "first": first, "last": last}, results)]
+    return results
+
+
+def test_merge_of_two_hosts_adds_their_numbers_and_keeps_each_hosts_figures() -> None:
+    whole = make_results(completed=10)
+    a = _host(json.loads(json.dumps(whole)), "a", 1, 4, disk=1000)
+    b = _host(json.loads(json.dumps(whole)), "b", 5, 10, disk=3000)
+    b["timings"]["phases"]["start all"] = 1.5
+    merged = merge_worker_results([b, a])  # the order workers left in does not matter
+    assert [ve["index"] for ve in merged["ves"]] == list(range(1, 11))
+    assert merged["summary"]["total"] == 10 and merged["summary"]["disk_used"] == 4000
+    assert merged["summary"]["root"] == "/exp-a, /exp-b"
+    assert merged["timings"]["phases"]["start all"] == 1.5  # the slowest host's
+    hosts = merged["hosts"]
+    assert [(h["key"], h["first"], h["last"]) for h in hosts] == [("a", 1, 4), ("b", 5, 10)]
+    assert [(h["ves"], h["completed"], h["disk_used"]) for h in hosts] == [(4, 4, 1000), (6, 6, 3000)]
+    assert sum(h["completed"] for h in hosts) == merged["summary"]["completed"]
+    # Memory is summed over the hosts at each moment, not interleaved.
+    peak = max(merged["timeline"]["memory_used"])
+    assert peak == max(a["timeline"]["memory_used"]) + max(b["timeline"]["memory_used"])
+
+
+def test_summed_samples_start_once_every_host_reported() -> None:
+    a = [Sample(1.0, 100, 1, 10), Sample(3.0, 300, 3, 30)]
+    b = [Sample(2.0, 1000, 5, None), Sample(4.0, 2000, 6, None)]
+    summed = summed_samples([a, b])
+    assert [(s.at, s.memory_used, s.running, s.cgroup_memory) for s in summed] == [
+        (2.0, 1100, 6, None),
+        (3.0, 1300, 8, None),
+        (4.0, 2300, 9, None),
+    ]
