@@ -6,31 +6,14 @@ import itertools
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import pytest
+from integration_helpers import Names, alive, lxc_monitors
 
 from pytest_lxcexp.engine import takedown
-from pytest_lxcexp.engine.config import root_tag
 from pytest_lxcexp.engine.storage import lock_path
 
 _serial = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class Names:
-    """A root, bridge and subnet of the test's own, so tests never share host objects."""
-
-    root: str
-    bridge: str
-    subnet: str
-
-    @property
-    def tag(self) -> str:
-        return root_tag(self.root)
-
-    def options(self) -> list[str]:
-        return [f"--ve-root={self.root}", f"--ve-bridge={self.bridge}", f"--ve-subnet={self.subnet}"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -55,22 +38,18 @@ def names() -> Names:
 def leftovers_of(names: Names) -> list[str]:
     """Everything of the experiment that can still be seen on the host."""
     found = takedown.leftovers(names.root, names.tag, names.bridge)
-    # Any process whose cgroup is one of the experiment's, or an LXC monitor for this root.
+    # Any live process whose cgroup is one of the experiment's. A zombie runs nothing and holds
+    # no resource but its PID; here PID 1 (not an init that reaps) leaves orphans' zombies for a while.
     for pid in filter(str.isdigit, os.listdir("/proc")):
+        if not alive(int(pid)):
+            continue
         try:
-            with open(f"/proc/{pid}/stat") as handle:
-                if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    # A zombie runs nothing and holds no resource but its PID; here PID 1
-                    # (not an init that reaps) leaves orphans' zombies for a while.
-                    continue
             with open(f"/proc/{pid}/cgroup") as handle:
                 if f"lxcexp-{names.tag}" in handle.read():
                     found.append(f"process {pid} in the experiment's cgroups")
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if f"[lxc monitor] {names.root} ".encode() in handle.read():
-                    found.append(f"lxc monitor {pid}")
         except (FileNotFoundError, ProcessLookupError):
             continue
+    found += [f"lxc monitor {pid}" for pid in lxc_monitors(names.root)]
     with open("/proc/self/mountinfo") as handle:
         found += [f"mount: {line.strip()}" for line in handle if names.root in line]
     if os.path.exists(names.root):

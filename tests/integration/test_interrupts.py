@@ -19,16 +19,14 @@ import os
 import pathlib
 import signal
 import subprocess
-import sys
 import time
+from collections.abc import Callable
 
 import pytest
-
-PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
-PYTEST = [sys.executable, "-m", "pytest"]
+from integration_helpers import PING_SUITE, Names, lxc_monitors, run_pytest, started_pytest, wait_for
 
 # Sends LXCEXP_SIGNAL to this very pytest process at LXCEXP_SIGNAL_AT.
-SIGNALLING_CONFTEST = '''
+SIGNALLING_CONFTEST = """
 import os, signal, threading, time
 
 from pytest_lxcexp.engine import base, experiment, fleet, network, storage
@@ -89,7 +87,7 @@ elif AT == "takedown":  # a signal during the takedown is noted; the takedown go
     before(fixtures, "takedown_ves")
 elif AT == "reporting":  # the takedown is done, the results are about to be built and written
     before(report_plugin, "own_results")
-'''
+"""
 
 PHASES = [
     # (where, signal, the words the summary uses, VEs started)
@@ -106,7 +104,7 @@ PHASES = [
 ]
 
 
-def _run_options(names, report_dir: pathlib.Path, pings: int = 3) -> list[str]:
+def _run_options(report_dir: pathlib.Path, pings: int = 3) -> list[str]:
     return [
         "--ve-count=6",
         "--ve-batch=3",
@@ -115,9 +113,6 @@ def _run_options(names, report_dir: pathlib.Path, pings: int = 3) -> list[str]:
         "--ve-ping-interval=0.2",
         "--ve-tmpfs-size=64M",
         f"--ve-report-dir={report_dir}",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
     ]
 
 
@@ -139,7 +134,7 @@ def test_signal_at_each_phase_takes_everything_down(
     report_dir = pytester.path / "reports"
     # Waiting must outlast the timer's second: more pings there.
     pings = 30 if where == "wait" else 3
-    result = pytester.runpytest_subprocess(*_run_options(names, report_dir, pings=pings), timeout=180)
+    result = run_pytest(pytester, names, *_run_options(report_dir, pings=pings), timeout=180)
     assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str() + result.stderr.str()
     assert leftovers(names) == []
     out = result.stdout.str()
@@ -163,55 +158,36 @@ def test_signal_at_each_phase_takes_everything_down(
         assert results["summary"]["completed"] == 6
 
 
-def _monitors(root: str) -> list[int]:
-    """PIDs of LXC monitors of this root: the host shows VEs running."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if handle.read().startswith(f"[lxc monitor] {root} ".encode()):
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
-def _wait_for(condition, run: subprocess.Popen, timeout: float = 120, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if run.poll() is not None:
-            raise AssertionError(f"the run ended before {what}:\n{run.stdout.read() if run.stdout else ''}")
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def _popen_run(pytester, names, *extra: str, pings: int = 200) -> subprocess.Popen:
+def _interrupted_from_outside(
+    pytester: pytest.Pytester,
+    names: Names,
+    ves_up: Callable[[], bool],
+    what: str,
+    interrupt: Callable[[subprocess.Popen], None],
+) -> str:
+    """Start a long run, wait until the host shows `what`, interrupt it from outside as a user
+    would, and return its output once it has ended interrupted with a full takedown."""
     pytester.makepyfile(test_ping=PING_SUITE)
-    report_dir = pytester.path / "reports"
-    return subprocess.Popen(
-        [*PYTEST, *_run_options(names, report_dir, pings=pings), *extra],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # a process group of its own, as a terminal's job
-    )
+    with started_pytest(pytester, names, *_run_options(pytester.path / "reports", pings=200)) as run:
+        wait_for(ves_up, run, what=what)
+        interrupt(run)
+        out, _ = run.communicate(timeout=120)
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "Takedown: nothing left behind" in out, out
+    return out
 
 
 def test_ctrl_c_from_a_terminal_while_ves_run(pytester, clean_host, leftovers):
     """SIGINT to the whole process group, as a terminal's Ctrl-C, once VEs run."""
     names = clean_host
-    run = _popen_run(pytester, names)
-    try:
-        _wait_for(lambda: len(_monitors(names.root)) >= 3, run, what="three VEs running")
-        os.killpg(run.pid, signal.SIGINT)
-        out, _ = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert run.returncode == pytest.ExitCode.INTERRUPTED, out
-    assert "INTERRUPTED by SIGINT" in out and "Takedown: nothing left behind" in out, out
+    out = _interrupted_from_outside(
+        pytester,
+        names,
+        lambda: len(lxc_monitors(names.root)) >= 3,
+        "three VEs running",
+        lambda run: os.killpg(run.pid, signal.SIGINT),
+    )
+    assert "INTERRUPTED by SIGINT" in out, out
     assert leftovers(names) == []
     results = _results(pytester.path / "reports")
     assert results["session"]["interrupted"]["signal"] == "SIGINT"
@@ -220,37 +196,29 @@ def test_ctrl_c_from_a_terminal_while_ves_run(pytester, clean_host, leftovers):
 def test_sigterm_from_outside_while_waiting(pytester, clean_host, leftovers):
     """SIGTERM to the pytest process alone (as `kill PID` or a CI runner's timeout)."""
     names = clean_host
-    run = _popen_run(pytester, names)
-    try:
-        _wait_for(lambda: len(_monitors(names.root)) == 6, run, what="all six VEs running")
+
+    def sigterm_while_waiting(run: subprocess.Popen) -> None:
         time.sleep(1.0)  # into test_completed's wait
         run.send_signal(signal.SIGTERM)
-        out, _ = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert run.returncode == pytest.ExitCode.INTERRUPTED, out
+
+    out = _interrupted_from_outside(
+        pytester, names, lambda: len(lxc_monitors(names.root)) == 6, "all six VEs running", sigterm_while_waiting
+    )
     assert "INTERRUPTED by SIGTERM" in out and "all 6 VEs were started" in out, out
-    assert "Takedown: nothing left behind" in out
     assert leftovers(names) == []
 
 
 def test_repeated_ctrl_c_during_takedown_does_not_cut_it_short(pytester, clean_host, leftovers):
     """A user hammering Ctrl-C: the first interrupts, the second is noted, the takedown finishes."""
     names = clean_host
-    run = _popen_run(pytester, names)
-    try:
-        _wait_for(lambda: len(_monitors(names.root)) == 6, run, what="all six VEs running")
+
+    def ctrl_c_twice(run: subprocess.Popen) -> None:
         os.killpg(run.pid, signal.SIGINT)
         time.sleep(0.3)
         os.killpg(run.pid, signal.SIGINT)
-        out, _ = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert run.returncode == pytest.ExitCode.INTERRUPTED, out
+
+    out = _interrupted_from_outside(
+        pytester, names, lambda: len(lxc_monitors(names.root)) == 6, "all six VEs running", ctrl_c_twice
+    )
     assert "SIGINT noted; finishing the takedown first" in out, out
-    assert "Takedown: nothing left behind" in out
     assert leftovers(names) == []
