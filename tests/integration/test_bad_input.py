@@ -12,13 +12,12 @@ import sys
 import tempfile
 
 import pytest
+from integration_helpers import PING_SUITE, run_pytest
 from pyroute2 import IPRoute
 
 from pytest_lxcexp.engine import cgroups
 from pytest_lxcexp.engine.config import MAX_VE_COUNT
 from pytest_lxcexp.engine.storage import lock_path, mounts
-
-PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
 
 # (arguments, option named, reason); "{root}" is the test's own root, "{file}" a file, "{link}" a symlink.
 BAD_INPUTS = [
@@ -88,8 +87,8 @@ def test_bad_input_is_a_usage_error_before_anything_is_made(pytester, clean_host
     places = {"root": names.root, "file": scratch / "file", "link": scratch / "link", "foreign": scratch / "foreign"}
     args = [arg.format(**places) for arg in args]
     pytester.makepyfile(test_ping=PING_SUITE)
-    # Our own root/bridge/subnet first: a bad value given later on the command line wins.
-    result = pytester.runpytest_subprocess(*names.options(), *args, "-p", "no:cacheprovider", timeout=120)
+    # Our own root/bridge/subnet come first: a bad value given later on the command line wins.
+    result = run_pytest(pytester, names, *args, timeout=120)
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.outlines + result.errlines
     naming = [line for line in result.errlines if line.startswith("ERROR: ")]
     assert len(naming) == 1, result.errlines
@@ -106,7 +105,7 @@ def test_a_foreign_interface_with_the_bridge_name_is_refused_and_kept(pytester, 
         ip.link("add", ifname=names.bridge, kind="bridge")  # someone else's bridge: no alias of ours
     try:
         pytester.makepyfile(test_ping=PING_SUITE)
-        result = pytester.runpytest_subprocess("--ve-count=2", *names.options(), "-p", "no:cacheprovider", timeout=120)
+        result = run_pytest(pytester, names, "--ve-count=2", timeout=120)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines(
             [f"ERROR: --ve-bridge: an interface named {names.bridge} already exists and is not ours"]
@@ -128,7 +127,7 @@ def test_a_foreign_link_named_like_our_veths_is_refused_and_kept(pytester, clean
         ip.link("add", ifname=stray, kind="bridge")
     try:
         pytester.makepyfile(test_ping=PING_SUITE)
-        result = pytester.runpytest_subprocess("--ve-count=2", *names.options(), "-p", "no:cacheprovider", timeout=120)
+        result = run_pytest(pytester, names, "--ve-count=2", timeout=120)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([f"ERROR: --ve-root: links named like this root's VEs exist ({stray})*"])
         with IPRoute() as ip:
@@ -147,7 +146,7 @@ def test_without_root_a_clear_message_and_no_traceback(clean_host, leftovers):
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="lxcexp-nobody-", dir="/tmp"))
     try:
         os.chmod(workdir, 0o755)
-        shutil.copy(pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py", workdir)
+        (workdir / "test_ping.py").write_text(PING_SUITE)
         os.chmod(workdir / "test_ping.py", 0o644)
         result = subprocess.run(
             [

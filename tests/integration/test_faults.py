@@ -12,6 +12,7 @@ import json
 import pathlib
 
 import pytest
+from integration_helpers import Names, run_pytest
 
 WORKLOAD_SUITE = """
 import os, signal, time
@@ -59,6 +60,15 @@ def test_completed(ve_range):
 """
 
 
+def _run_faults(
+    pytester: pytest.Pytester, names: Names, suite: str, *options: str
+) -> tuple[pytest.RunResult, pathlib.Path]:
+    """Run a suite that injects faults, its results written under reports/: the run, and that folder."""
+    pytester.makepyfile(test_faults=suite)
+    reports = pytester.path / "reports"
+    return run_pytest(pytester, names, *options, f"--ve-report-dir={reports}"), reports
+
+
 def _ves(report_dir: pathlib.Path) -> dict[str, dict]:
     (results,) = report_dir.glob("*/results.json")
     return {ve["name"]: ve for ve in json.loads(results.read_text())["ves"]}
@@ -66,18 +76,14 @@ def _ves(report_dir: pathlib.Path) -> dict[str, dict]:
 
 def test_crashed_and_broken_workloads_are_named_and_the_rest_complete(pytester, clean_host, leftovers):
     names = clean_host
-    pytester.makepyfile(test_faults=WORKLOAD_SUITE)
-    reports = pytester.path / "reports"
-    result = pytester.runpytest_subprocess(
+    result, reports = _run_faults(
+        pytester,
+        names,
+        WORKLOAD_SUITE,
         "--ve-count=6",
         "--ve-pings=25",
         "--ve-ping-interval=0.2",
         "--ve-tmpfs-size=64M",
-        f"--ve-report-dir={reports}",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
-        timeout=300,
     )
     result.assert_outcomes(passed=3, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -130,18 +136,14 @@ def test_completed(ve_range):
 
 def test_a_full_tmpfs_is_named_as_the_reason(pytester, clean_host, leftovers):
     names = clean_host
-    pytester.makepyfile(test_enospc=ENOSPC_SUITE)
-    reports = pytester.path / "reports"
-    result = pytester.runpytest_subprocess(
+    result, reports = _run_faults(
+        pytester,
+        names,
+        ENOSPC_SUITE,
         "--ve-count=4",
         "--ve-pings=150",
         "--ve-ping-interval=0.05",
         "--ve-tmpfs-size=16M",
-        f"--ve-report-dir={reports}",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
-        timeout=300,
     )
     result.assert_outcomes(passed=3, failed=1)
     full = f"host limit: the tmpfs at {names.root} is full (ENOSPC; raise --ve-tmpfs-size)"
@@ -190,19 +192,15 @@ def test_two_more_hit_the_limit(ve_experiment):
 
 def test_a_pids_limit_reached_mid_run_is_named(pytester, clean_host, leftovers):
     names = clean_host
-    pytester.makepyfile(test_pids=PIDS_SUITE)
-    reports = pytester.path / "reports"
-    result = pytester.runpytest_subprocess(
+    result, reports = _run_faults(
+        pytester,
+        names,
+        PIDS_SUITE,
         "--ve-count=4",
         "--ve-pings=3",
         "--ve-ping-interval=0.2",
         "--ve-timeout=15",
         "--ve-tmpfs-size=64M",
-        f"--ve-report-dir={reports}",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
-        timeout=300,
     )
     result.assert_outcomes(passed=2, failed=1)
     limit = "host limit: out of processes (fork failed with EAGAIN"

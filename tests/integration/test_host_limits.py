@@ -6,11 +6,11 @@ import contextlib
 import pathlib
 
 import pytest
+from integration_helpers import PING_SUITE, run_pytest
 
 from pytest_lxcexp.engine import network
 
 MAXKEYS = pathlib.Path("/proc/sys/kernel/keys/root_maxkeys")
-PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
 
 
 @contextlib.contextmanager
@@ -28,7 +28,7 @@ def test_preflight_refuses_with_a_table_before_anything_is_made(pytester, clean_
     names = clean_host
     pytester.makepyfile(test_ping=PING_SUITE)
     with lowered_maxkeys(230):  # 50 VEs need 250 keys
-        result = pytester.runpytest_subprocess("--ve-count=50", *names.options(), "-p", "no:cacheprovider", timeout=120)
+        result = run_pytest(pytester, names, "--ve-count=50", timeout=120)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
@@ -54,17 +54,15 @@ def test_tune_host_raises_what_is_short_and_restores_it(pytester, clean_host, le
     names = clean_host
     pytester.makepyfile(test_ping=TUNED_SUITE)
     with lowered_maxkeys(230) as original:
-        result = pytester.runpytest_subprocess(
+        result = run_pytest(
+            pytester,
+            names,
             "--ve-count=50",
             "--ve-batch=25",
             "--ve-pings=2",
             "--ve-ping-interval=0.2",
             "--ve-tmpfs-size=128M",
             "--ve-tune-host",
-            *names.options(),
-            "-p",
-            "no:cacheprovider",
-            timeout=300,
         )
         result.assert_outcomes(passed=5)
         result.stdout.fnmatch_lines(

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import os
-import pathlib
+import time
+
+from integration_helpers import FAULTY_SUITE, PING_SUITE, assert_next_run_takes_the_stale_experiment_down, run_pytest
 
 from pytest_lxcexp.engine import network
-
-PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
 
 
 def test_ping_suite_completes_every_ve_and_leaves_nothing(pytester, clean_host, leftovers):
     names = clean_host
     pytester.makepyfile(test_ping=PING_SUITE)
-    result = pytester.runpytest_subprocess(
+    result = run_pytest(
+        pytester,
+        names,
         "--ve-count=30",
         "--ve-batch=10",
         "--ve-pings=3",
         "--ve-ping-interval=0.2",
         "--ve-tmpfs-size=256M",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
-        timeout=300,
     )
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(
@@ -44,47 +42,11 @@ def test_ping_suite_completes_every_ve_and_leaves_nothing(pytester, clean_host, 
     assert leftovers(names) == []
 
 
-FAULTY_SUITE = """
-import os, signal
-
-from pytest_lxcexp.fixtures import describe_failures, describe_start_failures
-
-
-def test_break_ve4(ve_experiment):
-    # A real liblxc refusal: ve4's lower directory does not exist.
-    path = ve_experiment.layout.ve_config(4)
-    text = open(path).read().replace(ve_experiment.layout.base_rootfs, "/nonexistent/lxcexp-lower")
-    open(path, "w").write(text)
-
-
-def test_start(ve_range):
-    results = ve_range.start()
-    assert all(result.ok for result in results), describe_start_failures(results)
-
-
-def test_kill_ve2(ve_experiment):
-    # A VE killed mid-run, by its recorded init PID (ours).
-    os.kill(ve_experiment.starts[2].pid, signal.SIGKILL)
-
-
-def test_completed(ve_range):
-    records = ve_range.wait()
-    assert all(record.completed for record in records), describe_failures(records)
-"""
-
-
 def test_failures_name_each_ve_and_its_reason(pytester, clean_host, leftovers):
     names = clean_host
     pytester.makepyfile(test_faulty=FAULTY_SUITE)
-    result = pytester.runpytest_subprocess(
-        "--ve-count=6",
-        "--ve-pings=25",
-        "--ve-ping-interval=0.2",
-        "--ve-tmpfs-size=64M",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
-        timeout=300,
+    result = run_pytest(
+        pytester, names, "--ve-count=6", "--ve-pings=25", "--ve-ping-interval=0.2", "--ve-tmpfs-size=64M"
     )
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(
@@ -103,16 +65,8 @@ def test_failures_name_each_ve_and_its_reason(pytester, clean_host, leftovers):
 def test_keep_leaves_experiment_up_for_the_cli(pytester, clean_host, leftovers, cli):
     names = clean_host
     pytester.makepyfile(test_ping=PING_SUITE)
-    result = pytester.runpytest_subprocess(
-        "--ve-count=4",
-        "--ve-pings=2",
-        "--ve-ping-interval=0.2",
-        "--ve-tmpfs-size=64M",
-        "--ve-keep",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
-        timeout=300,
+    result = run_pytest(
+        pytester, names, "--ve-count=4", "--ve-pings=2", "--ve-ping-interval=0.2", "--ve-tmpfs-size=64M", "--ve-keep"
     )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
@@ -133,7 +87,7 @@ def test_foreign_root_is_refused_before_anything_is_made(pytester, clean_host, l
     with open(os.path.join(names.root, "precious.txt"), "w") as handle:
         handle.write("not lxcexp's")
     pytester.makepyfile(test_ping=PING_SUITE)
-    result = pytester.runpytest_subprocess("--ve-count=2", *names.options(), "-p", "no:cacheprovider", timeout=120)
+    result = run_pytest(pytester, names, "--ve-count=2", timeout=120)
     assert result.ret == 4  # usage error
     result.stderr.fnmatch_lines([f"*--ve-root: {names.root} is not empty and carries no pytest-lxcexp marker*"])
     assert os.listdir(names.root) == ["precious.txt"]
@@ -168,8 +122,6 @@ def test_cli_runs_the_original_steps(clean_host, leftovers, cli):
     assert cli("start", "5", "8", "--root", names.root).returncode == 0
     again = cli("setup", "8", "--root", names.root, "--bridge", names.bridge)
     assert again.returncode == 2 and f"lxcexp takedown --root {names.root}" in again.stderr
-    import time
-
     time.sleep(1.5)
     stats = cli("stats", "--root", names.root)
     assert "Total VEs        : 8" in stats.stdout and "2-ping VEs       : 8" in stats.stdout, stats.stdout
@@ -202,19 +154,6 @@ def test_stale_experiment_is_taken_down_before_a_new_run(pytester, clean_host, l
     old_pids = [int(line.split()[2]) for line in cli("info", "--root", names.root).stdout.splitlines()[1:]]
     assert all(os.path.exists(f"/proc/{pid}") for pid in old_pids)
 
-    pytester.makepyfile(test_ping=PING_SUITE)
-    result = pytester.runpytest_subprocess(
-        "--ve-count=2",
-        "--ve-pings=2",
-        "--ve-ping-interval=0.2",
-        "--ve-tmpfs-size=64M",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
-        timeout=300,
-    )
-    result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines([f"lxcexp: {names.root} holds a stale experiment of ours*taking it down first"])
-    result.stdout.fnmatch_lines(["Total VEs        : 2", "Takedown: nothing left behind"])
+    assert_next_run_takes_the_stale_experiment_down(pytester, names)
     assert not any(os.path.exists(f"/proc/{pid}") for pid in old_pids)
     assert leftovers(names) == []

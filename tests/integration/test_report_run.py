@@ -11,38 +11,11 @@ import struct
 import subprocess
 
 import pytest
+from integration_helpers import FAULTY_SUITE, PING_SUITE, Names, run_pytest
 
 from pytest_lxcexp.report.results import load_results
 
-PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
 CHROMIUM = "/usr/bin/chromium"
-
-FAULTY_SUITE = """
-import os, signal
-
-from pytest_lxcexp.fixtures import describe_failures, describe_start_failures
-
-
-def test_break_ve4(ve_experiment):
-    # A real liblxc refusal: ve4's lower directory does not exist.
-    path = ve_experiment.layout.ve_config(4)
-    text = open(path).read().replace(ve_experiment.layout.base_rootfs, "/nonexistent/lxcexp-lower")
-    open(path, "w").write(text)
-
-
-def test_start(ve_range):
-    results = ve_range.start()
-    assert all(result.ok for result in results), describe_start_failures(results)
-
-
-def test_kill_ve2(ve_experiment):
-    os.kill(ve_experiment.starts[2].pid, signal.SIGKILL)
-
-
-def test_completed(ve_range):
-    records = ve_range.wait()
-    assert all(record.completed for record in records), describe_failures(records)
-"""
 
 # The second run of the regression test: the same suite, but every VE start through liblxc
 # really takes 0.2 s longer, because an LXC pre-start hook sleeps.
@@ -74,8 +47,9 @@ def names(names):  # noqa: F811 - wraps the conftest's names
     return dataclasses.replace(names, subnet=f"10.{240 + pid % 16}.{(pid // 16 + serial) % 250}.0/24")
 
 
-def run(pytester: pytest.Pytester, names, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(*RUN_ARGS, *names.options(), "-p", "no:cacheprovider", *args, timeout=300)
+def run(pytester: pytest.Pytester, names: Names, *args: str) -> pytest.RunResult:
+    """A session of RUN_ARGS' twelve VEs, with more options."""
+    return run_pytest(pytester, names, *RUN_ARGS, *args)
 
 
 def runs_in(reports: pathlib.Path) -> list[pathlib.Path]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pathlib
 
-PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
+from integration_helpers import PING_SUITE, run_pytest
 
 INSPECT_SUITE = (
     PING_SUITE
@@ -60,15 +60,8 @@ def test_state_files_are_roots_only(ve_experiment):
 def test_privileged_ves_lose_capabilities_and_see_only_their_own_links(pytester, clean_host, leftovers):
     names = clean_host
     pytester.makepyfile(test_inspect=INSPECT_SUITE)
-    result = pytester.runpytest_subprocess(
-        "--ve-count=2",
-        "--ve-pings=3",
-        "--ve-ping-interval=0.2",
-        "--ve-tmpfs-size=64M",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
-        timeout=300,
+    result = run_pytest(
+        pytester, names, "--ve-count=2", "--ve-pings=3", "--ve-ping-interval=0.2", "--ve-tmpfs-size=64M"
     )
     result.assert_outcomes(passed=4)
     assert leftovers(names) == []
@@ -76,7 +69,7 @@ def test_privileged_ves_lose_capabilities_and_see_only_their_own_links(pytester,
 
 UNPRIVILEGED_SUITE = (
     PING_SUITE
-    + '''
+    + """
 
 import subprocess
 
@@ -95,23 +88,21 @@ def test_ves_run_in_user_namespaces(ve_experiment):
     done = subprocess.run(["lxc-attach", "-P", ve_experiment.config.root, "-n", "ve1", "--", "id", "-u"],
                           capture_output=True, text=True, timeout=30)
     assert done.stdout.strip() == "0", done.stderr
-'''
+"""
 )
 
 
 def test_unprivileged_ves_run_in_user_namespaces_and_complete(pytester, clean_host, leftovers):
     names = clean_host
     pytester.makepyfile(test_unprivileged=UNPRIVILEGED_SUITE)
-    result = pytester.runpytest_subprocess(
+    result = run_pytest(
+        pytester,
+        names,
         "--ve-count=2",
         "--ve-pings=3",
         "--ve-ping-interval=0.2",
         "--ve-tmpfs-size=64M",
         "--ve-unprivileged",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
-        timeout=300,
     )
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["3-ping VEs       : 2", "Takedown: nothing left behind"])
