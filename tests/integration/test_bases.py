@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
-import pathlib
 import shutil
 import subprocess
-from collections.abc import Iterator
+
+from integration_helpers import PING_SUITE, run_pytest, run_to_completion, running_experiment
 
 from pytest_lxcexp.engine import base, network
 from pytest_lxcexp.engine.config import ExperimentConfig, build_config
-from pytest_lxcexp.engine.experiment import Experiment
 
 ATTACH = "lxc-attach"
 SHOW_RESULT = "systemctl show -p Result -p ExecMainStatus lxcexp-workload.service"
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8b1m3l4t7lJk1qkqYbqj8V0nHqvVvJQ5q3c2y7kO1 lxcexp-test\n"
-
-
-@contextlib.contextmanager
-def running(names, **options: object) -> Iterator[Experiment]:  # noqa: ANN001
-    values: dict = {
-        "root": names.root,
-        "bridge": names.bridge,
-        "subnet": names.subnet,
-        "tmpfs_size": "128M",
-        "pings": 3,
-        "ping_interval": 0.2,
-    }
-    values.update(options)
-    experiment = Experiment(build_config(**values))
-    assert experiment.check() is None
-    experiment.lock()
-    try:
-        experiment.setup()
-        yield experiment
-    finally:
-        experiment.takedown()
-        experiment.unlock()
 
 
 def _in_ve(pid: int, path: str) -> str:
@@ -54,16 +30,14 @@ def test_debian_boots_systemd_and_runs_the_workload_as_a_service(clean_host, lef
     gateway = network.AddressPlan(build_config(subnet=names.subnet).subnet).gateway
     # The proxy is only written into apt's configuration (an address on our own bridge; never contacted).
     proxy = f"http://{gateway}:3142"
-    with running(
+    with running_experiment(
         names, count=3, base="debian", init="system", tmpfs_size="1G", ssh_key=str(key), apt_proxy=proxy
     ) as experiment:
         config = experiment.config
         # The base came from the host's own release and mirror, and is cached as a tarball.
         assert config.base_release and config.mirror.startswith("http")
         assert os.path.isfile(base.debian_tarball_path(config.base_cache, config.base_release, config.mirror))
-        assert all(result.ok for result in experiment.start(1, 3))
-        records = experiment.wait(1, 3)
-        assert all(r.completed for r in records), [r.failure for r in records]
+        records = run_to_completion(experiment)
         for record in records:
             assert os.path.basename(os.readlink(f"/proc/{record.pid}/exe")) == "systemd"
             assert _in_ve(record.pid, "/root/.ssh/authorized_keys") == PUBLIC_KEY
@@ -92,11 +66,8 @@ def test_directory_and_tarball_bases(clean_host, leftovers, tmp_path):
     key = tmp_path / "id.pub"
     key.write_text(PUBLIC_KEY)
     for source in (rootfs, str(tarball)):
-        with running(names, count=2, base=source, network="none", ssh_key=str(key)) as experiment:
-            assert all(result.ok for result in experiment.start(1, 2))
-            records = experiment.wait(1, 2, timeout=30)
-            assert all(r.completed for r in records), (source, [r.failure for r in records])
-            for record in records:
+        with running_experiment(names, count=2, base=source, network="none", ssh_key=str(key)) as experiment:
+            for record in run_to_completion(experiment, timeout=30):
                 assert _in_ve(record.pid, "/etc/motd") == "from the user's rootfs\n"
                 assert _in_ve(record.pid, "/root/.ssh/authorized_keys") == PUBLIC_KEY
         assert leftovers(names) == []
@@ -113,10 +84,8 @@ def test_an_existing_lxc_container_as_the_base(clean_host, leftovers, tmp_path):
     )
     assert created.returncode == 0, created.stderr
     try:
-        with running(names, count=2, base=f"lxc:source@{lxcpath}", network="none") as experiment:
-            assert all(result.ok for result in experiment.start(1, 2))
-            records = experiment.wait(1, 2, timeout=30)
-            assert all(r.completed for r in records), [r.failure for r in records]
+        with running_experiment(names, count=2, base=f"lxc:source@{lxcpath}", network="none") as experiment:
+            run_to_completion(experiment, timeout=30)
         assert leftovers(names) == []
     finally:
         subprocess.run(["lxc-destroy", "-P", str(lxcpath), "-n", "source"], capture_output=True)
@@ -137,12 +106,11 @@ def test_cli_createbase_debian_reuses_the_cached_tarball(cli):
 
 def test_a_failing_debootstrap_is_reported_and_leaves_nothing(pytester, clean_host, leftovers):
     names = clean_host
-    pytester.makepyfile(test_ping=(pathlib.Path(__file__).parents[2] / "example_suites/ping/test_ping.py").read_text())
+    pytester.makepyfile(test_ping=PING_SUITE)
     # A mirror nobody serves (a closed port on the host itself): debootstrap fails at once.
     mirror = "http://127.0.0.1:9/debian"
-    result = pytester.runpytest_subprocess(
-        "--ve-count=2", "--ve-base=debian", f"--ve-mirror={mirror}", "--ve-tmpfs-size=1G",
-        *names.options(), "-p", "no:cacheprovider", timeout=300,
+    result = run_pytest(
+        pytester, names, "--ve-count=2", "--ve-base=debian", f"--ve-mirror={mirror}", "--ve-tmpfs-size=1G"
     )
     assert result.ret != 0
     result.stdout.fnmatch_lines([f"*BaseError: debootstrap * from {mirror} failed*"])

@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import pathlib
 import re
 import signal
-from collections.abc import Iterator
 
+from integration_helpers import PING_SUITE, run_pytest, run_to_completion, running_experiment
 from pyroute2 import IPRoute
 
 from pytest_lxcexp.engine import network
-from pytest_lxcexp.engine.config import build_config
 from pytest_lxcexp.engine.experiment import Experiment
 from pytest_lxcexp.engine.stats import results_block
 from pytest_lxcexp.engine.workload import read_log
-
-PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
-
-
-@contextlib.contextmanager
-def running(names, **options: object) -> Iterator[Experiment]:  # noqa: ANN001
-    """An experiment set up on the test's own root, bridge and subnet; taken down whatever happens."""
-    values: dict = {
-        "root": names.root,
-        "bridge": names.bridge,
-        "subnet": names.subnet,
-        "tmpfs_size": "128M",
-        "pings": 3,
-        "ping_interval": 0.2,
-    }
-    values.update(options)
-    experiment = Experiment(build_config(**values))
-    assert experiment.check() is None
-    experiment.lock()
-    try:
-        experiment.setup()
-        yield experiment
-    finally:
-        experiment.takedown()
-        experiment.unlock()
 
 
 def _mac(bridge: str) -> str:
@@ -55,7 +27,7 @@ def _logs(experiment: Experiment):  # noqa: ANN202
 
 def test_ping_gateway_is_answered_by_the_bridge(clean_host, leftovers):
     names = clean_host
-    with running(names, count=3, workload="ping-gateway") as experiment:
+    with running_experiment(names, count=3, workload="ping-gateway") as experiment:
         gateway = str(network.AddressPlan(experiment.config.subnet).gateway)
         mac = _mac(names.bridge)
         assert all(result.ok for result in experiment.start(1, 3))
@@ -72,11 +44,9 @@ def test_ping_gateway_is_answered_by_the_bridge(clean_host, leftovers):
 
 def test_ping_neighbour_each_answered_by_the_next(clean_host, leftovers):
     names = clean_host
-    with running(names, count=4, workload="ping-neighbour") as experiment:
+    with running_experiment(names, count=4, workload="ping-neighbour") as experiment:
         plan = network.AddressPlan(experiment.config.subnet)
-        assert all(result.ok for result in experiment.start(1, 4))
-        records = experiment.wait(1, 4, timeout=90)
-        assert all(r.completed for r in records), [r.failure for r in records]
+        records = run_to_completion(experiment, timeout=90)
         logs = _logs(experiment)
         for index, neighbour in ((1, 2), (2, 3), (3, 4), (4, 1)):
             assert logs[index].repliers == (str(plan.ve_address(neighbour)),)
@@ -86,10 +56,8 @@ def test_ping_neighbour_each_answered_by_the_next(clean_host, leftovers):
 
 def test_idle_ves_stay_up_after_their_begin_line(clean_host, leftovers):
     names = clean_host
-    with running(names, count=3, workload="idle", network="none") as experiment:
-        assert all(result.ok for result in experiment.start(1, 3))
-        records = experiment.wait(1, 3, timeout=30)
-        assert all(r.completed for r in records), [r.failure for r in records]
+    with running_experiment(names, count=3, workload="idle", network="none") as experiment:
+        records = run_to_completion(experiment, timeout=30)
         assert {r.state for r in records} == {"RUNNING"}
         for log in _logs(experiment).values():
             assert log.began is not None and not log.finished
@@ -101,7 +69,7 @@ def test_idle_ves_stay_up_after_their_begin_line(clean_host, leftovers):
 def test_command_exit_status_and_output_are_recorded(clean_host, leftovers):
     names = clean_host
     command = "cmd:echo hi from $(hostname); exit 3"
-    with running(names, count=2, workload=command, network="none") as experiment:
+    with running_experiment(names, count=2, workload=command, network="none") as experiment:
         assert all(result.ok for result in experiment.start(1, 2))
         records = experiment.wait(1, 2, timeout=30)
         for record in records:
@@ -117,7 +85,7 @@ def test_poweroff_after_success_is_told_from_a_crash(clean_host, leftovers):
     names = clean_host
     # ve3 sleeps long enough to be killed mid-command: a crash, not a poweroff.
     command = 'cmd:[ "$(hostname)" = ve3 ] && sleep 120; echo done'
-    with running(names, count=3, workload=command, network="none", poweroff=True) as experiment:
+    with running_experiment(names, count=3, workload=command, network="none", poweroff=True) as experiment:
         starts = experiment.start(1, 3)
         assert all(result.ok for result in starts)
         assert experiment.wait(1, 2, timeout=30)
@@ -139,10 +107,8 @@ def test_poweroff_after_success_is_told_from_a_crash(clean_host, leftovers):
 
 def test_busybox_init_runs_the_workload_as_a_service(clean_host, leftovers):
     names = clean_host
-    with running(names, count=2, init="system", network="none") as experiment:
-        assert all(result.ok for result in experiment.start(1, 2))
-        records = experiment.wait(1, 2, timeout=30)
-        assert all(r.completed for r in records), [r.failure for r in records]
+    with running_experiment(names, count=2, init="system", network="none") as experiment:
+        records = run_to_completion(experiment, timeout=30)
         for record in records:
             with open(f"/proc/{record.pid}/comm") as handle:
                 assert handle.read().strip() == "init"  # busybox init is PID 1, not lxcexp-workload
@@ -176,15 +142,8 @@ def test_hooks_give_the_workload_and_fields(pytester, clean_host, leftovers, tmp
     pytester.makeconftest(HOOK_CONFTEST)
     pytester.makepyfile(test_ping=PING_SUITE)
     reports = tmp_path / "reports"
-    result = pytester.runpytest_subprocess(
-        "--ve-count=3",
-        "--ve-tmpfs-size=64M",
-        "--ve-network=none",
-        f"--ve-report-dir={reports}",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
-        timeout=300,
+    result = run_pytest(
+        pytester, names, "--ve-count=3", "--ve-tmpfs-size=64M", "--ve-network=none", f"--ve-report-dir={reports}"
     )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*1 of 3 VEs did not complete:*"])
