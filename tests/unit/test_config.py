@@ -115,54 +115,42 @@ def test_build_config_rejects_bad_value(overrides: dict, option: str, reason: st
 # -- build_config: good values ---------------------------------------------------------
 
 
+# (field, its default, as given on the command line, as parsed): one row a field, so the
+# defaults and the parsing of every field are checked over the same list.
+FIELDS = [
+    ("count", 100, "250", 250),
+    ("batch", 100, "100", 100),
+    ("root", "/exp", "/srv/exp/", "/srv/exp"),
+    ("tmpfs_size", 2 * 1024**3, "512M", 512 * 1024**2),
+    ("network", "bridge", "none", "none"),
+    ("bridge", "vebr", "vetest0", "vetest0"),
+    ("subnet", ipaddress.IPv4Network("10.213.0.0/16"), "192.168.40.0/22", ipaddress.IPv4Network("192.168.40.0/22")),
+    ("pings", 180, "10", 10),
+    ("ping_interval", 1.0, "0.5", 0.5),
+    ("start_delay", 0.0, "0.01", 0.01),
+    ("timeout", None, "30", 30.0),
+    ("keep", False, 1, True),
+    ("base_refresh", False, "yes", True),
+]
+
+
+def _assert_fields(config: ExperimentConfig, expected: dict[str, object]) -> None:
+    actual = {name: getattr(config, name) for name in expected}
+    assert actual == expected
+    # == takes 1 for True: a flag must be the bool itself, and an unset value None itself.
+    assert all(actual[name] is value for name, value in expected.items() if value is None or isinstance(value, bool))
+
+
 def test_build_config_defaults_match_dataclass_defaults() -> None:
     config = build_config()
     assert config == ExperimentConfig()
-    assert config.count == 100
-    assert config.batch == 100
-    assert config.root == "/exp"
-    assert config.tmpfs_size == 2 * 1024**3
-    assert config.network == "bridge"
-    assert config.bridge == "vebr"
-    assert config.subnet == ipaddress.IPv4Network("10.213.0.0/16")
-    assert config.pings == 180
-    assert config.ping_interval == 1.0
-    assert config.start_delay == 0.0
-    assert config.timeout is None
-    assert config.keep is False
-    assert config.base_refresh is False
+    _assert_fields(config, {name: default for name, default, _, _ in FIELDS})
 
 
 def test_build_config_parses_strings_from_the_command_line() -> None:
-    config = build_config(
-        count="250",
-        batch="100",
-        root="/srv/exp/",
-        tmpfs_size="512M",
-        network="none",
-        bridge="vetest0",
-        subnet="192.168.40.0/22",
-        pings="10",
-        ping_interval="0.5",
-        start_delay="0.01",
-        timeout="30",
-        keep=1,
-        base_refresh="yes",
-    )
-    assert config.count == 250
-    assert config.batch == 100
-    assert config.root == "/srv/exp"
-    assert config.tmpfs_size == 512 * 1024**2
-    assert config.network == "none"
-    assert config.bridge == "vetest0"
-    assert config.subnet == ipaddress.IPv4Network("192.168.40.0/22")
-    assert config.pings == 10
-    assert config.ping_interval == 0.5
-    assert config.start_delay == 0.01
-    assert config.timeout == 30.0
+    config = build_config(**{name: given for name, _, given, _ in FIELDS})
+    _assert_fields(config, {name: parsed for name, _, _, parsed in FIELDS})
     assert config.effective_timeout == 30.0
-    assert config.keep is True
-    assert config.base_refresh is True
 
 
 @pytest.mark.parametrize(
