@@ -16,47 +16,47 @@ def test_plain():
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("files", "args", "message"),
     [
-        (["--ve-compare-fail=start_p95:10%"], "ERROR: --ve-compare-fail: 'start_p95:10%': unknown metric 'start_p95'*"),
-        (["--ve-compare-fail=start_p90"], "ERROR: --ve-compare-fail: 'start_p90' is not METRIC:N%*"),
-        (["--ve-compare-fail=start_p90:10"], "ERROR: --ve-compare-fail: 'start_p90:10' is not METRIC:N%*"),
-        (["--ve-compare-fail=completed:-1%"], "ERROR: --ve-compare-fail: 'completed:-1%' is not METRIC:N%*"),
-        (["--ve-compare-fail=start_p90:10%"], "ERROR: --ve-compare-fail: needs --ve-compare REF*"),
-        (["--ve-compare=nowhere.json"], "ERROR: --ve-compare: nowhere.json: no such results file or run folder"),
-        (["--ve-compare=latest"], "ERROR: --ve-compare: 'latest' needs --ve-report-dir*"),
+        (
+            {},
+            ["--ve-compare-fail=start_p95:10%"],
+            "ERROR: --ve-compare-fail: 'start_p95:10%': unknown metric 'start_p95'*",
+        ),
+        ({}, ["--ve-compare-fail=start_p90"], "ERROR: --ve-compare-fail: 'start_p90' is not METRIC:N%*"),
+        ({}, ["--ve-compare-fail=start_p90:10"], "ERROR: --ve-compare-fail: 'start_p90:10' is not METRIC:N%*"),
+        ({}, ["--ve-compare-fail=completed:-1%"], "ERROR: --ve-compare-fail: 'completed:-1%' is not METRIC:N%*"),
+        ({}, ["--ve-compare-fail=start_p90:10%"], "ERROR: --ve-compare-fail: needs --ve-compare REF*"),
+        ({}, ["--ve-compare=nowhere.json"], "ERROR: --ve-compare: nowhere.json: no such results file or run folder"),
+        ({}, ["--ve-compare=latest"], "ERROR: --ve-compare: 'latest' needs --ve-report-dir*"),
+        # A bad rule in the ini file names the option, as on the command line.
+        (
+            {"pytest.ini": "[pytest]\nve_compare_fail =\n    start_p90:10%\n    speed:5%\n"},
+            [],
+            "ERROR: --ve-compare-fail: 'speed:5%': unknown metric 'speed'*",
+        ),
+        (
+            {"other.json": '{"hello": 1}'},
+            ["--ve-compare=other.json"],
+            "ERROR: --ve-compare: other.json is not a pytest-lxcexp results file*",
+        ),
+        (
+            {"afile.txt": "x"},
+            ["--ve-report-dir=afile.txt"],
+            "ERROR: --ve-report-dir: */afile.txt exists and is not a directory",
+        ),
     ],
 )
-def test_bad_report_option_is_a_usage_error(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+def test_bad_report_option_is_a_usage_error(
+    pytester: pytest.Pytester, files: dict[str, str], args: list[str], message: str
+) -> None:
+    for name, text in files.items():
+        (pytester.path / name).write_text(text)
     pytester.makepyfile(PLAIN_MODULE)
     result = pytester.runpytest_subprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "passed" not in result.stdout.str()
-
-
-def test_bad_rule_in_ini_names_the_option(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".ini", pytest="[pytest]\nve_compare_fail =\n    start_p90:10%\n    speed:5%\n")
-    pytester.makepyfile(PLAIN_MODULE)
-    result = pytester.runpytest_subprocess()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --ve-compare-fail: 'speed:5%': unknown metric 'speed'*"])
-
-
-def test_compare_with_a_file_that_is_not_results(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".json", other='{"hello": 1}')
-    pytester.makepyfile(PLAIN_MODULE)
-    result = pytester.runpytest_subprocess("--ve-compare=other.json")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --ve-compare: other.json is not a pytest-lxcexp results file*"])
-
-
-def test_report_dir_that_is_a_file(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".txt", afile="x")
-    pytester.makepyfile(PLAIN_MODULE)
-    result = pytester.runpytest_subprocess("--ve-report-dir=afile.txt")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --ve-report-dir: */afile.txt exists and is not a directory"])
 
 
 def test_session_without_an_experiment_archives_nothing(pytester: pytest.Pytester) -> None:
