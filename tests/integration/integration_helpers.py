@@ -65,7 +65,12 @@ class Names:
         return root_tag(self.root)
 
     def options(self) -> list[str]:
+        """As pytest options."""
         return [f"--ve-root={self.root}", f"--ve-bridge={self.bridge}", f"--ve-subnet={self.subnet}"]
+
+    def cli_options(self) -> list[str]:
+        """As `lxcexp setup` options."""
+        return ["--root", self.root, "--bridge", self.bridge, "--subnet", self.subnet]
 
 
 # -- pytest sessions over real VEs --------------------------------------------------------

@@ -99,22 +99,7 @@ def test_foreign_root_is_refused_before_anything_is_made(pytester, clean_host, l
 
 def test_cli_runs_the_original_steps(clean_host, leftovers, cli):
     names = clean_host
-    setup = cli(
-        "setup",
-        "8",
-        "--root",
-        names.root,
-        "--bridge",
-        names.bridge,
-        "--subnet",
-        names.subnet,
-        "--pings",
-        "2",
-        "--ping-interval",
-        "0.2",
-        "--tmpfs-size",
-        "64M",
-    )
+    setup = cli("setup", "8", *names.cli_options(), "--pings", "2", "--ping-interval", "0.2", "--tmpfs-size", "64M")
     assert setup.returncode == 0, setup.stderr
     assert cli("start", "1", "4", "--root", names.root).returncode == 0
     bad = cli("start", "5", "9", "--root", names.root)
@@ -135,20 +120,7 @@ def test_cli_runs_the_original_steps(clean_host, leftovers, cli):
 def test_stale_experiment_is_taken_down_before_a_new_run(pytester, clean_host, leftovers, cli):
     names = clean_host
     # A run that died without its takedown: VEs still running in the root.
-    setup = cli(
-        "setup",
-        "3",
-        "--root",
-        names.root,
-        "--bridge",
-        names.bridge,
-        "--subnet",
-        names.subnet,
-        "--pings",
-        "1000",
-        "--tmpfs-size",
-        "64M",
-    )
+    setup = cli("setup", "3", *names.cli_options(), "--pings", "1000", "--tmpfs-size", "64M")
     assert setup.returncode == 0, setup.stderr
     assert cli("start", "--root", names.root).returncode == 0
     old_pids = [int(line.split()[2]) for line in cli("info", "--root", names.root).stdout.splitlines()[1:]]

@@ -111,10 +111,7 @@ def test_unprivileged_ves_run_in_user_namespaces_and_complete(pytester, clean_ho
 
 def test_symlinks_in_the_root_are_never_followed_out_of_it(clean_host, leftovers, cli, tmp_path):
     names = clean_host
-    setup = cli(
-        "setup", "2", "--root", names.root, "--bridge", names.bridge, "--subnet", names.subnet,
-        "--pings", "1000", "--ping-interval", "0.2", "--tmpfs-size", "32M",
-    )  # fmt: skip
+    setup = cli("setup", "2", *names.cli_options(), "--pings", "1000", "--ping-interval", "0.2", "--tmpfs-size", "32M")
     assert setup.returncode == 0, setup.stderr
     assert cli("start", "--root", names.root).returncode == 0
     # Outside the root: a directory that looks like a VE, and a file a log could point at.
