@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -163,20 +164,6 @@ def _failure_reason(layout: Layout, index: int) -> str:
     return f"{reason}; {limit}" if limit else reason
 
 
-def start_one(layout: Layout, index: int) -> StartResult:
-    """Start one VE; call only inside a child (see children.py)."""
-    container = lxc.Container(layout.ve_name(index), layout.root)
-    started_at = time.time()
-    began = time.monotonic()
-    # close_fds: the monitor must not inherit our pipes and locks.
-    ok = container.start(close_fds=True)
-    latency = time.monotonic() - began
-    if not ok:
-        return StartResult(index, False, latency, started_at, error=_failure_reason(layout, index))
-    pid = container.init_pid
-    return StartResult(index, True, latency, started_at, pid=pid if pid > 0 else None)
-
-
 def record_start(layout: Layout, result: StartResult) -> None:
     # State: root's only (0600), and never written through a symlink.
     fd = os.open(layout.starts_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
@@ -198,6 +185,9 @@ def load_starts(layout: Layout) -> dict[int, StartResult]:
     return results
 
 
+STARTER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "starter.py")
+
+
 def start_range(
     layout: Layout,
     indexes: Iterable[int],
@@ -205,31 +195,34 @@ def start_range(
     on_started: Callable[[StartResult], None] | None = None,
     workers: int = 1,
 ) -> list[StartResult]:
-    """Start VEs from forked children, `delay` seconds apart within each child."""
+    """Start VEs from `workers` starter processes (starter.py), `delay` seconds apart within each."""
     wanted = list(indexes)
-
-    def start_with_delay(index: int) -> dict:
-        if delay and index != wanted[0]:
-            time.sleep(delay)
-        return asdict(start_one(layout, index))
-
     results: list[StartResult] = []
 
     def collect(data: dict) -> None:
-        if "exception" in data:
-            result = StartResult(data["item"], False, 0.0, time.time(), error=data["exception"])
+        index = int(data["name"].removeprefix("ve"))
+        if data.get("error"):
+            error = data["error"]
+        elif data.get("died"):
+            error = "the start process died before it reported"
+        elif not data["ok"]:
+            error = _failure_reason(layout, index)
         else:
-            result = StartResult(**data)
+            error = None
+        result = StartResult(index, data["ok"], data["latency"], data["started_at"], data["pid"], error)
         record_start(layout, result)
         results.append(result)
         if on_started:
             on_started(result)
 
-    children.map_in_children(start_with_delay, wanted, workers=workers, on_result=collect)
+    # -I: the starter imports only liblxc's binding and the standard library (site-packages stay).
+    argv = [sys.executable, "-I", STARTER, layout.root, str(delay)]
+    children.map_in_processes(argv, [layout.ve_name(index) for index in wanted], workers, on_result=collect)
     seen = {result.index for result in results}
     for index in wanted:
         if index not in seen:
-            collect({"item": index, "exception": "the starter process died before starting it"})
+            missing = {"name": layout.ve_name(index), "ok": False, "latency": 0.0, "started_at": time.time()}
+            collect({**missing, "pid": None, "error": "the starter process died before starting it"})
     return sorted(results, key=lambda result: result.index)
 
 

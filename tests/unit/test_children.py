@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
-from pytest_lxcexp.engine.children import map_in_children
+from pytest_lxcexp.engine.children import map_in_children, map_in_processes
 
 
 def square(x: int) -> dict:
@@ -123,3 +124,31 @@ def test_children_are_reaped() -> None:
         # Already waited for: no zombie is left behind.
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+ECHO = (
+    "import json, os, sys\n"
+    "for line in sys.stdin:\n"
+    "    item = int(line)\n"
+    "    if item == 13: os._exit(3)\n"
+    "    print(json.dumps({'item': item, 'pid': os.getpid()}), flush=True)\n"
+)
+
+
+def test_map_in_processes_feeds_contiguous_chunks_and_reaps_every_process():
+    results = map_in_processes([sys.executable, "-c", ECHO], [str(n) for n in range(1, 11)], workers=3)
+    assert sorted(r["item"] for r in results) == list(range(1, 11))
+    by_pid: dict[int, list[int]] = {}
+    for result in results:
+        by_pid.setdefault(result["pid"], []).append(result["item"])
+    assert sorted(sorted(items) for items in by_pid.values()) == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+    for pid in by_pid:
+        assert not os.path.exists(f"/proc/{pid}"), "a process was left running or unreaped"
+
+
+def test_map_in_processes_leaves_out_what_a_dying_process_never_reported():
+    seen: list[int] = []
+    results = map_in_processes(
+        [sys.executable, "-c", ECHO], [str(n) for n in (11, 12, 13, 14)], on_result=lambda r: seen.append(r["item"])
+    )
+    assert [r["item"] for r in results] == seen == [11, 12]
