@@ -6,10 +6,9 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
-import pathlib
 import re
 
-PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
+from integration_helpers import PING_SUITE
 
 
 def _spec(host: str, names) -> str:

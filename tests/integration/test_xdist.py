@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import re
 
-from pytest_lxcexp.engine.storage import lock_path
+from integration_helpers import PING_SUITE
 
-PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
+from pytest_lxcexp.engine.storage import lock_path
 
 
 def test_two_workers_share_one_experiment(pytester, clean_host, leftovers):
