@@ -9,7 +9,7 @@ and the same workload (the tool's init script, a few pings of localhost):
 - shell: the original's way, with the LXC command line: `lxc-copy -s -B overlay` per VE,
          then `lxc-start -d` per VE, in a shell loop;
 - floor: no LXC at all: per VE `unshare` (mount, pid, uts, ipc, net namespaces) + an
-         overlay mount + chroot into the same workload.
+         overlay mount + a tmpfs /dev with null + chroot into the same workload.
 
 "start" is measured the same way for all three: from the first start until every VE's
 log holds its `lxcexp-begin` line. The table prints medians and ratios to the tool.
@@ -36,7 +36,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pytest_lxcexp.engine import base, storage  # noqa: E402
 from pytest_lxcexp.engine.config import build_config  # noqa: E402
 from pytest_lxcexp.engine.experiment import Experiment  # noqa: E402
-from pytest_lxcexp.engine.workload import workload_env  # noqa: E402
 
 PINGS, INTERVAL = 5, 0.5
 BENCH_ROOT = "/tmp/lxcexp-bench"
@@ -44,7 +43,7 @@ BRIDGE = "vebench"
 SUBNET = "10.240.0.0/16"
 
 
-def wait_all_began(logs: list[str], timeout: float = 600) -> float:
+def wait_all_began(logs: list[str], timeout: float = 180) -> float:
     """Block until every log has its begin line; returns when that happened (monotonic)."""
     deadline = time.monotonic() + timeout
     pending = list(logs)
@@ -94,6 +93,12 @@ def run_tool(count: int) -> dict[str, float]:
         experiment.unlock()
 
 
+def _install_base(rootfs: str) -> None:
+    """The tool's busybox base with the tool's workload (init script and its parameters)."""
+    shutil.copytree(base.cached_busybox_base("/var/cache/lxcexp"), rootfs, symlinks=True)
+    base.configure_base(rootfs, build_config(count=1, pings=PINGS, ping_interval=INTERVAL, root=BENCH_ROOT))
+
+
 def _shell(script: str) -> None:
     subprocess.run(["bash", "-ec", script], check=True, stdout=subprocess.DEVNULL)
 
@@ -101,9 +106,7 @@ def _shell(script: str) -> None:
 def _base_container(root: str) -> None:
     """A plain LXC container `vebase` (dir rootfs) with the tool's low-pty settings and a veth on the bridge."""
     rootfs = os.path.join(root, "vebase", "rootfs")
-    shutil.copytree(base.cached_busybox_base("/var/cache/lxcexp"), rootfs, symlinks=True)
-    with open(os.path.join(rootfs, "etc/lxcexp/workload.env"), "w") as handle:
-        handle.write(workload_env(PINGS, INTERVAL))
+    _install_base(rootfs)
     with open(os.path.join(root, "vebase", "config"), "w") as handle:
         handle.write(
             f"lxc.rootfs.path = dir:{rootfs}\nlxc.uts.name = vebase\nlxc.init.cmd = /sbin/lxcexp-workload\n"
@@ -166,9 +169,7 @@ def run_floor(count: int) -> dict[str, float]:
     children: list[subprocess.Popen] = []
     try:
         lower = os.path.join(root, "base")
-        shutil.copytree(base.cached_busybox_base("/var/cache/lxcexp"), lower, symlinks=True)
-        with open(os.path.join(lower, "etc/lxcexp/workload.env"), "w") as handle:
-            handle.write(workload_env(PINGS, INTERVAL))
+        _install_base(lower)
         began = time.monotonic()
         for i in range(1, count + 1):
             for part in ("upper", "work", "merged"):
@@ -179,7 +180,10 @@ def run_floor(count: int) -> dict[str, float]:
             ve = os.path.join(root, f"ve{i}")
             inner = (
                 f"mount -t overlay overlay -o lowerdir={lower},upperdir={ve}/upper,workdir={ve}/work "
-                f"{ve}/merged && hostname ve{i} && exec chroot {ve}/merged /sbin/lxcexp-workload"
+                f"{ve}/merged && mount -t tmpfs -o size=64k,mode=755 dev {ve}/merged/dev && "
+                # A /dev with null, as LXC's autodev gives each VE (the init script needs it).
+                f"mknod -m 666 {ve}/merged/dev/null c 1 3 && hostname ve{i} && "
+                f"exec chroot {ve}/merged /sbin/lxcexp-workload"
             )
             children.append(
                 subprocess.Popen(
