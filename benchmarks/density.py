@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pytest_lxcexp.engine import base, storage  # noqa: E402
 from pytest_lxcexp.engine.config import build_config  # noqa: E402
 from pytest_lxcexp.engine.experiment import Experiment  # noqa: E402
+from pytest_lxcexp.engine.takedown import lxc_lock_dir, remove_lxc_locks  # noqa: E402
 
 PINGS, INTERVAL = 5, 0.5
 BENCH_ROOT = "/tmp/lxcexp-bench"
@@ -147,6 +148,9 @@ def run_shell(count: int) -> dict[str, float]:
             f"for i in $(seq 1 {count}); do lxc-stop -k -P {root} -n ve$i 2>/dev/null; done", shell=True, check=False
         )
         storage.umount(root)
+        # The LXC command line's lock files (/run/lxc/lock/<root>/.veN, .vebase): ours, by the root's name.
+        shutil.rmtree(lxc_lock_dir(root), ignore_errors=True)
+        remove_lxc_locks(root)
         subprocess.run(["ip", "link", "del", BRIDGE], check=False, stderr=subprocess.DEVNULL)
         with suppress(OSError):
             os.rmdir(root)

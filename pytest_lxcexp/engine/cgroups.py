@@ -8,6 +8,7 @@ walking those directories, never by matching process names.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -41,9 +42,7 @@ def low_cpu_priority_line() -> str:
     responsive while thousands of VEs run.
     """
     with open("/proc/self/mounts") as handle:
-        v1_cpu = any(
-            line.split()[2] == "cgroup" and "cpu" in line.split()[3].split(",") for line in handle
-        )
+        v1_cpu = any(line.split()[2] == "cgroup" and "cpu" in line.split()[3].split(",") for line in handle)
     return "lxc.cgroup.cpu.shares = 102" if v1_cpu else "lxc.cgroup2.cpu.weight = 10"
 
 
@@ -61,16 +60,28 @@ def _walk_dirs_deepest_first(top: str) -> list[str]:
     return [dirpath for dirpath, _, _ in os.walk(top, topdown=False, followlinks=False)]
 
 
+# A cgroup going away under the reader: gone (ENOENT), or being removed (ENODEV, seen
+# while the kernel offlines hundreds of VEs' cgroups at once), or its task gone (ESRCH).
+_GONE = (errno.ENOENT, errno.ENODEV, errno.ESRCH)
+
+
+def _procs(directory: str) -> set[int]:
+    """The PIDs in one cgroup directory; none if it is going away."""
+    try:
+        with open(os.path.join(directory, "cgroup.procs")) as handle:
+            return {int(line) for line in handle if line.strip()}
+    except OSError as error:
+        if error.errno in _GONE:
+            return set()
+        raise
+
+
 def experiment_pids(tag: str) -> set[int]:
     """Every PID in the experiment's cgroups, in any hierarchy."""
     pids: set[int] = set()
     for subtree in _subtrees(tag):
         for directory in _walk_dirs_deepest_first(subtree):
-            try:
-                with open(os.path.join(directory, "cgroup.procs")) as handle:
-                    pids.update(int(line) for line in handle if line.strip())
-            except (FileNotFoundError, ProcessLookupError):
-                continue
+            pids |= _procs(directory)
     return pids
 
 
@@ -82,11 +93,7 @@ def ve_pids(tag: str, name: str) -> set[int]:
         if not os.path.isdir(top):
             continue
         for directory in _walk_dirs_deepest_first(top):
-            try:
-                with open(os.path.join(directory, "cgroup.procs")) as handle:
-                    pids.update(int(line) for line in handle if line.strip())
-            except FileNotFoundError:
-                continue
+            pids |= _procs(directory)
     return pids
 
 
@@ -114,8 +121,7 @@ def kill_payloads(tag: str) -> tuple[set[str], int]:
         if not os.path.isdir(top) or os.path.islink(top):
             continue
         for directory in _walk_dirs_deepest_first(top):
-            with contextlib.suppress(FileNotFoundError), open(os.path.join(directory, "cgroup.procs")) as handle:
-                found = {int(line) for line in handle if line.strip()}
+            found = _procs(directory)
             if found and directory != top:
                 names.add(os.path.relpath(directory, top).split("/")[0])
             pids |= found

@@ -127,6 +127,22 @@ def destroy_clones(layout: Layout, indexes: Iterable[int]) -> None:
             shutil.rmtree(directory)
 
 
+# liblxc names a running VE's command socket "@<lxcpath>/<name>/command" when that fits
+# in a sockaddr_un (106 bytes), else by a hash of the path.
+_SOCKET_NAME_MAX = 106
+
+
+def live_ves(layout: Layout, indexes: Iterable[int]) -> list[int] | None:
+    """The VEs whose LXC monitor still listens, from one read of /proc/net/unix, or None
+    when a name is too long to tell (liblxc hashes it): then every VE must be asked."""
+    wanted = {f"@{layout.root}/{layout.ve_name(index)}/command": index for index in indexes}
+    if any(len(name) - 1 >= _SOCKET_NAME_MAX for name in wanted):
+        return None
+    with open("/proc/net/unix") as handle:
+        listening = {line.split()[-1] for line in handle if line.rstrip().endswith("/command")}
+    return sorted(index for name, index in wanted.items() if name in listening)
+
+
 def defined_ves(layout: Layout) -> list[int]:
     """Indexes of the VEs that exist under the root (a directory veN holding a config)."""
     found = []

@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 from dataclasses import dataclass, field
 
 from . import cgroups, network, tuning
-from .fleet import defined_ves, stop_all
+from .fleet import defined_ves, live_ves, stop_all
 from .storage import TMPFS_SOURCE, Layout, lock_path, mounts, read_marker, umount
 
 
@@ -37,13 +38,16 @@ def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
     """Stop every VE and make sure no process of the experiment remains."""
     layout = Layout(root)
     killed_ves, report.killed = cgroups.kill_payloads(tag)
-    stopped_by_lxc: set[str] = set()
-    if read_marker(root) is not None:
-        # Whatever the cgroup kill did not reach (a VE outside our cgroups) stops the LXC way.
-        stopped_by_lxc = stop_all(layout, defined_ves(layout), workers=os.cpu_count() or 1)
-    report.stopped = len(killed_ves | stopped_by_lxc)
     # The monitors delete their VE's veth and cgroups as they exit; give them the time.
     cgroups.wait_for_exit(tag, timeout=30)
+    stopped_by_lxc: set[str] = set()
+    if read_marker(root) is not None:
+        # Whatever the cgroup kill did not reach (a VE outside our cgroups) stops the LXC way;
+        # only VEs whose monitor still listens are asked: loading 1000 VEs took 12 s.
+        defined = defined_ves(layout)
+        live = live_ves(layout, defined)
+        stopped_by_lxc = stop_all(layout, defined if live is None else live, workers=os.cpu_count() or 1)
+    report.stopped = len(killed_ves | stopped_by_lxc)
     # lxc stop can leave processes behind (as lxc-destroy -f was seen to): kill what
     # remains in our cgroups, which proves each PID is a VE's.
     before = cgroups.experiment_pids(tag)
@@ -52,6 +56,39 @@ def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
     if survivors:
         report.leftovers.append(f"processes that would not die: {sorted(survivors)}")
     report.leftovers += [f"cgroup {path}" for path in cgroups.remove_subtrees(tag)]
+    if read_marker(root) is not None:
+        remove_lxc_locks(root)  # named after a root that is provably ours
+
+
+# liblxc's lock files: one per VE it ever loaded, /run/lxc/lock/<lxcpath>/.<name>, which
+# nothing of LXC's removes (44 000 had piled up on this machine).
+LXC_LOCK_DIR = "/run/lxc/lock"
+_LOCK_FILE = re.compile(r"\.ve\d+")
+
+
+def lxc_lock_dir(root: str) -> str:
+    return os.path.join(LXC_LOCK_DIR, root.strip("/"))
+
+
+def lxc_lock_files(root: str) -> list[str]:
+    directory = lxc_lock_dir(root)
+    if os.path.islink(directory) or not os.path.isdir(directory):
+        return []
+    return [os.path.join(directory, name) for name in os.listdir(directory) if _LOCK_FILE.fullmatch(name)]
+
+
+def remove_lxc_locks(root: str) -> None:
+    """Remove our VEs' liblxc lock files, then the directories up to /run/lxc/lock they alone kept."""
+    for path in lxc_lock_files(root):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    directory = lxc_lock_dir(root)
+    while directory.startswith(LXC_LOCK_DIR + "/") and not os.path.islink(directory):
+        try:
+            os.rmdir(directory)  # only if empty: another lxcpath below it keeps it
+        except OSError:
+            break
+        directory = os.path.dirname(directory)
 
 
 def takedown_network(tag: str, bridge: str | None, report: TakedownReport) -> None:
@@ -135,4 +172,6 @@ def leftovers(root: str, tag: str, bridge: str | None) -> list[str]:
         for name in (cgroups.container_dir(tag), cgroups.monitor_dir(tag)):
             if os.path.isdir(os.path.join(hierarchy, name)):
                 found.append(f"cgroup {hierarchy}/{name}")
+    if lxc_lock_files(root):
+        found.append(f"liblxc lock files in {lxc_lock_dir(root)}")
     return found

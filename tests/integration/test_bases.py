@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -9,7 +10,7 @@ import subprocess
 
 from integration_helpers import PING_SUITE, run_pytest, run_to_completion, running_experiment
 
-from pytest_lxcexp.engine import base, network
+from pytest_lxcexp.engine import base, network, takedown
 from pytest_lxcexp.engine.config import ExperimentConfig, build_config
 
 ATTACH = "lxc-attach"
@@ -89,7 +90,12 @@ def test_an_existing_lxc_container_as_the_base(clean_host, leftovers, tmp_path):
         assert leftovers(names) == []
     finally:
         subprocess.run(["lxc-destroy", "-P", str(lxcpath), "-n", "source"], capture_output=True)
+        # liblxc's lock file for the source container, under /run/lxc/lock/<lxcpath>.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(takedown.lxc_lock_dir(str(lxcpath)), ".source"))
+        takedown.remove_lxc_locks(str(lxcpath))
     assert not os.path.exists(lxcpath / "source")
+    assert not os.path.exists(takedown.lxc_lock_dir(str(lxcpath)))
 
 
 def test_cli_createbase_debian_reuses_the_cached_tarball(cli):
