@@ -106,40 +106,39 @@ def _self_and_ancestors() -> set[int]:
     return pids
 
 
-def kill_payloads(tag: str) -> tuple[set[str], int]:
-    """SIGKILL every VE process (not the LXC monitors) at once.
-
-    Returns the names of the VEs that had processes and how many processes were signalled.
-    Killing all VEs together lets the kernel tear their network namespaces down in
-    batches, where stopping them one by one pays a veth deletion (RTNL) per VE.
-    """
-    spared = _self_and_ancestors()
-    pids: set[int] = set()
-    names: set[str] = set()
+def _subtree_pids(tag: str, name: str) -> dict[str, set[int]]:
+    """PIDs under one of our subtrees (container_dir or monitor_dir), by VE name, in any hierarchy."""
+    found: dict[str, set[int]] = {}
     for hierarchy in hierarchies():
-        top = os.path.join(hierarchy, container_dir(tag))
+        top = os.path.join(hierarchy, name)
         if not os.path.isdir(top) or os.path.islink(top):
             continue
         for directory in _walk_dirs_deepest_first(top):
-            found = _procs(directory)
-            if found and directory != top:
-                names.add(os.path.relpath(directory, top).split("/")[0])
-            pids |= found
-    pids -= spared
-    for pid in pids:
+            pids = _procs(directory)
+            if pids:
+                ve = os.path.relpath(directory, top).split("/")[0]
+                found.setdefault(ve, set()).update(pids)
+    return found
+
+
+def kill_all_ves(tag: str) -> tuple[set[str], int]:
+    """SIGKILL every VE and its LXC monitor at once; returns the names of the VEs that had
+    processes and how many processes were signalled.
+
+    Together, so the kernel tears the VEs' network namespaces down in batches (one by one,
+    each pays a veth deletion under RTNL). Monitors first: each VE's init dies with its
+    monitor (liblxc gives it PDEATHSIG), and a monitor left to see its VE die starts its
+    own cleanup, a thousand of them contending for the kernel's cgroup lock (takedown_ves
+    does that work in one pass instead).
+    """
+    spared = _self_and_ancestors()
+    payloads = _subtree_pids(tag, container_dir(tag))
+    monitors = set().union(*_subtree_pids(tag, monitor_dir(tag)).values())
+    victims = [*(monitors - spared), *(set().union(*payloads.values()) - monitors - spared)]
+    for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    return names, len(pids)
-
-
-def wait_for_exit(tag: str, timeout: float) -> set[int]:
-    """Give the LXC monitors time to clean up after their VEs and exit on their own."""
-    deadline = time.monotonic() + timeout
-    pids = experiment_pids(tag) - _self_and_ancestors()
-    while pids and time.monotonic() < deadline:
-        time.sleep(0.05)
-        pids = experiment_pids(tag) - _self_and_ancestors()
-    return pids
+    return {name for name in payloads if name != "."}, len(victims)
 
 
 def kill_experiment_processes(tag: str, timeout: float = 10.0) -> set[int]:

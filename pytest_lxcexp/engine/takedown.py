@@ -37,24 +37,23 @@ class TakedownReport:
 def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
     """Stop every VE and make sure no process of the experiment remains."""
     layout = Layout(root)
-    killed_ves, report.killed = cgroups.kill_payloads(tag)
-    # The monitors delete their VE's veth and cgroups as they exit; give them the time.
-    cgroups.wait_for_exit(tag, timeout=30)
+    # Every VE and its monitor at once. Left to themselves, 1000 monitors cleaning up
+    # after their VEs took 14 s; killed, their cgroups go in one pass below (3 s) and the
+    # kernel drops each veth with its VE's network namespace.
+    killed_ves, report.killed = cgroups.kill_all_ves(tag)
+    before = cgroups.experiment_pids(tag)
+    survivors = cgroups.kill_experiment_processes(tag, timeout=30 + len(before) / 100)
+    report.killed += len(before - survivors)
+    if survivors:
+        report.leftovers.append(f"processes that would not die: {sorted(survivors)}")
     stopped_by_lxc: set[str] = set()
     if read_marker(root) is not None:
-        # Whatever the cgroup kill did not reach (a VE outside our cgroups) stops the LXC way;
-        # only VEs whose monitor still listens are asked: loading 1000 VEs took 12 s.
+        # A VE outside our cgroups (which the kill could not reach) stops the LXC way. Only
+        # VEs whose monitor still listens are asked: loading all 1000 VEs took 12 s.
         defined = defined_ves(layout)
         live = live_ves(layout, defined)
         stopped_by_lxc = stop_all(layout, defined if live is None else live, workers=os.cpu_count() or 1)
     report.stopped = len(killed_ves | stopped_by_lxc)
-    # lxc stop can leave processes behind (as lxc-destroy -f was seen to): kill what
-    # remains in our cgroups, which proves each PID is a VE's.
-    before = cgroups.experiment_pids(tag)
-    survivors = cgroups.kill_experiment_processes(tag)
-    report.killed += len(before - survivors)
-    if survivors:
-        report.leftovers.append(f"processes that would not die: {sorted(survivors)}")
     report.leftovers += [f"cgroup {path}" for path in cgroups.remove_subtrees(tag)]
     if read_marker(root) is not None:
         remove_lxc_locks(root)  # named after a root that is provably ours
