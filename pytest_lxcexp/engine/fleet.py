@@ -219,8 +219,6 @@ def start_range(
         index = int(data["name"].removeprefix("ve"))
         if data.get("error"):
             error = data["error"]
-        elif data.get("died"):
-            error = "the start process died before it reported"
         elif not data["ok"]:
             error = _failure_reason(layout, index)
         else:
