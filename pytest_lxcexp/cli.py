@@ -230,8 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--nice", action="store_true", help="run VEs with a low CPU weight")
     setup.add_argument("--tune-host", action="store_true", help="raise short host limits; restored at takedown")
     setup.add_argument("--unprivileged", action="store_true", help="VEs in user namespaces (root's /etc/subuid range)")
-    setup.add_argument("--workload", default="ping-localhost", help="ping-localhost, ping-gateway, ping-neighbour, "
-                       "idle or cmd:COMMAND (default ping-localhost)")
+    setup.add_argument(
+        "--workload",
+        default="ping-localhost",
+        help="ping-localhost, ping-gateway, ping-neighbour, idle or cmd:COMMAND (default ping-localhost)",
+    )
     setup.add_argument("--poweroff", action="store_true", help="power each VE off when its workload ends")
     setup.add_argument("--base", default="busybox", help="busybox, debian, lxc:NAME[@LXCPATH] or a rootfs dir/tarball")
     setup.add_argument("--init", default="workload", help="workload (default) or system (the base's own init)")

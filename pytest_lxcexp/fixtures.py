@@ -153,12 +153,14 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
     except BaseException:
         if experiment.first_member:
             takedown_root(state.config.root, TakedownReport())
+            experiment.taken_down = True
         _leave(experiment, setup_failed=True)
         raise
     yield experiment
     if not state.config.keep and experiment.last_member:
         with experiment.timed_takedown():
             takedown_root(state.config.root, experiment.takedown_report)
+        experiment.taken_down = True
     _leave(experiment)
 
 

@@ -61,6 +61,9 @@ class HostScheduling(LoadScheduling):
             return
         chunk = max(2 - len(held), self.maxschedchunk or len(mine))
         self._send_tests(node, min(high - len(held), chunk))
+        if not self._tests_for(node):
+            # A worker runs its last test only once it has a next one or a shutdown.
+            node.shutdown()
 
     def schedule(self) -> None:
         assert self.collection_is_completed

@@ -214,9 +214,14 @@ class InterruptPlugin:
         try:
             return (yield)
         finally:
-            if guard is not None and guard.received and session.exitstatus in (
-                pytest.ExitCode.OK,
-                pytest.ExitCode.TESTS_FAILED,
+            if (
+                guard is not None
+                and guard.received
+                and session.exitstatus
+                in (
+                    pytest.ExitCode.OK,
+                    pytest.ExitCode.TESTS_FAILED,
+                )
             ):
                 session.exitstatus = pytest.ExitCode.INTERRUPTED
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pytest
@@ -107,9 +108,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(ini, help_text, type="bool", default=False)
 
 
-# Settings that may differ between the hosts of one run: an environment variable
-# LXCEXP_<NAME> (e.g. LXCEXP_VE_ROOT, set per host in its `--tx ...//env:` spec) wins over the
-# command line and ini, which every host of an xdist run shares.
+# Settings that may differ between the hosts of one run: on an xdist worker, an environment
+# variable LXCEXP_<NAME> (e.g. LXCEXP_VE_ROOT, set per host in its `--tx ...//env:` spec) wins
+# over the command line and ini, which every host of the run shares.
 PER_HOST_OPTIONS = ("ve_root", "ve_tmpfs_size", "ve_bridge", "ve_subnet", "ve_parallel", "ve_mirror", "ve_apt_proxy")
 
 
@@ -117,41 +118,65 @@ def host_env_name(name: str) -> str:
     return "LXCEXP_" + name.upper()
 
 
-def _value(config: pytest.Config, name: str) -> str | bool:
-    if name in PER_HOST_OPTIONS and os.environ.get(host_env_name(name)):
-        return os.environ[host_env_name(name)]
+def host_overrides(config: pytest.Config, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Per-host settings, by option: from `environ` (a --tx spec's env), or on an xdist
+    worker from its own environment; none in a plain run."""
+    if environ is None:
+        if not hasattr(config, "workerinput"):
+            return {}
+        environ = os.environ
+    return {name: environ[host_env_name(name)] for name in PER_HOST_OPTIONS if environ.get(host_env_name(name))}
+
+
+def _value(config: pytest.Config, name: str, overrides: Mapping[str, str]) -> str | bool:
+    if name in overrides:
+        return overrides[name]
     given = config.getoption(name)
     return config.getini(name) if given is None else given
 
 
-def config_from_pytest(config: pytest.Config) -> ExperimentConfig:
-    """Options (command line over ini) -> one validated ExperimentConfig."""
+def config_from_pytest(config: pytest.Config, environ: Mapping[str, str] | None = None) -> ExperimentConfig:
+    """Options (per-host settings over command line over ini) -> one validated ExperimentConfig.
+
+    A value from a per-host setting that is bad names that setting, not the option.
+    """
+    overrides = host_overrides(config, environ)
+    try:
+        return _build(config, overrides)
+    except ConfigError as error:
+        from_env = {f"--{name.replace('_', '-')}": name for name in overrides}
+        if error.option in from_env:
+            raise ConfigError(f"{host_env_name(from_env[error.option])} (--tx env)", error.reason) from None
+        raise
+
+
+def _build(config: pytest.Config, overrides: Mapping[str, str]) -> ExperimentConfig:
     return build_config(
-        count=_value(config, "ve_count"),
-        batch=_value(config, "ve_batch"),
-        root=_value(config, "ve_root"),
-        tmpfs_size=_value(config, "ve_tmpfs_size"),
-        base=_value(config, "ve_base"),
-        base_refresh=bool(_value(config, "ve_base_refresh")),
-        network=_value(config, "ve_network"),
-        bridge=_value(config, "ve_bridge"),
-        subnet=_value(config, "ve_subnet"),
-        pings=_value(config, "ve_pings"),
-        ping_interval=_value(config, "ve_ping_interval"),
-        start_delay=_value(config, "ve_start_delay"),
-        timeout=_value(config, "ve_timeout"),
-        keep=bool(_value(config, "ve_keep")),
-        parallel=_value(config, "ve_parallel"),
-        nice=bool(_value(config, "ve_nice")),
-        tune_host=bool(_value(config, "ve_tune_host")),
-        unprivileged=bool(_value(config, "ve_unprivileged")),
-        workload=_value(config, "ve_workload"),
-        poweroff=bool(_value(config, "ve_poweroff")),
-        init=_value(config, "ve_init"),
-        base_release=_value(config, "ve_base_release"),
-        mirror=_value(config, "ve_mirror"),
-        apt_proxy=_value(config, "ve_apt_proxy"),
-        ssh_key=_value(config, "ve_ssh_key"),
+        count=_value(config, "ve_count", overrides),
+        batch=_value(config, "ve_batch", overrides),
+        root=_value(config, "ve_root", overrides),
+        tmpfs_size=_value(config, "ve_tmpfs_size", overrides),
+        base=_value(config, "ve_base", overrides),
+        base_refresh=bool(_value(config, "ve_base_refresh", overrides)),
+        network=_value(config, "ve_network", overrides),
+        bridge=_value(config, "ve_bridge", overrides),
+        subnet=_value(config, "ve_subnet", overrides),
+        pings=_value(config, "ve_pings", overrides),
+        ping_interval=_value(config, "ve_ping_interval", overrides),
+        start_delay=_value(config, "ve_start_delay", overrides),
+        timeout=_value(config, "ve_timeout", overrides),
+        keep=bool(_value(config, "ve_keep", overrides)),
+        parallel=_value(config, "ve_parallel", overrides),
+        nice=bool(_value(config, "ve_nice", overrides)),
+        tune_host=bool(_value(config, "ve_tune_host", overrides)),
+        unprivileged=bool(_value(config, "ve_unprivileged", overrides)),
+        workload=_value(config, "ve_workload", overrides),
+        poweroff=bool(_value(config, "ve_poweroff", overrides)),
+        init=_value(config, "ve_init", overrides),
+        base_release=_value(config, "ve_base_release", overrides),
+        mirror=_value(config, "ve_mirror", overrides),
+        apt_proxy=_value(config, "ve_apt_proxy", overrides),
+        ssh_key=_value(config, "ve_ssh_key", overrides),
     )
 
 

@@ -60,7 +60,10 @@ def summary_lines(state: RunState, interrupted: Interruption | None = None) -> l
     if experiment.tuned:
         lines += ["", "--ve-tune-host raised (restored at takedown):"]
         lines += [f"  {path}: {old} -> {new}" for path, (old, new) in experiment.tuned.items()]
-    if state.kept:
+    if state.kept and len(state.hosts) > 1:
+        lines += ["", "--ve-keep: the experiment is still up; take it down on each host with:"]
+        lines += [f"  {host.name}: lxcexp takedown --root {host.root}" for host in state.hosts]
+    elif state.kept:
         command = f"lxcexp takedown --root {summary.root}"
         lines += ["", f"--ve-keep: the experiment is still up; take it down with: {command}"]
     else:

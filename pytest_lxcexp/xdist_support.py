@@ -67,30 +67,46 @@ def host_identity(config: pytest.Config, ran: ExperimentConfig) -> dict[str, Any
     }
 
 
-def refuse_shared_local_settings(specs: list[str], experiment: ExperimentConfig) -> None:
-    """Hosts simulated on this machine (popen specs) must not share a root, bridge or subnet."""
+def check_host_settings(config: pytest.Config, specs: list[str]) -> None:
+    """Every host's own settings (its spec's LXCEXP_* env over the command line) valid, and
+    hosts simulated on this machine (popen specs) sharing no root, bridge or subnet."""
     import execnet
 
-    from .plugin import host_env_name
+    from .engine.config import ConfigError
+    from .plugin import config_from_pytest
 
-    seen: dict[tuple[str, str], str] = {}
+    local: dict[str, ExperimentConfig] = {}
     for spec in specs:
         xspec = execnet.XSpec(spec)
-        if not xspec.popen:
-            continue
         host = host_key(xspec)
-        for option, name, default in (
-            ("root", "ve_root", experiment.root),
-            ("bridge", "ve_bridge", experiment.bridge),
-            ("subnet", "ve_subnet", str(experiment.subnet)),
-        ):
-            value = xspec.env.get(host_env_name(name), default)
-            other = seen.setdefault((option, value), host)
-            if other != host:
+        try:
+            ran = config_from_pytest(config, environ=xspec.env)
+        except ConfigError as error:
+            raise pytest.UsageError(f"--tx {spec}: {error}") from None
+        if xspec.popen:
+            local.setdefault(host, ran)
+    hosts = list(local.items())
+    for at, (host, ran) in enumerate(hosts):
+        for other, seen in hosts[:at]:
+            clash = _clash(seen, ran)
+            if clash:
                 raise pytest.UsageError(
-                    f"--tx: hosts {other} and {host} both run on this machine with {option} {value}; "
-                    f"give each its own {host_env_name(name)} in its spec"
+                    f"--tx: hosts {other} and {host} both run on this machine with {clash}; give each its own "
+                    "LXCEXP_VE_ROOT, LXCEXP_VE_BRIDGE and LXCEXP_VE_SUBNET in its spec"
                 )
+
+
+def _clash(one: ExperimentConfig, two: ExperimentConfig) -> str | None:
+    """What two experiments on one machine would share, in words; None if nothing."""
+    roots = sorted((one.root.rstrip("/") + "/", two.root.rstrip("/") + "/"), key=len)
+    if roots[1].startswith(roots[0]):
+        return f"root {one.root} and {two.root} (one inside the other)" if one.root != two.root else f"root {one.root}"
+    if one.network == two.network == "bridge":
+        if one.bridge == two.bridge:
+            return f"bridge {one.bridge}"
+        if one.subnet.overlaps(two.subnet):
+            return f"overlapping subnets {one.subnet} and {two.subnet}"
+    return None
 
 
 @dataclass
@@ -113,8 +129,9 @@ class HostFigures:
 
     def line(self) -> str:
         start = f"{self.start_all:.1f} s" if self.start_all is not None else "-"
+        network = f"on {self.bridge} ({self.subnet})" if self.bridge else "without a network"
         return (
-            f"  {self.name}: ve{self.first}-ve{self.last} in {self.root} on {self.bridge} ({self.subnet}): "
+            f"  {self.name}: ve{self.first}-ve{self.last} in {self.root} {network}: "
             f"{self.ves} VEs, {self.started} started, {self.completed} completed, start all {start}"
         )
 
@@ -147,7 +164,7 @@ class XdistSupport:
             self.plan = HostPlan(keys, ve_ranges(experiment.count, experiment.batch))
         except HostPlanError as error:
             raise pytest.UsageError(f"--tx: {error}") from None
-        refuse_shared_local_settings(parse_tx_spec_config(config), experiment)
+        check_host_settings(config, parse_tx_spec_config(config))
         return experiment
 
     @pytest.hookimpl(optionalhook=True)
@@ -176,8 +193,8 @@ class XdistSupport:
         if state is None or state.experiment is None:
             return
         experiment = state.experiment
-        # The host's last worker took it down: it alone can tell what was left behind.
-        taken_down = experiment.last_member and not state.kept
+        # The worker that took its host down alone can tell what was left behind there.
+        taken_down = experiment.taken_down
         config.workeroutput[OUTPUT_KEY] = {  # type: ignore[attr-defined]
             "host": host_identity(config, experiment.config),
             "leftovers": experiment.leftovers() if taken_down else None,
@@ -241,7 +258,7 @@ def merge_into(state: Any, parts: list[dict[str, Any]]) -> None:
     ordered = [records[index] for index in sorted(records)]
     state.records = {record.index: record for record in ordered}
     state.hosts = host_figures(parts, state.records, experiment.starts)
-    state.leftovers = leftovers_of(parts)
+    state.leftovers = leftovers_of(state.hosts)
     state.summary = summarize(
         ordered,
         # Workers of one host share its tmpfs; the hosts' tmpfs add up.
@@ -273,7 +290,13 @@ def host_figures(
     return list(hosts.values())
 
 
-def leftovers_of(parts: list[dict[str, Any]]) -> list[str] | None:
-    """What the hosts' takedowns left behind; None when no part took a host down (the controller checks)."""
-    found = [part["leftovers"] for part in parts if part["leftovers"] is not None]
-    return None if not found else [item for left in found for item in left]
+def leftovers_of(hosts: list[HostFigures]) -> list[str]:
+    """What the hosts' takedowns left behind, and every host that no worker took down
+    (one whose workers crashed, or never finished: its experiment may still be up)."""
+    found = []
+    for host in hosts:
+        if host.leftovers is None:
+            found.append(f"host {host.name} was not taken down (run `lxcexp takedown --root {host.root}` on it)")
+        else:
+            found += host.leftovers
+    return found

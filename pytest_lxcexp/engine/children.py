@@ -199,6 +199,9 @@ def map_in_processes(
             process.stdin.close()
         _gather(selector, results, on_result)
     finally:
+        for process in processes:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # type: ignore[union-attr] - an interrupt mid-write: EOF all the same
         for fd in list(selector.get_map()):
             os.close(fd)
         selector.close()
@@ -207,10 +210,13 @@ def map_in_processes(
 
 
 def _wait_processes(processes: list[subprocess.Popen], timeout: float = REAP_TIMEOUT) -> None:
+    """Wait for each process; kill the process group (ours: each was started in its own)
+    of one still busy at the deadline, so its forks go too."""
     deadline = time.monotonic() + timeout
     for process in processes:
         try:
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            process.kill()  # ours, by PID
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()

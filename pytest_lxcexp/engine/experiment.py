@@ -46,6 +46,7 @@ class Experiment:
         self.share: SharedRun | None = None
         self.first_member = True
         self.last_member = True
+        self.taken_down = False  # this process ran the experiment's final takedown
         # What the experiment is doing now: an interrupt or a failure is reported against it.
         self.phase = "preflight"
         self.warnings: list[str] = []
@@ -193,7 +194,7 @@ class Experiment:
             failed += not result.ok
             rate = done[0] / max(time.monotonic() - (self._first_start or began), 1e-6)
             self.status(
-                f"lxcexp: {self.config.count} created, {done[0]} started ({failed} failed), "
+                f"lxcexp: {len(self.config.ves)} created, {done[0]} started ({failed} failed), "
                 f"{len(self.completed)} completed; {rate:.0f} starts/s"
             )
 
@@ -233,25 +234,29 @@ class Experiment:
             state = states.get(index, fleet.VEState("UNKNOWN", None))
             log = read_log(self.layout.ve_workload_log(index))
             records.append(
-                self._with_fields(VERecord(
-                    index=index,
-                    state=state.state,
-                    pid=state.pid,
-                    pings=log.pings,
-                    expected_pings=self.config.pings,
-                    finished=log.finished,
-                    log_present=log.present,
-                    start_latency=start.latency if start else None,
-                    start_error=start.error if start and not start.ok else None,
-                    address=str(plan.ve_address(index)) if plan else None,
-                    workload=self.config.workload,
-                    began=log.began is not None,
-                    exit_status=log.exit_status,
-                    poweroff=self.config.poweroff,
-                    powered_off=log.powered_off,
-                    output="\n".join(log.output) if expected_exit_status(self.config.workload) is not None else None,
-                    target=ping_target(self.config, index),
-                ))
+                self._with_fields(
+                    VERecord(
+                        index=index,
+                        state=state.state,
+                        pid=state.pid,
+                        pings=log.pings,
+                        expected_pings=self.config.pings,
+                        finished=log.finished,
+                        log_present=log.present,
+                        start_latency=start.latency if start else None,
+                        start_error=start.error if start and not start.ok else None,
+                        address=str(plan.ve_address(index)) if plan else None,
+                        workload=self.config.workload,
+                        began=log.began is not None,
+                        exit_status=log.exit_status,
+                        poweroff=self.config.poweroff,
+                        powered_off=log.powered_off,
+                        output="\n".join(log.output)
+                        if expected_exit_status(self.config.workload) is not None
+                        else None,
+                        target=ping_target(self.config, index),
+                    )
+                )
             )
         # A host limit (full tmpfs, no more PIDs, ...) named for each VE it stopped.
         return [self._with_fault(record) for record in records]

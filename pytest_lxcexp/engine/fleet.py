@@ -135,11 +135,13 @@ _SOCKET_NAME_MAX = 106
 def live_ves(layout: Layout, indexes: Iterable[int]) -> list[int] | None:
     """The VEs whose LXC monitor still listens, from one read of /proc/net/unix, or None
     when a name is too long to tell (liblxc hashes it): then every VE must be asked."""
-    wanted = {f"@{layout.root}/{layout.ve_name(index)}/command": index for index in indexes}
+    wanted = {os.fsencode(f"@{layout.root}/{layout.ve_name(index)}/command"): index for index in indexes}
     if any(len(name) - 1 >= _SOCKET_NAME_MAX for name in wanted):
         return None
-    with open("/proc/net/unix") as handle:
-        listening = {line.split()[-1] for line in handle if line.rstrip().endswith("/command")}
+    # Bytes: any socket name on the host may be there. The path is the 8th field, and may hold spaces.
+    with open("/proc/net/unix", "rb") as handle:
+        next(handle, None)  # the header
+        listening = {fields[7] for line in handle if len(fields := line.rstrip(b"\n").split(maxsplit=7)) == 8}
     return sorted(index for name, index in wanted.items() if name in listening)
 
 
@@ -223,7 +225,8 @@ def start_range(
             error = _failure_reason(layout, index)
         else:
             error = None
-        result = StartResult(index, data["ok"], data["latency"], data["started_at"], data["pid"], error)
+        started_at = data.get("started_at", time.time())
+        result = StartResult(index, data["ok"], data.get("latency", 0.0), started_at, data.get("pid"), error)
         record_start(layout, result)
         results.append(result)
         if on_started:
@@ -235,8 +238,9 @@ def start_range(
     seen = {result.index for result in results}
     for index in wanted:
         if index not in seen:
-            missing = {"name": layout.ve_name(index), "ok": False, "latency": 0.0, "started_at": time.time()}
-            collect({**missing, "pid": None, "error": "the starter process died before starting it"})
+            # A starter fork that died mid-start may have left its VE up: takedown finds it by cgroup.
+            died = "the starter process died before reporting its start (the VE may be up)"
+            collect({"name": layout.ve_name(index), "ok": False, "error": died})
     return sorted(results, key=lambda result: result.index)
 
 

@@ -2,7 +2,8 @@
 
     python starter.py LXCPATH DELAY  <names on stdin, one per line>
 
-It prints one JSON line per VE: {"name", "ok", "latency", "started_at", "pid"}.
+It prints one JSON line per VE: {"name", "ok", "latency", "started_at", "pid"}, or
+{"name", "ok": false, "error"} when the start could not even be tried.
 
 Why a separate, freshly executed process rather than a fork of the tool: every liblxc
 start forks the caller several times (the monitor, the VE's init), and the cost of a
@@ -51,7 +52,11 @@ def start_batch(names: list[str], lxcpath: str, delay: float, first: bool) -> No
                 time.sleep(delay)
             first = False
             try:
-                print(json.dumps(start(name, lxcpath)), flush=True)
+                try:
+                    result = start(name, lxcpath)
+                except Exception as error:  # noqa: BLE001 - reported for this VE, the others go on
+                    result = {"name": name, "ok": False, "error": f"{type(error).__name__}: {error}"}
+                print(json.dumps(result), flush=True)
             except BrokenPipeError:
                 status = BROKEN_PIPE  # the tool stopped listening (an interrupt)
                 return
@@ -64,7 +69,13 @@ def main() -> int:
     lxcpath, delay = sys.argv[1], float(sys.argv[2])
     names = [line.strip() for line in sys.stdin if line.strip()]
     for at in range(0, len(names), STARTS_PER_FORK):
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as error:
+            # Out of processes (a full host): say so for every VE not started.
+            for name in names[at:]:
+                print(json.dumps({"name": name, "ok": False, "error": f"the starter could not fork: {error}"}))
+            return 1
         if pid == 0:
             start_batch(names[at : at + STARTS_PER_FORK], lxcpath, delay, first=at == 0)
         _, status = os.waitpid(pid, 0)

@@ -55,8 +55,6 @@ def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
         stopped_by_lxc = stop_all(layout, defined if live is None else live, workers=os.cpu_count() or 1)
     report.stopped = len(killed_ves | stopped_by_lxc)
     report.leftovers += [f"cgroup {path}" for path in cgroups.remove_subtrees(tag)]
-    if read_marker(root) is not None:
-        remove_lxc_locks(root)  # named after a root that is provably ours
 
 
 # liblxc's lock files: one per VE it ever loaded, /run/lxc/lock/<lxcpath>/.<name>, which
@@ -104,6 +102,8 @@ def takedown_root(root: str, report: TakedownReport) -> None:
     """Unmount what is under the root, then our tmpfs, then remove the empty directory."""
     if read_marker(root) is None:
         return  # not ours (or already gone): touch nothing
+    # Here, while the marker still proves the root ours (the lock files are named after it).
+    remove_lxc_locks(root)
     report.restored = tuning.restore(root)
     prefix = root.rstrip("/") + "/"
     for entry in sorted(mounts(), key=lambda m: len(m["target"]), reverse=True):

@@ -19,7 +19,10 @@ from .results import Results, ResultsError, load_results
 
 # Options that name things (paths, interfaces) or housekeeping: they differ between runs
 # without changing what is measured, so they do not make two runs incomparable.
-NAMING_OPTIONS = frozenset({"root", "bridge", "subnet", "base_cache", "base_refresh", "keep", "timeout"})
+# ve_first/ve_last: which of the run's VEs one host ran (a run over several hosts).
+NAMING_OPTIONS = frozenset(
+    {"root", "bridge", "subnet", "base_cache", "base_refresh", "keep", "timeout", "ve_first", "ve_last"}
+)
 SHOWN_METRICS = (
     "completed",
     "failed_to_start",

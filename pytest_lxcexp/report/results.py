@@ -370,7 +370,10 @@ def samples_of(results: Results) -> list[Sample]:
 
 def summed_samples(per_host: list[list[Sample]]) -> list[Sample]:
     """Several hosts' timelines as one: at each sample, the sum of every host's latest sample."""
-    events = sorted((sample.at, host, sample) for host, samples in enumerate(per_host) for sample in samples)
+    events = sorted(
+        ((sample.at, host, sample) for host, samples in enumerate(per_host) for sample in samples),
+        key=lambda event: event[:2],  # a tie must not compare the samples themselves
+    )
     latest: dict[int, Sample] = {}
     summed = []
     for at, host, sample in events:

@@ -72,3 +72,17 @@ def test_a_host_runs_its_ranges_in_collection_order_all_starts_before_any_wait()
         "t.py::test_completed[ve21-ve30]",
         "t.py::test_completed[ve31-ve40]",
     ]
+
+
+def test_a_worker_given_its_hosts_last_test_is_told_to_shut_down_at_once():
+    # xdist runs a worker's last test only once it has a next one or a shutdown.
+    a, b = FakeWorker("a"), FakeWorker("b")
+    plan = HostPlan(["a", "b"], ve_ranges(40, 10))
+    scheduler = HostScheduling(FakeConfig(["popen"] * 2), None, plan.owner_of_test, lambda w: w.host)
+    for worker in (a, b):
+        scheduler.add_node(worker)
+        scheduler.add_node_collection(worker, TESTS)
+    scheduler.schedule()
+    while scheduler._tests_for(b):
+        scheduler.mark_test_complete(b, scheduler.node2pending[b][0])
+    assert b.shutting_down and scheduler.node2pending[b], "b holds tests but was not told to finish"

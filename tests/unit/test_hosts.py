@@ -71,3 +71,29 @@ def test_hosts_simulated_on_one_machine_must_not_share_a_root(pytester):
         ["*--tx: hosts a and b both run on this machine with root /tmp/never-made; give each its own LXCEXP_VE_ROOT*"]
     )
     assert not pathlib.Path("/tmp/never-made").exists()
+
+
+def _refused(pytester, *specs: str) -> pytest.RunResult:
+    pytester.makepyfile(test_x="def test_x(ve_range):\n    pass\n")
+    tx = [arg for spec in specs for arg in ("--tx", spec)]
+    result = pytester.runpytest_subprocess("-d", *tx, "--ve-count=20", "--ve-batch=10", "--ve-root=/tmp/never-made")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    return result
+
+
+def test_a_bad_per_host_setting_names_the_variable_and_the_host(pytester):
+    spec_b = "popen//env:LXCEXP_HOST=b//env:LXCEXP_VE_SUBNET=nonsense"
+    result = _refused(pytester, "popen//env:LXCEXP_HOST=a", spec_b)
+    result.stderr.fnmatch_lines([f"*--tx {spec_b}: LXCEXP_VE_SUBNET (--tx env): *"])
+
+
+def test_simulated_hosts_must_not_nest_roots_or_overlap_subnets(pytester):
+    b = "popen//env:LXCEXP_HOST=b//env:LXCEXP_VE_BRIDGE=veb//env:LXCEXP_VE_SUBNET=10.9.0.0/24"
+    nested = _refused(pytester, "popen//env:LXCEXP_HOST=a", b + "//env:LXCEXP_VE_ROOT=/tmp/never-made/b")
+    nested.stderr.fnmatch_lines(["*hosts a and b both run on this machine with root /tmp/never-made and *(one inside*"])
+    overlap = _refused(
+        pytester,
+        "popen//env:LXCEXP_HOST=a//env:LXCEXP_VE_SUBNET=10.9.0.0/16",
+        b + "//env:LXCEXP_VE_ROOT=/tmp/never-made-b",
+    )
+    overlap.stderr.fnmatch_lines(["*with overlapping subnets 10.9.0.0/16 and 10.9.0.0/24*"])

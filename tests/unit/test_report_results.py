@@ -223,3 +223,9 @@ def test_summed_samples_start_once_every_host_reported() -> None:
         (3.0, 1300, 8, None),
         (4.0, 2300, 9, None),
     ]
+
+
+def test_summed_samples_of_two_hosts_sampled_at_the_same_moment():
+    # Timelines are rounded to milliseconds, so ties happen; samples themselves do not order.
+    summed = summed_samples([[Sample(1.0, 10, 1, None)], [Sample(1.0, 20, 2, None)]])
+    assert [(s.at, s.memory_used, s.running) for s in summed] == [(1.0, 30, 3)]
