@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+from integration_helpers import alive
 from pyroute2 import IPRoute
 
 from pytest_lxcexp.engine import cgroups, network, storage
@@ -59,7 +60,7 @@ def test_bridge_experiment_end_to_end(clean_host, leftovers):
 
         # Real processes, each in the experiment's own cgroup subtree.
         for result in results:
-            assert os.path.exists(f"/proc/{result.pid}")
+            assert alive(result.pid)
             with open(f"/proc/{result.pid}/cgroup") as handle:
                 assert f"lxcexp-{names.tag}/ve{result.index}" in handle.read()
         assert os.getpid() not in cgroups.experiment_pids(names.tag)
@@ -103,7 +104,7 @@ def test_bridge_experiment_end_to_end(clean_host, leftovers):
     finally:
         experiment.unlock()
     assert report.stopped == COUNT and report.bridge_deleted and names.root in report.unmounted
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert leftovers(names) == []
 
 
@@ -163,5 +164,5 @@ def test_takedown_is_idempotent_and_kills_stray_processes(clean_host, leftovers)
         experiment.unlock()
     assert first.stopped == 2 and first.killed >= 1
     assert (second.stopped, second.killed, second.unmounted, second.bridge_deleted) == (0, 0, [], False)
-    assert all(not os.path.exists(f"/proc/{r.pid}") for r in results)
+    assert not any(alive(r.pid) for r in results)
     assert leftovers(names) == []

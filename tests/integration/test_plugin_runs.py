@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 import time
 
-from integration_helpers import FAULTY_SUITE, PING_SUITE, assert_next_run_takes_the_stale_experiment_down, run_pytest
+from integration_helpers import (
+    FAULTY_SUITE,
+    PING_SUITE,
+    alive,
+    assert_next_run_takes_the_stale_experiment_down,
+    run_pytest,
+)
 
 from pytest_lxcexp.engine import network
 
@@ -124,8 +130,8 @@ def test_stale_experiment_is_taken_down_before_a_new_run(pytester, clean_host, l
     assert setup.returncode == 0, setup.stderr
     assert cli("start", "--root", names.root).returncode == 0
     old_pids = [int(line.split()[2]) for line in cli("info", "--root", names.root).stdout.splitlines()[1:]]
-    assert all(os.path.exists(f"/proc/{pid}") for pid in old_pids)
+    assert all(alive(pid) for pid in old_pids)
 
     assert_next_run_takes_the_stale_experiment_down(pytester, names)
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in old_pids)
+    assert not any(alive(pid) for pid in old_pids)
     assert leftovers(names) == []
