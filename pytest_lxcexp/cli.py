@@ -49,7 +49,7 @@ def _attach(root: str) -> Experiment:
 
 def _range(args: argparse.Namespace, config: ExperimentConfig) -> tuple[int, int]:
     try:
-        return parse_range("S E", args.first, args.last, config.count)
+        return parse_range("S E", args.first, args.last, config.ve_last, config.ve_first)
     except ConfigError as error:
         raise CliError(str(error)) from None
 

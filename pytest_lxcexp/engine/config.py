@@ -444,10 +444,15 @@ def ve_ranges(count: int, batch: int) -> list[tuple[int, int]]:
     return [(first, min(first + batch - 1, count)) for first in range(1, count + 1, batch)]
 
 
-def parse_range(option: str, first: str | int | None, last: str | int | None, count: int) -> tuple[int, int]:
-    """Resolve the CLI's optional [S] [E] against the experiment's count."""
-    start = 1 if first is None else parse_positive_int(option, first)
+def parse_range(
+    option: str, first: str | int | None, last: str | int | None, count: int, lowest: int = 1
+) -> tuple[int, int]:
+    """Resolve the CLI's optional [S] [E] against the root's VEs, ve<lowest>..ve<count>
+    (lowest > 1: one host's part of a run over several hosts)."""
+    start = lowest if first is None else parse_positive_int(option, first)
     end = count if last is None else parse_positive_int(option, last)
+    if lowest > 1 and (start < lowest or end > count):
+        raise ConfigError(option, f"range {start}-{end} lies outside this root's VEs ve{lowest}-ve{count}")
     if start > count or end > count:
         raise ConfigError(option, f"range {start}-{end} lies outside the experiment's {count} VEs")
     if start > end:

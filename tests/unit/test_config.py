@@ -483,3 +483,10 @@ def test_veth_name_fits_ifname(index: int) -> None:
     assert len(name) <= IFNAME_MAX
     # A veth name is itself a valid interface name of ours.
     assert parse_ifname("--ve-bridge", name) == name
+
+
+def test_parse_range_of_one_hosts_part_defaults_to_and_stays_within_it() -> None:
+    assert parse_range("S E", None, None, 40, lowest=21) == (21, 40)
+    assert parse_range("S E", "25", None, 40, lowest=21) == (25, 40)
+    with pytest.raises(ConfigError, match="range 1-40 lies outside this root's VEs ve21-ve40"):
+        parse_range("S E", "1", None, 40, lowest=21)
