@@ -293,8 +293,8 @@ def merge_worker_results(parts: list[Results]) -> Results:
 
 def _merge_host(parts: list[Results]) -> Results:
     """Workers of one host: VEs are matched by index; the furthest-progressed record of a VE
-    wins (completed, then finished, then pings, then started). Phase times take the longest
-    worker's; samples are host-wide, so all workers' samples are one timeline.
+    wins (completed, then finished, then pings, then started). Disk is the host's one tmpfs
+    (the largest any worker saw); samples are host-wide, so all workers' are one timeline.
     """
     if len(parts) == 1:
         return parts[0]
@@ -306,16 +306,48 @@ def _merge_host(parts: list[Results]) -> Results:
             # furthest one is the latest (a worker that left early saw others' VEs mid-run).
             if known is None or _progress(ve) > _progress(known):
                 ves[ve["index"]] = ve
-    merged_ves = [ves[index] for index in sorted(ves)]
-    records = _records_from(merged_ves)
+    summaries = _summaries(parts)
+    results = _combine(
+        parts,
+        [ves[index] for index in sorted(ves)],
+        disk_used=max(s.get("disk_used") or 0 for s in summaries),
+        root=summaries[0].get("root", ""),
+        disk_per_ve=max((p["resources"].get("disk_per_ve") or 0.0 for p in parts), default=None) or None,
+        samples=[sample for part in parts for sample in samples_of(part)],
+        workers=len(parts),
+    )
+    if parts[0].get("hosts"):
+        results["hosts"] = [host_entry(parts[0]["hosts"][0], results)]
+    return results
+
+
+def _summaries(parts: list[Results]) -> list[dict[str, Any]]:
+    # A worker whose experiment never came up has no summary: take values from one that has.
+    return [p["summary"] for p in parts if p.get("summary")] or [{}]
+
+
+def _combine(
+    parts: list[Results],
+    ves: list[dict[str, Any]],
+    *,
+    disk_used: int,
+    root: str,
+    disk_per_ve: float | None,
+    samples: list[Sample],
+    workers: int,
+) -> Results:
+    """One run's results from parts (workers or hosts) and their merged VEs: each phase as
+    long as the longest part's, the parts' time span, and their test outcomes summed."""
     first = parts[0]
-    # A worker whose experiment never came up has no summary: take these from one that has.
-    summaries = [p["summary"] for p in parts if p.get("summary")] or [{}]
-    disk_used = max(s.get("disk_used") or 0 for s in summaries)
-    root = summaries[0].get("root", "")
-    pings = summaries[0].get("expected_pings", 0)
-    workload = summaries[0].get("workload", "ping-localhost")  # absent before workloads existed
-    summary = summarize(records, disk_used=disk_used, root=root, expected_pings=pings, workload=workload)
+    records = _records_from(ves)
+    summaries = _summaries(parts)
+    summary = summarize(
+        records,
+        disk_used=disk_used,
+        root=root,
+        expected_pings=summaries[0].get("expected_pings", 0),
+        workload=summaries[0].get("workload", "ping-localhost"),  # absent before workloads existed
+    )
     phases: dict[str, float] = {}
     for part in parts:
         for name, seconds in part["timings"].get("phases", {}).items():
@@ -324,25 +356,23 @@ def _merge_host(parts: list[Results]) -> Results:
     metadata = dict(first["metadata"])
     metadata["started_at"] = min(p["metadata"].get("started_at") or 0 for p in parts)
     metadata["ended_at"] = max(p["metadata"].get("ended_at") or 0 for p in parts)
-    samples = [sample for part in parts for sample in samples_of(part)]
     starts = {
         ve["index"]: StartTimes(ve["started_at"], ve.get("start_latency") or 0.0, not ve.get("start_error"))
-        for ve in merged_ves
+        for ve in ves
         if ve.get("started_at") is not None
     }
     capture = VECapture(
-        log_began={ve["index"]: ve.get("log_began") for ve in merged_ves},
-        log_ended={ve["index"]: ve.get("log_ended") for ve in merged_ves},
-        log_tails={ve["index"]: ve["log_tail"] for ve in merged_ves if ve.get("log_tail")},
-        disk_per_ve=max((p["resources"].get("disk_per_ve") or 0.0 for p in parts), default=None) or None,
+        log_began={ve["index"]: ve.get("log_began") for ve in ves},
+        log_ended={ve["index"]: ve.get("log_ended") for ve in ves},
+        log_tails={ve["index"]: ve["log_tail"] for ve in ves if ve.get("log_tail")},
+        disk_per_ve=disk_per_ve,
         disk_base=first["resources"].get("disk_base"),
     )
     outcomes: dict[str, int] = {}
     for part in parts:
         for outcome, count in part["session"].get("outcomes", {}).items():
             outcomes[outcome] = outcomes.get(outcome, 0) + count
-    session = {**first["session"], "outcomes": outcomes, "workers": len(parts)}
-    results = build_results(
+    return build_results(
         run_id=first["run_id"],
         metadata=metadata,
         phases=phases,
@@ -351,11 +381,8 @@ def _merge_host(parts: list[Results]) -> Results:
         starts=starts,
         capture=capture,
         samples=samples,
-        session=session,
+        session={**first["session"], "outcomes": outcomes, "workers": workers},
     )
-    if first.get("hosts"):
-        results["hosts"] = [host_entry(first["hosts"][0], results)]
-    return results
 
 
 def samples_of(results: Results) -> list[Sample]:
@@ -394,54 +421,15 @@ def summed_samples(per_host: list[list[Sample]]) -> list[Sample]:
 def _merge_hosts(hosts: list[Results]) -> Results:
     """Several hosts' results (each already one host's) -> one run: VEs side by side, disk and
     memory summed, each phase as long as the slowest host's, and a `hosts` line for each."""
-    ves = [ve for results in hosts for ve in results["ves"]]
-    records = _records_from(ves)
-    first = hosts[0]
-    summaries = [results["summary"] for results in hosts if results.get("summary")] or [{}]
-    summary = summarize(
-        records,
-        disk_used=sum(s.get("disk_used") or 0 for s in summaries),
-        root=", ".join(results["hosts"][0]["root"] for results in hosts),
-        expected_pings=summaries[0].get("expected_pings", 0),
-        workload=summaries[0].get("workload", "ping-localhost"),
-    )
-    phases: dict[str, float] = {}
-    for results in hosts:
-        for name, seconds in results["timings"].get("phases", {}).items():
-            if seconds is not None:
-                phases[name] = max(phases.get(name, 0.0), seconds)
-    metadata = dict(first["metadata"])
-    metadata["started_at"] = min(r["metadata"].get("started_at") or 0 for r in hosts)
-    metadata["ended_at"] = max(r["metadata"].get("ended_at") or 0 for r in hosts)
-    starts = {
-        ve["index"]: StartTimes(ve["started_at"], ve.get("start_latency") or 0.0, not ve.get("start_error"))
-        for ve in ves
-        if ve.get("started_at") is not None
-    }
     disk = [(r["resources"].get("disk_per_ve"), len(r["ves"])) for r in hosts if r["resources"].get("disk_per_ve")]
-    capture = VECapture(
-        log_began={ve["index"]: ve.get("log_began") for ve in ves},
-        log_ended={ve["index"]: ve.get("log_ended") for ve in ves},
-        log_tails={ve["index"]: ve["log_tail"] for ve in ves if ve.get("log_tail")},
+    merged = _combine(
+        hosts,
+        [ve for results in hosts for ve in results["ves"]],
+        disk_used=sum(s.get("disk_used") or 0 for s in _summaries(hosts)),
+        root=", ".join(results["hosts"][0]["root"] for results in hosts),
         disk_per_ve=sum(per_ve * count for per_ve, count in disk) / sum(c for _, c in disk) if disk else None,
-        disk_base=first["resources"].get("disk_base"),
-    )
-    outcomes: dict[str, int] = {}
-    for results in hosts:
-        for outcome, count in results["session"].get("outcomes", {}).items():
-            outcomes[outcome] = outcomes.get(outcome, 0) + count
-    workers = sum(results["session"].get("workers", 1) for results in hosts)
-    session = {**first["session"], "outcomes": outcomes, "workers": workers}
-    merged = build_results(
-        run_id=first["run_id"],
-        metadata=metadata,
-        phases=phases,
-        summary=summary,
-        records=records,
-        starts=starts,
-        capture=capture,
         samples=summed_samples([samples_of(results) for results in hosts]),
-        session=session,
+        workers=sum(results["session"].get("workers", 1) for results in hosts),
     )
     merged["hosts"] = [results["hosts"][0] for results in hosts]
     return merged
