@@ -76,6 +76,10 @@ class Names:
 # -- pytest sessions over real VEs --------------------------------------------------------
 
 
+# A small xdist run of the ping suite: 40 VEs in four ranges (8 tests), quick pings.
+XDIST_RUN = ["-v", "--ve-count=40", "--ve-batch=10", "--ve-pings=3", "--ve-ping-interval=0.2", "--ve-tmpfs-size=128M"]
+
+
 def session_args(names: Names, *options: str) -> list[str]:
     """A session's arguments: the test's own names first, so an option given after them wins
     (test_bad_input passes bad ones), and no cache directory left in the run's folder."""

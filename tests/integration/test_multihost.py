@@ -8,7 +8,7 @@ import ipaddress
 import json
 import re
 
-from integration_helpers import PING_SUITE
+from integration_helpers import PING_SUITE, XDIST_RUN, run_pytest
 
 
 def _spec(host: str, names) -> str:
@@ -24,24 +24,13 @@ def test_two_hosts_each_run_their_own_ves_and_report_as_one(pytester, names, lef
     host_b = dataclasses.replace(names, root=names.root + "-b", bridge=names.bridge + "b", subnet=str(high))
     pytester.makepyfile(test_ping=PING_SUITE)
     try:
-        result = pytester.runpytest_subprocess(
-            "-d",
-            "--tx",
-            _spec("hosta", host_a),
-            "--tx",
-            _spec("hostb", host_b),
-            "-v",
-            "--ve-count=40",
-            "--ve-batch=10",
+        result = run_pytest(
+            pytester,
+            host_a,  # the controller's own options; each worker's spec overrides them
+            *("-d", "--tx", _spec("hosta", host_a), "--tx", _spec("hostb", host_b)),
+            *XDIST_RUN,
             "--ve-workload=ping-gateway",  # each VE reaches its own host's bridge
-            "--ve-pings=3",
-            "--ve-ping-interval=0.2",
-            "--ve-tmpfs-size=128M",
             f"--ve-report-dir={pytester.path / 'reports'}",
-            *host_a.options(),
-            "-p",
-            "no:cacheprovider",
-            timeout=300,
         )
         result.assert_outcomes(passed=8)
         # Each range's tests ran on the worker of the host that owns it: ve1-ve20 on the first.

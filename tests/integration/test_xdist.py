@@ -6,7 +6,7 @@ import json
 import os
 import re
 
-from integration_helpers import PING_SUITE
+from integration_helpers import PING_SUITE, XDIST_RUN, run_pytest
 
 from pytest_lxcexp.engine.storage import lock_path
 
@@ -14,21 +14,7 @@ from pytest_lxcexp.engine.storage import lock_path
 def test_two_workers_share_one_experiment(pytester, clean_host, leftovers):
     names = clean_host
     pytester.makepyfile(test_ping=PING_SUITE)
-    result = pytester.runpytest_subprocess(
-        "-n",
-        "2",
-        "-v",
-        "--ve-count=40",
-        "--ve-batch=10",
-        "--ve-pings=3",
-        "--ve-ping-interval=0.2",
-        "--ve-tmpfs-size=128M",
-        f"--ve-report-dir={pytester.path / 'reports'}",
-        *names.options(),
-        "-p",
-        "no:cacheprovider",
-        timeout=300,
-    )
+    result = run_pytest(pytester, names, "-n", "2", *XDIST_RUN, f"--ve-report-dir={pytester.path / 'reports'}")
     result.assert_outcomes(passed=8)
     # Both workers started ranges of the one experiment.
     starters = set(re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED test_ping.py::test_start", result.stdout.str()))
