@@ -90,6 +90,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
             poweroff=args.poweroff,
             base=args.base,
             init=args.init,
+            cgroups=args.cgroups,
             base_release=args.base_release,
             mirror=args.mirror,
             apt_proxy=args.apt_proxy,
@@ -238,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--poweroff", action="store_true", help="power each VE off when its workload ends")
     setup.add_argument("--base", default="busybox", help="busybox, debian, lxc:NAME[@LXCPATH] or a rootfs dir/tarball")
     setup.add_argument("--init", default="workload", help="workload (default) or system (the base's own init)")
+    setup.add_argument(
+        "--cgroups", default="auto", help="controllers for each VE's own cgroups: auto (cpu,pids), all, or a list"
+    )
     setup.add_argument("--base-release", default="", help="debian base: release (default: the host's)")
     setup.add_argument("--mirror", default="", help="debian base: mirror (default: the host's apt mirror)")
     setup.add_argument("--apt-proxy", default="", help="apt proxy URL configured in the base")

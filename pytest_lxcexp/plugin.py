@@ -83,6 +83,13 @@ OPTIONS: list[tuple[str, str, str, str]] = [
     ("--ve-start-delay", "ve_start_delay", "0", "seconds to sleep between two starts (default 0)"),
     ("--ve-timeout", "ve_timeout", "auto", "seconds a range may take to complete (default: pings x interval + 60)"),
     ("--ve-parallel", "ve_parallel", "auto", "starter processes for starts and stops (default: one per CPU)"),
+    (
+        "--ve-cgroups",
+        "ve_cgroups",
+        "auto",
+        "controllers each VE gets cgroups of its own in: auto (cpu,pids; all with --ve-init=system), all, "
+        "or a list such as cpu,pids,memory",
+    ),
 ]
 FLAGS: list[tuple[str, str, str]] = [
     ("--ve-base-refresh", "ve_base_refresh", "rebuild the cached base image"),
@@ -173,6 +180,7 @@ def _build(config: pytest.Config, overrides: Mapping[str, str]) -> ExperimentCon
         workload=_value(config, "ve_workload", overrides),
         poweroff=bool(_value(config, "ve_poweroff", overrides)),
         init=_value(config, "ve_init", overrides),
+        cgroups=_value(config, "ve_cgroups", overrides),
         base_release=_value(config, "ve_base_release", overrides),
         mirror=_value(config, "ve_mirror", overrides),
         apt_proxy=_value(config, "ve_apt_proxy", overrides),

@@ -30,6 +30,12 @@ BASES = ("busybox", "debian")
 LXC_BASE_PREFIX = "lxc:"
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar.zst")
 INIT_MODES = ("workload", "system")
+# Controllers --ve-cgroups may name: the kernel's, v1 and v2.
+CGROUP_CONTROLLERS = (
+    "cpuset", "cpu", "cpuacct", "blkio", "io", "memory", "devices", "freezer",
+    "net_cls", "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc",
+)  # fmt: skip
+DEFAULT_VE_CGROUPS = ("cpu", "pids")
 SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-", "sk-ssh-ed25519@", "sk-ecdsa-sha2-")
 
 # Directories no experiment may take over: mounting a tmpfs on one hides the system.
@@ -171,6 +177,22 @@ def parse_choice(option: str, text: str, choices: tuple[str, ...]) -> str:
     return text
 
 
+def parse_cgroups(option: str, text: str) -> str:
+    """auto, all, or a comma-separated list of cgroup controllers (normalized, no repeats)."""
+    value = str(text).strip()
+    if value in ("auto", "all"):
+        return value
+    names = [name.strip() for name in value.split(",")]
+    unknown = [name for name in names if name not in CGROUP_CONTROLLERS]
+    if not value or unknown:
+        raise ConfigError(
+            option,
+            f"{', '.join(map(repr, unknown or [value]))} is not a cgroup controller "
+            f"(use auto, all, or a list from {', '.join(CGROUP_CONTROLLERS)})",
+        )
+    return ",".join(dict.fromkeys(names))
+
+
 def parse_workload(option: str, text: str) -> str:
     """A named workload, or cmd:COMMAND (kept byte for byte: it is shell text)."""
     value = str(text)
@@ -288,6 +310,9 @@ class ExperimentConfig:
     workload_script: str | None = None  # from the pytest_lxcexp_workload hook: replaces the init script
     poweroff: bool = False
     init: str = "workload"
+    # The controllers each VE gets cgroups of its own in: auto (cpu,pids; all for a system
+    # init, which manages its own), all (liblxc's default) or a list.
+    cgroups: str = "auto"
     base_release: str = ""  # debian base only, resolved from the host when not given
     mirror: str = ""
     apt_proxy: str = ""
@@ -322,6 +347,13 @@ class ExperimentConfig:
     @property
     def tag(self) -> str:
         return root_tag(self.root)
+
+    @property
+    def ve_controllers(self) -> tuple[str, ...] | None:
+        """The controllers for each VE's own cgroups; None for every hierarchy (liblxc's default)."""
+        if self.cgroups == "all" or (self.cgroups == "auto" and self.init == "system"):
+            return None
+        return DEFAULT_VE_CGROUPS if self.cgroups == "auto" else tuple(self.cgroups.split(","))
 
     @property
     def ves(self) -> range:
@@ -381,6 +413,7 @@ def build_config(
     workload_script: str | None = None,
     poweroff: bool = False,
     init: str = "workload",
+    cgroups: str = "auto",
     base_release: str = "",
     mirror: str = "",
     apt_proxy: str = "",
@@ -430,6 +463,7 @@ def build_config(
         workload_script=workload_script or None,
         poweroff=bool(poweroff),
         init=parse_choice("--ve-init", init, INIT_MODES),
+        cgroups=parse_cgroups("--ve-cgroups", cgroups),
         base_release=release_value,
         mirror=mirror_value,
         apt_proxy=parse_url("--ve-apt-proxy", apt_proxy, ("http", "https")) if apt_proxy else "",

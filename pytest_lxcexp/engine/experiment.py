@@ -200,6 +200,7 @@ class Experiment:
 
         for index in range(first, last + 1):
             self._runs_before[index] = read_log(self.layout.ve_workload_log(index)).runs
+        starter_args = cgroups.starter_cgroup_args(self.config.tag, self.config.ve_controllers, self.layout.lxc_etc)
         try:
             results = fleet.start_range(
                 self.layout,
@@ -207,6 +208,7 @@ class Experiment:
                 self.config.start_delay,
                 on_started=started,
                 workers=self.config.parallel,
+                starter_args=starter_args,
             )
         except BaseException:
             # Interrupted: a start the starters reported (and the root recorded) is kept even

@@ -212,8 +212,10 @@ def start_range(
     delay: float = 0.0,
     on_started: Callable[[StartResult], None] | None = None,
     workers: int = 1,
+    starter_args: Iterable[str] = (),
 ) -> list[StartResult]:
-    """Start VEs from `workers` starter processes (starter.py), `delay` seconds apart within each."""
+    """Start VEs from `workers` starter processes (starter.py), `delay` seconds apart within each;
+    `starter_args` are its options (cgroups.starter_cgroup_args)."""
     wanted = list(indexes)
     results: list[StartResult] = []
 
@@ -233,7 +235,7 @@ def start_range(
             on_started(result)
 
     # -I: the starter imports only liblxc's binding and the standard library (site-packages stay).
-    argv = [sys.executable, "-I", STARTER, layout.root, str(delay)]
+    argv = [sys.executable, "-I", STARTER, layout.root, str(delay), *starter_args]
     children.map_in_processes(argv, [layout.ve_name(index) for index in wanted], workers, on_result=collect)
     seen = {result.index for result in results}
     for index in wanted:

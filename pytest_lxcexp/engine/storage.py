@@ -50,6 +50,11 @@ class Layout:
         return os.path.join(self.state_dir, "starts.jsonl")
 
     @property
+    def lxc_etc(self) -> str:
+        """The /etc/lxc the starters show liblxc (starter.py)."""
+        return os.path.join(self.state_dir, "lxc-etc")
+
+    @property
     def base_rootfs(self) -> str:
         return os.path.join(self.root, "base", "rootfs")
 

@@ -166,3 +166,62 @@ def test_takedown_is_idempotent_and_kills_stray_processes(clean_host, leftovers)
     assert (second.stopped, second.killed, second.unmounted, second.bridge_deleted) == (0, 0, [], False)
     assert not any(alive(r.pid) for r in results)
     assert leftovers(names) == []
+
+
+def _cgroup_of(pid: int, controller: str) -> str:
+    """The pid's cgroup path in the v1 hierarchy of `controller`."""
+    with open(f"/proc/{pid}/cgroup") as handle:
+        for line in handle:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller in controllers.split(","):
+                return path
+    raise AssertionError(f"this host has no cgroup v1 {controller} hierarchy (the test needs a hybrid host)")
+
+
+def _run_two_ves(names, cgroups_option: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Start two VEs; the VE's and its monitor's cgroups, by controller, then take them down."""
+    config = build_config(
+        count=2, root=names.root, bridge=names.bridge, subnet=names.subnet, pings=1, tmpfs_size="64M",
+        workload="idle", cgroups=cgroups_option,
+    )  # fmt: skip
+    experiment = Experiment(config)
+    experiment.check()
+    experiment.lock()
+    try:
+        experiment.setup()
+        etc_before = sorted(os.listdir("/etc/lxc"))
+        results = experiment.start(1, 2)
+        assert all(r.ok for r in results), [r.error for r in results]
+        init = results[0].pid
+        with open(f"/proc/{init}/status") as handle:
+            monitor = int(next(line for line in handle if line.startswith("PPid:")).split()[1])
+        ve = {c: _cgroup_of(init, c) for c in ("pids", "cpu", "memory", "devices")}
+        mon = {c: _cgroup_of(monitor, c) for c in ("pids", "memory")}
+        # The host's /etc/lxc is untouched: liblxc saw the tool's own only in the starters.
+        assert sorted(os.listdir("/etc/lxc")) == etc_before and "lxc.conf" not in etc_before
+        experiment.takedown()
+    finally:
+        experiment.unlock()
+    return ve, mon
+
+
+def test_ves_get_cgroups_of_their_own_only_in_cpu_and_pids(clean_host, leftovers):
+    names = clean_host
+    ve, monitor = _run_two_ves(names, "auto")
+    own, shared = f"/lxcexp-{names.tag}/ve1", f"/lxcexp-{names.tag}"
+    assert ve["pids"] == own and ve["cpu"] == own and monitor["pids"] == f"/lxcexp-{names.tag}.monitor/ve1"
+    # No memory cgroup per VE or monitor: both are charged to the experiment's one.
+    assert ve["memory"] == shared and monitor["memory"] == shared
+    # A hierarchy not asked for: the VE stays in the cgroup the tool (and its starter) is in.
+    assert ve["devices"] == _cgroup_of(os.getpid(), "devices")
+    assert leftovers(names) == []
+    assert not os.path.exists(f"/sys/fs/cgroup/memory{shared}")
+
+
+def test_cgroups_all_gives_each_ve_every_hierarchy(clean_host, leftovers):
+    names = clean_host
+    ve, monitor = _run_two_ves(names, "all")
+    own = f"/lxcexp-{names.tag}/ve1"
+    assert ve == {"pids": own, "cpu": own, "memory": own, "devices": own}
+    assert monitor["memory"] == f"/lxcexp-{names.tag}.monitor/ve1"
+    assert leftovers(names) == []

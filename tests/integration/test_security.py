@@ -49,9 +49,13 @@ def test_state_files_are_roots_only(ve_experiment):
     assert stat.S_IMODE(os.lstat(state_dir).st_mode) == 0o700
     files = os.listdir(state_dir)
     assert "marker.json" in files and "starts.jsonl" in files, files
-    for name in files:
-        info = os.lstat(os.path.join(state_dir, name))
-        assert stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600, (name, oct(info.st_mode))
+    for directory, subdirs, names in os.walk(state_dir):
+        for name in subdirs:  # lxc-etc: the /etc/lxc the starters show liblxc
+            info = os.lstat(os.path.join(directory, name))
+            assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700, (name, oct(info.st_mode))
+        for name in names:
+            info = os.lstat(os.path.join(directory, name))
+            assert stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600, (name, oct(info.st_mode))
     assert stat.S_IMODE(os.lstat(lock_path(ve_experiment.config.root)).st_mode) == 0o600
 '''
 )

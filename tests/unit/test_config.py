@@ -92,6 +92,9 @@ BAD_VALUES = [
     ({"timeout": 0}, "--ve-timeout", "must be more than zero"),
     ({"timeout": "-3"}, "--ve-timeout", "must be more than zero"),
     ({"timeout": "soon"}, "--ve-timeout", "not a number of seconds"),
+    ({"cgroups": "cpu,memroy"}, "--ve-cgroups", "'memroy' is not a cgroup controller"),
+    ({"cgroups": ""}, "--ve-cgroups", "'' is not a cgroup controller"),
+    ({"cgroups": "cpu,,pids"}, "--ve-cgroups", "'' is not a cgroup controller"),
 ]
 
 
@@ -131,6 +134,7 @@ FIELDS = [
     ("timeout", None, "30", 30.0),
     ("keep", False, 1, True),
     ("base_refresh", False, "yes", True),
+    ("cgroups", "auto", " pids, cpu,pids ", "pids,cpu"),
 ]
 
 
@@ -490,3 +494,17 @@ def test_parse_range_of_one_hosts_part_defaults_to_and_stays_within_it() -> None
     assert parse_range("S E", "25", None, 40, lowest=21) == (25, 40)
     with pytest.raises(ConfigError, match="range 1-40 lies outside this root's VEs ve21-ve40"):
         parse_range("S E", "1", None, 40, lowest=21)
+
+
+@pytest.mark.parametrize(
+    ("cgroups", "init", "controllers"),
+    [
+        ("auto", "workload", ("cpu", "pids")),
+        ("auto", "system", None),  # a system init manages cgroups of its own: every hierarchy
+        ("all", "workload", None),
+        ("memory,cpu", "workload", ("memory", "cpu")),
+        ("memory", "system", ("memory",)),
+    ],
+)
+def test_ve_controllers_follow_cgroups_and_init(cgroups: str, init: str, controllers: tuple | None) -> None:
+    assert build_config(cgroups=cgroups, init=init).ve_controllers == controllers
