@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 
 from .config import ConfigError, ExperimentConfig
 
 # Processes per running VE: its monitor, its init (the workload shell) and ping or sleep.
 PROCESSES_PER_VE = 3
-# Measured: about 1.6 MB of host memory per running busybox VE (docs/benchmarks.md).
+# Measured: 1.2 MiB of host memory per running busybox VE (docs/benchmarks.md); the margin
+# covers a memory cgroup per VE (--ve-cgroups).
 MEMORY_PER_VE = 2 * 1024 * 1024
 # Per VE on the tmpfs: overlay upper and work dirs, config, lxc.log; plus each ping's log line.
 TMPFS_PER_VE = 24 * 1024
@@ -66,6 +68,9 @@ def require_lxc() -> None:
             "python3-lxc is not importable: apt-get install python3-lxc, and use a venv made "
             "with --system-site-packages from /usr/bin/python3"
         ) from None
+    # The starters start each VE with lxc-start (see starter.py), from the lxc package.
+    if shutil.which("lxc-start") is None:
+        raise PreflightError("lxc-start is not on PATH: apt-get install lxc")
 
 
 def require_filesystems() -> None:
