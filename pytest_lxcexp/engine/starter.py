@@ -38,6 +38,7 @@ def init_pid(monitor_pid_file: str) -> int | None:
     try:
         with open(monitor_pid_file) as handle:
             monitor = int(handle.read())
+        os.unlink(monitor_pid_file)  # read once; a tmpfs page per VE otherwise
         with open(f"/proc/{monitor}/task/{monitor}/children") as handle:
             children = handle.read().split()
     except (OSError, ValueError):
