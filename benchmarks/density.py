@@ -12,7 +12,9 @@ and the same workload (the tool's init script, a few pings of localhost):
          overlay mount + a tmpfs /dev with null + chroot into the same workload.
 
 "start" is measured the same way for all three: from the first start until every VE's
-log holds its `lxcexp-begin` line. The table prints medians and ratios to the tool.
+log holds its `lxcexp-begin` line; "MiB/VE" is the growth of host memory in use
+(MemTotal - MemAvailable) from just before the first start to a second after the last
+VE began, over N. The table prints medians and ratios to the tool.
 Everything runs as root on this host's own tmpfs and bridges, and is taken down by
 name and recorded PID.
 """
@@ -66,11 +68,33 @@ def wait_all_began(logs: list[str], timeout: float = 180) -> float:
 
 
 def settle() -> None:
-    """Let the kernel finish offlining the last run's cgroups before timing the next."""
+    """Let the kernel finish offlining and freeing the last run's cgroups before the next:
+    memory it frees during a run would hide that run's own. Done when the load is low and
+    memory in use has stopped moving (under 4 MiB in 3 s)."""
     for _ in range(60):
         if os.getloadavg()[0] < 2.5:
-            return
+            break
         time.sleep(1)
+    last = memory_in_use()
+    for _ in range(40):
+        time.sleep(3)
+        now = memory_in_use()
+        if abs(now - last) < 4 * 1024**2:
+            return
+        last = now
+
+
+def memory_in_use() -> int:
+    """MemTotal - MemAvailable, in bytes."""
+    with open("/proc/meminfo") as handle:
+        info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle}
+    return info["MemTotal"] - info["MemAvailable"]
+
+
+def running_memory(before: int, count: int) -> float:
+    """MiB of host memory per VE, a second after all began (their workloads settled)."""
+    time.sleep(1)
+    return (memory_in_use() - before) / count / 1024**2
 
 
 def run_tool(count: int) -> dict[str, float]:
@@ -84,12 +108,14 @@ def run_tool(count: int) -> dict[str, float]:
         began = time.monotonic()
         experiment.setup()
         setup = time.monotonic() - began
+        before = memory_in_use()
         started = time.monotonic()
         experiment.start(1, count)
         running = wait_all_began([experiment.layout.ve_workload_log(i) for i in range(1, count + 1)]) - started
+        memory = running_memory(before, count)
         down = time.monotonic()
         experiment.takedown()
-        return {"setup": setup, "start": running, "takedown": time.monotonic() - down}
+        return {"setup": setup, "start": running, "takedown": time.monotonic() - down, "memory": memory}
     finally:
         experiment.unlock()
 
@@ -133,16 +159,18 @@ def run_shell(count: int) -> dict[str, float]:
             f'sed -i "s#/vebase\\$#/ve$i#" {root}/ve$i/config; done'
         )
         setup = time.monotonic() - began
+        before = memory_in_use()
         started = time.monotonic()
         _shell(f"for i in $(seq 1 {count}); do lxc-start -d -P {root} -n ve$i; done")
         logs = [
             os.path.join(root, f"ve{i}", "overlay", "delta", "var/log/lxcexp/workload.log") for i in range(1, count + 1)
         ]
         running = wait_all_began(logs) - started
+        memory = running_memory(before, count)
         down = time.monotonic()
         _shell(f"for i in $(seq 1 {count}); do lxc-stop -k -P {root} -n ve$i; done")
         takedown = time.monotonic() - down
-        return {"setup": setup, "start": running, "takedown": takedown}
+        return {"setup": setup, "start": running, "takedown": takedown, "memory": memory}
     finally:
         subprocess.run(
             f"for i in $(seq 1 {count}); do lxc-stop -k -P {root} -n ve$i 2>/dev/null; done", shell=True, check=False
@@ -179,6 +207,7 @@ def run_floor(count: int) -> dict[str, float]:
             for part in ("upper", "work", "merged"):
                 os.makedirs(os.path.join(root, f"ve{i}", part))
         setup = time.monotonic() - began
+        before = memory_in_use()
         started = time.monotonic()
         for i in range(1, count + 1):
             ve = os.path.join(root, f"ve{i}")
@@ -211,12 +240,13 @@ def run_floor(count: int) -> dict[str, float]:
             )
         logs = [os.path.join(root, f"ve{i}", "upper", "var/log/lxcexp/workload.log") for i in range(1, count + 1)]
         running = wait_all_began(logs) - started
+        memory = running_memory(before, count)
         down = time.monotonic()
         for child in children:  # our own unshare processes, by PID; --kill-child takes each namespace down
             child.send_signal(signal.SIGKILL)
         for child in children:
             child.wait()
-        return {"setup": setup, "start": running, "takedown": time.monotonic() - down}
+        return {"setup": setup, "start": running, "takedown": time.monotonic() - down, "memory": memory}
     finally:
         for child in children:
             if child.poll() is None:
@@ -251,22 +281,33 @@ def main() -> int:
                 measured = WAYS[way](count)
                 results.setdefault((count, way), []).append(measured)
                 print(
-                    f"  {way:<5} n={count:<5} " + "  ".join(f"{k} {v:7.2f} s" for k, v in measured.items()), flush=True
+                    f"  {way:<5} n={count:<5} "
+                    + "  ".join(f"{k} {v:7.2f} {'MiB/VE' if k == 'memory' else 's'}" for k, v in measured.items()),
+                    flush=True,
                 )
     print()
-    header = f"{'VEs':>5} {'way':<6} {'setup s':>8} {'start s':>8} {'ms/VE':>6} {'takedown s':>10}  start vs tool"
+    header = (
+        f"{'VEs':>5} {'way':<6} {'setup s':>8} {'start s':>8} {'ms/VE':>6} {'takedown s':>10} {'MiB/VE':>7}"
+        "  start vs tool"
+    )
     print(header)
     print("-" * len(header))
     for count in args.counts:
-        tool_start = statistics.median(r["start"] for r in results[(count, "tool")]) if "tool" in args.ways else None
-        for way in args.ways:
-            runs = results[(count, way)]
-            med = {key: statistics.median(r[key] for r in runs) for key in ("setup", "start", "takedown")}
+        medians = {
+            way: {key: statistics.median(r[key] for r in results[(count, way)]) for key in results[(count, way)][0]}
+            for way in args.ways
+        }
+        tool_start = medians["tool"]["start"] if "tool" in medians else None
+        for way, med in medians.items():
             ratio = f"{med['start'] / tool_start:5.2f}x" if tool_start else "-"
             print(
                 f"{count:>5} {way:<6} {med['setup']:>8.2f} {med['start']:>8.2f} {1000 * med['start'] / count:>6.1f} "
-                f"{med['takedown']:>10.2f}  {ratio}"
+                f"{med['takedown']:>10.2f} {med['memory']:>7.2f}  {ratio}"
             )
+        if tool_start and "floor" in medians:
+            print(f"{'':>5} tool start / floor start: {tool_start / medians['floor']['start']:.2f}x")
+        if tool_start and "shell" in medians:
+            print(f"{'':>5} shell start / tool start: {medians['shell']['start'] / tool_start:.2f}x")
     return 0
 
 
