@@ -343,6 +343,14 @@ class ExperimentConfig:
             raise ConfigError("--ve-poweroff", "an idle workload never ends, so there is no end to power off after")
         if self.apt_proxy and self.base == "busybox":
             raise ConfigError("--ve-apt-proxy", "the busybox base has no apt to configure")
+        if self.cgroups not in ("auto", "all"):
+            listed = self.cgroups.split(",")
+            if self.init == "system":
+                raise ConfigError("--ve-cgroups", "a system init needs every hierarchy: use auto or all with it")
+            if "pids" not in listed:
+                raise ConfigError("--ve-cgroups", "the list must hold pids: the tool counts each VE's processes there")
+            if self.nice and "cpu" not in listed:
+                raise ConfigError("--ve-cgroups", "--ve-nice sets a CPU weight: the list must hold cpu")
 
     @property
     def tag(self) -> str:
@@ -384,6 +392,8 @@ class ExperimentConfig:
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        # A root set up before --ve-cgroups existed: its VEs got liblxc's default, every hierarchy.
+        values.setdefault("cgroups", "all")
         if "subnet" in values:
             values["subnet"] = ipaddress.IPv4Network(values["subnet"])
         return cls(**values)

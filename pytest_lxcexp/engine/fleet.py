@@ -1,4 +1,5 @@
-"""Clones, start, state and stop of VE ranges, through python3-lxc (liblxc)."""
+"""Clones, start, state and stop of VE ranges: starts by lxc-start from starter processes
+(starter.py), state and stop through python3-lxc (liblxc)."""
 
 from __future__ import annotations
 
@@ -234,13 +235,13 @@ def start_range(
         if on_started:
             on_started(result)
 
-    # -I: the starter imports only liblxc's binding and the standard library (site-packages stay).
+    # -I: the starter imports only the standard library; nothing from the environment or cwd.
     argv = [sys.executable, "-I", STARTER, layout.root, str(delay), *starter_args]
     children.map_in_processes(argv, [layout.ve_name(index) for index in wanted], workers, on_result=collect)
     seen = {result.index for result in results}
     for index in wanted:
         if index not in seen:
-            # A starter fork that died mid-start may have left its VE up: takedown finds it by cgroup.
+            # A starter that died mid-start may have left its VE up: takedown finds it by cgroup.
             died = "the starter process died before reporting its start (the VE may be up)"
             collect({"name": layout.ve_name(index), "ok": False, "error": died})
     return sorted(results, key=lambda result: result.index)

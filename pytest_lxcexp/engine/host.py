@@ -6,13 +6,15 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from . import cgroups
 from .config import ConfigError, ExperimentConfig
 
 # Processes per running VE: its monitor, its init (the workload shell) and ping or sleep.
 PROCESSES_PER_VE = 3
-# Measured: 1.2 MiB of host memory per running busybox VE (docs/benchmarks.md); the margin
-# covers a memory cgroup per VE (--ve-cgroups).
-MEMORY_PER_VE = 2 * 1024 * 1024
+# Measured: 1.2 MiB of host memory per running busybox VE (docs/benchmarks.md), and 0.83 MiB
+# more when each VE and its monitor get memory cgroups of their own (--ve-cgroups).
+MEMORY_PER_VE = 3 * 1024 * 1024 // 2
+MEMORY_CGROUPS_PER_VE = 1024 * 1024
 # Per VE on the tmpfs: overlay upper and work dirs, config, lxc.log; plus each ping's log line.
 TMPFS_PER_VE = 24 * 1024
 TMPFS_PER_PING = 64
@@ -68,9 +70,18 @@ def require_lxc() -> None:
             "python3-lxc is not importable: apt-get install python3-lxc, and use a venv made "
             "with --system-site-packages from /usr/bin/python3"
         ) from None
-    # The starters start each VE with lxc-start (see starter.py), from the lxc package.
-    if shutil.which("lxc-start") is None:
-        raise PreflightError("lxc-start is not on PATH: apt-get install lxc")
+    # The starters start each VE with lxc-start (see starter.py), and show it their own /etc/lxc.
+    if shutil.which("lxc-start") is None or not os.path.isdir("/etc/lxc"):
+        raise PreflightError("lxc-start is not on PATH or /etc/lxc is missing: apt-get install lxc")
+
+
+def require_controllers(config: ExperimentConfig) -> None:
+    """Every controller --ve-cgroups lists exists on this host (else liblxc would drop it unsaid)."""
+    if config.cgroups in ("auto", "all") or config.ve_controllers is None:
+        return
+    missing = [name for name in config.ve_controllers if name not in cgroups.host_controllers()]
+    if missing:
+        raise ConfigError("--ve-cgroups", f"this host has no {', '.join(missing)} cgroup controller")
 
 
 def require_filesystems() -> None:
@@ -121,10 +132,9 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
     )
     with open("/proc/meminfo") as handle:
         meminfo = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle}
+    per_ve = MEMORY_PER_VE + (MEMORY_CGROUPS_PER_VE if cgroups.ves_get_memory_cgroups(config.ve_controllers) else 0)
     found.append(
-        Requirement(
-            "memory available (bytes)", count * MEMORY_PER_VE, meminfo["MemAvailable"], fix="fewer VEs or more memory"
-        )
+        Requirement("memory available (bytes)", count * per_ve, meminfo["MemAvailable"], fix="fewer VEs or more memory")
     )
     return found
 
@@ -140,6 +150,7 @@ def preflight(config: ExperimentConfig) -> list[str]:
     """
     require_root()
     require_lxc()
+    require_controllers(config)
     require_filesystems()
     if config.network == "bridge":
         from .network import bridge_owner, overlapping_routes

@@ -113,7 +113,7 @@ def timeline_chart(timeline: dict[str, Any], ves: list[dict[str, Any]]) -> str |
 
 
 def memory_chart(timeline: dict[str, Any]) -> str | None:
-    """Host memory in use (MemTotal - MemAvailable) over the session, and what the VEs' cgroups hold.
+    """Host memory in use (MemTotal - MemAvailable) over the session, and what the experiment's memory cgroup holds.
 
     The host line is drawn above its level at the first sample: the growth is what the VEs cost,
     and on the same scale as the cgroup line.
@@ -139,7 +139,7 @@ def memory_chart(timeline: dict[str, Any]) -> str | None:
             [value / MIB if value is not None else float("nan") for value in cgroup],
             color=COLORS["cgroup"],
             linestyle="--",
-            label="charged to the VEs' cgroups",
+            label="charged to the experiment's memory cgroup",
         )
     axes.set_xlabel("seconds since the session began")
     axes.set_ylabel("MiB")

@@ -7,9 +7,12 @@ not from what the package manager believes is installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import shutil
 import socket
+import subprocess
 from importlib import metadata as importlib_metadata
 from typing import Any
 
@@ -46,7 +49,20 @@ def lxc_info() -> dict[str, Any]:
         "library": loaded_library("liblxc.so"),
         "python_lxc": python_lxc,
         "ld_library_path": os.environ.get("LD_LIBRARY_PATH") or None,
+        **lxc_start_info(),
     }
+
+
+def lxc_start_info() -> dict[str, str | None]:
+    """The lxc-start that started the VEs (engine/starter.py runs the first on PATH) and the
+    liblxc version it reports: a build under test must show here as well as above."""
+    path = shutil.which("lxc-start")
+    version = None
+    if path:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+            version = done.stdout.strip() or None
+    return {"lxc_start": path, "lxc_start_version": version}
 
 
 def os_release(path: str = "/etc/os-release") -> str | None:

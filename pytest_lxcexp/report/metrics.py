@@ -67,7 +67,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             "cgroup_memory_per_ve",
-            "memory charged to the VEs' cgroups per VE",
+            "memory charged to the experiment's memory cgroup per VE",
             "MiB",
             MIB,
             "higher",

@@ -143,9 +143,10 @@ def memory_section(timeline: dict[str, Any], first_start: float | None) -> dict[
 
 
 def cgroup_memory_per_ve(timeline: dict[str, Any], peak: int) -> float | None:
-    """What the VEs' own cgroups were charged, per VE, while most ran: unlike host memory,
-    untouched by anything else the host does at the time (but blind to kernel objects
-    such as network namespaces that are not charged to a cgroup)."""
+    """What the experiment's memory cgroup was charged, per VE, while most ran (the VEs, and
+    by default their monitors too: see --ve-cgroups): unlike host memory, untouched by
+    anything else the host does at the time (but blind to kernel objects such as network
+    namespaces that are not charged to a cgroup)."""
     charged = [
         c
         for c, r in zip(timeline.get("cgroup_memory") or [], timeline["running"], strict=False)

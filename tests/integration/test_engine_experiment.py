@@ -178,6 +178,16 @@ def _cgroup_of(pid: int, controller: str) -> str:
     raise AssertionError(f"this host has no cgroup v1 {controller} hierarchy (the test needs a hybrid host)")
 
 
+def _tree(directory: str) -> dict[str, bytes]:
+    """Every file below `directory` with its content."""
+    found = {}
+    for path, _, names in os.walk(directory):
+        for name in names:
+            with open(os.path.join(path, name), "rb") as handle:
+                found[os.path.join(path, name)] = handle.read()
+    return found
+
+
 def _run_two_ves(names, cgroups_option: str) -> tuple[dict[str, str], dict[str, str]]:
     """Start two VEs; the VE's and its monitor's cgroups, by controller, then take them down."""
     config = build_config(
@@ -189,7 +199,7 @@ def _run_two_ves(names, cgroups_option: str) -> tuple[dict[str, str], dict[str, 
     experiment.lock()
     try:
         experiment.setup()
-        etc_before = sorted(os.listdir("/etc/lxc"))
+        etc_before = _tree("/etc/lxc")
         results = experiment.start(1, 2)
         assert all(r.ok for r in results), [r.error for r in results]
         init = results[0].pid
@@ -198,7 +208,7 @@ def _run_two_ves(names, cgroups_option: str) -> tuple[dict[str, str], dict[str, 
         ve = {c: _cgroup_of(init, c) for c in ("pids", "cpu", "memory", "devices")}
         mon = {c: _cgroup_of(monitor, c) for c in ("pids", "memory")}
         # The host's /etc/lxc is untouched: liblxc saw the tool's own only in the starters.
-        assert sorted(os.listdir("/etc/lxc")) == etc_before and "lxc.conf" not in etc_before
+        assert _tree("/etc/lxc") == etc_before
         experiment.takedown()
     finally:
         experiment.unlock()

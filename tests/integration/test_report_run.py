@@ -120,6 +120,8 @@ def test_archived_runs_compare_and_render(pytester, clean_host, leftovers, tmp_p
     import lxc
 
     assert meta["lxc"]["version"] == lxc.version and os.path.exists(meta["lxc"]["library"])
+    # The VEs were started by this lxc-start, on the same liblxc as the binding here.
+    assert os.path.exists(meta["lxc"]["lxc_start"]) and meta["lxc"]["lxc_start_version"] == lxc.version
     assert meta["options"]["count"] == 12 and meta["options"]["root"] == names.root
     assert meta["started_at"] < meta["ended_at"]
     assert results["session"] == {**results["session"], "exitstatus": 0, "outcomes": {"passed": 4}}

@@ -95,6 +95,9 @@ BAD_VALUES = [
     ({"cgroups": "cpu,memroy"}, "--ve-cgroups", "'memroy' is not a cgroup controller"),
     ({"cgroups": ""}, "--ve-cgroups", "'' is not a cgroup controller"),
     ({"cgroups": "cpu,,pids"}, "--ve-cgroups", "'' is not a cgroup controller"),
+    ({"cgroups": "cpu,memory"}, "--ve-cgroups", "the list must hold pids"),
+    ({"cgroups": "pids,memory", "nice": True}, "--ve-cgroups", "--ve-nice sets a CPU weight"),
+    ({"cgroups": "cpu,pids", "init": "system"}, "--ve-cgroups", "a system init needs every hierarchy"),
 ]
 
 
@@ -441,7 +444,8 @@ def test_config_dict_round_trip(config: ExperimentConfig) -> None:
 
 def test_from_dict_ignores_unknown_keys_and_fills_defaults() -> None:
     restored = ExperimentConfig.from_dict({"count": 7, "batch": 3, "written_by": "a newer version"})
-    assert restored == ExperimentConfig(count=7, batch=3)
+    # Except cgroups: a marker without it was written before --ve-cgroups (every hierarchy).
+    assert restored == ExperimentConfig(count=7, batch=3, cgroups="all")
 
 
 # -- the address plan and veth names ----------------------------------------------------------
@@ -502,9 +506,17 @@ def test_parse_range_of_one_hosts_part_defaults_to_and_stays_within_it() -> None
         ("auto", "workload", ("cpu", "pids")),
         ("auto", "system", None),  # a system init manages cgroups of its own: every hierarchy
         ("all", "workload", None),
-        ("memory,cpu", "workload", ("memory", "cpu")),
-        ("memory", "system", ("memory",)),
+        ("memory,cpu,pids", "workload", ("memory", "cpu", "pids")),
+        ("all", "system", None),
     ],
 )
 def test_ve_controllers_follow_cgroups_and_init(cgroups: str, init: str, controllers: tuple | None) -> None:
     assert build_config(cgroups=cgroups, init=init).ve_controllers == controllers
+
+
+def test_a_marker_from_before_ve_cgroups_means_every_hierarchy() -> None:
+    # Its VEs were started with liblxc's default; a later start must not mix in another layout.
+    data = build_config().to_dict()
+    assert ExperimentConfig.from_dict(data).cgroups == "auto"
+    del data["cgroups"]
+    assert ExperimentConfig.from_dict(data).cgroups == "all"

@@ -1,0 +1,92 @@
+"""engine/starter.py's protocol with the tool, run as the tool runs it, with a stand-in
+lxc-start on PATH (the real one is exercised by every integration test that starts VEs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from pytest_lxcexp.engine.fleet import STARTER
+
+# Called as: lxc-start -P PATH -n NAME -d -C -p PIDFILE. Fails VEs named ve-fail*; else
+# stands in for a monitor (a shell with one child) and writes the monitor's PID.
+FAKE_LXC_START = """#!/bin/sh
+case "$4" in ve-fail*) exit 1;; esac
+sh -c 'sleep 30 & wait' &
+echo $! > "$8"
+sleep 0.3
+"""
+
+
+Run = tuple[list[dict], subprocess.CompletedProcess]
+
+
+def _run(tmp_path: Path, names: list[str], with_lxc_start: bool = True) -> Run:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    if with_lxc_start:
+        (bin_dir / "lxc-start").write_text(FAKE_LXC_START)
+        (bin_dir / "lxc-start").chmod(0o755)
+    for name in names:
+        (tmp_path / name).mkdir(exist_ok=True)
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin" if with_lxc_start else str(bin_dir)}
+    done = subprocess.run(
+        [sys.executable, "-I", STARTER, str(tmp_path), "0"],
+        input="".join(f"{name}\n" for name in names),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines()], done
+
+
+def test_each_start_reports_its_ve_and_the_init_pid(tmp_path: Path) -> None:
+    results, done = _run(tmp_path, ["ve1", "ve-fail2"])
+    try:
+        assert done.returncode == 0 and done.stderr == ""
+        assert [(r["name"], r["ok"]) for r in results] == [("ve1", True), ("ve-fail2", False)]
+        assert results[0]["latency"] > 0 and results[1]["pid"] is None
+        # The init is the monitor's only child: here the stand-in monitor's sleep.
+        with open(f"/proc/{results[0]['pid']}/cmdline", "rb") as handle:
+            assert handle.read().split(b"\0")[0] == b"sleep"
+        assert not (tmp_path / "ve1" / "monitor.pid").exists()  # read once, removed
+    finally:
+        if results and results[0]["pid"]:
+            with open(f"/proc/{results[0]['pid']}/stat") as handle:
+                monitor = int(handle.read().rsplit(")", 1)[1].split()[1])
+            for pid in (results[0]["pid"], monitor):  # the processes this test made, by PID
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_without_lxc_start_every_ve_gets_the_reason(tmp_path: Path) -> None:
+    results, done = _run(tmp_path, ["ve1", "ve2"], with_lxc_start=False)
+    assert done.returncode == 0
+    assert [r["name"] for r in results] == ["ve1", "ve2"]
+    assert all(not r["ok"] and "could not run lxc-start" in r["error"] for r in results)
+
+
+def test_a_closed_pipe_stops_the_starter_quietly(tmp_path: Path) -> None:
+    count = 40
+    # The tool closes the pipe on an interrupt: the starter stops after the start in hand.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "lxc-start").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "bin" / "lxc-start").chmod(0o755)
+    process = subprocess.Popen(
+        [sys.executable, "-I", STARTER, str(tmp_path), "0.05"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"},
+    )
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    process.stdin.write("".join(f"ve{i}\n" for i in range(count)).encode())
+    process.stdin.close()
+    assert json.loads(process.stdout.readline())["name"] == "ve0"
+    process.stdout.close()
+    assert process.wait(timeout=30) == 2
+    assert process.stderr.read() == b""  # no "Exception ignored ... BrokenPipeError"
