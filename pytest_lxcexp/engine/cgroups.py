@@ -74,8 +74,9 @@ def cgroup_use_for(wanted: tuple[str, ...], v1_hierarchies: list[list[str]], uni
     None for liblxc's default (every hierarchy).
 
     liblxc skips a hierarchy unless all of its controllers are listed, so controllers
-    mounted together with a wanted one (cpu,cpuacct) come along, and the unified
-    hierarchy's controllers are always listed: there they cannot be separated.
+    mounted together with a wanted one (cpu,cpuacct) come along, and on a hybrid host the
+    unified hierarchy's controllers (none on this project's machine) are listed too, lest
+    liblxc skip that hierarchy.
     """
     use: list[str] = []
     for controllers in v1_hierarchies:
@@ -114,10 +115,16 @@ def _write_lxc_conf(lxc_etc: str, text: str) -> None:
         if handle.read() == text:
             return
     os.makedirs(lxc_etc, mode=0o700, exist_ok=True)
-    fd = os.open(f"{path}.{os.getpid()}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(f"{path}.{os.getpid()}", path)
+    aside = f"{path}.{os.getpid()}"
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(aside, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(aside)
+        raise
 
 
 def starter_cgroup_args(tag: str, wanted: tuple[str, ...] | None, lxc_etc: str) -> list[str]:
