@@ -158,34 +158,10 @@ def config_from_pytest(config: pytest.Config, environ: Mapping[str, str] | None 
 
 
 def _build(config: pytest.Config, overrides: Mapping[str, str]) -> ExperimentConfig:
-    return build_config(
-        count=_value(config, "ve_count", overrides),
-        batch=_value(config, "ve_batch", overrides),
-        root=_value(config, "ve_root", overrides),
-        tmpfs_size=_value(config, "ve_tmpfs_size", overrides),
-        base=_value(config, "ve_base", overrides),
-        base_refresh=bool(_value(config, "ve_base_refresh", overrides)),
-        network=_value(config, "ve_network", overrides),
-        bridge=_value(config, "ve_bridge", overrides),
-        subnet=_value(config, "ve_subnet", overrides),
-        pings=_value(config, "ve_pings", overrides),
-        ping_interval=_value(config, "ve_ping_interval", overrides),
-        start_delay=_value(config, "ve_start_delay", overrides),
-        timeout=_value(config, "ve_timeout", overrides),
-        keep=bool(_value(config, "ve_keep", overrides)),
-        parallel=_value(config, "ve_parallel", overrides),
-        nice=bool(_value(config, "ve_nice", overrides)),
-        tune_host=bool(_value(config, "ve_tune_host", overrides)),
-        unprivileged=bool(_value(config, "ve_unprivileged", overrides)),
-        workload=_value(config, "ve_workload", overrides),
-        poweroff=bool(_value(config, "ve_poweroff", overrides)),
-        init=_value(config, "ve_init", overrides),
-        cgroups=_value(config, "ve_cgroups", overrides),
-        base_release=_value(config, "ve_base_release", overrides),
-        mirror=_value(config, "ve_mirror", overrides),
-        apt_proxy=_value(config, "ve_apt_proxy", overrides),
-        ssh_key=_value(config, "ve_ssh_key", overrides),
-    )
+    # Every option is build_config's keyword of the same name without "ve_" (a unit test holds this).
+    values = {name.removeprefix("ve_"): _value(config, name, overrides) for _, name, _, _ in OPTIONS}
+    values |= {name.removeprefix("ve_"): bool(_value(config, name, overrides)) for _, name, _ in FLAGS}
+    return build_config(**values)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:

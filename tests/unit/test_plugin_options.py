@@ -5,10 +5,13 @@ Only --collect-only runs see a module that uses ve_range, so nothing here touche
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import pytest
 
+from pytest_lxcexp import plugin
+from pytest_lxcexp.engine.config import build_config
 from pytest_lxcexp.engine.storage import lock_path
 
 RANGE_MODULE = """
@@ -149,3 +152,11 @@ def test_help_lists_the_lxcexp_group(pytester: pytest.Pytester) -> None:
     # The ini names are listed too.
     assert "ve_count" in text
     assert "ve_batch" in text
+
+
+def test_every_option_is_a_build_config_keyword() -> None:
+    # plugin._build passes each option to build_config under its name without "ve_".
+    keywords = set(inspect.signature(build_config).parameters)
+    names = [name for _, name, _, _ in plugin.OPTIONS] + [name for _, name, _ in plugin.FLAGS]
+    assert [name for name in names if name.removeprefix("ve_") not in keywords] == []
+    assert keywords - {name.removeprefix("ve_") for name in names} == {"workload_script"}  # the hook's
