@@ -39,6 +39,7 @@ from pytest_lxcexp.engine import base, storage  # noqa: E402
 from pytest_lxcexp.engine.config import build_config  # noqa: E402
 from pytest_lxcexp.engine.experiment import Experiment  # noqa: E402
 from pytest_lxcexp.engine.takedown import lxc_lock_dir, remove_lxc_locks  # noqa: E402
+from pytest_lxcexp.report.sampler import host_memory_used  # noqa: E402
 
 PINGS, INTERVAL = 5, 0.5
 BENCH_ROOT = "/tmp/lxcexp-bench"
@@ -75,26 +76,19 @@ def settle() -> None:
         if os.getloadavg()[0] < 2.5:
             break
         time.sleep(1)
-    last = memory_in_use()
+    last = host_memory_used()
     for _ in range(40):
         time.sleep(3)
-        now = memory_in_use()
+        now = host_memory_used()
         if abs(now - last) < 4 * 1024**2:
             return
         last = now
 
 
-def memory_in_use() -> int:
-    """MemTotal - MemAvailable, in bytes."""
-    with open("/proc/meminfo") as handle:
-        info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle}
-    return info["MemTotal"] - info["MemAvailable"]
-
-
 def running_memory(before: int, count: int) -> float:
     """MiB of host memory per VE, a second after all began (their workloads settled)."""
     time.sleep(1)
-    return (memory_in_use() - before) / count / 1024**2
+    return (host_memory_used() - before) / count / 1024**2
 
 
 def run_tool(count: int) -> dict[str, float]:
@@ -108,7 +102,7 @@ def run_tool(count: int) -> dict[str, float]:
         began = time.monotonic()
         experiment.setup()
         setup = time.monotonic() - began
-        before = memory_in_use()
+        before = host_memory_used()
         started = time.monotonic()
         experiment.start(1, count)
         running = wait_all_began([experiment.layout.ve_workload_log(i) for i in range(1, count + 1)]) - started
@@ -159,7 +153,7 @@ def run_shell(count: int) -> dict[str, float]:
             f'sed -i "s#/vebase\\$#/ve$i#" {root}/ve$i/config; done'
         )
         setup = time.monotonic() - began
-        before = memory_in_use()
+        before = host_memory_used()
         started = time.monotonic()
         _shell(f"for i in $(seq 1 {count}); do lxc-start -d -P {root} -n ve$i; done")
         logs = [
@@ -207,7 +201,7 @@ def run_floor(count: int) -> dict[str, float]:
             for part in ("upper", "work", "merged"):
                 os.makedirs(os.path.join(root, f"ve{i}", part))
         setup = time.monotonic() - began
-        before = memory_in_use()
+        before = host_memory_used()
         started = time.monotonic()
         for i in range(1, count + 1):
             ve = os.path.join(root, f"ve{i}")

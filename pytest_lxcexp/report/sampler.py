@@ -27,7 +27,7 @@ class Sample:
     at: float  # epoch seconds
     memory_used: int  # host: MemTotal - MemAvailable, bytes
     running: int  # VEs with at least one process
-    cgroup_memory: int | None  # bytes charged to the VEs' cgroup subtree, if a memory controller shows it
+    cgroup_memory: int | None  # bytes charged to the experiment's memory cgroup, if the host has one
 
 
 def host_memory_used(path: str = "/proc/meminfo") -> int:
