@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .engine import base, storage
+from .engine.builds import BuildProofError
 from .engine.config import ConfigError, ExperimentConfig, build_config, parse_range, parse_root, root_tag
 from .engine.experiment import Experiment
 from .engine.host import PreflightError, require_root
@@ -95,6 +96,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
             mirror=args.mirror,
             apt_proxy=args.apt_proxy,
             ssh_key=args.ssh_key,
+            lxc=args.lxc or (),
         )
     except ConfigError as error:
         raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
@@ -131,6 +133,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     experiment.lock()
     try:
         results = experiment.start(first, last)
+    except BuildProofError as error:
+        root = experiment.config.root
+        raise CliError(f"--lxc: {error.reason} (take it down: lxcexp takedown --root {root})") from None
     finally:
         experiment.unlock()
     failed = [result for result in results if not result.ok]
@@ -246,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--mirror", default="", help="debian base: mirror (default: the host's apt mirror)")
     setup.add_argument("--apt-proxy", default="", help="apt proxy URL configured in the base")
     setup.add_argument("--ssh-key", default="", help="public key for the base's /root/.ssh/authorized_keys")
+    setup.add_argument(
+        "--lxc",
+        action="append",
+        metavar="[NAME=]PREFIX",
+        help="an LXC build that starts VEs (repeatable, interleaved; system = the distribution's)",
+    )
 
     for name, handler, help_text in (
         ("start", cmd_start, "start veS..veE"),

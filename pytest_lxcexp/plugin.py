@@ -90,6 +90,21 @@ OPTIONS: list[tuple[str, str, str, str]] = [
         "controllers each VE gets cgroups of its own in: auto (cpu,pids; all with --ve-init=system), all, "
         "or a list such as cpu,pids,memory",
     ),
+    (
+        "--ve-repeat",
+        "ve_repeat",
+        "1",
+        "rounds of set up, start, complete and take down in one session; the build that starts first alternates",
+    ),
+]
+# Repeatable options (ini: one value a line).
+LISTS: list[tuple[str, str, str]] = [
+    (
+        "--ve-lxc",
+        "ve_lxc",
+        "[NAME=]PREFIX[+preload:LIB]: an LXC build that starts VEs (repeatable; system = the distribution's); "
+        "with several, VEs are assigned to them interleaved",
+    ),
 ]
 FLAGS: list[tuple[str, str, str]] = [
     ("--ve-base-refresh", "ve_base_refresh", "rebuild the cached base image"),
@@ -113,6 +128,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option, ini, help_text in FLAGS:
         group.addoption(option, dest=ini, action="store_true", default=None, help=help_text)
         parser.addini(ini, help_text, type="bool", default=False)
+    for option, ini, help_text in LISTS:
+        group.addoption(option, dest=ini, action="append", default=None, help=help_text)
+        parser.addini(ini, help_text, type="linelist", default=[])
 
 
 # Settings that may differ between the hosts of one run: on an xdist worker, an environment
@@ -161,6 +179,7 @@ def _build(config: pytest.Config, overrides: Mapping[str, str]) -> ExperimentCon
     # Every option is build_config's keyword of the same name without "ve_" (a unit test holds this).
     values = {name.removeprefix("ve_"): _value(config, name, overrides) for _, name, _, _ in OPTIONS}
     values |= {name.removeprefix("ve_"): bool(_value(config, name, overrides)) for _, name, _ in FLAGS}
+    values |= {name.removeprefix("ve_"): list(_value(config, name, overrides) or []) for _, name, _ in LISTS}
     return build_config(**values)
 
 

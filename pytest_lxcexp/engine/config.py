@@ -13,6 +13,7 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -278,6 +279,68 @@ def parse_ssh_key(option: str, text: str) -> str:
     return path
 
 
+# --ve-lxc: [NAME=]PREFIX[+preload:LIB]; `system` is the distribution's LXC (see builds.py).
+LXC_OPTION = "--ve-lxc"
+LXC_SYSTEM = "system"
+LXC_PRELOAD_MARK = "+preload:"
+_BUILD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+MAX_REPEAT = 1000
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """One --ve-lxc value, parsed without looking at the host."""
+
+    name: str
+    prefix: str  # "system" or an absolute path
+    preload: str | None = None
+
+    def text(self) -> str:
+        preload = f"{LXC_PRELOAD_MARK}{self.preload}" if self.preload else ""
+        return f"{self.name}={self.prefix}{preload}"
+
+
+def parse_build_spec(text: str) -> BuildSpec:
+    """[NAME=]PREFIX[+preload:LIB]; NAME defaults to `system` or the prefix's last component."""
+    value = str(text).strip()
+    if not value:
+        raise ConfigError(LXC_OPTION, "an empty value; give [NAME=]PREFIX or system")
+    rest, mark, preload = value.partition(LXC_PRELOAD_MARK)
+    if mark and not preload:
+        raise ConfigError(LXC_OPTION, f"{value!r}: +preload: needs the path of a shared library after it")
+    name, equals, prefix = rest.partition("=")
+    if not equals:
+        name, prefix = "", rest
+    if not prefix:
+        raise ConfigError(LXC_OPTION, f"{value!r} names no prefix (use NAME=PREFIX or NAME=system)")
+    if prefix != LXC_SYSTEM:
+        if not prefix.startswith("/"):
+            raise ConfigError(LXC_OPTION, f"{value!r}: the prefix {prefix!r} is not an absolute path (or system)")
+        prefix = os.path.normpath(prefix)
+    if not name:
+        name = LXC_SYSTEM if prefix == LXC_SYSTEM else os.path.basename(prefix) or "root"
+    if not _BUILD_NAME_RE.fullmatch(name):
+        raise ConfigError(LXC_OPTION, f"{name!r} is not a build name (letters, digits, _ . -; at most 40)")
+    if preload and not preload.startswith("/"):
+        raise ConfigError(LXC_OPTION, f"{value!r}: the preload library {preload!r} is not an absolute path")
+    return BuildSpec(name, prefix, os.path.normpath(preload) if preload else None)
+
+
+def parse_builds(values: Iterable[str]) -> tuple[str, ...]:
+    """Every --ve-lxc value, normalized; duplicate names refused. Empty: the system's LXC alone."""
+    specs = [parse_build_spec(value) for value in values]
+    seen: dict[str, BuildSpec] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise ConfigError(
+                LXC_OPTION,
+                f"two builds are named {spec.name!r} ({seen[spec.name].prefix} and {spec.prefix}); "
+                "name them apart with NAME=PREFIX",
+            )
+        seen[spec.name] = spec
+    return tuple(spec.text() for spec in specs)
+
+
 def root_tag(root: str) -> str:
     """A short stable tag for a root: names our veths and cgroups so takedown can prove them ours."""
     return hashlib.sha1(root.encode()).hexdigest()[:5]
@@ -321,10 +384,15 @@ class ExperimentConfig:
     # run over several hosts narrows it: VE numbers stay unique across the run's hosts.
     ve_first: int = 1
     ve_last: int = 0
+    # --ve-lxc: the LXC builds that start the VEs, interleaved (normalized specs; none: the system's).
+    lxc: tuple[str, ...] = ()
+    # --ve-repeat: rounds of set up, start, complete, take down in one session.
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         if self.ve_last == 0:
             object.__setattr__(self, "ve_last", self.count)
+        object.__setattr__(self, "lxc", tuple(self.lxc))
         if not 1 <= self.ve_first <= self.ve_last <= self.count:
             raise ValueError(f"this host's VEs ve{self.ve_first}-ve{self.ve_last} lie outside ve1-ve{self.count}")
         if self.batch > self.count:
@@ -428,6 +496,8 @@ def build_config(
     mirror: str = "",
     apt_proxy: str = "",
     ssh_key: str = "",
+    lxc: Iterable[str] | str | None = None,
+    repeat: str | int = 1,
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
     base_value = parse_base("--ve-base", base)
@@ -478,6 +548,8 @@ def build_config(
         mirror=mirror_value,
         apt_proxy=parse_url("--ve-apt-proxy", apt_proxy, ("http", "https")) if apt_proxy else "",
         ssh_key=parse_ssh_key("--ve-ssh-key", ssh_key) if ssh_key else "",
+        lxc=parse_builds([lxc] if isinstance(lxc, str) else lxc or ()),
+        repeat=parse_positive_int("--ve-repeat", repeat, MAX_REPEAT),
     )
 
 

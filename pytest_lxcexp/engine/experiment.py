@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import base, cgroups, fleet, host, network, storage, takedown, tuning
+from . import base, builds, cgroups, fleet, host, network, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .shared import SharedRun
@@ -55,6 +55,22 @@ class Experiment:
         self._first_start: float | None = None
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
+        self._builds: list[builds.LXCBuild] | None = None
+        # --ve-repeat: the round being run (0-based); it shifts which build starts ve1.
+        self.round = 0
+        # The proof that each build ran as asked, from its first VE that could be looked at.
+        self.proofs: dict[str, builds.Proof] = {}
+
+    @property
+    def builds(self) -> list[builds.LXCBuild]:
+        """The LXC builds that start the VEs (--ve-lxc), found from the builds themselves."""
+        if self._builds is None:
+            self._builds = builds.resolve_builds(self.config.lxc)
+        return self._builds
+
+    def build_of(self, index: int) -> builds.LXCBuild:
+        """The build that starts veN in this round: interleaved, ve1 the first build's."""
+        return self.builds[builds.build_index(index, len(self.builds), self.round)]
 
     @property
     def bridge_layout(self) -> network.BridgeLayout:
@@ -112,6 +128,7 @@ class Experiment:
                     f"run's, remove them with: lxcexp takedown --root {self.config.root}",
                 )
         base.check_base(self.config)
+        self.builds  # noqa: B018 - resolves every --ve-lxc build now: a bad one is a usage error
         return stale
 
     def lock(self) -> None:
@@ -200,15 +217,28 @@ class Experiment:
 
         for index in range(first, last + 1):
             self._runs_before[index] = read_log(self.layout.ve_workload_log(index)).runs
-        starter_args = cgroups.starter_cgroup_args(self.config.tag, self.config.ve_controllers, self.layout.lxc_etc)
+        lxc_builds = self.builds
+        config_dirs = [build.config_dir for build in lxc_builds]
+        starter_args = cgroups.starter_cgroup_args(
+            self.config.tag, self.config.ve_controllers, self.layout.lxc_etc, config_dirs
+        )
+        starter_args += builds.starter_build_args(lxc_builds)
+        prover = self._prover()
+
+        def started_and_proven(result: fleet.StartResult) -> None:
+            started(result)
+            prover.look_at(result)
+
         try:
             results = fleet.start_range(
                 self.layout,
                 range(first, last + 1),
                 self.config.start_delay,
-                on_started=started,
+                on_started=started_and_proven,
                 workers=self.config.parallel,
                 starter_args=starter_args,
+                build_names=[build.name for build in lxc_builds],
+                build_of=lambda index: builds.build_index(index, len(lxc_builds), self.round),
             )
         except BaseException:
             # Interrupted: a start the starters reported (and the root recorded) is kept even
@@ -219,12 +249,24 @@ class Experiment:
             raise
         for result in results:
             self.starts[result.index] = result
+        prover.finish(results)
         self._last_start_end = time.monotonic()
         self.timings["start all"] = self._last_start_end - self._first_start
         ok = sum(r.ok for r in results)
         took = self._last_start_end - began
         self.progress(f"lxcexp: started ve{first}-ve{last}: {ok} of {len(results)} in {took:.1f} s")
         return results
+
+    def _prover(self) -> builds.Prover:
+        use = cgroups.cgroup_use(self.config.ve_controllers)
+        with open("/proc/self/cgroup") as handle:
+            expected = builds.expected_hierarchies(use, handle.read().splitlines())
+        return builds.Prover(
+            {build.name: build for build in self.builds},
+            self.proofs,
+            expected,
+            lambda index: f"/{cgroups.container_dir(self.config.tag)}/{self.layout.ve_name(index)}",
+        )
 
     def records(self, first: int, last: int) -> list[VERecord]:
         indexes = range(first, last + 1)
@@ -257,6 +299,7 @@ class Experiment:
                         if expected_exit_status(self.config.workload) is not None
                         else None,
                         target=ping_target(self.config, index),
+                        build=start.build if start else None,
                     )
                 )
             )

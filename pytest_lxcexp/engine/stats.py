@@ -34,6 +34,7 @@ class VERecord:
     powered_off: bool = False  # its log says it did, after logging its exit status
     output: str | None = None  # a command's last lines of output
     target: str | None = None  # the address a ping workload pings
+    build: str | None = None  # the --ve-lxc build that started it
     fields: dict[str, Any] = field(default_factory=dict, hash=False)  # from pytest_lxcexp_ve_fields
 
     @property

@@ -157,6 +157,6 @@ def test_help_lists_the_lxcexp_group(pytester: pytest.Pytester) -> None:
 def test_every_option_is_a_build_config_keyword() -> None:
     # plugin._build passes each option to build_config under its name without "ve_".
     keywords = set(inspect.signature(build_config).parameters)
-    names = [name for _, name, _, _ in plugin.OPTIONS] + [name for _, name, _ in plugin.FLAGS]
+    names = [name for _, name, _, _ in plugin.OPTIONS] + [name for _, name, _ in plugin.FLAGS + plugin.LISTS]
     assert [name for name in names if name.removeprefix("ve_") not in keywords] == []
     assert keywords - {name.removeprefix("ve_") for name in names} == {"workload_script"}  # the hook's
