@@ -111,7 +111,7 @@ def global_config_dir(library: str) -> str | None:
         data = handle.read()
     found = {
         match.group(1).decode()
-        for match in re.finditer(rb"\x00(/[\x21-\x7e]{1,4000}?/lxc\.conf)\x00", data)
+        for match in re.finditer(rb"(?<=\x00)(/[\x21-\x7e]{1,4000}?/lxc\.conf)(?=\x00)", data)
         if b"%" not in match.group(1)
     }
     return os.path.dirname(found.pop()) if len(found) == 1 else None

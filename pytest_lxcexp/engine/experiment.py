@@ -68,6 +68,13 @@ class Experiment:
             self._builds = builds.resolve_builds(self.config.lxc)
         return self._builds
 
+    def builds_metadata(self) -> list[dict[str, Any]]:
+        """Each build as results.json's metadata.builds records it: what it is, and its proof."""
+        return [
+            build.to_dict() | {"proof": self.proofs[build.name].to_dict() if build.name in self.proofs else None}
+            for build in self.builds
+        ]
+
     def build_of(self, index: int) -> builds.LXCBuild:
         """The build that starts veN in this round: interleaved, ve1 the first build's."""
         return self.builds[builds.build_index(index, len(self.builds), self.round)]
