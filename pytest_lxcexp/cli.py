@@ -8,6 +8,9 @@ lxcexp stats [S] [E]              the Results block for veS..veE
 lxcexp takedown                   stop everything, remove it all
 lxcexp report DIR                 rebuild DIR/index.html over the runs saved with --ve-report-dir
 lxcexp compare A B [--fail M:N%]  compare two saved runs; exit 1 on a regression
+lxcexp build-lxc SOURCE [--ref REF] [--prefix DIR]
+                                  build LXC from a git tree, bundle or tarball (cached per
+                                  commit); prints the prefix, for --ve-lxc
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from .engine import base, storage
+from .engine import base, build_lxc, storage
 from .engine.builds import BuildProofError
 from .engine.config import ConfigError, ExperimentConfig, build_config, parse_range, parse_root, root_tag
 from .engine.experiment import Experiment
@@ -198,6 +201,17 @@ def cmd_takedown(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_lxc(args: argparse.Namespace) -> int:
+    try:
+        prefix = build_lxc.build_lxc(
+            args.source, args.ref, args.prefix, progress=lambda line: print(line, file=sys.stderr, flush=True)
+        )
+    except build_lxc.BuildError as error:
+        raise CliError(str(error), status=1) from None
+    print(prefix)
+    return 0
+
+
 def _add_range(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("first", nargs="?", metavar="S", help="first VE number (default 1)")
     parser.add_argument("last", nargs="?", metavar="E", help="last VE number (default: the count)")
@@ -270,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     down = add("takedown", cmd_takedown, "stop every VE and remove the experiment (safe to repeat)")
     down.add_argument("--root", default="/exp", help="experiment root (default /exp)")
     down.add_argument("--bridge", default=None, help="bridge to delete when the root has no marker left")
+    built = add("build-lxc", cmd_build_lxc, "build LXC from source with meson into a prefix, cached per commit")
+    built.add_argument("source", metavar="SOURCE", help="a git tree, git bundle or tarball of LXC's source")
+    built.add_argument("--ref", default=None, help="the commit, tag or branch to build (default HEAD)")
+    built.add_argument("--prefix", default=None, help=f"install here (default {build_lxc.CACHE}/<commit>)")
     add_report_commands(add)
     return parser
 

@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import base, builds, cgroups, fleet, host, network, storage, takedown, tuning
+from . import base, builds, cgroups, fleet, host, network, phases, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .shared import SharedRun
 from .stats import Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
-from .workload import expected_exit_status, ping_target, read_log, workload_kind
+from .workload import WorkloadLog, expected_exit_status, ping_target, read_log, workload_kind
 
 Progress = Callable[[str], None]
 
@@ -237,16 +237,18 @@ class Experiment:
             prover.look_at(result)
 
         try:
-            results = fleet.start_range(
-                self.layout,
-                range(first, last + 1),
-                self.config.start_delay,
-                on_started=started_and_proven,
-                workers=self.config.parallel,
-                starter_args=starter_args,
-                build_names=[build.name for build in lxc_builds],
-                build_of=lambda index: builds.build_index(index, len(lxc_builds), self.round),
-            )
+            with phases.watch_running(self.layout.root) as running:
+                results = fleet.start_range(
+                    self.layout,
+                    range(first, last + 1),
+                    self.config.start_delay,
+                    on_started=started_and_proven,
+                    workers=self.config.parallel,
+                    starter_args=starter_args,
+                    build_names=[build.name for build in lxc_builds],
+                    build_of=lambda index: builds.build_index(index, len(lxc_builds), self.round),
+                )
+            results = [self._with_running(result, running.at) for result in results]
         except BaseException:
             # Interrupted: a start the starters reported (and the root recorded) is kept even
             # if the interrupt came before it was counted here.
@@ -263,6 +265,12 @@ class Experiment:
         took = self._last_start_end - began
         self.progress(f"lxcexp: started ve{first}-ve{last}: {ok} of {len(results)} in {took:.1f} s")
         return results
+
+    def _with_running(self, result: fleet.StartResult, running_at: dict[str, float]) -> fleet.StartResult:
+        moment = running_at.get(self.layout.ve_name(result.index)) if result.ok else None
+        result = dataclasses.replace(result, running=phases.since(moment, result.started_at), round=self.round)
+        fleet.record_start(self.layout, result)  # the latest line of a VE wins when read back
+        return result
 
     def _prover(self) -> builds.Prover:
         use = cgroups.cgroup_use(self.config.ve_controllers)
@@ -307,11 +315,25 @@ class Experiment:
                         else None,
                         target=ping_target(self.config, index),
                         build=start.build if start else None,
+                        round=start.round if start else self.round,
+                        phases=self._phases(start, log),
                     )
                 )
             )
         # A host limit (full tmpfs, no more PIDs, ...) named for each VE it stopped.
         return [self._with_fault(record) for record in records]
+
+    @staticmethod
+    def _phases(start: fleet.StartResult | None, log: WorkloadLog) -> dict[str, float | None]:
+        """Seconds from the VE's start request to each phase (see phases.py); {} if never started."""
+        if start is None or not start.ok:
+            return {}
+        return {
+            "lxc_start_returned": round(start.latency, 6),
+            "running": start.running,
+            "workload_began": phases.since(log.began_at, start.started_at),
+            "first_ping": phases.since(log.first_answer_at, start.started_at),
+        }
 
     def _with_fields(self, record: VERecord) -> VERecord:
         """Add the hook's extra fields; a failing hook is recorded, never lets the records (and takedown) fail."""
