@@ -90,12 +90,6 @@ OPTIONS: list[tuple[str, str, str, str]] = [
         "controllers each VE gets cgroups of its own in: auto (cpu,pids; all with --ve-init=system), all, "
         "or a list such as cpu,pids,memory",
     ),
-    (
-        "--ve-repeat",
-        "ve_repeat",
-        "1",
-        "rounds of set up, start, complete and take down in one session; the build that starts first alternates",
-    ),
 ]
 # Repeatable options (ini: one value a line).
 LISTS: list[tuple[str, str, str]] = [

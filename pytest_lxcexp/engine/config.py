@@ -284,7 +284,6 @@ LXC_OPTION = "--ve-lxc"
 LXC_SYSTEM = "system"
 LXC_PRELOAD_MARK = "+preload:"
 _BUILD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
-MAX_REPEAT = 1000
 
 
 @dataclass(frozen=True)
@@ -386,8 +385,6 @@ class ExperimentConfig:
     ve_last: int = 0
     # --ve-lxc: the LXC builds that start the VEs, interleaved (normalized specs; none: the system's).
     lxc: tuple[str, ...] = ()
-    # --ve-repeat: rounds of set up, start, complete, take down in one session.
-    repeat: int = 1
 
     def __post_init__(self) -> None:
         if self.ve_last == 0:
@@ -497,7 +494,6 @@ def build_config(
     apt_proxy: str = "",
     ssh_key: str = "",
     lxc: Iterable[str] | str | None = None,
-    repeat: str | int = 1,
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
     base_value = parse_base("--ve-base", base)
@@ -549,7 +545,6 @@ def build_config(
         apt_proxy=parse_url("--ve-apt-proxy", apt_proxy, ("http", "https")) if apt_proxy else "",
         ssh_key=parse_ssh_key("--ve-ssh-key", ssh_key) if ssh_key else "",
         lxc=parse_builds([lxc] if isinstance(lxc, str) else lxc or ()),
-        repeat=parse_positive_int("--ve-repeat", repeat, MAX_REPEAT),
     )
 
 

@@ -56,7 +56,7 @@ class Experiment:
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
         self._builds: list[builds.LXCBuild] | None = None
-        # --ve-repeat: the round being run (0-based); it shifts which build starts ve1.
+        # The round being run (0-based; --ve-repeat, not built yet, would advance it): it shifts which build starts ve1.
         self.round = 0
         # The proof that each build ran as asked, from its first VE that could be looked at.
         self.proofs: dict[str, builds.Proof] = {}

@@ -44,7 +44,6 @@ def test_config_is_available(pytestconfig):
         ("--ve-network=foo", "--ve-network", "not one of"),
         ("--ve-timeout=-3", "--ve-timeout", "must be more than zero"),
         ("--ve-lxc=opt/lxc", "--ve-lxc", "is not an absolute path"),
-        ("--ve-repeat=0", "--ve-repeat", "not a positive whole number"),
     ],
 )
 def test_bad_option_is_a_usage_error(pytester: pytest.Pytester, arg: str, option: str, reason: str) -> None:
