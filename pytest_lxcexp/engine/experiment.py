@@ -237,7 +237,10 @@ class Experiment:
             prover.look_at(result)
 
         try:
-            with phases.watch_running(self.layout.root) as running:
+            # One FIFO per lxcpath: with several processes of a run (xdist) starting at once,
+            # none watches it (their `running` phases are null) rather than steal it from another.
+            watch = phases.watch_running if self.share is None else phases.no_watch
+            with watch(self.layout.root) as running:
                 results = fleet.start_range(
                     self.layout,
                     range(first, last + 1),
