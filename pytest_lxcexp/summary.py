@@ -9,7 +9,7 @@ from .engine.storage import human_size
 
 if TYPE_CHECKING:
     from .interrupts import Interruption
-    from .plugin import RunState
+    from .session import RunState
 
 FAILED_VES_SHOWN = 20
 

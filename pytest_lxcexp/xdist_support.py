@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -34,6 +34,7 @@ from .engine.experiment import Experiment
 from .engine.fleet import StartResult
 from .engine.hosts import HostPlan, HostPlanError
 from .engine.stats import VERecord, summarize
+from .session import HostFigures, config_from_pytest, run_state_key
 
 OUTPUT_KEY = "lxcexp_run"
 HOST_ENV = "LXCEXP_HOST"
@@ -73,7 +74,6 @@ def check_host_settings(config: pytest.Config, specs: list[str]) -> None:
     import execnet
 
     from .engine.config import ConfigError
-    from .plugin import config_from_pytest
 
     local: dict[str, ExperimentConfig] = {}
     for spec in specs:
@@ -107,33 +107,6 @@ def _clash(one: ExperimentConfig, two: ExperimentConfig) -> str | None:
         if one.subnet.overlaps(two.subnet):
             return f"overlapping subnets {one.subnet} and {two.subnet}"
     return None
-
-
-@dataclass
-class HostFigures:
-    """One host's part of a run over several hosts."""
-
-    key: str  # as host_identity() tells it
-    name: str
-    root: str
-    bridge: str
-    subnet: str
-    first: int
-    last: int
-    ves: int = 0
-    started: int = 0
-    completed: int = 0
-    start_all: float | None = None
-    disk_used: int = 0
-    leftovers: list[str] | None = None
-
-    def line(self) -> str:
-        start = f"{self.start_all:.1f} s" if self.start_all is not None else "-"
-        network = f"on {self.bridge} ({self.subnet})" if self.bridge else "without a network"
-        return (
-            f"  {self.name}: ve{self.first}-ve{self.last} in {self.root} {network}: "
-            f"{self.ves} VEs, {self.started} started, {self.completed} completed, start all {start}"
-        )
 
 
 class XdistSupport:
@@ -187,7 +160,6 @@ class XdistSupport:
         config = session.config
         if not _is_worker(config):
             return
-        from .plugin import run_state_key
 
         state = config.stash.get(run_state_key, None)
         if state is None or state.experiment is None:
@@ -219,7 +191,6 @@ class XdistSupport:
         """Controller: turn the workers' parts into this process's RunState, for the summary."""
         if _is_worker(config) or not self.parts:
             return
-        from .plugin import run_state_key
 
         state = config.stash.get(run_state_key, None)
         if state is None or state.experiment is not None:

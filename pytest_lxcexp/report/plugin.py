@@ -24,7 +24,7 @@ import pytest
 from ..engine.experiment import Experiment
 from ..engine.workload import log_tail, read_log
 from ..interrupts import interruption
-from ..plugin import RunState, run_state_key
+from ..session import RunState, run_state_key
 from ..xdist_support import host_identity
 from . import archive, metadata
 from .compare import (
