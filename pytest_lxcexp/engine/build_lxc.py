@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .builds import BUILD_INFO
+from .builds import BUILD_INFO, sha256_of
 
 CACHE = "/var/cache/lxcexp/lxc-builds"
 # Each is passed only if the tree's meson options declare it (they differ between 5.0 and 6.0).
@@ -103,14 +103,6 @@ def _mirror(bundle: str, cache: str) -> str:
     return mirror
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class Resolved:
     key: str  # the cache entry's name: the commit, or tar-<sha256> for a tarball
@@ -123,7 +115,7 @@ def resolve(source: Source, ref: str | None, cache: str) -> Resolved:
     if source.kind == "tarball":
         if ref:
             raise BuildError("--ref: a tarball holds one tree; --ref is for a git tree or bundle")
-        return Resolved(f"tar-{_sha256(source.path)[:16]}", None, None, None)
+        return Resolved(f"tar-{sha256_of(source.path)[:16]}", None, None, None)
     repository = source.path if source.kind == "git" else _mirror(source.path, cache)
     commit = _git("-C", repository, "rev-parse", "--verify", "--quiet", f"{ref or 'HEAD'}^{{commit}}")
     describe = subprocess.run(

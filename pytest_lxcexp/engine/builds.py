@@ -72,7 +72,7 @@ class LXCBuild:
         return asdict(self)
 
 
-def _sha256(path: str) -> str:
+def sha256_of(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -203,11 +203,11 @@ def resolve_build(spec: BuildSpec) -> LXCBuild:
         preload=spec.preload,
         config_dir=config_dir,
         version=_version(lxc_start, changes),
-        sha256=_sha256(library),
+        sha256=sha256_of(library),
         rpath=rpath,
         git_describe=info.get("describe"),
         commit=info.get("commit"),
-        preload_sha256=_sha256(spec.preload) if spec.preload else None,
+        preload_sha256=sha256_of(spec.preload) if spec.preload else None,
     )
 
 
