@@ -232,8 +232,8 @@ def _record(data: dict[str, Any]) -> VERecord:
     return VERecord(**{key: value for key, value in data.items() if key in known})
 
 
-def _progress(record: VERecord) -> tuple[bool, bool, int, bool]:
-    return (record.completed, record.finished, record.pings, record.start_latency is not None)
+def _progress(record: VERecord) -> tuple[bool, bool, int, bool, bool]:
+    return (record.completed, record.finished, record.pings, record.started, record.start_latency is not None)
 
 
 def merge_into(state: Any, parts: list[dict[str, Any]]) -> None:
