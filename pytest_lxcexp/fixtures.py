@@ -28,6 +28,10 @@ from .engine.takedown import TakedownReport, takedown_network, takedown_root, ta
 if TYPE_CHECKING:
     from .plugin import RunState
 
+# A test using any of these needs the host (preflight, root); ve_config alone only reads options.
+HOST_FIXTURES = frozenset({"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"})
+EXPERIMENT_FIXTURES = HOST_FIXTURES | {"ve_config"}
+
 
 def _state(request: pytest.FixtureRequest) -> RunState:
     from .plugin import run_state_key

@@ -15,6 +15,7 @@ from .engine.host import require_root
 from .engine.stats import Summary, VERecord
 from .engine.storage import RunLock
 from .fixtures import (  # noqa: F401 - fixtures are found through this plugin module
+    HOST_FIXTURES,
     ve_base,
     ve_clones,
     ve_config,
@@ -24,10 +25,10 @@ from .fixtures import (  # noqa: F401 - fixtures are found through this plugin m
     ve_root,
 )
 from .interrupts import InterruptPlugin, guard_of, interruption
+from .suite_choice import SuiteChoicePlugin, add_chosen_suite, choose, suite_choice_key, suite_defaults
+from .suites import suite_names
 from .summary import summary_lines
 from .xdist_support import HostFigures, XdistSupport
-
-FIXTURES_THAT_NEED_THE_HOST = {"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"}
 
 
 @dataclass
@@ -105,14 +106,33 @@ FLAGS: list[tuple[str, str, str]] = [
 ]
 
 
+DEFAULTS = {ini: default for _, ini, default, _ in OPTIONS}
+FLAG_NAMES = frozenset(ini for _, ini, _ in FLAGS)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("lxcexp", "container-density experiments with LXC")
-    for option, ini, default, help_text in OPTIONS:
+    # Ini values default to None, so that a built-in suite's defaults can stand between the
+    # user's ini file and the plugin's own defaults (see _value).
+    for option, ini, _, help_text in OPTIONS:
         group.addoption(option, dest=ini, default=None, help=help_text)
-        parser.addini(ini, help_text, default=default)
+        parser.addini(ini, help_text, default=None)
     for option, ini, help_text in FLAGS:
         group.addoption(option, dest=ini, action="store_true", default=None, help=help_text)
-        parser.addini(ini, help_text, type="bool", default=False)
+        parser.addini(ini, help_text, type="bool", default=None)
+    group.addoption(
+        "--ve-suite",
+        dest="ve_suite",
+        default=None,
+        metavar="NAME",
+        help=f"run the built-in suite NAME ({', '.join(suite_names())}) instead of test paths; without test "
+        "paths and with any --ve-* option, ping runs when no test of the session's own uses the experiment",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    add_chosen_suite(early_config, args)
 
 
 # Settings that may differ between the hosts of one run: on an xdist worker, an environment
@@ -136,10 +156,16 @@ def host_overrides(config: pytest.Config, environ: Mapping[str, str] | None = No
 
 
 def _value(config: pytest.Config, name: str, overrides: Mapping[str, str]) -> str | bool:
+    """Per-host setting, else command line, else ini file, else the built-in suite's default, else ours."""
     if name in overrides:
         return overrides[name]
-    given = config.getoption(name)
-    return config.getini(name) if given is None else given
+    for value in (config.getoption(name), config.getini(name)):
+        if value is not None:
+            return value
+    from_suite = suite_defaults(config).get(name)
+    if from_suite is not None:
+        return from_suite.lower() in ("1", "true", "yes", "on") if name in FLAG_NAMES else from_suite
+    return DEFAULTS.get(name, False)
 
 
 def config_from_pytest(config: pytest.Config, environ: Mapping[str, str] | None = None) -> ExperimentConfig:
@@ -190,6 +216,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(InterruptPlugin(), "lxcexp-interrupts")
     if config.pluginmanager.hasplugin("xdist") and not config.pluginmanager.has_plugin("lxcexp-xdist"):
         config.pluginmanager.register(XdistSupport(), "lxcexp-xdist")
+    config.stash[suite_choice_key] = choose(config)
+    if not config.pluginmanager.has_plugin("lxcexp-suites"):
+        config.pluginmanager.register(SuiteChoicePlugin(), "lxcexp-suites")
     try:
         experiment_config = config_from_pytest(config)
     except ConfigError as error:
@@ -212,7 +241,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Check the host and the root once, before anything is created, if any test needs them."""
-    if not any(FIXTURES_THAT_NEED_THE_HOST & set(getattr(item, "fixturenames", ())) for item in items):
+    if not any(HOST_FIXTURES & set(getattr(item, "fixturenames", ())) for item in items):
         return
     if config.option.collectonly:
         return

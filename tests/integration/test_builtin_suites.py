@@ -81,7 +81,8 @@ def test_ve_count_alone_runs_the_ping_experiment(clean_host, leftovers, tmp_path
 def test_ve_count_with_two_workers_and_a_report(clean_host, leftovers, tmp_path):
     names = clean_host
     reports = tmp_path / "reports"
-    result = run_in(tmp_path, "--ve-count=50", "--ve-batch=10", "-n", "2", f"--ve-report-dir={reports}", *SMALL, *names.options())
+    options = ["--ve-count=50", "--ve-batch=10", "-n", "2", f"--ve-report-dir={reports}"]
+    result = run_in(tmp_path, *options, *SMALL, *names.options())
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-2000:]
     assert NOTE in out  # said by the controller, which collects nothing itself
