@@ -117,7 +117,7 @@ def choose(config: pytest.Config) -> SuiteChoice:
     return choice
 
 
-def suite_defaults(config: pytest.Config) -> dict[str, str]:
+def suite_defaults(config: pytest.Config) -> dict[str, str | bool]:
     choice = config.stash.get(suite_choice_key, None)
     if choice is None or choice.suite is None:
         return {}

@@ -1,7 +1,7 @@
 """The built-in suites, shipped with the plugin: each a package of tests over the experiment's
 fixtures, run as `pytest --ve-suite NAME` or `pytest --pyargs pytest_lxcexp.suites.NAME`.
 
-A suite's package may set DEFAULTS (ini name -> value): they stand in for the plugin's own
+A suite's package may set DEFAULTS (ini name -> a string, or a bool for a flag): they stand in for the plugin's own
 defaults when the suite runs; the command line and the user's ini file still win.
 """
 
@@ -29,7 +29,7 @@ def suite_path(name: str) -> Path:
     return SUITES_DIR / name
 
 
-def suite_defaults(name: str) -> dict[str, str]:
+def suite_defaults(name: str) -> dict[str, str | bool]:
     suite_path(name)
     module = importlib.import_module(f"{__name__}.{name}")
     return dict(getattr(module, "DEFAULTS", {}))

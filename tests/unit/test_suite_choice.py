@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from pytest_lxcexp import plugin
+from pytest_lxcexp.options import FLAGS, OPTIONS
 from pytest_lxcexp.suites import SUITES_DIR, UnknownSuite, suite_defaults, suite_names, suite_of, suite_path
 
 PLAIN_MODULE = """
@@ -43,9 +43,11 @@ def test_the_suites_are_packages_in_the_plugin() -> None:
 
 
 def test_suite_defaults_are_settings_the_plugin_knows() -> None:
-    known = {name for _, name, _, _ in plugin.OPTIONS} | {name for _, name, _ in plugin.FLAGS}
+    options, flags = {name for _, name, _, _ in OPTIONS}, {name for _, name, _ in FLAGS}
     for name in suite_names():
-        assert set(suite_defaults(name)) <= known, name
+        defaults = suite_defaults(name)
+        assert set(defaults) <= options | flags, name
+        assert all(isinstance(value, bool) == (key in flags) for key, value in defaults.items()), name
     assert suite_defaults("boot_storm")["ve_workload"] == "idle"
     assert suite_defaults("ping") == {}
 
