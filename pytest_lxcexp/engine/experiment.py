@@ -321,6 +321,7 @@ class Experiment:
                         if expected_exit_status(self.config.workload) is not None
                         else None,
                         target=ping_target(self.config, index),
+                        started=start is not None,
                         build=start.build if start else None,
                         round=start.round if start else self.round,
                         phases=self._phases(start, log),

@@ -40,6 +40,7 @@ class VERecord:
     # Seconds from its start request to each phase of its start (engine/phases.py); {} if it never started.
     phases: dict[str, float | None] = field(default_factory=dict, hash=False)
     fields: dict[str, Any] = field(default_factory=dict, hash=False)  # from pytest_lxcexp_ve_fields
+    started: bool = True  # a start was asked for (by this run, or recorded in the root)
 
     @property
     def name(self) -> str:
@@ -86,6 +87,8 @@ class VERecord:
         if self.start_error:
             return f"failed to start: {self.start_error}"
         if not self.log_present:
+            if not self.started and self.state != "RUNNING":
+                return "never started"
             if self.state != "RUNNING":
                 return f"no log, not running (state {self.state})"
             return "no log file"
