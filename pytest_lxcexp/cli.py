@@ -135,6 +135,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         root = experiment.config.root
         raise CliError(f"--ve-lxc: {error.reason} (take it down: lxcexp takedown --root {root})") from None
     finally:
+        experiment.end_running_watch()  # the RUNNING phases of this call's starts, recorded in the root
         experiment.unlock()
     failed = [result for result in results if not result.ok]
     for result in failed:

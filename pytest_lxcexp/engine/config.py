@@ -452,6 +452,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["subnet"] = str(self.subnet)
+        data["lxc"] = list(self.lxc)  # as JSON gives it back: a saved run's options compare equal
         return data
 
     @classmethod

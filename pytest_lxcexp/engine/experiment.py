@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -64,6 +65,8 @@ class Experiment:
         # Epoch of the last wait's end: parts of one run (xdist workers) measure "complete all"
         # from their own first start, so only this lets a merge make one span of them.
         self.waited_until: float | None = None
+        self._running_watch: contextlib.ExitStack | None = None
+        self._running_times = phases.RunningTimes()
 
     @property
     def builds(self) -> list[builds.LXCBuild]:
@@ -240,22 +243,19 @@ class Experiment:
             started(result)
             prover.look_at(result)
 
+        self._watch_running()
         try:
-            # One FIFO per lxcpath: with several processes of a run (xdist) starting at once,
-            # none watches it (their `running` phases are null) rather than steal it from another.
-            watch = phases.watch_running if self.share is None else phases.no_watch
-            with watch(self.layout.root) as running:
-                results = fleet.start_range(
-                    self.layout,
-                    range(first, last + 1),
-                    self.config.start_delay,
-                    on_started=started_and_proven,
-                    workers=self.config.parallel,
-                    starter_args=starter_args,
-                    build_names=[build.name for build in lxc_builds],
-                    build_of=lambda index: builds.build_index(index, len(lxc_builds), self.round),
-                )
-            results = [self._with_running(result, running.at) for result in results]
+            results = fleet.start_range(
+                self.layout,
+                range(first, last + 1),
+                self.config.start_delay,
+                on_started=started_and_proven,
+                workers=self.config.parallel,
+                starter_args=starter_args,
+                build_names=[build.name for build in lxc_builds],
+                build_of=lambda index: builds.build_index(index, len(lxc_builds), self.round),
+            )
+            results = [dataclasses.replace(result, round=self.round) for result in results]
         except BaseException:
             # Interrupted: a start the starters reported (and the root recorded) is kept even
             # if the interrupt came before it was counted here.
@@ -273,11 +273,29 @@ class Experiment:
         self.progress(f"lxcexp: started ve{first}-ve{last}: {ok} of {len(results)} in {took:.1f} s")
         return results
 
-    def _with_running(self, result: fleet.StartResult, running_at: dict[str, float]) -> fleet.StartResult:
-        moment = running_at.get(self.layout.ve_name(result.index)) if result.ok else None
-        result = dataclasses.replace(result, running=phases.since(moment, result.started_at), round=self.round)
-        fleet.record_start(self.layout, result)  # the latest line of a VE wins when read back
-        return result
+    def _watch_running(self) -> None:
+        """Watch the monitors' RUNNING announcements from the first start until the starts are
+        over (the first wait, records or takedown): one reader for every range, so a range's
+        start does not pay for starting and draining one. With several processes of a run
+        (xdist) starting on one lxcpath at once, none watches (their `running` is null)
+        rather than steal the one FIFO from another."""
+        if self._running_watch is not None or self.share is not None:
+            return
+        stack = contextlib.ExitStack()
+        self._running_times = stack.enter_context(phases.watch_running(self.layout.root))
+        self._running_watch = stack
+
+    def end_running_watch(self) -> None:
+        """Stop watching; each start still without its RUNNING phase gets it (and is recorded again)."""
+        if self._running_watch is None:
+            return
+        self._running_watch.close()
+        self._running_watch = None
+        for index, result in list(self.starts.items()):
+            moment = self._running_times.at.get(self.layout.ve_name(index)) if result.ok else None
+            if result.running is None and moment is not None:
+                self.starts[index] = dataclasses.replace(result, running=phases.since(moment, result.started_at))
+                fleet.record_start(self.layout, self.starts[index])  # the latest line of a VE wins when read back
 
     def _prover(self) -> builds.Prover:
         use = cgroups.cgroup_use(self.config.ve_controllers)
@@ -291,6 +309,7 @@ class Experiment:
         )
 
     def records(self, first: int, last: int) -> list[VERecord]:
+        self.end_running_watch()
         indexes = range(first, last + 1)
         states = fleet.ve_states(self.layout, indexes, workers=self.config.parallel)
         plan = addressing.AddressPlan(self.config.subnet) if self.config.network == "bridge" else None
@@ -372,6 +391,7 @@ class Experiment:
     # -- churn: LXC's own concurrency test modes (create, start, stop, destroy) ----------
 
     def stop(self, first: int, last: int) -> set[str]:
+        self.end_running_watch()
         """Stop veFIRST..veLAST and wait until their processes and veths are gone (a restart reuses both)."""
         indexes = range(first, last + 1)
         stopped = fleet.stop_all(self.layout, indexes, workers=self.config.parallel)
@@ -414,6 +434,7 @@ class Experiment:
         return replace(record, fault=fault)
 
     def wait(self, first: int, last: int, timeout: float | None = None) -> list[VERecord]:
+        self.end_running_watch()
         """Wait until every VE of the range has finished its workload (or cannot), then report."""
         self.phase = "wait"
         deadline = time.monotonic() + (timeout if timeout is not None else self.config.effective_timeout)
@@ -462,6 +483,7 @@ class Experiment:
     # -- takedown -------------------------------------------------------------------
 
     def takedown(self) -> takedown.TakedownReport:
+        self.end_running_watch()
         with self.timed_takedown():
             bridge = self.config.bridge if self.config.network == "bridge" else None
             return takedown.takedown(self.config.root, self.config.tag, bridge)

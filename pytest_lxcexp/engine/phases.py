@@ -80,11 +80,6 @@ def watch_running(lxcpath: str) -> Iterator[RunningTimes]:
                 times.at = {str(k): float(v) for k, v in json.loads(out.strip().splitlines()[-1]).items()}
 
 
-@contextlib.contextmanager
-def no_watch(_lxcpath: str) -> Iterator[RunningTimes]:
-    yield RunningTimes()
-
-
 def since(moment: float | None, started_at: float | None) -> float | None:
     if moment is None or started_at is None:
         return None
