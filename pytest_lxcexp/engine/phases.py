@@ -39,7 +39,8 @@ class RunningTimes:
 
 @contextlib.contextmanager
 def watch_running(lxcpath: str) -> Iterator[RunningTimes]:
-    """Stamp every RUNNING announcement under `lxcpath` while the block runs.
+    """Stamp every RUNNING announcement under `lxcpath` while the block runs (the
+    experiment holds it open from its first start until its first wait).
 
     Best effort: if the FIFO cannot be made (another reader's FIFO is there, /run is
     read-only), the times are simply missing; the starts go on."""
