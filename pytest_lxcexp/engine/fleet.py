@@ -16,6 +16,7 @@ import lxc
 from . import cgroups, children, faults, userns
 from .config import ExperimentConfig
 from .network import AddressPlan, BridgeLayout, veth_name
+from .safefs import UnsafeVEFile
 from .storage import Layout
 from .workload import VE_ENV_PATH, init_command, mount_auto, ve_env
 
@@ -166,10 +167,9 @@ def defined_ves(layout: Layout) -> list[int]:
 
 def _failure_reason(layout: Layout, index: int) -> str:
     try:
-        with open(layout.ve_lxc_log(index), errors="replace") as handle:
-            errors = [line.strip() for line in handle if " ERROR " in line]
-    except FileNotFoundError:
-        errors = []
+        errors = faults.lxc_errors(layout.ve_lxc_log(index))
+    except UnsafeVEFile as refusal:
+        return f"liblxc refused to start it; its lxc.log is {refusal.found}"
     if not errors:
         if faults.tmpfs_full(layout.root):
             # liblxc could not even write its log: say why rather than "no reason".
