@@ -157,11 +157,13 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
         _leave(experiment, setup_failed=True)
         raise
     yield experiment
-    if not state.config.keep and experiment.last_member:
-        with experiment.timed_takedown():
-            takedown_root(state.config.root, experiment.takedown_report)
-        experiment.taken_down = True
-    _leave(experiment)
+    try:
+        if not state.config.keep and experiment.last_member:
+            with experiment.timed_takedown():
+                takedown_root(state.config.root, experiment.takedown_report)
+            experiment.taken_down = True
+    finally:
+        _leave(experiment)  # the lock (or the share) is given up even if the unmount failed
 
 
 @pytest.fixture(scope="session")
@@ -202,17 +204,24 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
         takedown_ves(experiment.config.root, experiment.config.tag, TakedownReport())
         raise
     yield experiment
-    if experiment.starts:
-        records = experiment.records(experiment.config.ve_first, experiment.config.ve_last)
-        state.records = {record.index: record for record in records}
-        state.summary = experiment.summary(records)
-    if experiment.share is not None:
-        experiment.last_member = experiment.share.leave()
-    state.kept = state.config.keep
-    if state.config.keep or not experiment.last_member:
-        return  # kept up on purpose, or another worker of this run still uses it
-    with experiment.timed_takedown():
-        takedown_ves(experiment.config.root, experiment.config.tag, experiment.takedown_report)
+    # Whatever fails while reading the records (a hook, a VE's files, the disk), the VEs
+    # are still stopped: the takedown is in the finally, the error is raised after it.
+    try:
+        if experiment.starts:
+            experiment.phase = "records"
+            records = experiment.records(experiment.config.ve_first, experiment.config.ve_last)
+            state.records = {record.index: record for record in records}
+            state.summary = experiment.summary(records)
+    finally:
+        try:
+            if experiment.share is not None:
+                experiment.last_member = experiment.share.leave()
+        finally:
+            state.kept = state.config.keep
+            # Kept up on purpose, or another worker of this run still uses it: not ours to take down.
+            if not state.config.keep and experiment.last_member:
+                with experiment.timed_takedown():
+                    takedown_ves(experiment.config.root, experiment.config.tag, experiment.takedown_report)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lxcexp.engine import faults, safefs
+from pytest_lxcexp.engine import faults
 from pytest_lxcexp.engine.safefs import UnsafeVEFile, open_ve_file, read_ve_tail, split_ve_path
 from pytest_lxcexp.engine.workload import LogFollower, parse_log, read_log
 
