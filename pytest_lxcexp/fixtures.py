@@ -105,13 +105,19 @@ def _join(request: pytest.FixtureRequest, experiment: Experiment) -> None:
     experiment.first_member = experiment.share.join().first
 
 
+def _release_waiting_workers(experiment: Experiment) -> None:
+    """A setup step failed: the run's other workers, waiting at the gate, fail instead of waiting."""
+    if experiment.share is not None and experiment.first_member:
+        experiment.share.setup_done(ok=False)
+
+
 def _leave(experiment: Experiment, setup_failed: bool = False) -> None:
     share = experiment.share
     if share is None:
         experiment.unlock()
         return
-    if setup_failed and experiment.first_member:
-        share.setup_done(ok=False)  # release the others: they fail instead of waiting
+    if setup_failed:
+        _release_waiting_workers(experiment)
     share.finish()
     if experiment.last_member and not experiment.config.keep:
         share.cleanup_files()
@@ -169,8 +175,12 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
 @pytest.fixture(scope="session")
 def ve_base(ve_root: Experiment) -> Experiment:
     """The base root filesystem in the tmpfs (removed with the tmpfs)."""
-    if ve_root.first_member:
-        ve_root.setup_base()
+    try:
+        if ve_root.first_member:
+            ve_root.setup_base()
+    except BaseException:
+        _release_waiting_workers(ve_root)
+        raise
     return ve_root
 
 
@@ -182,6 +192,7 @@ def ve_network(ve_base: Experiment) -> Iterator[Experiment]:
         if ve_base.first_member:
             ve_base.setup_network()
     except BaseException:
+        _release_waiting_workers(ve_base)
         takedown_network(config.tag, config.bridge if config.network == "bridge" else None, TakedownReport())
         raise
     yield ve_base
@@ -201,6 +212,7 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
             if experiment.share is not None:
                 experiment.share.setup_done()  # the other workers of the run may attach now
     except BaseException:
+        _release_waiting_workers(experiment)
         takedown_ves(experiment.config.root, experiment.config.tag, TakedownReport())
         raise
     yield experiment
