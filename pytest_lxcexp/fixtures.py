@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sys
 import time
@@ -257,38 +258,55 @@ class VERange:
     def start(self) -> list[StartResult]:
         if self.experiment.share is None:
             return self.experiment.start(self.first, self.last)
-        with self._range_lock():
-            started = self._started_elsewhere()
-            if len(started) == len(self.indexes):
-                return started  # another worker of this run started the range
+        with self._range_state() as state:
+            if state["started"]:
+                return self._started_elsewhere()  # another worker of this run started this generation
+            state["started"] = True
             return self.experiment.start(self.first, self.last)
 
     def wait(self, timeout: float | None = None) -> list[VERecord]:
         """Wait for every VE of the range to finish its workload (or fail), then report each."""
         if self.experiment.share is not None:
             # xdist: this range's start may have run (or be running) on another worker.
-            with self._range_lock():
-                if not self._started_elsewhere():
+            with self._range_state() as state:
+                if state["started"]:
+                    self._started_elsewhere()
+                else:
+                    state["started"] = True
                     self.experiment.start(self.first, self.last)
         elif not any(index in self.experiment.starts for index in self.indexes):
             self.start()  # a test that waits on a range nobody started starts it first
         return self.experiment.wait(self.first, self.last, timeout)
 
     @contextlib.contextmanager
-    def _range_lock(self) -> Iterator[None]:
-        """One process at a time starts (or checks the start of) this range."""
+    def _range_state(self) -> Iterator[dict]:
+        """One process at a time starts (or checks the start of) this range. The lock file holds
+        the range's generation: each stop() begins a new one, which the next start() really starts."""
         path = os.path.join(self.experiment.layout.state_dir, f"range-{self.first}-{self.last}.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd) as handle:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "r+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
+            try:
+                state = json.loads(handle.read() or "{}")
+            except ValueError:
+                state = {}
+            state = {"generation": int(state.get("generation", 1)), "started": bool(state.get("started"))}
+            before = dict(state)
+            try:
+                yield state
+            finally:
+                if state != before:
+                    handle.seek(0)
+                    handle.truncate()
+                    handle.write(json.dumps(state))
+                    handle.flush()
 
     def _started_elsewhere(self) -> list[StartResult]:
         """The range's starts as recorded in the root by any process; adopted into this one's."""
         recorded = load_starts(self.experiment.layout)
         found = [recorded[index] for index in self.indexes if index in recorded]
         for result in found:
-            self.experiment.starts.setdefault(result.index, result)
+            self.experiment.starts[result.index] = result
         return found
 
     def records(self) -> list[VERecord]:
@@ -296,7 +314,13 @@ class VERange:
 
     def stop(self) -> set[str]:
         """Stop the range's VEs (they can be started again: churn); returns those that were running."""
-        return self.experiment.stop(self.first, self.last)
+        if self.experiment.share is None:
+            return self.experiment.stop(self.first, self.last)
+        with self._range_state() as state:
+            stopped = self.experiment.stop(self.first, self.last)
+            state["generation"] += 1  # the next start() starts the range again, on whichever worker
+            state["started"] = False
+            return stopped
 
     def destroy(self) -> None:
         """Remove the range's stopped VEs; create() makes them anew from the base."""

@@ -346,8 +346,8 @@ class Experiment:
     def wait(self, first: int, last: int, timeout: float | None = None) -> list[VERecord]:
         """Wait until every VE of the range has finished its workload (or cannot), then report."""
         self.phase = "wait"
-        deadline = time.monotonic() + (timeout if timeout is not None else self.config.effective_timeout)
         pending = set(range(first, last + 1))
+        deadline = self._range_deadline(pending, timeout if timeout is not None else self.config.effective_timeout)
         # A full tmpfs stops every log from growing: do not wait out the whole timeout for it.
         full = FullTmpfsWatch(self.config.root, patience=max(5.0, 3 * self.config.ping_interval))
         while pending and time.monotonic() < deadline:
@@ -377,6 +377,14 @@ class Experiment:
         if self._first_start is not None:
             self.timings["complete all"] = self._last_completion - self._first_start
         return self.records(first, last)
+
+    def _range_deadline(self, indexes: set[int], timeout: float) -> float:
+        """When a range's wait gives up (monotonic): `timeout` after the range's first start,
+        not after the wait began. All ranges start before any is waited on, so ten ranges
+        with a hung VE each would otherwise wait ten timeouts."""
+        started = [self.starts[index].started_at for index in indexes if index in self.starts]
+        elapsed = max(0.0, time.time() - min(started)) if started else 0.0
+        return time.monotonic() + max(0.0, timeout - elapsed)
 
     def summary(self, records: list[VERecord]) -> Summary:
         try:

@@ -194,13 +194,18 @@ def load_starts(layout: Layout) -> dict[int, StartResult]:
     """The latest start result of each VE, as recorded in the root (survives across CLI calls)."""
     results: dict[int, StartResult] = {}
     try:
-        with open(layout.starts_log) as handle:
-            for line in handle:
-                if line.strip():
-                    data = json.loads(line)
-                    results[data["index"]] = StartResult(**data)
+        fd = os.open(layout.starts_log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        pass
+        return results
+    with os.fdopen(fd, errors="replace") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                break  # another process's record, half written: it is complete at the next read
+            try:
+                data = json.loads(line)
+                results[data["index"]] = StartResult(**data)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by a crash mid-write: that start is unknown, the rest still count
     return results
 
 

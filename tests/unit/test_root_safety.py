@@ -109,3 +109,17 @@ def test_state_files_are_written_fresh(tmp_path: Path) -> None:
     os.symlink(victim, f"{path}.{os.getpid()}.tmp")  # a planted temp name is removed, never followed
     storage.write_new(str(path), "{}")
     assert path.read_text() == "{}" and victim.read_text() == "untouched"
+
+
+def test_a_half_written_last_start_line_is_skipped(tmp_path: Path) -> None:
+    from pytest_lxcexp.engine.fleet import load_starts
+
+    layout = storage.Layout(str(tmp_path))
+    Path(layout.state_dir).mkdir()
+    Path(layout.starts_log).write_text(
+        '{"index": 1, "ok": true, "latency": 0.1, "started_at": 1.0, "pid": 5, "error": null}\n'
+        '{"index": 2, "ok": tr\n'  # cut by a crash
+        '{"index": 3, "ok": true, "latency": 0.1, "started_at": 1.0, "pid": 7, "error": null}\n'
+        '{"index": 4, "ok": true, "lat'  # a worker still writing
+    )
+    assert sorted(load_starts(layout)) == [1, 3]
