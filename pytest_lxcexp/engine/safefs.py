@@ -71,6 +71,16 @@ def _found_at(dir_fd: int, name: str) -> str:
         return f"unreadable ({os.strerror(error.errno or 0)})"
 
 
+def _refusal(dir_fd: int, parts: list[str], position: int, error: OSError) -> str:
+    """What was found where opening parts[position] failed, in words."""
+    found = _found_at(dir_fd, parts[position])
+    if position < len(parts) - 1:
+        return f"reached through {'/'.join(parts[: position + 1])}, which is {found}"
+    if found == "a regular file":
+        return f"a regular file the host cannot open ({os.strerror(error.errno or 0)})"
+    return found if found == "a symlink" else f"{found}, not a regular file"
+
+
 def open_beneath(top: str, relative: str, flags: int = os.O_RDONLY) -> int:
     """Open top/relative, refusing a symlink in any component below `top` (ELOOP/ENOTDIR)."""
     parts = [part for part in relative.split("/") if part not in ("", ".")]
@@ -100,14 +110,12 @@ def open_ve_file(path: str) -> int:
             last = position == len(parts) - 1
             try:
                 next_fd = os.open(part, _OPEN_FLAGS if last else _DIR_FLAGS, dir_fd=fd)
-            except (FileNotFoundError, PermissionError):
+            except FileNotFoundError:
                 raise
             except OSError as error:
-                # ELOOP (a symlink), ENOTDIR (a file where a directory should be), ENXIO (a socket), ...
-                found = _found_at(fd, part)
-                if not last:
-                    found = f"reached through {'/'.join(parts[: position + 1])}, which is {found}"
-                raise UnsafeVEFile(path, found) from error
+                # ELOOP (a symlink), ENOTDIR (a file where a directory should be), ENXIO (a
+                # socket), EACCES (a device node on our nodev tmpfs), ...
+                raise UnsafeVEFile(path, _refusal(fd, parts, position, error)) from error
             os.close(fd)
             fd = next_fd
         info = os.fstat(fd)

@@ -325,7 +325,8 @@ class LogFollower:
             return WorkloadLog(present=False)
         except UnsafeVEFile as refusal:
             self._restart(None)
-            return WorkloadLog(present=False, refused=refusal.found)
+            # There is something in its place (counted as a log that is refused, not as none).
+            return WorkloadLog(present=True, refused=refusal.found)
         try:
             info = os.fstat(fd)
             identity = (info.st_dev, info.st_ino)

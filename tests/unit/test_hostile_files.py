@@ -67,7 +67,7 @@ def test_a_directory_is_refused_and_no_fd_leaks(log: Path) -> None:
 def test_a_socket_is_refused(log: Path) -> None:
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(str(log))
-        assert read_log(str(log)).refused == "a socket"
+        assert read_log(str(log)).refused == "a socket, not a regular file"
 
 
 def test_a_huge_file_is_refused_by_its_size(log: Path) -> None:
