@@ -17,15 +17,9 @@ import os
 from dataclasses import dataclass
 from typing import IO
 
-from .storage import RootError, lock_file, lock_path, open_private, write_new
+from .storage import RootError, gate_path, lock_file, lock_path, open_private, share_path, write_new
 
-
-def gate_path(root: str) -> str:
-    return lock_path(root)[: -len(".lock")] + ".gate"
-
-
-def share_path(root: str) -> str:
-    return lock_path(root)[: -len(".lock")] + ".share.json"
+__all__ = ["Membership", "SharedRun", "gate_path", "remove_run_files", "share_path"]
 
 
 @dataclass

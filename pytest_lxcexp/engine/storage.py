@@ -121,6 +121,16 @@ def lock_path(root: str) -> str:
     return os.path.join(parent, f".{name}.lxcexp.lock")
 
 
+def gate_path(root: str) -> str:
+    """pytest-xdist: the gate its workers pass one by one to join or leave a run (shared.py)."""
+    return lock_path(root)[: -len(".lock")] + ".gate"
+
+
+def share_path(root: str) -> str:
+    """pytest-xdist: who shares the root's run, and whether its setup is done (shared.py)."""
+    return lock_path(root)[: -len(".lock")] + ".share.json"
+
+
 def is_mountpoint(path: str) -> bool:
     return any(entry["target"] == path for entry in mounts())
 
@@ -297,6 +307,7 @@ class RunLock:
     """An exclusive lock beside the root: a second run on the same root refuses."""
 
     def __init__(self, root: str) -> None:
+        self.root = root
         self.path = lock_path(root)
         self._handle: IO[str] | None = None
 
@@ -339,7 +350,9 @@ class RunLock:
     def release(self) -> None:
         if self._handle is None:
             return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        # Held exclusively, so no xdist run lives here: its gate and share files are a crashed run's.
+        for path in (gate_path(self.root), share_path(self.root), self.path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         self._handle.close()
         self._handle = None
