@@ -41,9 +41,9 @@ def charged_memory(tag: str) -> int:
     (with every hierarchy, as --ve-init=system gets, the monitors sit in a tree of their own)."""
     total = 0
     for name in (cgroups.container_dir(tag), cgroups.monitor_dir(tag)):
-        with contextlib.suppress(FileNotFoundError):
-            with open(os.path.join(MEMORY_HIERARCHY, name, "memory.usage_in_bytes")) as handle:
-                total += int(handle.read())
+        path = os.path.join(MEMORY_HIERARCHY, name, "memory.usage_in_bytes")
+        with contextlib.suppress(FileNotFoundError), open(path) as handle:
+            total += int(handle.read())
     return total
 
 
