@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/per_ve_budget.py --count 20 --repeat 2
 
-For each (base, init) it sets up COUNT idle VEs on a bridge (the tool's own engine),
-starts them, waits until every VE's workload has begun (with --ve-init=system: after the
-distribution's init booted and started it as a service) and a few seconds more, then
+For each (base, init) it sets up COUNT VEs on a bridge (the tool's own engine) whose
+workload keeps one process running (as ping does), starts them, waits until every VE's
+workload has begun (with --ve-init=system: after the distribution's init booted and
+started it as a service) and a few seconds more, then
 counts the processes in the experiment's cgroups (VEs and their LXC monitors) and the
 memory charged to the experiment's memory cgroups (VEs and monitors; unaffected by other
 work on the host, but blind to kernel objects charged elsewhere),
@@ -47,7 +48,7 @@ def charged_memory(tag: str) -> int:
     return total
 
 
-def measure(base: str, init: str, count: int) -> tuple[float, float, float]:
+def measure(base: str, init: str, count: int, workload: str) -> tuple[float, float, float]:
     config = build_config(
         root=ROOT,
         bridge=BRIDGE,
@@ -55,7 +56,7 @@ def measure(base: str, init: str, count: int) -> tuple[float, float, float]:
         count=count,
         base=base,
         init=init,
-        workload="idle",
+        workload=workload,
         tmpfs_size="2G",
         timeout=300,
     )
@@ -69,8 +70,10 @@ def measure(base: str, init: str, count: int) -> tuple[float, float, float]:
         host_before = host_memory_used()
         results = experiment.start(1, count)
         assert all(result.ok for result in results), [r.error for r in results if not r.ok]
-        records = experiment.wait(1, count)
-        assert all(record.completed for record in records), [r.failure for r in records if not r.completed]
+        deadline = time.monotonic() + 300
+        while not all(experiment.workload_log(index).began for index in range(1, count + 1)):
+            assert time.monotonic() < deadline, "not every VE's workload began"
+            time.sleep(0.5)
         time.sleep(SETTLE_S)
         pids = len(cgroups.experiment_pids(config.tag)) / count
         charged = charged_memory(config.tag) / count / 2**20
@@ -85,11 +88,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=2)
+    # A workload process that stays while measured, as ping does for its pings.
+    parser.add_argument("--workload", default="cmd:sleep 600")
     args = parser.parse_args()
-    print(f"{args.count} idle VEs per run, {args.repeat} runs each, medians")
+    print(f"{args.count} VEs per run running {args.workload!r}, {args.repeat} runs each, medians")
     print(f"{'base/init':<18} {'processes/VE':>13} {'cgroup MiB/VE':>14} {'host MiB/VE':>12}")
     for base, init in COMBOS:
-        runs = [measure(base, init, args.count) for _ in range(args.repeat)]
+        runs = [measure(base, init, args.count, args.workload) for _ in range(args.repeat)]
         pids, charged, host = (statistics.median(values) for values in zip(*runs, strict=True))
         print(f"{base + '/' + init:<18} {pids:>13.1f} {charged:>14.2f} {host:>12.2f}", flush=True)
 
