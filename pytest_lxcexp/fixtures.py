@@ -137,6 +137,10 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
     try:
         _join(request, experiment)
     except RootError as error:
+        if experiment.share is not None:
+            # An xdist worker: pytest.exit() there is an INTERNALERROR in the controller;
+            # an error of the fixture fails this worker's tests with the reason instead.
+            raise RootError(f"--ve-root: {state.config.root}: {error}") from None
         # Another run took the root since the preflight's check: stop, touching nothing of its.
         pytest.exit(f"--ve-root: {state.config.root}: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
     try:

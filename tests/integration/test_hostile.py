@@ -131,3 +131,30 @@ def test_a_range_stopped_and_started_again_under_xdist_starts_again(clean_host, 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " 2 passed" in result.stdout
     assert leftovers(names) == []
+
+
+BROKEN_BASE_CONFTEST = """
+from pytest_lxcexp.engine.experiment import Experiment
+
+
+def broken_base(self):
+    raise RuntimeError("the base broke during setup")
+
+
+Experiment.setup_base = broken_base  # the first worker's setup fails after the tmpfs is up
+"""
+
+
+def test_a_setup_failure_under_xdist_releases_the_other_workers(pytester, clean_host, leftovers):
+    names = clean_host
+    pytester.makepyfile(test_ping=PING_SUITE)
+    pytester.makeconftest(BROKEN_BASE_CONFTEST)
+    result = run_pytest(pytester, names, "-n", "2", "--ve-count=4", "--ve-batch=2", timeout=300)
+    out = result.stdout.str()
+    assert result.ret != pytest.ExitCode.OK, out
+    assert "INTERNALERROR>" not in out, out
+    assert "RuntimeError: the base broke during setup" in out, out
+    # The other worker was let go with the reason, instead of waiting at the gate.
+    assert "the first process of this run failed to set the experiment up" in out, out
+    assert leftovers(names) == []
+    assert not [path for path in (shared.share_path(names.root), shared.gate_path(names.root)) if os.path.exists(path)]
