@@ -1,6 +1,6 @@
 """A hostile or broken VE cannot hang, crash or escape the run (issue 12), on real VEs.
 
-The attacks themselves run as the example suite `example_suites/hostile` (test_example_suites);
+The attacks themselves run as the built-in suite `hostile` (test_builtin_suites);
 here: the signal that must always end the run, the takedown when reporting fails, the
 tmpfs's mount options, and the xdist files a crashed run leaves.
 """
@@ -20,8 +20,6 @@ from integration_helpers import PING_SUITE, lxc_monitors, run_pytest, running_ex
 
 from pytest_lxcexp.engine import shared
 from pytest_lxcexp.engine.storage import mounts
-
-SUITES = pathlib.Path(__file__).parents[2] / "example_suites"
 
 # ve1 swaps its log for a FIFO (the run once blocked in open() on it for good); ve2 never ends.
 FIFO_THEN_HANG = (
@@ -116,17 +114,17 @@ def test_lxcexp_takedown_removes_share_and_gate_files(clean_host, leftovers, cli
     assert leftovers(names) == []
 
 
-def test_a_range_stopped_and_started_again_under_xdist_starts_again(clean_host, leftovers):
+def test_a_range_stopped_and_started_again_under_xdist_starts_again(clean_host, leftovers, tmp_path):
     names = clean_host
     # The churn suite restarts each range; under -n each restart must really start the VEs
     # (its test asserts every VE logged one run more per cycle).
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", str(SUITES / "churn"), "-n", "2", "--ve-count=4", "--ve-batch=2"]
+        [sys.executable, "-m", "pytest", "--ve-suite=churn", "-n", "2", "--ve-count=4", "--ve-batch=2"]
         + ["--churn-cycles=2", "--ve-pings=2", "--ve-ping-interval=0.2", *names.options(), "-p", "no:cacheprovider"],
         capture_output=True,
         text=True,
         timeout=600,
-        cwd=SUITES.parent,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " 2 passed" in result.stdout

@@ -1,6 +1,6 @@
 """Hostile workloads: each attack in a VE of its own; every one refused or contained.
 
-Run:  pytest example_suites/hostile   (as root; about a minute)
+Run:  pytest --ve-suite hostile -v   (as root; about a minute)
 
 Each VE runs one attack (its /etc/lxcexp/attack.sh, written into its overlay before it
 starts) through the ordinary command workload. An attack is *contained* when the tool
