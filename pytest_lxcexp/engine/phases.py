@@ -60,8 +60,14 @@ def watch_running(lxcpath: str) -> Iterator[RunningTimes]:
                 raise OSError(f"{path} exists and is not a FIFO")
             os.unlink(path)  # a crashed run's: no reader, ours (named after our root)
         os.mkfifo(path, 0o600)
+        # A process group of its own, as the starters: a terminal's Ctrl-C reaches only the
+        # tool, which ends the watch in order (the reader must outlive the FIFO it reads).
         reader = subprocess.Popen(
-            [sys.executable, "-I", READER, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-I", READER, path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            process_group=0,
         )
         assert reader.stdout is not None
         reader.stdout.readline()  # "ready": the FIFO is open before the first start

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import struct
 import sys
 import time
@@ -32,6 +33,8 @@ DRAIN = 0.2
 
 
 def main() -> int:
+    # Only the tool ends it (by closing its stdin): never a signal meant for the tool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     fifo = sys.argv[1]
     # Read-write: the open does not wait for a writer, and no EOF comes between two monitors.
     fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
