@@ -82,8 +82,9 @@ def watch_running(lxcpath: str) -> Iterator[RunningTimes]:
             with contextlib.suppress(OSError):
                 os.rmdir(directory)
         if reader is not None:
-            out, _ = reader.communicate(timeout=30)
-            with contextlib.suppress(ValueError):
+            # Best effort to the end: a reader that died (killed from outside) leaves the times missing.
+            with contextlib.suppress(ValueError, IndexError, AttributeError, subprocess.SubprocessError):
+                out, _ = reader.communicate(timeout=30)
                 times.at = {str(k): float(v) for k, v in json.loads(out.strip().splitlines()[-1]).items()}
 
 
