@@ -97,12 +97,17 @@ def host_controllers() -> set[str]:
     return {row[0] for row in rows if len(row) == 4 and row[3] == "1"}
 
 
-def ves_get_memory_cgroups(wanted: tuple[str, ...] | None) -> bool:
-    """Whether each VE (and its monitor) gets a memory cgroup of its own on this host."""
+def ves_get_cgroup(controller: str, wanted: tuple[str, ...] | None) -> bool:
+    """Whether each VE (and its monitor) gets a cgroup of its own in `controller` on this host."""
     if wanted is None:
         return True
     use = cgroup_use_for(wanted, _v1_hierarchy_controllers(), _unified_controllers())
-    return use is None or "memory" in use.split(",")
+    return use is None or controller in use.split(",")
+
+
+def ves_get_memory_cgroups(wanted: tuple[str, ...] | None) -> bool:
+    """Whether each VE (and its monitor) gets a memory cgroup of its own on this host."""
+    return ves_get_cgroup("memory", wanted)
 
 
 def _write_lxc_conf(lxc_etc: str, text: str) -> None:

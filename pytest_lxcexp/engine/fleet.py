@@ -13,25 +13,11 @@ from dataclasses import asdict, dataclass
 
 import lxc
 
-from . import cgroups, children, faults, userns
+from . import cgroups, children, faults, protections, userns
 from .config import ExperimentConfig
 from .network import AddressPlan, BridgeLayout, veth_name
 from .storage import Layout
 from .workload import VE_ENV_PATH, init_command, mount_auto, ve_env
-
-# Capabilities the ping workload never needs; dropping them keeps a privileged VE tame:
-# no kernel modules, raw I/O, clock, reboot, MAC policy, kernel log, audit rules, wakeup
-# alarms, suspend blocking, process accounting, leases or immutable flags on the host's behalf.
-# (CAP_NET_ADMIN and CAP_NET_RAW stay: `ip link set lo up` and ping need them.)
-DROPPED_CAPS = (
-    "mac_admin mac_override sys_module sys_rawio sys_time sys_boot syslog wake_alarm "
-    "block_suspend audit_control sys_pacct lease linux_immutable"
-)
-
-
-def dropped_caps(config: ExperimentConfig) -> str:
-    # --ve-poweroff: `poweroff` ends a VE through reboot(2), which needs CAP_SYS_BOOT.
-    return DROPPED_CAPS.replace(" sys_boot", "") if config.poweroff else DROPPED_CAPS
 
 
 @dataclass(frozen=True)
@@ -56,7 +42,7 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         "lxc.console.path = none",
         "lxc.autodev = 1",
         f"lxc.mount.auto = {mount_auto(config)}",
-        f"lxc.cap.drop = {dropped_caps(config)}",
+        *protections.lxc_lines(config),
         f"lxc.cgroup.dir.container = {cgroups.container_dir(config.tag)}/{name}",
         f"lxc.cgroup.dir.monitor = {cgroups.monitor_dir(config.tag)}/{name}",
         f"lxc.log.file = {layout.ve_lxc_log(index)}",

@@ -4,9 +4,12 @@ root's only, and symlinks in the root never followed out of it."""
 
 from __future__ import annotations
 
+import os
 import pathlib
+import stat
+import subprocess
 
-from integration_helpers import PING_SUITE, run_pytest
+from integration_helpers import PING_SUITE, run_pytest, run_to_completion, running_experiment
 
 INSPECT_SUITE = (
     PING_SUITE
@@ -148,3 +151,131 @@ def test_symlinks_in_the_root_are_never_followed_out_of_it(clean_host, leftovers
     assert (outside / "precious").read_text() == "keep me"
     assert (outside / "secret").read_text() == secret_log
     assert leftovers(names) == []
+
+
+# -- attacks from inside a VE (issue 12) ---------------------------------------------------
+
+# Each attack logs "attack-ok NAME" or "attack-refused NAME" (and the tool's own error
+# above it). A sysctl is written with a value other than the one it holds, so that a write
+# that got through shows on the host. @MAJOR@:@MINOR@ is the host's root disk.
+TRY = r"""try() { name=$1; shift; if "$@"; then echo "attack-ok $name"; else echo "attack-refused $name"; fi; }
+"""
+DISK_ATTACKS = (
+    TRY
+    + r"""
+try mknod-disk mknod /tmp/disk b @MAJOR@ @MINOR@
+try read-disk sh -c "head -c 512 /tmp/disk | wc -c | grep -qx 512"
+grep -E '^(Cap|Seccomp)' /proc/self/status
+exit 0
+"""
+)
+ATTACKS = (
+    TRY
+    + r"""
+v=$(cat /proc/sys/vm/swappiness)
+try remount-proc-sys mount -o remount,rw /proc/sys
+try write-sysctl sh -c "echo $((v + 1)) > /proc/sys/vm/swappiness"
+try remount-sys mount -o remount,rw /sys
+mkdir -p /tmp/fresh
+try fresh-proc mount -t proc proc /tmp/fresh
+try fresh-proc-sysctl sh -c "echo $((v + 1)) > /tmp/fresh/sys/vm/swappiness"
+try devtmpfs mount -t devtmpfs devtmpfs /tmp/fresh
+"""
+    + DISK_ATTACKS.removeprefix(TRY)
+)
+ATTACK_NAMES = {line.split()[1] for line in ATTACKS.splitlines() if line.startswith("try ")}
+WATCHED_SYSCTLS = ("vm/swappiness", "kernel/panic", "kernel/pid_max", "net/ipv4/ip_forward")
+CAP_SYS_ADMIN, CAP_MKNOD, CAP_SYS_MODULE, CAP_SYS_BOOT = 21, 27, 16, 22
+
+
+def _host_root_disk() -> tuple[int, int]:
+    """major, minor of the block device the host's / is mounted from."""
+    source = subprocess.run(["findmnt", "-no", "SOURCE", "/"], capture_output=True, text=True, check=True)
+    info = os.stat(source.stdout.strip())
+    assert stat.S_ISBLK(info.st_mode), f"the host's / is not on a block device: {source.stdout}"
+    return os.major(info.st_rdev), os.minor(info.st_rdev)
+
+
+def _sysctls() -> dict[str, str]:
+    values = {}
+    for name in WATCHED_SYSCTLS:
+        with open(f"/proc/sys/{name}") as handle:
+            values[name] = handle.read()
+    return values
+
+
+def _status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as handle:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
+
+
+def _attack_every_ve(names, attacks: str = ATTACKS, **options: object) -> list[tuple[str, dict[str, str], str]]:  # noqa: ANN001
+    """Run `attacks` in two VEs; per VE its log, its init's /proc status and its mount table."""
+    major, minor = _host_root_disk()
+    script = attacks.replace("@MAJOR@", str(major)).replace("@MINOR@", str(minor))
+    before = _sysctls()
+    found = []
+    try:
+        with running_experiment(names, count=2, workload=f"cmd:{script}", **options) as experiment:
+            for record in run_to_completion(experiment):
+                with open(experiment.layout.ve_workload_log(record.index)) as handle:
+                    log = handle.read()
+                with open(f"/proc/{record.pid}/mountinfo") as handle:
+                    mounts = handle.read()
+                found.append((log, _status(record.pid), mounts))
+    finally:
+        after = _sysctls()
+        for name, value in before.items():
+            if after[name] != value:  # put the host back before failing
+                with open(f"/proc/sys/{name}", "w") as handle:
+                    handle.write(value)
+    assert after == before, "a VE changed the host's sysctls"
+    return found
+
+
+def _mount_options(mountinfo: str, target: str) -> set[str]:
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if fields[4] == target:
+            return set(fields[5].split(","))
+    raise AssertionError(f"{target} is not mounted in the VE:\n{mountinfo}")
+
+
+def _assert_every_attack_refused(found: list[tuple[str, dict[str, str], str]]) -> None:
+    for log, status, mounts in found:
+        refused = {line.split()[1] for line in log.splitlines() if line.startswith("attack-refused ")}
+        assert refused == ATTACK_NAMES, log
+        assert "attack-ok" not in log, log
+        # The tool's own words for why (busybox's mount and sh), logged by the VE.
+        assert "permission denied" in log.lower() and "Read-only file system" in log, log
+        # Seen from the host: LXC's seccomp filter on the VE's init, the capabilities gone
+        # from its bounding set, /proc/sys and /sys still read-only, no proc or devtmpfs added.
+        assert status["Seccomp"] == "2" and int(status["Seccomp_filters"]) >= 1, status
+        bounding = int(status["CapBnd"], 16)
+        for bit in (CAP_SYS_ADMIN, CAP_MKNOD, CAP_SYS_MODULE, CAP_SYS_BOOT):
+            assert not bounding & (1 << bit), (bit, status["CapBnd"])
+        assert "ro" in _mount_options(mounts, "/proc/sys") and "ro" in _mount_options(mounts, "/sys")
+        assert "/tmp/fresh" not in mounts
+
+
+def test_a_default_ve_cannot_touch_host_sysctls_sys_or_disks(clean_host, leftovers):
+    _assert_every_attack_refused(_attack_every_ve(clean_host))
+    assert leftovers(clean_host) == []
+
+
+def test_an_unprivileged_ve_cannot_touch_host_sysctls_sys_or_disks(clean_host, leftovers):
+    _assert_every_attack_refused(_attack_every_ve(clean_host, unprivileged=True))
+    assert leftovers(clean_host) == []
+
+
+def test_a_system_init_keeps_sys_admin_but_not_the_host_disk_or_kernel_modules(clean_host, leftovers):
+    """busybox's own init (--ve-init=system) keeps CAP_SYS_ADMIN and CAP_MKNOD, as systemd
+    needs them: LXC's device allow-list and seccomp policy are what stand between it and
+    the host's disk and kernel (privileged; the README says what it can still do)."""
+    for log, status, _ in _attack_every_ve(clean_host, DISK_ATTACKS, init="system", unprivileged=False):
+        assert "attack-refused read-disk" in log and "attack-ok read-disk" not in log, log
+        assert "Operation not permitted" in log, log  # the devices cgroup's refusal of the open
+        assert status["Seccomp"] == "2", status
+        bounding = int(status["CapBnd"], 16)
+        assert not bounding & (1 << CAP_SYS_MODULE) and not bounding & (1 << CAP_SYS_BOOT), status["CapBnd"]
+    assert leftovers(clean_host) == []
