@@ -15,7 +15,8 @@ Variants, all the tool's engine on the same busybox base and workload (density.p
 
 Each round runs every variant once, in a new random order, so that drift of a shared,
 noisy host hits them alike. Per run: "start" (first start until every VE's log has its
-begin line), "host MiB/VE" (growth of MemTotal - MemAvailable over N: the whole host, so
+begin line), "p50" (the median of the VEs' own start latencies, one `lxc-start -d` each,
+as the report's start latency), "host MiB/VE" (growth of MemTotal - MemAvailable over N: the whole host, so
 other users' memory shows in it) and "cgroup MiB/VE" (growth of the experiment's own
 memory cgroup, which every VE and LXC monitor is charged to: only ours). Ratios are per
 round (variant / reference of the same round), then their median and range.
@@ -49,7 +50,7 @@ VARIANTS: dict[str, tuple[dict[str, object], tuple[str, ...]]] = {
     "protected": ({}, protections.LAYERS),
     "unprivileged": ({"unprivileged": True}, protections.LAYERS),
 }
-METRICS = ("start", "host_mib", "cgroup_mib")
+METRICS = ("start", "p50_ms", "host_mib", "cgroup_mib")
 
 
 def settle(limit: float) -> None:
@@ -90,13 +91,14 @@ def run_variant(name: str, count: int, where: argparse.Namespace) -> dict[str, f
             probe = CgroupProbe(config.tag)
             host_before, cgroup_before = host_memory_used(), probe.memory() or 0
             started = time.monotonic()
-            experiment.start(1, count)
+            latencies = [result.latency for result in experiment.start(1, count) if result.ok]
             start = wait_all_began([experiment.layout.ve_workload_log(i) for i in range(1, count + 1)]) - started
             time.sleep(1)  # the workloads settle, as density.py measures
             host_mib = (host_memory_used() - host_before) / count / 1024**2
             cgroup_mib = ((probe.memory() or 0) - cgroup_before) / count / 1024**2
             experiment.takedown()
-            return {"start": start, "host_mib": host_mib, "cgroup_mib": cgroup_mib}
+            p50 = 1000 * statistics.median(latencies) if latencies else 0.0
+            return {"start": start, "p50_ms": p50, "host_mib": host_mib, "cgroup_mib": cgroup_mib}
         finally:
             experiment.unlock()
     finally:
@@ -132,14 +134,15 @@ def main() -> int:
             runs[name].append(measured)
             print(
                 f"  round {round_number} {name:<12} start {measured['start']:6.2f} s  "
+                f"p50 {measured['p50_ms']:6.1f} ms  "
                 f"host {measured['host_mib']:5.2f} MiB/VE  cgroup {measured['cgroup_mib']:5.2f} MiB/VE  "
                 f"load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     print()
     header = (
-        f"{'variant':<12} {'start s':>8} {'ms/VE':>6} {'host MiB/VE':>11} {'cgroup MiB/VE':>13}   "
-        f"per-round ratio to {reference}: start [min-max], cgroup memory [min-max]"
+        f"{'variant':<12} {'start s':>8} {'ms/VE':>6} {'p50 ms':>7} {'host MiB/VE':>11} {'cgroup MiB/VE':>13}   "
+        f"per-round ratio to {reference}: start [min-max], p50 [min-max], cgroup memory [min-max]"
     )
     print(header)
     print("-" * len(header))
@@ -147,14 +150,15 @@ def main() -> int:
         med = {key: statistics.median(run[key] for run in runs[name]) for key in METRICS}
         ratios = {
             key: [mine[key] / ref[key] for mine, ref in zip(runs[name], runs[reference], strict=True) if ref[key] > 0]
-            for key in ("start", "cgroup_mib")
+            for key in ("start", "p50_ms", "cgroup_mib")
         }
         shown = "  ".join(
             f"{statistics.median(values):5.3f} [{min(values):5.3f}-{max(values):5.3f}]" if values else "-"
             for values in ratios.values()
         )
         print(
-            f"{name:<12} {med['start']:>8.2f} {1000 * med['start'] / args.count:>6.1f} {med['host_mib']:>11.2f} "
+            f"{name:<12} {med['start']:>8.2f} {1000 * med['start'] / args.count:>6.1f} {med['p50_ms']:>7.1f} "
+            f"{med['host_mib']:>11.2f} "
             f"{med['cgroup_mib']:>13.2f}   {shown}"
         )
     return 0
