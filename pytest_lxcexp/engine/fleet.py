@@ -42,7 +42,7 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         "lxc.console.path = none",
         "lxc.autodev = 1",
         f"lxc.mount.auto = {mount_auto(config)}",
-        *protections.lxc_lines(config),
+        *protections.lxc_lines(config, layout),
         f"lxc.cgroup.dir.container = {cgroups.container_dir(config.tag)}/{name}",
         f"lxc.cgroup.dir.monitor = {cgroups.monitor_dir(config.tag)}/{name}",
         f"lxc.log.file = {layout.ve_lxc_log(index)}",
@@ -81,6 +81,7 @@ def create_clones(
     indexes: Iterable[int] | None = None,
 ) -> None:
     """Write ve1..veN (or just `indexes`): an LXC config and an overlay upper directory each."""
+    protections.write_seccomp_policy(layout)
     for index in config.ves if indexes is None else indexes:
         os.makedirs(layout.ve_upper(index), mode=0o755)
         if config.unprivileged:

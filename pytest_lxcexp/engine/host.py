@@ -6,7 +6,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from . import cgroups, protections
+from . import cgroups
 from .config import ConfigError, ExperimentConfig
 
 # Processes per running VE: its monitor, its init (the workload shell) and ping or sleep.
@@ -73,9 +73,6 @@ def require_lxc() -> None:
     # The starters start each VE with lxc-start (see starter.py), and show it their own /etc/lxc.
     if shutil.which("lxc-start") is None or not os.path.isdir("/etc/lxc"):
         raise PreflightError("lxc-start is not on PATH or /etc/lxc is missing: apt-get install lxc")
-    # Every VE gets LXC's own seccomp policy (protections.py); liblxc would refuse each start without it.
-    if not os.path.isfile(protections.LXC_SECCOMP_POLICY):
-        raise PreflightError(f"LXC's seccomp policy {protections.LXC_SECCOMP_POLICY} is missing: apt-get install lxc")
 
 
 def require_controllers(config: ExperimentConfig) -> None:

@@ -9,7 +9,9 @@ docs/benchmarks.md:
            unless a device allow-list guards it. A system init (systemd) mounts its own
            file systems and keeps CAP_SYS_ADMIN; it loses only LXC's list and more.
 - seccomp: LXC's own default policy (kexec_load, open_by_handle_at, init_module,
-           finit_module, delete_module refused; umount -f refused).
+           finit_module, delete_module refused; umount -f refused), and the kernel
+           keyring calls: keyrings are per user namespace, so a privileged VE's root
+           would share host root's.
 - devices: LXC's device allow-list (the null/zero/full/tty/random/pts nodes; mknod of
            anything, reading or writing nothing else), wherever the VE has a devices
            cgroup of its own: always with a system init, or when --ve-cgroups lists devices.
@@ -23,9 +25,25 @@ import os
 
 from . import cgroups
 from .config import ExperimentConfig
+from .safefs import write_private_file
+from .storage import Layout
 from .workload import PING_WORKLOADS, workload_kind
 
-LXC_SECCOMP_POLICY = "/usr/share/lxc/config/common.seccomp"
+# LXC 5.0's /usr/share/lxc/config/common.seccomp, then what it leaves open to a VE whose
+# root is the host's root. errno 1: EPERM, as LXC's.
+SECCOMP_POLICY = """2
+denylist
+reject_force_umount
+[all]
+kexec_load errno 1
+open_by_handle_at errno 1
+init_module errno 1
+finit_module errno 1
+delete_module errno 1
+keyctl errno 1
+add_key errno 1
+request_key errno 1
+"""
 
 # The layers a VE gets; benchmarks/density.py narrows this to measure each one's cost.
 LAYERS = ("caps", "seccomp", "devices")
@@ -132,12 +150,17 @@ def device_lines(config: ExperimentConfig) -> list[str]:
     return [f"{key}.deny = a", *(f"{key}.allow = {rule}" for rule in ALLOWED_DEVICES)]
 
 
-def lxc_lines(config: ExperimentConfig, layers: tuple[str, ...] | None = None) -> list[str]:
+def write_seccomp_policy(layout: Layout) -> None:
+    """The policy file the VEs' configs name, in the root's state directory (root's only)."""
+    write_private_file(layout.seccomp_policy, SECCOMP_POLICY)
+
+
+def lxc_lines(config: ExperimentConfig, layout: Layout, layers: tuple[str, ...] | None = None) -> list[str]:
     """Every confining line of a VE's LXC config (mounts aside: workload.mount_auto)."""
     layers = LAYERS if layers is None else layers
     lines = capability_lines(config, layers)
     if "seccomp" in layers:
-        lines.append(f"lxc.seccomp.profile = {LXC_SECCOMP_POLICY}")
+        lines.append(f"lxc.seccomp.profile = {layout.seccomp_policy}")
     if "devices" in layers:
         lines += device_lines(config)
     return lines

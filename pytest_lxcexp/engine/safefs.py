@@ -8,6 +8,7 @@ into reports, files outside the experiment. Kept free of other engine imports.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 
@@ -54,3 +55,22 @@ def read_ve_text(path: str, limit: int | None = None) -> str | None:
             size = os.fstat(handle.fileno()).st_size
             handle.seek(max(0, size - limit))
         return handle.read().decode(errors="replace")
+
+
+def write_private_file(path: str, text: str) -> None:
+    """A state file, root's only (0600), never written through a symlink, and only when its
+    text differs. Written aside and renamed: xdist workers set up and start at once, and
+    liblxc must never read it half-written."""
+    with contextlib.suppress(OSError), open(path) as handle:
+        if handle.read() == text:
+            return
+    aside = f"{path}.{os.getpid()}"
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(aside, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(aside)
+        raise

@@ -23,7 +23,7 @@ def test_a_ping_ve_keeps_only_what_ping_needs() -> None:
     lines = config_lines()
     assert values(lines, "lxc.cap.keep") == ["net_admin net_raw"]
     assert values(lines, "lxc.cap.drop") == []  # liblxc refuses keep and drop together
-    assert values(lines, "lxc.seccomp.profile") == [protections.LXC_SECCOMP_POLICY]
+    assert values(lines, "lxc.seccomp.profile") == ["/exp/.lxcexp/seccomp.policy"]
     assert values(lines, "lxc.mount.auto") == ["proc:mixed sys:ro"]
 
 
@@ -50,7 +50,7 @@ def test_a_system_init_keeps_sys_admin_behind_the_allow_list_and_seccomp() -> No
     dropped = values(lines, "lxc.cap.drop")[0].split()
     assert "sys_admin" not in dropped and "mknod" not in dropped  # systemd mounts and makes nodes
     assert {"sys_module", "sys_rawio", "sys_time", "mac_admin", "mac_override", "sys_boot"} <= set(dropped)
-    assert values(lines, "lxc.seccomp.profile") == [protections.LXC_SECCOMP_POLICY]
+    assert values(lines, "lxc.seccomp.profile") == ["/exp/.lxcexp/seccomp.policy"]
     assert [value for name, value in lines if name.endswith("devices.deny")] == ["a"]
 
 
@@ -65,7 +65,25 @@ def test_the_layers_can_be_left_out_for_the_benchmark(monkeypatch: pytest.Monkey
     assert values(lines, "lxc.seccomp.profile") == [] and not [n for n, _ in lines if ".devices." in n]
 
 
-def test_lxcs_seccomp_policy_refuses_what_issue_12_names() -> None:
-    with open(protections.LXC_SECCOMP_POLICY) as handle:
-        rules = {line.split()[0] for line in handle if line.strip() and not line.startswith(("#", "["))}
-    assert {"kexec_load", "open_by_handle_at", "init_module", "finit_module", "delete_module"} <= rules
+def test_the_seccomp_policy_holds_lxcs_default_and_the_keyring_calls() -> None:
+    denied = {line.split()[0] for line in protections.SECCOMP_POLICY.splitlines()[4:]}
+    with open("/usr/share/lxc/config/common.seccomp") as handle:
+        lxcs = {line.split()[0] for line in handle.read().split("[all]")[1].splitlines() if line.strip()}
+    assert lxcs <= denied  # nothing of LXC's own left out
+    assert {"kexec_load", "open_by_handle_at", "init_module", "finit_module", "delete_module"} <= denied
+    assert {"keyctl", "add_key", "request_key"} <= denied
+    assert protections.SECCOMP_POLICY.splitlines()[:4] == ["2", "denylist", "reject_force_umount", "[all]"]
+
+
+def test_the_seccomp_policy_is_written_roots_only(tmp_path) -> None:  # noqa: ANN001
+    import os
+    import stat
+
+    layout = Layout(str(tmp_path))
+    os.makedirs(layout.state_dir)
+    protections.write_seccomp_policy(layout)
+    protections.write_seccomp_policy(layout)  # again: unchanged, no stray file aside
+    assert os.listdir(layout.state_dir) == ["seccomp.policy"]
+    assert stat.S_IMODE(os.stat(layout.seccomp_policy).st_mode) == 0o600
+    with open(layout.seccomp_policy) as handle:
+        assert handle.read() == protections.SECCOMP_POLICY
