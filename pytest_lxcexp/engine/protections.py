@@ -27,7 +27,7 @@ from . import cgroups
 from .config import ExperimentConfig
 from .safefs import write_private_file
 from .storage import Layout
-from .workload import PING_WORKLOADS, workload_kind
+from .workload_kinds import PING_WORKLOADS, workload_kind
 
 # LXC 5.0's /usr/share/lxc/config/common.seccomp, then what it leaves open to a VE whose
 # root is the host's root. errno 1: EPERM, as LXC's.
