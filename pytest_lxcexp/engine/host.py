@@ -6,7 +6,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from . import cgroups
+from . import cgroups, protections
 from .config import ConfigError, ExperimentConfig
 
 # Processes per running VE: its monitor, its init (the workload shell) and ping or sleep.
@@ -170,8 +170,10 @@ def preflight(config: ExperimentConfig) -> list[str]:
     if hard:
         table = "\n".join(item.line() for item in hard)
         raise PreflightError(f"this host cannot hold {len(config.ves)} VEs:\n{table}")
-    return [
+    warnings = [
         f"host limit short (VEs reaching each other or the host may suffer): {item.line()}"
         for item in short
         if not item.hard
     ]
+    weaker = protections.weaker_protection_warning(config)
+    return [*warnings, weaker] if weaker else warnings

@@ -164,3 +164,14 @@ def lxc_lines(config: ExperimentConfig, layout: Layout, layers: tuple[str, ...] 
     if "devices" in layers:
         lines += device_lines(config)
     return lines
+
+
+def weaker_protection_warning(config: ExperimentConfig) -> str | None:
+    """What a privileged VE with a system init can still do, said before the run."""
+    if config.init != "system" or config.unprivileged:
+        return None
+    return (
+        "privileged VEs with --ve-init=system keep CAP_SYS_ADMIN (their init mounts file systems): "
+        "a VE can remount /proc/sys read-write or mount a fresh proc and change host sysctls; "
+        "--ve-unprivileged prevents that"
+    )

@@ -87,3 +87,10 @@ def test_the_seccomp_policy_is_written_roots_only(tmp_path) -> None:  # noqa: AN
     assert stat.S_IMODE(os.stat(layout.seccomp_policy).st_mode) == 0o600
     with open(layout.seccomp_policy) as handle:
         assert handle.read() == protections.SECCOMP_POLICY
+
+
+def test_a_privileged_system_init_is_warned_about() -> None:
+    warning = protections.weaker_protection_warning(build_config(init="system"))
+    assert warning and "CAP_SYS_ADMIN" in warning and "--ve-unprivileged" in warning
+    assert protections.weaker_protection_warning(build_config(init="system", unprivileged=True)) is None
+    assert protections.weaker_protection_warning(build_config()) is None
