@@ -21,7 +21,7 @@ import os, stat, subprocess
 
 from pytest_lxcexp.engine.storage import lock_path
 
-CAP_BITS = {"net_admin": 12, "net_raw": 13, "sys_module": 16, "sys_rawio": 17, "sys_ptrace": 19,
+CAP_BITS = {"net_admin": 12, "net_raw": 13, "sys_module": 16, "sys_rawio": 17, "sys_ptrace": 19, "sys_admin": 21,
             "sys_boot": 22, "sys_time": 25, "mknod": 27, "audit_control": 30, "mac_override": 32,
             "mac_admin": 33, "syslog": 34, "wake_alarm": 35, "block_suspend": 36}
 
@@ -41,7 +41,7 @@ def test_inside_a_ve(ve_experiment):
     # What the workload needs stays; what would let a privileged VE touch the host goes.
     assert {"net_admin", "net_raw"} <= held, held
     gone = {"sys_module", "sys_rawio", "sys_time", "sys_boot", "mac_admin", "mac_override", "syslog",
-            "wake_alarm", "block_suspend", "audit_control"}
+            "wake_alarm", "block_suspend", "audit_control", "sys_admin", "mknod", "sys_ptrace"}
     assert not held & gone, held & gone
     # Its network namespace: loopback and its own veth, nothing of the host's.
     dev = inside(ve_experiment, "cat", "/proc/net/dev")
