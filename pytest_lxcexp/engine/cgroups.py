@@ -15,7 +15,7 @@ import os
 import signal
 import time
 
-from .safefs import write_private_file
+from .storage import write_new
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -112,6 +112,19 @@ def ves_get_memory_cgroups(wanted: tuple[str, ...] | None) -> bool:
     return ves_get_cgroup("memory", wanted)
 
 
+def _write_lxc_conf(lxc_etc: str, text: str) -> None:
+    """Root's only, like the rest of the state directory it lives in. Written only when it
+    differs (the first start): a later start on a full tmpfs must still get as far as
+    reporting each VE's failure. Written aside and renamed: xdist workers start ranges at
+    once, and a starter must never read it half-written."""
+    path = os.path.join(lxc_etc, "lxc.conf")
+    with contextlib.suppress(OSError), open(path) as handle:
+        if handle.read() == text:
+            return
+    os.makedirs(lxc_etc, mode=0o700, exist_ok=True)
+    write_new(path, text)
+
+
 def starter_cgroup_args(tag: str, wanted: tuple[str, ...] | None, lxc_etc: str) -> list[str]:
     """The starter's arguments that confine each VE's cgroups to `wanted` (None: all; see
     starter.py): writes the lxc.conf it shows liblxc, and makes the experiment's one memory
@@ -128,10 +141,7 @@ def starter_cgroup_args(tag: str, wanted: tuple[str, ...] | None, lxc_etc: str) 
     use = cgroup_use_for(wanted, _v1_hierarchy_controllers(), _unified_controllers())
     if use is None:
         return []
-    # Written at the first start only: a later start on a full tmpfs must still get as far
-    # as reporting each VE's failure.
-    os.makedirs(lxc_etc, mode=0o700, exist_ok=True)
-    write_private_file(os.path.join(lxc_etc, "lxc.conf"), f"lxc.cgroup.use = {use}\n")
+    _write_lxc_conf(lxc_etc, f"lxc.cgroup.use = {use}\n")
     args = ["--lxc-etc", lxc_etc]
     if "memory" not in use.split(","):
         for hierarchy in hierarchies():

@@ -20,13 +20,13 @@ docs/benchmarks.md:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
 from . import cgroups
 from .config import ExperimentConfig
-from .safefs import write_private_file
-from .storage import Layout
+from .storage import Layout, write_new
 from .workload_kinds import PING_WORKLOADS, workload_kind
 
 # LXC 5.0's /usr/share/lxc/config/common.seccomp, then what it leaves open to a VE whose
@@ -151,8 +151,12 @@ def device_lines(config: ExperimentConfig) -> list[str]:
 
 
 def write_seccomp_policy(layout: Layout) -> None:
-    """The policy file the VEs' configs name, in the root's state directory (root's only)."""
-    write_private_file(layout.seccomp_policy, SECCOMP_POLICY)
+    """The policy file the VEs' configs name, in the root's state directory (root's only).
+    Written only when it differs: xdist workers and CLI calls write clones more than once."""
+    with contextlib.suppress(OSError), open(layout.seccomp_policy) as handle:
+        if handle.read() == SECCOMP_POLICY:
+            return
+    write_new(layout.seccomp_policy, SECCOMP_POLICY)
 
 
 def lxc_lines(config: ExperimentConfig, layout: Layout, layers: tuple[str, ...] | None = None) -> list[str]:
