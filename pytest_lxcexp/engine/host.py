@@ -9,18 +9,57 @@ from dataclasses import dataclass
 from . import cgroups
 from .config import ConfigError, ExperimentConfig
 
-# Processes per running VE: its monitor, its init (the workload shell) and ping or sleep.
-PROCESSES_PER_VE = 3
-# Measured: 1.2 MiB of host memory per running busybox VE (docs/benchmarks.md), and 0.83 MiB
-# more when each VE and its monitor get memory cgroups of their own (--ve-cgroups).
-MEMORY_PER_VE = 3 * 1024 * 1024 // 2
+
+@dataclass(frozen=True)
+class PerVE:
+    """What one running VE of a kind (base, init) takes from the host."""
+
+    processes: int  # its monitor, its init and what the init runs (while the workload pings)
+    memory: int  # bytes of host memory, without memory cgroups of its own (MEMORY_CGROUPS_PER_VE)
+    tmpfs: int  # bytes of its overlay upper and logs on the experiment's tmpfs, before the pings' lines
+
+
+MIB, KIB = 1024 * 1024, 1024
+# One table for the preflight (issue 14) and the per-base budget (issue 12). Measured on this
+# project's machine (Debian 12, kernel 6.18, liblxc 5.0.2, cgroup v1) by
+# benchmarks/per_ve_probe.py: 10 idle VEs of each kind, pids.current of the experiment's
+# payload and monitor subtrees, memory.usage_in_bytes of the same (host memory, the probe's
+# other column, is too noisy on a shared machine to read at 10 VEs), and the growth of the
+# tmpfs. A ping workload adds its ping to the idle figure where the init does not replace it.
+PER_VE: dict[tuple[str, str], PerVE] = {
+    # 3 processes (monitor, workload sh, ping or sleep); 1.01 MiB charged to cgroups, 1.2 MiB
+    # of host memory at 1000 VEs (docs/benchmarks.md): 1.5 with a margin; 5 KiB of tmpfs idle.
+    ("busybox", "workload"): PerVE(processes=3, memory=3 * MIB // 2, tmpfs=24 * KIB),
+    # 2 idle (monitor, busybox init; the workload service exits when idle), 4 while pinging
+    # (sh, ping); 0.57 MiB charged; 4 KiB of tmpfs.
+    ("busybox", "system"): PerVE(processes=4, memory=MIB, tmpfs=24 * KIB),
+    # 3 (monitor, workload sh, ping or sleep); 1.15 MiB charged; 5 KiB of tmpfs idle.
+    ("debian", "workload"): PerVE(processes=3, memory=2 * MIB, tmpfs=24 * KIB),
+    # 3 idle (monitor, systemd, journald), 5 while pinging; 12.9 MiB charged, 15.7 MiB of host
+    # memory at 10 VEs: 16; 8.0 MiB of tmpfs per VE (systemd's journal and state): 8.5.
+    ("debian", "system"): PerVE(processes=5, memory=16 * MIB, tmpfs=17 * MIB // 2),
+}
+# Measured: 0.83 MiB more per VE when each VE and its monitor get memory cgroups of their own
+# (--ve-cgroups; a system init always does): the shrinker maps of docs/design.md.
 MEMORY_CGROUPS_PER_VE = 1024 * 1024
-# Per VE on the tmpfs: overlay upper and work dirs, config, lxc.log; plus each ping's log line.
-TMPFS_PER_VE = 24 * 1024
+# Per ping, its log line on the tmpfs; the tmpfs also holds the base (the base's own size
+# is added for a debian or path base by check_base; 8 MiB covers busybox's).
 TMPFS_PER_PING = 64
 TMPFS_BASE = 8 * 1024 * 1024
 # Open files per running VE across its monitor and processes (generous).
 FILES_PER_VE = 32
+# What the host keeps for itself: processes beyond the ones running now, and memory a ramp
+# never hands to VEs (the host must stay usable while the ramp finds its limit).
+PROCESS_RESERVE = 1000
+MEMORY_RESERVE = 1024 * MIB
+PIDS_BUDGET = "processes (--ve-pids-max)"
+
+
+def per_ve(config: ExperimentConfig) -> PerVE:
+    """The table's figures for the config's base and init; a base of the user's own counts
+    as debian (the larger) under a system init and as busybox under the workload init."""
+    base = config.base if config.base in ("busybox", "debian") else ("debian" if config.init == "system" else "busybox")
+    return PER_VE[(base, config.init)]
 
 
 class PreflightError(RuntimeError):
@@ -29,7 +68,10 @@ class PreflightError(RuntimeError):
 
 @dataclass(frozen=True)
 class Requirement:
-    """One host limit the experiment needs, what it needs, and what the host has."""
+    """One host limit the experiment needs, what it needs, and what the host has.
+
+    need = fixed + per_ve x VEs: `allows` is the most VEs the limit leaves room for.
+    """
 
     what: str
     need: int
@@ -37,15 +79,28 @@ class Requirement:
     sysctl: str | None = None  # a /proc/sys path that --ve-tune-host may raise
     fix: str = ""
     hard: bool = True  # False: the run can go on, but something may suffer (a warning)
+    per_ve: int = 0
+    fixed: int = 0
 
     @property
     def short(self) -> bool:
         return self.need > self.have
 
+    @property
+    def allows(self) -> int | None:
+        """VEs this limit has room for, or None when it does not grow with the count."""
+        if self.per_ve <= 0:
+            return None
+        return max(0, (self.have - self.fixed) // self.per_ve)
+
+    @property
+    def setting(self) -> str:
+        return self.fix or (f"raise {self.what} (or use --ve-tune-host)" if self.sysctl else "")
+
     def line(self) -> str:
-        fix = self.fix or (f"raise {self.what} (or use --ve-tune-host)" if self.sysctl else "")
         short = self.need - self.have
-        return f"{self.what:<34} need {self.need:>12}  have {self.have:>12}  short by {short:>10}  {fix}"
+        per = f"  ({self.per_ve} per VE)" if self.per_ve else ""
+        return f"{self.what:<34} need {self.need:>12}  have {self.have:>12}  short by {short:>10}  {self.setting}{per}"
 
 
 # Kept for the table's callers: a requirement that is short.
@@ -84,6 +139,12 @@ def require_controllers(config: ExperimentConfig) -> None:
         raise ConfigError("--ve-cgroups", f"this host has no {', '.join(missing)} cgroup controller")
 
 
+def require_pids_budget(config: ExperimentConfig) -> None:
+    """--ve-pids-max writes pids.max in the pids hierarchy: the host must have one."""
+    if config.pids_max and "pids" not in cgroups.host_controllers():
+        raise ConfigError("--ve-pids-max", "this host has no pids cgroup controller")
+
+
 def require_filesystems() -> None:
     with open("/proc/filesystems") as handle:
         known = {line.split()[-1] for line in handle if line.strip()}
@@ -97,21 +158,40 @@ def _sysctl(name: str) -> tuple[str, int]:
     return path, read_int(path)
 
 
+def _requirement(what: str, count: int, per: int, fixed: int, have: int, **kwargs: object) -> Requirement:
+    return Requirement(what, fixed + count * per, have, per_ve=per, fixed=fixed, **kwargs)  # type: ignore[arg-type]
+
+
+def processes_in_use() -> int:
+    """Threads on the host now (each takes a PID): the 4th field of /proc/loadavg, 'running/total'."""
+    with open("/proc/loadavg") as handle:
+        return int(handle.read().split()[3].split("/")[1])
+
+
+def memory_available() -> int:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/meminfo has no MemAvailable")
+
+
 def requirements(config: ExperimentConfig) -> list[Requirement]:
-    """What this host's VEs need from it, limit by limit."""
+    """What this host's VEs need from it, limit by limit, from the per-VE figures of the
+    config's base and init (PER_VE)."""
     count = len(config.ves)
-    running = sum(1 for name in os.listdir("/proc") if name.isdigit())
-    processes = count * PROCESSES_PER_VE + running + 1000
+    figures = per_ve(config)
+    processes = processes_in_use() + PROCESS_RESERVE
     found = []
-    for name, need in (
-        ("kernel.pid_max", processes),
-        ("kernel.threads-max", processes),
-        ("fs.file-max", count * FILES_PER_VE + read_int("/proc/sys/fs/file-nr")),
+    for name, per, fixed in (
+        ("kernel.pid_max", figures.processes, processes),
+        ("kernel.threads-max", figures.processes, processes),
+        ("fs.file-max", FILES_PER_VE, read_int("/proc/sys/fs/file-nr")),
         # Each VE gets a session keyring of its own (lxc.keyring.session).
-        ("kernel.keys.root_maxkeys", count + 200),
+        ("kernel.keys.root_maxkeys", 1, 200),
     ):
         path, have = _sysctl(name)
-        found.append(Requirement(name, need, have, sysctl=path))
+        found.append(_requirement(name, count, per, fixed, have, sysctl=path))
     if config.network == "bridge":
         # A broadcast (ARP) is queued once per port in the per-CPU backlog: a shorter
         # backlog silently drops it for the VEs past the limit. The ARP table and its
@@ -119,24 +199,49 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
         # takes two entries per VE (seen: 1030 VEs, 65 unreachable at gc_thresh3 1230,
         # none at 2300). Traffic across the bridge to every VE needs both; the default
         # workload (ping localhost) does not, so these only warn.
-        for name, need in (
-            ("net.core.netdev_max_backlog", count + 100),
-            ("net.ipv4.neigh.default.gc_thresh2", 2 * count + 100),
-            ("net.ipv4.neigh.default.gc_thresh3", 2 * count + 200),
+        for name, per, fixed in (
+            ("net.core.netdev_max_backlog", 1, 100),
+            ("net.ipv4.neigh.default.gc_thresh2", 2, 100),
+            ("net.ipv4.neigh.default.gc_thresh3", 2, 200),
         ):
             path, have = _sysctl(name)
-            found.append(Requirement(name, need, have, sysctl=path, hard=False))
-    tmpfs_need = TMPFS_BASE + count * (TMPFS_PER_VE + config.pings * TMPFS_PER_PING)
+            found.append(_requirement(name, count, per, fixed, have, sysctl=path, hard=False))
+    tmpfs_per_ve = figures.tmpfs + config.pings * TMPFS_PER_PING
     found.append(
-        Requirement("tmpfs size (--ve-tmpfs-size)", tmpfs_need, config.tmpfs_size, fix="raise --ve-tmpfs-size")
+        _requirement(
+            "tmpfs size (--ve-tmpfs-size)",
+            count,
+            tmpfs_per_ve,
+            TMPFS_BASE,
+            config.tmpfs_size,
+            fix="raise --ve-tmpfs-size",
+        )
     )
-    with open("/proc/meminfo") as handle:
-        meminfo = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle}
-    per_ve = MEMORY_PER_VE + (MEMORY_CGROUPS_PER_VE if cgroups.ves_get_memory_cgroups(config.ve_controllers) else 0)
+    memory = figures.memory + (MEMORY_CGROUPS_PER_VE if cgroups.ves_get_memory_cgroups(config.ve_controllers) else 0)
     found.append(
-        Requirement("memory available (bytes)", count * per_ve, meminfo["MemAvailable"], fix="fewer VEs or more memory")
+        _requirement("memory available (bytes)", count, memory, 0, memory_available(), fix="fewer VEs or more memory")
     )
+    if config.pids_max:
+        found.append(
+            _requirement(PIDS_BUDGET, count, figures.processes - 1, 0, config.pids_max, fix="raise --ve-pids-max")
+        )
     return found
+
+
+def ramp_bound(config: ExperimentConfig) -> tuple[int, Requirement | None]:
+    """The most VEs a ramp may start, and the limit that sets it (None: the subnet or the
+    supported maximum, config.count). Sysctls --ve-tune-host raises do not bound it; memory
+    keeps MEMORY_RESERVE for the host, and --ve-pids-max is left for the ramp to run into."""
+    bound, limit = config.count, None
+    for item in requirements(config):
+        if not item.hard or (config.tune_host and item.sysctl) or item.what == PIDS_BUDGET:
+            continue
+        if item.what.startswith("memory"):
+            item = Requirement(item.what, item.need, item.have - MEMORY_RESERVE, fix=item.fix, per_ve=item.per_ve)
+        allows = item.allows
+        if allows is not None and allows < bound:
+            bound, limit = allows, item
+    return max(bound, 1), limit
 
 
 def shortfalls(config: ExperimentConfig) -> list[Requirement]:
@@ -151,6 +256,7 @@ def preflight(config: ExperimentConfig) -> list[str]:
     require_root()
     require_lxc()
     require_controllers(config)
+    require_pids_budget(config)
     require_filesystems()
     if config.network == "bridge":
         from .network import bridge_owner, overlapping_routes
@@ -163,6 +269,9 @@ def preflight(config: ExperimentConfig) -> list[str]:
         if clashes:
             raise ConfigError("--ve-subnet", f"{config.subnet} overlaps host addresses: {', '.join(clashes)}")
     short = shortfalls(config)
+    if config.ramp:
+        # A ramp's count is its bound, which the limits set; the budget is what it runs into.
+        short = [item for item in short if item.what != PIDS_BUDGET]
     if config.tune_host:
         # --ve-tune-host raises the sysctls itself (after the checks, before setup).
         short = [item for item in short if item.sysctl is None]
