@@ -19,6 +19,7 @@ import pytest
 from .engine.config import ExperimentConfig
 from .engine.experiment import Experiment
 from .engine.fleet import StartResult, load_starts
+from .engine.ramp import Ramp
 from .engine.shared import SharedRun
 from .engine.stats import VERecord
 from .engine.storage import RootError
@@ -198,7 +199,7 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
         raise
     yield experiment
     if experiment.starts:
-        records = experiment.records(experiment.config.ve_first, experiment.config.ve_last)
+        records = experiment.records(experiment.config.ve_first, experiment.created_last)
         state.records = {record.index: record for record in records}
         state.summary = experiment.summary(records)
     if experiment.share is not None:
@@ -307,3 +308,10 @@ def ve_range(request: pytest.FixtureRequest, ve_experiment: Experiment) -> VERan
     """The test's range of VEs (the plugin parametrizes it: ve1-ve100, ve101-ve200, ...)."""
     first, last = request.param
     return VERange(ve_experiment, first, last)
+
+
+@pytest.fixture
+def ve_ramp(ve_experiment: Experiment) -> Ramp:
+    """--ve-count=max: the ramp over the experiment; `ve_ramp.run()` starts VEs in growing
+    steps until something stops it and returns the RampResult (curve and named stop)."""
+    return Ramp(ve_experiment)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .engine.ramp import ramp_lines
 from .engine.stats import results_block, summarize, timings_lines
 from .engine.storage import human_size
 
@@ -46,6 +47,8 @@ def summary_lines(state: RunState, interrupted: Interruption | None = None) -> l
         lines += ["", "Takedown: nothing left behind" if not left else f"Takedown LEFT BEHIND: {', '.join(left)}"]
         return lines
     lines += ["Results", *results_block(summary, human_size(summary.disk_used))]
+    if experiment.ramp_result is not None:
+        lines += ["", *ramp_lines(experiment.ramp_result)]
     if len(state.hosts) > 1:
         lines += ["", f"Hosts ({len(state.hosts)})", *[host.line() for host in state.hosts]]
     lines += ["", "Timings", *timings_lines(experiment.timings, summary)]

@@ -53,6 +53,10 @@ class Experiment:
         self.warnings: list[str] = []
         self.tuned: dict[str, tuple[int, int]] = {}
         self.takedown_report = takedown.TakedownReport()
+        # --ve-count=max: the VEs the ramp created so far, and its result once it stopped.
+        self.ramp_created = 0
+        self.ramp_bound_by: host.Requirement | None = None  # the preflight limit that bounds the ramp
+        self.ramp_result: Any = None  # engine.ramp.RampResult (ramp imports this module)
         self._first_start: float | None = None
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
@@ -169,7 +173,19 @@ class Experiment:
 
     def setup_clones(self) -> None:
         with self._timed("setup clones"):
+            if self.config.pids_max:
+                path = cgroups.set_pids_budget(self.config.tag, self.config.pids_max)
+                self.progress(f"lxcexp: --ve-pids-max: {path}/pids.max = {self.config.pids_max}")
+            if self.config.ramp:
+                return  # a ramp creates each step's clones as it goes (engine/ramp.py)
             fleet.create_clones(self.config, self.layout, lambda n: self.progress(f"lxcexp: {n} clones created"))
+
+    @property
+    def created_last(self) -> int:
+        """The highest VE number that exists: the count, or as far as a ramp got."""
+        if not self.config.ramp:
+            return self.config.ve_last
+        return self.ramp_created
 
     def setup(self) -> None:
         self.setup_root()
