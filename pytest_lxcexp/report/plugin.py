@@ -266,6 +266,7 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
             # The first SIGINT/SIGTERM (signal, phase, time) when the run was cut short: the results are partial.
             "interrupted": interrupted.to_dict() if (interrupted := interruption(config)) else None,
         },
+        ramp=experiment.ramp_result.to_dict() if experiment.ramp_result is not None else None,
     )
 
 

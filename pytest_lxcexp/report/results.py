@@ -166,6 +166,7 @@ def build_results(
     capture: VECapture | None,
     samples: list[Sample],
     session: dict[str, Any],
+    ramp: dict[str, Any] | None = None,
 ) -> Results:
     """One run as the results file's dict (see docs/results-schema.md)."""
     records = list(records)
@@ -195,6 +196,8 @@ def build_results(
         "timeline": timeline,
         "ves": ves,
     }
+    if ramp is not None:
+        results["ramp"] = ramp  # --ve-count=max: the curve by step and the named stop
     results["metrics"] = key_figures(results)
     return results
 
