@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,18 +54,39 @@ def _progress(request: pytest.FixtureRequest):  # noqa: ANN202
 
 
 class StatusLine:
-    """A live status line that does not flood: at most every 2 s on a terminal, 30 s in a log."""
+    """A live status line that does not flood: on a terminal one line rewritten in place
+    (at most twice a second), in a log (not a terminal) a line every 30 s."""
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self.request = request
-        self.interval = 2.0 if sys.stdout.isatty() else 30.0
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        # The reporter saw the real stdout before pytest captured it.
+        self.tty = bool(getattr(reporter, "isatty", False))
+        self.interval = 0.5 if self.tty else 30.0
         self.last = time.monotonic()  # nothing for phases shorter than one interval
+        self.open = False  # a rewritten line is on the terminal, not yet ended
 
     def __call__(self, message: str) -> None:
         now = time.monotonic()
-        if now - self.last >= self.interval:
-            self.last = now
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        if not self.tty:
             _say(self.request, message)
+            return
+        reporter = self.request.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.request.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.rewrite(message, erase=True)
+            self.open = True
+
+    def end(self) -> None:
+        """End a rewritten line, so what pytest writes next starts on a line of its own."""
+        if self.open:
+            self.open = False
+            _say(self.request, "")
 
 
 def ve_fields_from_hooks(config: pytest.Config, experiment: Experiment) -> Callable[[VERecord], dict] | None:
@@ -126,7 +146,8 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
     experiment = state.experiment or Experiment(state.config)
     experiment.progress = _progress(request)
     experiment.record_fields = ve_fields_from_hooks(request.config, experiment)
-    experiment.status = StatusLine(request)
+    status = StatusLine(request)
+    experiment.status, experiment.status_end = status, status.end
     state.experiment = experiment
     try:
         _join(request, experiment)
