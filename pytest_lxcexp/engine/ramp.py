@@ -35,7 +35,7 @@ from .faults import HostLimit, classify, tmpfs_full, tmpfs_limit, ve_limit
 from .fleet import StartResult
 from .slo import Slo, ramp_steps
 from .stats import latency_stats
-from .workload import read_log
+from .workload import expected_exit_status, read_log
 
 MIB = 1024 * 1024
 # How long a step's VEs may take to begin their workload (a system init boots first).
@@ -69,12 +69,18 @@ class RampPoint:
     last: int
     running: int  # VEs whose init is alive
     started: int  # this step's good starts
-    failed: int  # this step's VEs that failed to start or to begin their workload
+    failed: int  # this step's VEs that failed to start, to begin their workload, or in it
+    failed_running: int  # of those, the ones whose init still runs (counted in `running`)
     latency: dict[str, float]  # this step's start latency stats (seconds)
     memory_used: int  # host memory in use beyond its level before the first step (bytes)
     cgroup_memory: int | None  # charged to the experiment's memory cgroups (bytes)
     processes: int | None  # in the experiment's pids cgroups (VEs and monitors)
     elapsed: float  # seconds since the ramp began
+
+    @property
+    def good(self) -> int:
+        """VEs running that did not fail."""
+        return self.running - self.failed_running
 
     @property
     def memory_per_ve(self) -> float | None:
@@ -86,6 +92,7 @@ class RampPoint:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["good"] = self.good
         data["memory_per_ve"] = self.memory_per_ve
         data["processes_per_ve"] = self.processes_per_ve
         return data
@@ -137,11 +144,12 @@ class RampResult:
 
     @property
     def reached(self) -> int:
-        """VEs running at the end of the ramp (the last step included)."""
-        return self.points[-1].running if self.points else 0
+        """VEs running without a failure when the ramp stopped (the last step's good VEs included)."""
+        return self.points[-1].good if self.points else 0
 
     @property
     def peak(self) -> int:
+        """The most VEs running at once, failed ones included."""
         return max((point.running for point in self.points), default=0)
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,7 +172,10 @@ class RampResult:
 def ramp_lines(result: RampResult) -> list[str]:
     """The ramp in the terminal: count reached, what stopped it, and its curve by step."""
     stop = result.stop
-    lines = [f"Ramp (--ve-count=max): reached {result.reached} VEs running (peak {result.peak}; bound {result.bound})"]
+    lines = [
+        f"Ramp (--ve-count=max): reached {result.reached} VEs running without a failure "
+        f"({result.peak} running at most; bound {result.bound})"
+    ]
     if stop is not None:
         lines.append(f"  stopped by     : {stop.limit}: {stop.words}")
         if stop.kernel:
@@ -390,10 +401,15 @@ class Ramp:
             return VEFailure(result.index, f"failed to start: {error}", limit, kernel)
         if not _alive(result.pid):
             return VEFailure(result.index, "its init exited right after the start", limit, kernel)
-        if not self._begun(result):
+        log = read_log(layout.ve_workload_log(result.index))
+        if log.began is None:
             return VEFailure(result.index, "did not begin its workload in time", limit, kernel)
         if limit is not None:
             return VEFailure(result.index, "its workload hit a host limit", limit, kernel)
+        expected = expected_exit_status(self.config.workload)
+        if log.finished and expected is not None and log.exit_status != expected:
+            said = f": {log.output[-1]}" if log.output else ""
+            return VEFailure(result.index, f"its command ended with rc={log.exit_status}{said}")
         return None
 
     def _measure(
@@ -409,6 +425,9 @@ class Ramp:
             running=running,
             started=len(seen.latencies),
             failed=len(seen.failures),
+            failed_running=sum(
+                1 for f in seen.failures if f.index in experiment.starts and _alive(experiment.starts[f.index].pid)
+            ),
             latency={key: stats[key] for key in ("p50", "p90", "p99", "max") if key in stats},
             memory_used=max(0, baseline - host.memory_available()),
             cgroup_memory=cgroups.subtree_counter(self.config.tag, "memory", "memory.usage_in_bytes"),

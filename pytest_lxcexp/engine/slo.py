@@ -61,7 +61,7 @@ def parse_slos(option: str, text: str) -> tuple[Slo, ...]:
         return ()
     found: dict[str, Slo] = {}
     for part in value.split(","):
-        metric, colon, limit = part.strip().partition(":")
+        metric, colon, limit = (word.strip() for word in part.partition(":"))
         if not colon:
             raise ConfigError(option, f"{part.strip()!r} is not METRIC:DURATION (e.g. start_p99:500ms)")
         if metric not in SLO_METRICS:
