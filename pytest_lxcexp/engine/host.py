@@ -73,7 +73,7 @@ class Requirement:
     need = fixed + per_ve x VEs: `allows` is the most VEs the limit leaves room for.
     """
 
-    what: str
+    what: str  # "memory ..." and "tmpfs ..." are sizes in bytes, shown in MiB
     need: int
     have: int
     sysctl: str | None = None  # a /proc/sys path that --ve-tune-host may raise
@@ -97,10 +97,22 @@ class Requirement:
     def setting(self) -> str:
         return self.fix or (f"raise {self.what} (or use --ve-tune-host)" if self.sysctl else "")
 
+    @property
+    def in_bytes(self) -> bool:
+        return self.what.startswith(("memory", "tmpfs"))
+
+    def _shown(self, value: int) -> str:
+        if not self.in_bytes:
+            return str(value)
+        return f"{value / MIB:.0f} MiB" if abs(value) >= MIB else f"{value / KIB:.0f} KiB"
+
     def line(self) -> str:
-        short = self.need - self.have
-        per = f"  ({self.per_ve} per VE)" if self.per_ve else ""
-        return f"{self.what:<34} need {self.need:>12}  have {self.have:>12}  short by {short:>10}  {self.setting}{per}"
+        short = self._shown(self.need - self.have)
+        per = f"  ({self._shown(self.per_ve)} per VE)" if self.per_ve else ""
+        return (
+            f"{self.what:<34} need {self._shown(self.need):>12}  have {self._shown(self.have):>12}  "
+            f"short by {short:>10}  {self.setting}{per}"
+        )
 
 
 # Kept for the table's callers: a requirement that is short.
@@ -219,7 +231,7 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
     )
     memory = figures.memory + (MEMORY_CGROUPS_PER_VE if cgroups.ves_get_memory_cgroups(config.ve_controllers) else 0)
     found.append(
-        _requirement("memory available (bytes)", count, memory, 0, memory_available(), fix="fewer VEs or more memory")
+        _requirement("memory available", count, memory, 0, memory_available(), fix="fewer VEs or more memory")
     )
     if config.pids_max:
         found.append(
