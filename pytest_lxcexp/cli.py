@@ -83,7 +83,7 @@ def cmd_createbase(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    values = build_config_values(lambda name: getattr(args, name))
+    values = build_config_values(lambda name: getattr(args, name, None))  # the count is N, below
     try:
         config = build_config(**(values | {"count": args.count}))
     except ConfigError as error:

@@ -147,8 +147,10 @@ def check_ramp_items(config: pytest.Config, state: RunState, items: list[pytest.
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(run_state_key, None)
-    if state is None or state.experiment is None:
+    if state is None or (state.experiment is None and not state.worker_results):
         return
+    if state.experiment is not None:
+        state.take_from(state.experiment)
     interrupted = interruption(config)
     if state.summary is None and interrupted is None:
         return

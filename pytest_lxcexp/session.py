@@ -15,6 +15,7 @@ from .engine.config import ConfigError, ExperimentConfig, build_config
 from .engine.experiment import Experiment
 from .engine.stats import Summary, VERecord
 from .options import build_config_values
+from .report.results import Results, merge_worker_results
 
 
 @dataclass
@@ -56,11 +57,33 @@ class RunState:
     # xdist controller: each host's figures, and what the hosts' own takedowns left behind.
     hosts: list[HostFigures] = field(default_factory=list)
     leftovers: list[str] | None = None
+    # What the summary prints besides the records; a local run's experiment measured them,
+    # an xdist controller's come from the workers (see xdist_support.merge_into).
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    tuned: dict[str, tuple[int, int]] = field(default_factory=dict)
+    started: set[int] = field(default_factory=set)
+    # xdist controller: each worker's results file (as report/plugin built it there), merged
+    # once (merged_results) for both the terminal summary and results.json.
+    worker_results: list[Results] = field(default_factory=list)
+    _merged: Results | None = None
+
+    def merged_results(self) -> Results | None:
+        if self._merged is None and self.worker_results:
+            self._merged = merge_worker_results(self.worker_results)
+        return self._merged
+
+    def take_from(self, experiment: Experiment) -> None:
+        """A local run: what its experiment measured, for the summary."""
+        self.timings = dict(experiment.timings)
+        self.warnings = list(experiment.warnings)
+        self.tuned = dict(experiment.tuned)
+        self.started = set(experiment.starts)
 
 
 run_state_key = pytest.StashKey[RunState]()
-
-run_state_key = pytest.StashKey[RunState]()
+# pytest-xdist workeroutput key of a worker's results file (report/plugin puts it there).
+WORKER_RESULTS_KEY = "lxcexp_results"
 
 
 # Settings that may differ between the hosts of one run: on an xdist worker, an environment

@@ -62,6 +62,9 @@ class Experiment:
         self._first_start: float | None = None
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
+        # Epoch of the last wait's end: parts of one run (xdist workers) measure "complete all"
+        # from their own first start, so only this lets a merge make one span of them.
+        self.waited_until: float | None = None
 
     @property
     def bridge_layout(self) -> addressing.BridgeLayout:
@@ -404,6 +407,7 @@ class Experiment:
                 time.sleep(0.5)
         self.status_end()
         self._last_completion = time.monotonic()
+        self.waited_until = time.time()
         if self._first_start is not None:
             self.timings["complete all"] = self._last_completion - self._first_start
         return self.records(first, last)
