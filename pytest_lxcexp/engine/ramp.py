@@ -72,7 +72,7 @@ class RampPoint:
     failed: int  # this step's VEs that failed to start, to begin their workload, or in it
     failed_running: int  # of those, the ones whose init still runs (counted in `running`)
     latency: dict[str, float]  # this step's start latency stats (seconds)
-    memory_used: int  # host memory in use beyond its level before the first step (bytes)
+    memory_used: int  # host memory in use beyond its level before the first step (bytes; below it: negative)
     cgroup_memory: int | None  # charged to the experiment's memory cgroups (bytes)
     processes: int | None  # in the experiment's pids cgroups (VEs and monitors)
     elapsed: float  # seconds since the ramp began
@@ -84,7 +84,8 @@ class RampPoint:
 
     @property
     def memory_per_ve(self) -> float | None:
-        return self.memory_used / self.running if self.running else None
+        """None when host memory in use did not grow: on a shared host, others freed more than the VEs took."""
+        return self.memory_used / self.running if self.running and self.memory_used > 0 else None
 
     @property
     def processes_per_ve(self) -> float | None:
@@ -429,7 +430,7 @@ class Ramp:
                 1 for f in seen.failures if f.index in experiment.starts and _alive(experiment.starts[f.index].pid)
             ),
             latency={key: stats[key] for key in ("p50", "p90", "p99", "max") if key in stats},
-            memory_used=max(0, baseline - host.memory_available()),
+            memory_used=baseline - host.memory_available(),
             cgroup_memory=cgroups.subtree_counter(self.config.tag, "memory", "memory.usage_in_bytes"),
             processes=cgroups.subtree_counter(self.config.tag, "pids", "pids.current"),
             elapsed=round(time.monotonic() - began, 3),
