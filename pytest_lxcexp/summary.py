@@ -25,6 +25,9 @@ def interrupted_lines(state: RunState, interrupted: Interruption) -> list[str]:
     seen = {record.index for record in state.records.values() if record.log_present or record.state == "RUNNING"}
     started = len(state.started | seen)
     count = state.config.count
+    if state.config.ramp:
+        # A ramp's count is only its bound: say how far it got.
+        return [f"INTERRUPTED by {interrupted.words}: the ramp had started {started} VEs; the results are partial", ""]
     if not started:
         done = "no VE was started"
     elif started < count:

@@ -12,6 +12,8 @@ import io
 import statistics
 from typing import Any
 
+from ..engine.slo import parse_slos
+
 COLORS = {"started": "#1f77b4", "running": "#2ca02c", "completed": "#ff7f0e", "memory": "#9467bd", "cgroup": "#8c564b"}
 MIB = 1024**2
 
@@ -196,6 +198,17 @@ def latency_by_running_chart(ves: list[dict[str, Any]]) -> str | None:
     return _data_uri(figure)
 
 
+def _finish_against_running(figure: Any, axes: Any, title: str, ylabel: str, legend: bool = True) -> str:
+    axes.set_xlabel("VEs running")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.set_ylim(bottom=0)
+    if legend:
+        axes.legend(frameon=False, fontsize=8)
+    _style(axes)
+    return _data_uri(figure)
+
+
 def ramp_charts(ramp: dict[str, Any]) -> list[tuple[str, str]]:
     """A ramp's curves against the VEs running after each step: start latency (with the
     objectives), memory per VE, processes."""
@@ -207,62 +220,33 @@ def ramp_charts(ramp: dict[str, Any]) -> list[tuple[str, str]]:
     figure = _figure()
     axes = figure.add_subplot()
     for key, style in (("p50", "-"), ("p99", "--")):
-        axes.plot(
-            running,
-            [(p["latency"].get(key) or float("nan")) * 1000 for p in points],
-            linestyle=style,
-            marker="o",
-            markersize=4,
-            label=f"start {key} of the step",
-        )
-    for slo in ramp.get("slo") or []:
-        metric, _, limit = slo.partition(":")
-        if limit.endswith("ms"):
-            axes.axhline(float(limit[:-2]), color="#d62728", linewidth=0.9, label=f"objective {slo}")
-    axes.set_xlabel("VEs running")
-    axes.set_ylabel("ms")
-    axes.set_title("Ramp: start latency")
-    axes.set_ylim(bottom=0)
-    axes.legend(frameon=False, fontsize=8)
-    _style(axes)
-    drawn.append(("ramp: start latency", _data_uri(figure)))
+        latencies = [(p["latency"].get(key) or float("nan")) * 1000 for p in points]
+        axes.plot(running, latencies, linestyle=style, marker="o", markersize=4, label=f"start {key} of the step")
+    for slo in parse_slos("slo", ",".join(ramp.get("slo") or [])):
+        axes.axhline(slo.limit * 1000, color="#d62728", linewidth=0.9, label=f"objective {slo}")
+    drawn.append(("ramp: start latency", _finish_against_running(figure, axes, "Ramp: start latency", "ms")))
     figure = _figure()
     axes = figure.add_subplot()
+    host = [(p["memory_per_ve"] or float("nan")) / MIB for p in points]
+    axes.plot(running, host, marker="o", markersize=4, color=COLORS["memory"], label="host memory in use, growth / VEs")
+    charged = [
+        p["cgroup_memory"] / p["running"] / MIB if p.get("cgroup_memory") and p["running"] else float("nan")
+        for p in points
+    ]  # noqa: E501
     axes.plot(
         running,
-        [(p["memory_per_ve"] or float("nan")) / MIB for p in points],
-        marker="o",
-        markersize=4,
-        color=COLORS["memory"],
-        label="host memory in use, growth / VEs",
-    )
-    axes.plot(
-        running,
-        [
-            p["cgroup_memory"] / p["running"] / MIB if p.get("cgroup_memory") and p["running"] else float("nan")
-            for p in points
-        ],
+        charged,
         marker=".",
         linestyle="--",
         color=COLORS["cgroup"],
         label="charged to the experiment's cgroups / VEs",
     )
-    axes.set_xlabel("VEs running")
-    axes.set_ylabel("MiB per VE")
-    axes.set_title("Ramp: memory per VE")
-    axes.set_ylim(bottom=0)
-    axes.legend(frameon=False, fontsize=8)
-    _style(axes)
-    drawn.append(("ramp: memory per VE", _data_uri(figure)))
+    drawn.append(("ramp: memory per VE", _finish_against_running(figure, axes, "Ramp: memory per VE", "MiB per VE")))
     figure = _figure()
     axes = figure.add_subplot()
     axes.plot(running, [p.get("processes") or float("nan") for p in points], marker="o", markersize=4)
-    axes.set_xlabel("VEs running")
-    axes.set_ylabel("processes (VEs and monitors)")
-    axes.set_title("Ramp: processes")
-    axes.set_ylim(bottom=0)
-    _style(axes)
-    drawn.append(("ramp: processes", _data_uri(figure)))
+    processes = _finish_against_running(figure, axes, "Ramp: processes", "processes (VEs and monitors)", legend=False)
+    drawn.append(("ramp: processes", processes))
     return drawn
 
 
