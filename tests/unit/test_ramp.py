@@ -170,3 +170,50 @@ def test_status_text_counts_rate_and_eta() -> None:
     waiting = Counts(1000, 1000, 0, 400, done=0, left=600, elapsed=1.0, phase="wait")
     assert status_text(waiting).endswith("0.0 completions/s, ETA -")
     assert (eta_text(59.4), eta_text(125), eta_text(7300)) == ("ETA 59s", "ETA 2m05s", "ETA 2h01m")
+
+
+def test_the_ramp_bound_is_the_tightest_host_limit() -> None:
+    # A 10 MiB tmpfs holds 8 MiB of base and 58 VEs of 24 KiB + 180 pings x 64 bytes: far fewer
+    # than any host's PIDs or memory allow, and fewer than the subnet's 253 addresses.
+    config = build_config(count="max", subnet="10.107.0.0/24", tmpfs_size="10M")
+    bound, limit = host.ramp_bound(config)
+    assert (bound, limit.what) == (
+        (10 * MIB - host.TMPFS_BASE) // (24 * 1024 + 180 * 64),
+        "tmpfs size (--ve-tmpfs-size)",
+    )
+    assert bound == 58  # 2 MiB at 35.25 KiB per VE
+    # A large tmpfs leaves the subnet as the bound.
+    assert host.ramp_bound(build_config(count="max", subnet="10.107.0.0/24", tmpfs_size="1G")) == (253, None)
+
+
+def test_the_preflight_counts_the_per_ve_figures_of_the_base_and_init() -> None:
+    def per_ve(**options: str) -> dict[str, int]:
+        config = build_config(count=10, network="none", **options)
+        return {item.what: item.per_ve for item in host.requirements(config)}
+
+    busybox = per_ve()
+    assert busybox["kernel.pid_max"] == host.PER_VE[("busybox", "workload")].processes == 3
+    assert busybox["memory available"] == 3 * MIB // 2
+    system = per_ve(init="system")  # every hierarchy: each VE's own memory cgroups cost more
+    assert system["kernel.pid_max"] == 4 and system["memory available"] == MIB + host.MEMORY_CGROUPS_PER_VE
+    assert "processes (--ve-pids-max)" not in busybox
+    assert per_ve(pids_max="100")["processes (--ve-pids-max)"] == 2  # the monitor is outside the budget
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("lxc-start: ve1: Too many open files in system", "files"),
+        ("Failed to attach veth to bridge: Exchange full", "ports"),
+        ("sh: can't fork: Resource temporarily unavailable", "pids"),
+        ("Failed to create keyring: Disk quota exceeded", "keys"),
+        ("Cannot allocate memory - Failed to clone", "memory"),
+        ("neighbour table overflow", "neighbours"),
+        ("Failed to allocate a pty: No space left on device", "ptys"),
+        ("inotify_add_watch: No space left on device", "space"),
+    ],
+)
+def test_host_limits_are_named_with_what_raises_them(text: str, name: str) -> None:
+    limit = classify(text)
+    assert limit is not None and limit.name == name and limit.setting
+    assert classify("no such thing") is None
