@@ -151,10 +151,11 @@ def workload_errors(path: str) -> list[str]:
     return found
 
 
-def ve_limit(root: str, lxc_log: str, workload_log: str) -> tuple[HostLimit, str] | None:
+def ve_limit(root: str, lxc_log: str, workload_log: str, full_tmpfs: bool = True) -> tuple[HostLimit, str] | None:
     """The host limit that stopped a VE, and the line that shows it in the kernel's words
-    (liblxc's error, which carries the errno's text, or the workload's), or None."""
-    if tmpfs_full(root):
+    (liblxc's error, which carries the errno's text, or the workload's), or None.
+    `full_tmpfs=False`: only what the VE's own logs say (a full tmpfs does not stop a VE that runs)."""
+    if full_tmpfs and tmpfs_full(root):
         return tmpfs_limit(root), f"statvfs({root}): no free blocks or inodes left"
     for line in lxc_errors(lxc_log)[:1] + workload_errors(workload_log)[-20:]:
         found = classify(line, root)

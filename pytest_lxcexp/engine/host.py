@@ -230,9 +230,7 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
         )
     )
     memory = figures.memory + (MEMORY_CGROUPS_PER_VE if cgroups.ves_get_memory_cgroups(config.ve_controllers) else 0)
-    found.append(
-        _requirement("memory available", count, memory, 0, memory_available(), fix="fewer VEs or more memory")
-    )
+    found.append(_requirement("memory available", count, memory, 0, memory_available(), fix="fewer VEs or more memory"))
     if config.pids_max:
         found.append(
             _requirement(PIDS_BUDGET, count, figures.processes - 1, 0, config.pids_max, fix="raise --ve-pids-max")

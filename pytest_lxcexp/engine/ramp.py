@@ -393,7 +393,12 @@ class Ramp:
 
     def _failure(self, result: StartResult) -> VEFailure | None:
         layout, root = self.experiment.layout, self.config.root
-        found = ve_limit(root, layout.ve_lxc_log(result.index), layout.ve_workload_log(result.index))
+        log = read_log(layout.ve_workload_log(result.index))
+        # A VE that runs and began is failed only by what its own logs say; one that did
+        # not get going may also have been stopped by the full tmpfs, which its logs cannot say.
+        going = result.ok and _alive(result.pid) and log.began is not None
+        logs = (layout.ve_lxc_log(result.index), layout.ve_workload_log(result.index))
+        found = ve_limit(root, *logs, full_tmpfs=not going)
         limit, kernel = found if found else (None, "")
         if not result.ok:
             error = result.error or "failed to start"
@@ -402,7 +407,6 @@ class Ramp:
             return VEFailure(result.index, f"failed to start: {error}", limit, kernel)
         if not _alive(result.pid):
             return VEFailure(result.index, "its init exited right after the start", limit, kernel)
-        log = read_log(layout.ve_workload_log(result.index))
         if log.began is None:
             return VEFailure(result.index, "did not begin its workload in time", limit, kernel)
         if limit is not None:
