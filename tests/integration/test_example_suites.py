@@ -17,6 +17,8 @@ CASES = {
     "boot_storm": (["--ve-count=20"], 3),
     "churn": (["--ve-count=6", "--ve-batch=3", "--churn-cycles=3"], 2),
     "debian_density": (["--ve-count=3", "--ve-pings=3", "--ve-ping-interval=0.2", "--ve-tmpfs-size=1G"], 3),
+    # Its ini makes it a ramp; an objective no start meets stops it after its first step.
+    "ramp": (["--ve-ramp-step=3", "--ve-slo=start_p99:1ms", "--ve-tmpfs-size=64M"], 1),
 }
 
 
