@@ -306,6 +306,7 @@ class ExperimentConfig:
     # The controllers each VE gets cgroups of its own in: auto (cpu,pids; all for a system
     # init, which manages its own), all (liblxc's default) or a list.
     cgroups: str = "auto"
+    busybox: str = ""  # busybox base only: the binary to build it from ("": the host's busybox-static)
     base_release: str = ""  # debian base only, resolved from the host when not given
     mirror: str = ""
     apt_proxy: str = ""
@@ -433,6 +434,7 @@ def build_config(
     mirror: str = "",
     apt_proxy: str = "",
     ssh_key: str = "",
+    busybox: str = "",
     ramp_step: str | int = 50,
     ramp_growth: str | float = 1.5,
     slo: str = "",
@@ -445,6 +447,9 @@ def build_config(
         raise ConfigError("--ve-base", f"{base_value} lies inside --ve-root {root_value}, which the tmpfs will cover")
     release_value = parse_release("--ve-base-release", base_release) if base_release else ""
     mirror_value = parse_url("--ve-mirror", mirror, ("http", "https", "file")).rstrip("/") if mirror else ""
+    busybox_value = os.path.abspath(os.path.expanduser(busybox)) if busybox else ""
+    if busybox_value and base_value != "busybox":
+        raise ConfigError("--ve-busybox", f"applies only to --ve-base=busybox, not {base_value}")
     if base_value != "debian":
         for option, given in (("--ve-base-release", release_value), ("--ve-mirror", mirror_value)):
             if given:
@@ -490,6 +495,7 @@ def build_config(
         mirror=mirror_value,
         apt_proxy=parse_url("--ve-apt-proxy", apt_proxy, ("http", "https")) if apt_proxy else "",
         ssh_key=parse_ssh_key("--ve-ssh-key", ssh_key) if ssh_key else "",
+        busybox=busybox_value,
         ramp=ramp,
         ramp_step=parse_positive_int("--ve-ramp-step", ramp_step, MAX_VE_COUNT),
         ramp_growth=parse_growth("--ve-ramp-growth", ramp_growth),

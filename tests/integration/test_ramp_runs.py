@@ -4,12 +4,13 @@ results.json, and leaves nothing behind. Small on purpose: steps of a few VEs.""
 from __future__ import annotations
 
 import json
-import pathlib
 
 import pytest
 from integration_helpers import PING_SUITE, run_pytest
 
-RAMP_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ramp" / "test_ramp.py").read_text()
+from pytest_lxcexp.suites import SUITES_DIR
+
+RAMP_SUITE = (SUITES_DIR / "ramp" / "test_ramp.py").read_text()
 
 
 def ramp(pytester: pytest.Pytester, names, *options: str) -> tuple[pytest.RunResult, dict]:

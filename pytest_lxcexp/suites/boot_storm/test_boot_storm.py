@@ -1,6 +1,6 @@
 """Boot storm: start every VE at once and record how long each start took.
 
-Run:  pytest example_suites/boot_storm --ve-count=1000
+Run:  pytest --ve-suite boot_storm --ve-count=1000
 The VEs idle (--ve-workload=idle): a VE is up when it is running and has logged its
 begin line. Start latencies are recorded per VE and summarised as percentiles (the
 terminal summary, results.json with --ve-report-dir); nothing here asserts on time.
@@ -26,7 +26,4 @@ def test_start_latency_recorded(ve_experiment, ve_config):
     assert len(latencies) == len(ve_config.ves), "every VE's start latency is recorded"
     stats = latency_stats(latencies)
     assert 0 < stats["p50"] <= stats["p90"] <= stats["p99"] <= stats["max"]
-    print(
-        "start latency (ms): "
-        + "  ".join(f"{key} {stats[key] * 1000:.1f}" for key in ("p50", "p90", "p99", "max"))
-    )
+    print("start latency (ms): " + "  ".join(f"{key} {stats[key] * 1000:.1f}" for key in ("p50", "p90", "p99", "max")))

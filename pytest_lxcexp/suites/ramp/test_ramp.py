@@ -1,6 +1,7 @@
 """How many VEs can this host run? Start VEs in growing steps until the host or an objective stops it.
 
-Run:  pytest example_suites/ramp --ve-count=max --ve-workload=idle [--ve-slo=start_p99:500ms]
+Run:  pytest --ve-suite ramp [--ve-slo=start_p99:500ms]   (its DEFAULTS: --ve-count=max --ve-workload=idle)
+      pytest --ve-count=max                       (the same suite, with only your options)
 
 One test: a ramp's steps depend on what the steps before them saw, and pytest fixes its
 tests before any runs (see docs/design.md). The summary names the limit that stopped it.
