@@ -12,7 +12,7 @@ import re
 import signal
 from dataclasses import dataclass
 
-from .safefs import read_ve_text
+from .safefs import UnsafeVEFile, read_ve_tail, read_ve_text
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,9 @@ def host_limit(text: str, root: str | None = None) -> str | None:
 
 
 def lxc_errors(path: str) -> list[str]:
-    """The ERROR lines of a VE's lxc.log, oldest first (the first is the cause)."""
-    text = read_ve_text(path, LOG_SCAN_BYTES)
+    """The ERROR lines of a VE's lxc.log, oldest first (the first is the cause).
+    Raises safefs.UnsafeVEFile when something other than a plain file is in its place."""
+    text = read_ve_tail(path, LOG_SCAN_BYTES)
     return [line.strip() for line in (text or "").splitlines() if " ERROR " in line]
 
 
@@ -154,7 +155,8 @@ def workload_errors(path: str) -> list[str]:
 def ve_limit(root: str, lxc_log: str, workload_log: str, full_tmpfs: bool = True) -> tuple[HostLimit, str] | None:
     """The host limit that stopped a VE, and the line that shows it in the kernel's words
     (liblxc's error, which carries the errno's text, or the workload's), or None.
-    `full_tmpfs=False`: only what the VE's own logs say (a full tmpfs does not stop a VE that runs)."""
+    `full_tmpfs=False`: only what the VE's own logs say (a full tmpfs does not stop a VE that runs).
+    Raises safefs.UnsafeVEFile when its lxc.log is not a plain file."""
     if full_tmpfs and tmpfs_full(root):
         return tmpfs_limit(root), f"statvfs({root}): no free blocks or inodes left"
     for line in lxc_errors(lxc_log)[:1] + workload_errors(workload_log)[-20:]:
@@ -170,7 +172,10 @@ def ve_fault(root: str, lxc_log: str, workload_log: str) -> str | None:
     Looks at the tmpfs first (a full tmpfs truncates logs and keeps liblxc from logging
     at all), then liblxc's errors, then what the workload itself printed.
     """
-    found = ve_limit(root, lxc_log, workload_log)
+    try:
+        found = ve_limit(root, lxc_log, workload_log)
+    except UnsafeVEFile as refusal:
+        return f"its lxc.log is {refusal.found}"
     return found[0].words if found else None
 
 

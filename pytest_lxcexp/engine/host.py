@@ -10,41 +10,46 @@ from dataclasses import dataclass
 from . import cgroups
 from .config import ConfigError, ExperimentConfig
 
+MiB = 1024 * 1024
+KiB = 1024
+
 
 @dataclass(frozen=True)
-class PerVE:
-    """What one running VE of a kind (base, init) takes from the host."""
+class VEBudget:
+    """What one running VE costs the host: processes (its own and its LXC monitor), memory,
+    and room on the experiment's tmpfs (overlay upper and logs, before the pings' lines)."""
 
-    processes: int  # its monitor, its init and what the init runs (while the workload pings)
-    memory: int  # bytes of host memory, without memory cgroups of its own (MEMORY_CGROUPS_PER_VE)
-    tmpfs: int  # bytes of its overlay upper and logs on the experiment's tmpfs, before the pings' lines
+    processes: int
+    memory: int
+    tmpfs: int
 
 
-MIB, KIB = 1024 * 1024, 1024
-# One table for the preflight (issue 14) and the per-base budget (issue 12). Measured on this
-# project's machine (Debian 12, kernel 6.18, liblxc 5.0.2, cgroup v1) by
-# benchmarks/per_ve_probe.py: 10 idle VEs of each kind, pids.current of the experiment's
-# payload and monitor subtrees, memory.usage_in_bytes of the same (host memory, the probe's
-# other column, is too noisy on a shared machine to read at 10 VEs), and the growth of the
-# tmpfs. A ping workload adds its ping to the idle figure where the init does not replace it.
-PER_VE: dict[tuple[str, str], PerVE] = {
-    # 3 processes (monitor, workload sh, ping or sleep); 1.01 MiB charged to cgroups, 1.2 MiB
-    # of host memory at 1000 VEs (docs/benchmarks.md): 1.5 with a margin; 5 KiB of tmpfs idle.
-    ("busybox", "workload"): PerVE(processes=3, memory=3 * MIB // 2, tmpfs=24 * KIB),
-    # 2 idle (monitor, busybox init; the workload service exits when idle), 4 while pinging
-    # (sh, ping); 0.57 MiB charged; 4 KiB of tmpfs.
-    ("busybox", "system"): PerVE(processes=4, memory=MIB, tmpfs=24 * KIB),
-    # 3 (monitor, workload sh, ping or sleep); 1.15 MiB charged; 5 KiB of tmpfs idle.
-    ("debian", "workload"): PerVE(processes=3, memory=2 * MIB, tmpfs=24 * KIB),
-    # 3 idle (monitor, systemd, journald), 5 while pinging; 12.9 MiB charged, 15.7 MiB of host
-    # memory at 10 VEs: 16; 8.0 MiB of tmpfs per VE (systemd's journal and state): 8.5.
-    ("debian", "system"): PerVE(processes=5, memory=16 * MIB, tmpfs=17 * MIB // 2),
+# One table for the preflight (issue 12's budget) and a ramp's bound (issue 14), per base and
+# init. Processes and memory measured by benchmarks/per_ve_budget.py (20 VEs whose workload
+# keeps a process running, as ping does; docs/benchmarks.md): processes in the experiment's
+# cgroups per VE, and memory charged to them per VE (1.00 / 0.83 / 1.34 / 13.51 MiB) plus a
+# margin for the kernel objects charged elsewhere (busybox/workload: 1.17 MiB of host memory
+# at 1000 VEs against 1.00 charged). Tmpfs: its growth per VE from the first start, measured
+# by the same script (4-5 KiB for busybox and a debian workload init, 8.0 MiB for a debian VE
+# booting systemd: its journal), taken as 24 KiB and 8.5 MiB.
+PER_VE_BUDGET = {
+    ("busybox", "workload"): VEBudget(processes=3, memory=3 * MiB // 2, tmpfs=24 * KiB),
+    ("busybox", "system"): VEBudget(processes=4, memory=3 * MiB // 2, tmpfs=24 * KiB),
+    ("debian", "workload"): VEBudget(processes=4, memory=2 * MiB, tmpfs=24 * KiB),
+    ("debian", "system"): VEBudget(processes=6, memory=15 * MiB, tmpfs=17 * MiB // 2),
 }
-# Measured: 0.83 MiB more per VE when each VE and its monitor get memory cgroups of their own
-# (--ve-cgroups; a system init always does): the shrinker maps of docs/design.md.
-MEMORY_CGROUPS_PER_VE = 1024 * 1024
-# Per ping, its log line on the tmpfs; the tmpfs also holds the base (the base's own size
-# is added for a debian or path base by check_base; 8 MiB covers busybox's).
+# 0.83 MiB more when each VE and its monitor get memory cgroups of their own (--ve-cgroups).
+MEMORY_CGROUPS_PER_VE = 1 * MiB
+
+
+def ve_budget(config: ExperimentConfig) -> VEBudget:
+    """The budget of the run's base and init; another base (a rootfs, lxc:NAME) is taken for
+    a full distribution, as debian."""
+    base = config.base if config.base in ("busybox", "debian") else "debian"
+    return PER_VE_BUDGET[(base, config.init)]
+
+
+# Per ping, its log line on the tmpfs; the tmpfs also holds the base (8 MiB covers busybox's).
 TMPFS_PER_PING = 64
 TMPFS_BASE = 8 * 1024 * 1024
 # Open files per running VE across its monitor and processes (generous).
@@ -52,15 +57,8 @@ FILES_PER_VE = 32
 # What the host keeps for itself: processes beyond the ones running now, and memory a ramp
 # never hands to VEs (the host must stay usable while the ramp finds its limit).
 PROCESS_RESERVE = 1000
-MEMORY_RESERVE = 1024 * MIB
+MEMORY_RESERVE = 1024 * MiB
 PIDS_BUDGET = "processes (--ve-pids-max)"
-
-
-def per_ve(config: ExperimentConfig) -> PerVE:
-    """The table's figures for the config's base and init; a base of the user's own counts
-    as debian (the larger) under a system init and as busybox under the workload init."""
-    base = config.base if config.base in ("busybox", "debian") else ("debian" if config.init == "system" else "busybox")
-    return PER_VE[(base, config.init)]
 
 
 class PreflightError(RuntimeError):
@@ -105,7 +103,7 @@ class Requirement:
     def _shown(self, value: int) -> str:
         if not self.in_bytes:
             return str(value)
-        return f"{value / MIB:.0f} MiB" if abs(value) >= MIB else f"{value / KIB:.0f} KiB"
+        return f"{value / MiB:.0f} MiB" if abs(value) >= MiB else f"{value / KiB:.0f} KiB"
 
     def line(self) -> str:
         short = self._shown(self.need - self.have)
@@ -190,9 +188,9 @@ def memory_available() -> int:
 
 def requirements(config: ExperimentConfig) -> list[Requirement]:
     """What this host's VEs need from it, limit by limit, from the per-VE figures of the
-    config's base and init (PER_VE)."""
+    config's base and init (PER_VE_BUDGET)."""
     count = len(config.ves)
-    figures = per_ve(config)
+    figures = ve_budget(config)
     processes = processes_in_use() + PROCESS_RESERVE
     found = []
     for name, per, fixed in (

@@ -33,6 +33,7 @@ from .config import ExperimentConfig
 from .experiment import Experiment
 from .faults import HostLimit, classify, tmpfs_full, tmpfs_limit, ve_limit
 from .fleet import StartResult
+from .safefs import UnsafeVEFile
 from .slo import Slo, ramp_steps
 from .stats import latency_stats
 from .workload import expected_exit_status, read_log
@@ -320,7 +321,7 @@ class Ramp:
         experiment.ramp_result = result
         began = time.monotonic()
         baseline = host.memory_available()
-        figures = host.per_ve(config)
+        figures = host.ve_budget(config)
         for number, (first, last) in enumerate(ramp_steps(config.ramp_step, config.ramp_growth, config.count), 1):
             last_point = result.points[-1] if result.points else None
             room = Headroom(
@@ -398,7 +399,10 @@ class Ramp:
         # not get going may also have been stopped by the full tmpfs, which its logs cannot say.
         going = result.ok and _alive(result.pid) and log.began is not None
         logs = (layout.ve_lxc_log(result.index), layout.ve_workload_log(result.index))
-        found = ve_limit(root, *logs, full_tmpfs=not going)
+        try:
+            found = ve_limit(root, *logs, full_tmpfs=not going)
+        except UnsafeVEFile as refusal:
+            return VEFailure(result.index, f"its lxc.log is {refusal.found}")
         limit, kernel = found if found else (None, "")
         if not result.ok:
             error = result.error or "failed to start"

@@ -77,7 +77,7 @@ def test_tune_host_raises_what_is_short_and_restores_it(pytester, clean_host, le
 
 
 def test_preflight_at_scale_counts_the_per_ve_figures_of_the_base_and_init(pytester, clean_host, leftovers):
-    # 10,000 debian VEs booting systemd: 17 MiB of memory and 8.5 MiB of tmpfs each (host.PER_VE),
+    # 10,000 debian VEs booting systemd: 16 MiB of memory and 8.5 MiB of tmpfs each (host.PER_VE_BUDGET),
     # far beyond this machine; refused with the numbers before anything exists, even with
     # --ve-tune-host, which can raise sysctls but not memory.
     names = clean_host
@@ -97,7 +97,7 @@ def test_preflight_at_scale_counts_the_per_ve_figures_of_the_base_and_init(pytes
         [
             "*this host cannot hold 10000 VEs:*",
             "tmpfs size (--ve-tmpfs-size) * need    85118 MiB  have     2048 MiB * --ve-tmpfs-size  (9 MiB per VE)",
-            "memory available * need   170000 MiB  have * fewer VEs or more memory  (17 MiB per VE)",
+            "memory available * need   160000 MiB  have * fewer VEs or more memory  (16 MiB per VE)",
         ]
     )
     assert "kernel.pid_max" not in result.stderr.str()  # --ve-tune-host raises it

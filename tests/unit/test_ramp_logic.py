@@ -192,10 +192,11 @@ def test_the_preflight_counts_the_per_ve_figures_of_the_base_and_init() -> None:
         return {item.what: item.per_ve for item in host.requirements(config)}
 
     busybox = per_ve()
-    assert busybox["kernel.pid_max"] == host.PER_VE[("busybox", "workload")].processes == 3
+    assert busybox["kernel.pid_max"] == host.PER_VE_BUDGET[("busybox", "workload")].processes == 3
     assert busybox["memory available"] == 3 * MIB // 2
+    assert busybox["tmpfs size (--ve-tmpfs-size)"] == 24 * 1024 + 180 * host.TMPFS_PER_PING
     system = per_ve(init="system")  # every hierarchy: each VE's own memory cgroups cost more
-    assert system["kernel.pid_max"] == 4 and system["memory available"] == MIB + host.MEMORY_CGROUPS_PER_VE
+    assert system["kernel.pid_max"] == 4 and system["memory available"] == 3 * MIB // 2 + host.MEMORY_CGROUPS_PER_VE
     assert "processes (--ve-pids-max)" not in busybox
     assert per_ve(pids_max="100")["processes (--ve-pids-max)"] == 2  # the monitor is outside the budget
 
