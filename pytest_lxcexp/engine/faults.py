@@ -109,10 +109,23 @@ def tmpfs_limit(root: str) -> HostLimit:
     )
 
 
+# An ENOSPC with less than this free on the tmpfs is the tmpfs's: a write of a larger block
+# fails while a few blocks are still free (dd with bs=64k), so "full" alone misses it.
+TMPFS_LOW_BYTES = 1024 * 1024
+
+
+def tmpfs_low(root: str) -> bool:
+    try:
+        info = os.statvfs(root)
+    except OSError:
+        return False
+    return tmpfs_full(root) or info.f_bavail * info.f_frsize < TMPFS_LOW_BYTES
+
+
 def classify(text: str, root: str | None = None) -> HostLimit | None:
     """The host limit an error text points at, or None."""
     if _ENOSPC.search(text):
-        if root is not None and tmpfs_full(root):
+        if root is not None and tmpfs_low(root):
             return tmpfs_limit(root)
         return PTYS if _PTY_WORDS.search(text) else NO_SPACE
     for pattern, limit in HOST_LIMITS:
