@@ -115,11 +115,13 @@ TMPFS_LOW_BYTES = 1024 * 1024
 
 
 def tmpfs_low(root: str) -> bool:
+    if tmpfs_full(root):
+        return True
     try:
         info = os.statvfs(root)
     except OSError:
         return False
-    return tmpfs_full(root) or info.f_bavail * info.f_frsize < TMPFS_LOW_BYTES
+    return info.f_bavail * info.f_frsize < TMPFS_LOW_BYTES
 
 
 def classify(text: str, root: str | None = None) -> HostLimit | None:
