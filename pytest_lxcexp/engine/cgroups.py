@@ -281,3 +281,66 @@ def remove_subtrees(tag: str) -> list[str]:
             else:
                 left.append(directory)
     return left
+
+
+def _v1_or_unified(controller: str) -> str | None:
+    """The hierarchy that holds `controller`: its v1 mount, else the v2 tree if it has it."""
+    found = hierarchies()
+    for hierarchy in found:
+        if os.path.basename(hierarchy) == controller or controller in os.path.basename(hierarchy).split(","):
+            return hierarchy
+    for hierarchy in found:
+        if controller in _read_words(os.path.join(hierarchy, "cgroup.controllers")):
+            return hierarchy
+    return None
+
+
+def _read_words(path: str) -> list[str]:
+    try:
+        with open(path) as handle:
+            return handle.read().split()
+    except OSError:
+        return []
+
+
+def subtree_counter(tag: str, controller: str, file: str) -> int | None:
+    """A hierarchical counter (pids.current, memory.usage_in_bytes, ...) summed over the
+    experiment's payload and monitor subtrees; None where the host has neither."""
+    hierarchy = _v1_or_unified(controller)
+    if hierarchy is None:
+        return None
+    values = [_read_words(os.path.join(hierarchy, name, file)) for name in (container_dir(tag), monitor_dir(tag))]
+    numbers = [int(words[0]) for words in values if words and words[0].isdigit()]
+    return sum(numbers) if numbers else None
+
+
+def pids_budget_path(tag: str) -> str | None:
+    """The experiment's payload cgroup in the pids hierarchy, where --ve-pids-max applies."""
+    hierarchy = _v1_or_unified("pids")
+    return None if hierarchy is None else os.path.join(hierarchy, container_dir(tag))
+
+
+def set_pids_budget(tag: str, limit: int) -> str:
+    """pids.max on the experiment's payload subtree: all VEs together may have `limit`
+    processes (their monitors sit in the monitor subtree and do not count). Removed with
+    the subtree at takedown."""
+    path = pids_budget_path(tag)
+    if path is None:
+        raise RuntimeError("this host has no pids cgroup controller")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "pids.max"), "w") as handle:
+        handle.write(str(limit))
+    return path
+
+
+def pids_refused(tag: str) -> int:
+    """Forks the pids limit of the experiment's payload subtree refused: the kernel's own
+    count, the `max` line of its pids.events."""
+    path = pids_budget_path(tag)
+    if path is None:
+        return 0
+    words = _read_words(os.path.join(path, "pids.events"))
+    for key, value in zip(words[::2], words[1::2], strict=False):
+        if key == "max" and value.isdigit():
+            return int(value)
+    return 0
