@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from .engine.builds import BuildProofError
 from .engine.config import ExperimentConfig
 from .engine.experiment import Experiment
 from .engine.fleet import StartResult, load_starts
@@ -282,12 +283,20 @@ class VERange:
 
     def start(self) -> list[StartResult]:
         if self.experiment.share is None:
-            return self.experiment.start(self.first, self.last)
+            return self._start()
         with self._range_state() as state:
             if state["started"]:
                 return self._started_elsewhere()  # another worker of this run started this generation
             state["started"] = True
+            return self._start()
+
+    def _start(self) -> list[StartResult]:
+        try:
             return self.experiment.start(self.first, self.last)
+        except BuildProofError as error:
+            # A build that did not run as asked makes every figure of the run meaningless:
+            # end the session as a usage error; the fixtures' teardowns take it all down.
+            pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
 
     def wait(self, timeout: float | None = None) -> list[VERecord]:
         """Wait for every VE of the range to finish its workload (or fail), then report each."""
@@ -298,7 +307,7 @@ class VERange:
                     self._started_elsewhere()
                 else:
                     state["started"] = True
-                    self.experiment.start(self.first, self.last)
+                    self._start()
         elif not any(index in self.experiment.starts for index in self.indexes):
             self.start()  # a test that waits on a range nobody started starts it first
         return self.experiment.wait(self.first, self.last, timeout)

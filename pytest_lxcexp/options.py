@@ -83,6 +83,15 @@ OPTIONS: list[tuple[str, str, str, str]] = [
         "or a list such as cpu,pids,memory",
     ),
 ]
+# Repeatable options (ini: one value a line).
+LISTS: list[tuple[str, str, str]] = [
+    (
+        "--ve-lxc",
+        "ve_lxc",
+        "[NAME=]PREFIX[+preload:LIB]: an LXC build that starts VEs (repeatable; system = the distribution's); "
+        "with several, VEs are assigned to them interleaved",
+    ),
+]
 FLAGS: list[tuple[str, str, str]] = [
     ("--ve-base-refresh", "ve_base_refresh", "rebuild the cached base image"),
     ("--ve-poweroff", "ve_poweroff", "power each VE off when its workload ends (its exit status is logged first)"),
@@ -97,13 +106,16 @@ FLAGS: list[tuple[str, str, str]] = [
 ]
 
 
-def build_config_values(value: Callable[[str], str | bool | None]) -> dict[str, str | bool]:
+def build_config_values(value: Callable[[str], str | bool | list[str] | None]) -> dict[str, str | bool | list[str]]:
     """Every option's value, by build_config's keyword: the option's name without "ve_"
     (a unit test holds that every keyword has its option). `value(name)` reads one option."""
-    values: dict[str, str | bool] = {}
+    values: dict[str, str | bool | list[str]] = {}
     for _, name, default, _ in OPTIONS:
         given = value(name)
         values[name.removeprefix("ve_")] = default if given is None else given
     for _, name, _ in FLAGS:
         values[name.removeprefix("ve_")] = bool(value(name))
+    for _, name, _ in LISTS:
+        given = value(name)
+        values[name.removeprefix("ve_")] = list(given) if isinstance(given, list) else []
     return values

@@ -22,7 +22,7 @@ from .fixtures import (  # noqa: F401 - fixtures are found through this plugin m
     ve_root,
 )
 from .interrupts import InterruptPlugin, guard_of, interruption
-from .options import FLAGS, OPTIONS
+from .options import FLAGS, LISTS, OPTIONS
 from .session import RunState, config_from_pytest, run_state_key, suite_defaults_key
 from .suite_choice import SuiteChoicePlugin, add_chosen_suite, choose, suite_choice_key, suite_defaults
 from .suites import suite_names
@@ -40,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option, ini, help_text in FLAGS:
         group.addoption(option, dest=ini, action="store_true", default=None, help=help_text)
         parser.addini(ini, help_text, type="bool", default=None)
+    for option, ini, help_text in LISTS:
+        group.addoption(option, dest=ini, action="append", default=None, help=help_text)
+        parser.addini(ini, help_text, type="linelist", default=None)
     group.addoption(
         "--ve-suite",
         dest="ve_suite",

@@ -14,6 +14,7 @@ import errno
 import os
 import signal
 import time
+from collections.abc import Iterable
 
 from .storage import write_new
 
@@ -125,24 +126,33 @@ def _write_lxc_conf(lxc_etc: str, text: str) -> None:
     write_new(path, text)
 
 
-def starter_cgroup_args(tag: str, wanted: tuple[str, ...] | None, lxc_etc: str) -> list[str]:
+def cgroup_use(wanted: tuple[str, ...] | None) -> str | None:
+    """lxc.cgroup.use for `wanted` on this host (None: liblxc's default, every hierarchy)."""
+    if wanted is None:
+        return None
+    return cgroup_use_for(wanted, _v1_hierarchy_controllers(), _unified_controllers())
+
+
+def starter_cgroup_args(
+    tag: str, wanted: tuple[str, ...] | None, lxc_etc: str, config_dirs: Iterable[str] = ("/etc/lxc",)
+) -> list[str]:
     """The starter's arguments that confine each VE's cgroups to `wanted` (None: all; see
-    starter.py): writes the lxc.conf it shows liblxc, and makes the experiment's one memory
-    cgroup that the starter, and so every VE and monitor, joins when the VEs have none of
-    their own.
+    starter.py): writes the lxc.conf it shows liblxc (in each build's global config
+    directory, `config_dirs`), and makes the experiment's one memory cgroup that the
+    starter, and so every VE and monitor, joins when the VEs have none of their own.
 
     Why not memory by default: each memory cgroup costs kernel memory in proportion to
     every superblock ever mounted on the host (its shrinker map; each VE mounts several):
     0.83 MiB for the two of a VE (its own and its monitor's) on this project's machine,
     most of a VE's host memory.
     """
-    if wanted is None:
-        return []
-    use = cgroup_use_for(wanted, _v1_hierarchy_controllers(), _unified_controllers())
+    use = cgroup_use(wanted)
     if use is None:
         return []
     _write_lxc_conf(lxc_etc, f"lxc.cgroup.use = {use}\n")
     args = ["--lxc-etc", lxc_etc]
+    for directory in dict.fromkeys(config_dirs):
+        args += ["--config-dir", directory]
     if "memory" not in use.split(","):
         for hierarchy in hierarchies():
             if os.path.basename(hierarchy) == "memory":

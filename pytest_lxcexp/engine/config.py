@@ -13,6 +13,7 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -286,6 +287,67 @@ def parse_ssh_key(option: str, text: str) -> str:
     return path
 
 
+# --ve-lxc: [NAME=]PREFIX[+preload:LIB]; `system` is the distribution's LXC (see builds.py).
+LXC_OPTION = "--ve-lxc"
+LXC_SYSTEM = "system"
+LXC_PRELOAD_MARK = "+preload:"
+_BUILD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """One --ve-lxc value, parsed without looking at the host."""
+
+    name: str
+    prefix: str  # "system" or an absolute path
+    preload: str | None = None
+
+    def text(self) -> str:
+        preload = f"{LXC_PRELOAD_MARK}{self.preload}" if self.preload else ""
+        return f"{self.name}={self.prefix}{preload}"
+
+
+def parse_build_spec(text: str) -> BuildSpec:
+    """[NAME=]PREFIX[+preload:LIB]; NAME defaults to `system` or the prefix's last component."""
+    value = str(text).strip()
+    if not value:
+        raise ConfigError(LXC_OPTION, "an empty value; give [NAME=]PREFIX or system")
+    rest, mark, preload = value.partition(LXC_PRELOAD_MARK)
+    if mark and not preload:
+        raise ConfigError(LXC_OPTION, f"{value!r}: +preload: needs the path of a shared library after it")
+    name, equals, prefix = rest.partition("=")
+    if not equals:
+        name, prefix = "", rest
+    if not prefix:
+        raise ConfigError(LXC_OPTION, f"{value!r} names no prefix (use NAME=PREFIX or NAME=system)")
+    if prefix != LXC_SYSTEM:
+        if not prefix.startswith("/"):
+            raise ConfigError(LXC_OPTION, f"{value!r}: the prefix {prefix!r} is not an absolute path (or system)")
+        prefix = os.path.normpath(prefix)
+    if not name:
+        name = LXC_SYSTEM if prefix == LXC_SYSTEM else os.path.basename(prefix) or "root"
+    if not _BUILD_NAME_RE.fullmatch(name):
+        raise ConfigError(LXC_OPTION, f"{name!r} is not a build name (letters, digits, _ . -; at most 40)")
+    if preload and not preload.startswith("/"):
+        raise ConfigError(LXC_OPTION, f"{value!r}: the preload library {preload!r} is not an absolute path")
+    return BuildSpec(name, prefix, os.path.normpath(preload) if preload else None)
+
+
+def parse_builds(values: Iterable[str]) -> tuple[str, ...]:
+    """Every --ve-lxc value, normalized; duplicate names refused. Empty: the system's LXC alone."""
+    specs = [parse_build_spec(value) for value in values]
+    seen: dict[str, BuildSpec] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise ConfigError(
+                LXC_OPTION,
+                f"two builds are named {spec.name!r} ({seen[spec.name].prefix} and {spec.prefix}); "
+                "name them apart with NAME=PREFIX",
+            )
+        seen[spec.name] = spec
+    return tuple(spec.text() for spec in specs)
+
+
 def root_tag(root: str) -> str:
     """A short stable tag for a root: names our veths and cgroups so takedown can prove them ours."""
     return hashlib.sha1(root.encode()).hexdigest()[:5]
@@ -337,10 +399,13 @@ class ExperimentConfig:
     ramp_growth: float = 1.5
     slo: tuple[Slo, ...] = ()  # start-latency objectives a ramp stops at
     pids_max: int = 0  # pids.max on the experiment's cgroup subtree (all VEs together); 0: none
+    # --ve-lxc: the LXC builds that start the VEs, interleaved (normalized specs; none: the system's).
+    lxc: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.ve_last == 0:
             object.__setattr__(self, "ve_last", self.count)
+        object.__setattr__(self, "lxc", tuple(self.lxc))
         if not 1 <= self.ve_first <= self.ve_last <= self.count:
             raise ValueError(f"this host's VEs ve{self.ve_first}-ve{self.ve_last} lie outside ve1-ve{self.count}")
         if self.batch > self.count:
@@ -405,6 +470,7 @@ class ExperimentConfig:
         data = dataclasses.asdict(self)
         data["subnet"] = str(self.subnet)
         data["slo"] = [str(slo) for slo in self.slo]
+        data["lxc"] = list(self.lxc)  # as JSON gives it back: a saved run's options compare equal
         return data
 
     @classmethod
@@ -454,6 +520,7 @@ def build_config(
     ramp_growth: str | float = 1.5,
     slo: str = "",
     pids_max: str | int = "",
+    lxc: Iterable[str] | str | None = None,
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
     base_value = parse_base("--ve-base", base)
@@ -516,6 +583,7 @@ def build_config(
         ramp_growth=parse_growth("--ve-ramp-growth", ramp_growth),
         slo=parse_slos("--ve-slo", slo),
         pids_max=parse_positive_int("--ve-pids-max", pids_max) if str(pids_max).strip() not in ("", "0") else 0,
+        lxc=parse_builds([lxc] if isinstance(lxc, str) else lxc or ()),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import addressing, base, cgroups, fleet, host, network, storage, takedown, tuning
+from . import addressing, base, builds, cgroups, fleet, host, network, phases, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .progress import Counts, status_text
@@ -64,9 +65,34 @@ class Experiment:
         self._first_start: float | None = None
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
+        self._builds: list[builds.LXCBuild] | None = None
+        # The round being run (0-based; --ve-repeat, not built yet, would advance it): it shifts which build starts ve1.
+        self.round = 0
+        # The proof that each build ran as asked, from its first VE that could be looked at.
+        self.proofs: dict[str, builds.Proof] = {}
         # Epoch of the last wait's end: parts of one run (xdist workers) measure "complete all"
         # from their own first start, so only this lets a merge make one span of them.
         self.waited_until: float | None = None
+        self._running_watch: contextlib.ExitStack | None = None
+        self._running_times = phases.RunningTimes()
+
+    @property
+    def builds(self) -> list[builds.LXCBuild]:
+        """The LXC builds that start the VEs (--ve-lxc), found from the builds themselves."""
+        if self._builds is None:
+            self._builds = builds.resolve_builds(self.config.lxc)
+        return self._builds
+
+    def builds_metadata(self) -> list[dict[str, Any]]:
+        """Each build as results.json's metadata.builds records it: what it is, and its proof."""
+        return [
+            build.to_dict() | {"proof": self.proofs[build.name].to_dict() if build.name in self.proofs else None}
+            for build in self.builds
+        ]
+
+    def build_of(self, index: int) -> builds.LXCBuild:
+        """The build that starts veN in this round: interleaved, ve1 the first build's."""
+        return self.builds[builds.build_index(index, len(self.builds), self.round)]
 
     @property
     def bridge_layout(self) -> addressing.BridgeLayout:
@@ -124,6 +150,7 @@ class Experiment:
                     f"run's, remove them with: lxcexp takedown --root {self.config.root}",
                 )
         base.check_base(self.config)
+        self.builds  # noqa: B018 - resolves every --ve-lxc build now: a bad one is a usage error
         return stale
 
     def lock(self) -> None:
@@ -233,16 +260,31 @@ class Experiment:
 
         for index in range(first, last + 1):
             self._runs_before[index] = self.workload_log(index).runs
-        starter_args = cgroups.starter_cgroup_args(self.config.tag, self.config.ve_controllers, self.layout.lxc_etc)
+        lxc_builds = self.builds
+        config_dirs = [build.config_dir for build in lxc_builds]
+        starter_args = cgroups.starter_cgroup_args(
+            self.config.tag, self.config.ve_controllers, self.layout.lxc_etc, config_dirs
+        )
+        starter_args += builds.starter_build_args(lxc_builds)
+        prover = self._prover()
+
+        def started_and_proven(result: fleet.StartResult) -> None:
+            started(result)
+            prover.look_at(result)
+
+        self._watch_running()
         try:
             results = fleet.start_range(
                 self.layout,
                 range(first, last + 1),
                 self.config.start_delay,
-                on_started=started,
+                on_started=started_and_proven,
                 workers=self.config.parallel,
                 starter_args=starter_args,
+                build_names=[build.name for build in lxc_builds],
+                build_of=lambda index: builds.build_index(index, len(lxc_builds), self.round),
             )
+            results = [dataclasses.replace(result, round=self.round) for result in results]
         except BaseException:
             # Interrupted: a start the starters reported (and the root recorded) is kept even
             # if the interrupt came before it was counted here.
@@ -253,6 +295,7 @@ class Experiment:
         self.status_end()
         for result in results:
             self.starts[result.index] = result
+        prover.finish(results)
         self._last_start_end = time.monotonic()
         self.timings["start all"] = self._last_start_end - self._first_start
         ok = sum(r.ok for r in results)
@@ -260,7 +303,43 @@ class Experiment:
         self.progress(f"lxcexp: started ve{first}-ve{last}: {ok} of {len(results)} in {took:.1f} s")
         return results
 
+    def _watch_running(self) -> None:
+        """Watch the monitors' RUNNING announcements from the first start until the starts are
+        over (the first wait, records or takedown): one reader for every range, so a range's
+        start does not pay for starting and draining one. With several processes of a run
+        (xdist) starting on one lxcpath at once, none watches (their `running` is null)
+        rather than steal the one FIFO from another."""
+        if self._running_watch is not None or self.share is not None:
+            return
+        stack = contextlib.ExitStack()
+        self._running_times = stack.enter_context(phases.watch_running(self.layout.root))
+        self._running_watch = stack
+
+    def end_running_watch(self) -> None:
+        """Stop watching; each start still without its RUNNING phase gets it (and is recorded again)."""
+        if self._running_watch is None:
+            return
+        self._running_watch.close()
+        self._running_watch = None
+        for index, result in list(self.starts.items()):
+            moment = self._running_times.at.get(self.layout.ve_name(index)) if result.ok else None
+            if result.running is None and moment is not None:
+                self.starts[index] = dataclasses.replace(result, running=phases.since(moment, result.started_at))
+                fleet.record_start(self.layout, self.starts[index])  # the latest line of a VE wins when read back
+
+    def _prover(self) -> builds.Prover:
+        use = cgroups.cgroup_use(self.config.ve_controllers)
+        with open("/proc/self/cgroup") as handle:
+            expected = builds.expected_hierarchies(use, handle.read().splitlines())
+        return builds.Prover(
+            {build.name: build for build in self.builds},
+            self.proofs,
+            expected,
+            lambda index: f"/{cgroups.container_dir(self.config.tag)}/{self.layout.ve_name(index)}",
+        )
+
     def records(self, first: int, last: int) -> list[VERecord]:
+        self.end_running_watch()
         indexes = range(first, last + 1)
         states = fleet.ve_states(self.layout, indexes, workers=self.config.parallel)
         plan = addressing.AddressPlan(self.config.subnet) if self.config.network == "bridge" else None
@@ -293,11 +372,26 @@ class Experiment:
                         target=ping_target(self.config, index),
                         started=start is not None,
                         log_refused=log.refused,
+                        build=start.build if start else None,
+                        round=start.round if start else self.round,
+                        phases=self._phases(start, log),
                     )
                 )
             )
         # A host limit (full tmpfs, no more PIDs, ...) named for each VE it stopped.
         return [self._with_fault(record) for record in records]
+
+    @staticmethod
+    def _phases(start: fleet.StartResult | None, log: WorkloadLog) -> dict[str, float | None]:
+        """Seconds from the VE's start request to each phase (see phases.py); {} if never started."""
+        if start is None or not start.ok:
+            return {}
+        return {
+            "lxc_start_returned": round(start.latency, 6),
+            "running": start.running,
+            "workload_began": phases.since(log.began_at, start.started_at),
+            "first_ping": phases.since(log.first_answer_at, start.started_at),
+        }
 
     def _with_fields(self, record: VERecord) -> VERecord:
         """Add the hook's extra fields; a failing hook is recorded, never lets the records (and takedown) fail."""
@@ -334,6 +428,7 @@ class Experiment:
     # -- churn: LXC's own concurrency test modes (create, start, stop, destroy) ----------
 
     def stop(self, first: int, last: int) -> set[str]:
+        self.end_running_watch()
         """Stop veFIRST..veLAST and wait until their processes and veths are gone (a restart reuses both)."""
         indexes = range(first, last + 1)
         stopped = fleet.stop_all(self.layout, indexes, workers=self.config.parallel)
@@ -377,6 +472,7 @@ class Experiment:
         return replace(record, fault=fault)
 
     def wait(self, first: int, last: int, timeout: float | None = None) -> list[VERecord]:
+        self.end_running_watch()
         """Wait until every VE of the range has finished its workload (or cannot), then report."""
         self.phase = "wait"
         pending = set(range(first, last + 1))
@@ -450,6 +546,7 @@ class Experiment:
     # -- takedown -------------------------------------------------------------------
 
     def takedown(self) -> takedown.TakedownReport:
+        self.end_running_watch()
         with self.timed_takedown():
             bridge = self.config.bridge if self.config.network == "bridge" else None
             return takedown.takedown(self.config.root, self.config.tag, bridge)

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from . import cgroups, children, faults, protections, userns
@@ -28,6 +28,10 @@ class StartResult:
     started_at: float
     pid: int | None = None
     error: str | None = None
+    build: str | None = None  # the --ve-lxc build that started it
+    monitor: int | None = None  # its LXC monitor's PID
+    running: float | None = None  # seconds from the request until its monitor announced RUNNING
+    round: int = 0  # the round it was started in (always 0 until --ve-repeat is built)
 
 
 def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
@@ -206,11 +210,22 @@ def start_range(
     on_started: Callable[[StartResult], None] | None = None,
     workers: int = 1,
     starter_args: Iterable[str] = (),
+    build_names: Sequence[str] = (),
+    build_of: Callable[[int], int] | None = None,
 ) -> list[StartResult]:
-    """Start VEs from `workers` starter processes (starter.py), `delay` seconds apart within each;
-    `starter_args` are its options (cgroups.starter_cgroup_args)."""
+    """Start VEs from `workers` starter processes (starter.py), `delay` seconds apart within each,
+    in the order given; `starter_args` are its options (cgroups.starter_cgroup_args and the
+    builds, builds.starter_build_args), `build_of(index)` the number of the build that starts
+    veN, named by `build_names`."""
     wanted = list(indexes)
     results: list[StartResult] = []
+
+    def number(index: int) -> int:
+        return build_of(index) if build_of else 0
+
+    def build_name(index: int, data: dict) -> str | None:
+        numbered = data.get("build", number(index))
+        return build_names[numbered] if numbered < len(build_names) else None
 
     def collect(data: dict) -> None:
         index = int(data["name"].removeprefix("ve"))
@@ -221,7 +236,16 @@ def start_range(
         else:
             error = None
         started_at = data.get("started_at", time.time())
-        result = StartResult(index, data["ok"], data.get("latency", 0.0), started_at, data.get("pid"), error)
+        result = StartResult(
+            index,
+            data["ok"],
+            data.get("latency", 0.0),
+            started_at,
+            data.get("pid"),
+            error,
+            build=build_name(index, data),
+            monitor=data.get("monitor"),
+        )
         record_start(layout, result)
         results.append(result)
         if on_started:
@@ -229,7 +253,8 @@ def start_range(
 
     # -I: the starter imports only the standard library; nothing from the environment or cwd.
     argv = [sys.executable, "-I", STARTER, layout.root, str(delay), *starter_args]
-    children.map_in_processes(argv, [layout.ve_name(index) for index in wanted], workers, on_result=collect)
+    lines = [f"{layout.ve_name(index)}\t{number(index)}" for index in wanted]
+    children.map_in_processes(argv, lines, workers, on_result=collect)
     seen = {result.index for result in results}
     for index in wanted:
         if index not in seen:
