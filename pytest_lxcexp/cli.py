@@ -91,6 +91,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
             base=args.base,
             init=args.init,
             cgroups=args.cgroups,
+            apparmor=args.apparmor,
             base_release=args.base_release,
             mirror=args.mirror,
             apt_proxy=args.apt_proxy,
@@ -241,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--init", default="workload", help="workload (default) or system (the base's own init)")
     setup.add_argument(
         "--cgroups", default="auto", help="controllers for each VE's own cgroups: auto (cpu,pids), all, or a list"
+    )
+    setup.add_argument(
+        "--apparmor", default="auto", help="AppArmor profile: auto, a loaded profile, unconfined or generated"
     )
     setup.add_argument("--base-release", default="", help="debian base: release (default: the host's)")
     setup.add_argument("--mirror", default="", help="debian base: mirror (default: the host's apt mirror)")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import lxc
 
-from . import cgroups, children, faults, userns
+from . import apparmor, cgroups, children, faults, userns
 from .config import ExperimentConfig
 from .network import AddressPlan, BridgeLayout, veth_name
 from .storage import Layout
@@ -66,6 +66,7 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         "lxc.sysctl.net.ipv6.conf.all.disable_ipv6 = 1",
         "lxc.sysctl.net.ipv6.conf.default.disable_ipv6 = 1",
     ]
+    lines += apparmor.config_lines(config.apparmor)
     if config.unprivileged:
         # Root inside, an unprivileged range outside (see userns.py).
         lines += userns.root_id_map().config_lines()

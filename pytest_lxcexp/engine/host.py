@@ -6,7 +6,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from . import cgroups
+from . import apparmor, cgroups
 from .config import ConfigError, ExperimentConfig
 
 # Processes per running VE: its monitor, its init (the workload shell) and ping or sleep.
@@ -84,6 +84,19 @@ def require_controllers(config: ExperimentConfig) -> None:
         raise ConfigError("--ve-cgroups", f"this host has no {', '.join(missing)} cgroup controller")
 
 
+def require_unified_choice(config: ExperimentConfig) -> None:
+    """A list of controllers cannot be kept on a cgroup v2-only host: liblxc enables every
+    controller the unified tree offers in each VE's cgroup (it writes them all into the
+    experiment's cgroup.subtree_control; lxc.cgroup.use applies to v1 hierarchies only)."""
+    if config.cgroups in ("auto", "all") or not cgroups.unified_only():
+        return
+    raise ConfigError(
+        "--ve-cgroups",
+        "this host has cgroup v2 only, where liblxc gives each VE's cgroup every controller of the "
+        f"unified tree ({' '.join(cgroups.unified_controllers()) or 'none'}): use auto or all",
+    )
+
+
 def require_filesystems() -> None:
     with open("/proc/filesystems") as handle:
         known = {line.split()[-1] for line in handle if line.strip()}
@@ -151,6 +164,8 @@ def preflight(config: ExperimentConfig) -> list[str]:
     require_root()
     require_lxc()
     require_controllers(config)
+    require_unified_choice(config)
+    apparmor.check(config.apparmor)
     require_filesystems()
     if config.network == "bridge":
         from .network import bridge_owner, overlapping_routes
