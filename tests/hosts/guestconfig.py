@@ -62,6 +62,9 @@ def guest_pip_conf(settings: dict[str, str]) -> tuple[str, list[str]]:
         indexes.insert(0, DEFAULT_INDEX)
     # The host's CA bundle, local CAs included, is copied into the guest (run.py).
     lines.append(f"cert = {GUEST_CA_BUNDLE}")
+    # Byte-compiling every installed module took minutes under TCG; Python compiles what
+    # it imports anyway.
+    lines.append("no-compile = true")
     return "\n".join(lines) + "\n", indexes
 
 
@@ -81,4 +84,3 @@ def registry_endpoints(apt_sources: str, pip_indexes: list[str]) -> list[tuple[s
             if endpoint[0] == "pypi.org":
                 found.append((PYPI_FILES, 443))  # where pypi.org's links point
     return list(dict.fromkeys(found))
-

@@ -29,7 +29,9 @@ from . import guestconfig, vmimage
 from .vm import Vm, VmError, kvm_works, registry_forwards, require_tools
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-GUEST_CHECKOUT = "/root/pytest-lxcexp"
+# The same path as here: a run over several hosts (--two-hosts) sends its test paths as
+# they are on the controller, and each ssh worker runs from its own checkout there.
+GUEST_CHECKOUT = REPO
 GUEST_RESULTS = "/root/results"
 # A run, failures named, interrupts, takedown leaving nothing, the report, cgroups and limits.
 DEFAULT_SELECTION = (
@@ -54,6 +56,12 @@ FACTS = (
     " grep '^lxc-container-default' /sys/kernel/security/apparmor/profiles; nproc; free -m | sed -n 2p;"
     " systemctl is-system-running || true"
 )
+
+
+TWO_HOSTS_RUN = (
+    "-d", "example_suites/ping", "--ve-count=40", "--ve-batch=10", "--ve-pings=3", "--ve-ping-interval=0.5",
+    "--ve-workload=ping-gateway", "-p", "no:cacheprovider",
+)  # fmt: skip
 
 
 class Interrupted(Exception):
@@ -86,7 +94,41 @@ def prepare_guest(vm: Vm, pip_conf: str, constraint: str | None) -> None:
         vm.push_file(constraint, "/etc/pip-constraints.txt")
 
 
-def run_release(release: str, results_dir: str, selection: str, accel: str, log) -> dict:
+def host_spec(name: str, root: str, bridge: str, subnet: str, base: str = "popen") -> str:
+    settings = {"LXCEXP_HOST": name, "LXCEXP_VE_ROOT": root, "LXCEXP_VE_BRIDGE": bridge, "LXCEXP_VE_SUBNET": subnet}
+    return base + "".join(f"//env:{key}={value}" for key, value in settings.items())
+
+
+def run_two_hosts(vm: Vm, out: str, local: tuple[str, str, str], log) -> dict:
+    """One run over this machine (a popen worker) and the VM (an ssh worker): each its own
+    kernel, root, bridge and subnet; one summary, one report with a line per host."""
+    ssh_config = os.path.join(vm.run_dir, "ssh_config")
+    with open(ssh_config, "w") as handle:
+        handle.write(
+            f"Host lxcexp-vm\n  HostName 127.0.0.1\n  Port {vm.port}\n  User root\n  IdentityFile {vm.key}\n"
+            "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  BatchMode yes\n"
+        )
+    remote = f"ssh=lxcexp-vm//ssh_config={ssh_config}//python={GUEST_CHECKOUT}/.venv/bin/python//chdir={GUEST_CHECKOUT}"
+    specs = [
+        host_spec("this-machine", *local),
+        host_spec(f"vm-{vm.image.release}", "/tmp/lxcexp-hosts-vm", "vehostvm", "10.199.1.0/24", base=remote),
+    ]
+    command = [sys.executable, "-m", "pytest", *TWO_HOSTS_RUN, f"--ve-report-dir={out}/two-hosts-reports"]
+    for spec in specs:
+        command += ["--tx", spec]
+    started = time.monotonic()
+    with open(os.path.join(out, "two-hosts.log"), "w") as handle:
+        handle.write(" ".join(shlex.quote(word) for word in command) + "\n")
+        handle.flush()
+        result = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, timeout=1800)
+    seconds = round(time.monotonic() - started, 1)
+    log(f"test-hosts: two hosts (this machine + the {vm.image.release} VM): exit {result.returncode} after {seconds} s")
+    return {"two_hosts_rc": result.returncode, "two_hosts_s": seconds}
+
+
+def run_release(
+    release: str, results_dir: str, selection: str, accel: str, log, two_hosts: tuple[str, str, str] | None = None
+) -> dict:
     record: dict = {"release": release, "accel": accel, "ok": False}
     out = os.path.join(results_dir, release)
     shutil.rmtree(out, ignore_errors=True)
@@ -134,6 +176,9 @@ def run_release(release: str, results_dir: str, selection: str, accel: str, log)
             record["figures_rc"] = figures.returncode
             vm.fetch_tree(GUEST_RESULTS, out)
             record["ok"] = tests.returncode == 0 and figures.returncode == 0
+            if two_hosts is not None:
+                record |= run_two_hosts(vm, out, two_hosts, log)
+                record["ok"] = record["ok"] and record["two_hosts_rc"] == 0
     finally:
         with contextlib.suppress(OSError):
             shutil.copy(os.path.join(run_dir, "serial.log"), os.path.join(out, "serial.log"))
@@ -147,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--release", action="append", help="Debian releases to run (default: bookworm, trixie)")
     parser.add_argument("--results", default=os.path.join(REPO, "build", "test-hosts"))
     parser.add_argument("-k", dest="selection", default=os.environ.get("TEST_HOSTS_K", DEFAULT_SELECTION))
+    parser.add_argument(
+        "--two-hosts",
+        nargs=3,
+        metavar=("ROOT", "BRIDGE", "SUBNET"),
+        help="also run one experiment over this machine (its root, bridge, subnet) and the first release's VM",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("test-hosts: needs root (debootstrap, mkfs, the guest's ssh key in /var/cache)", file=sys.stderr)
@@ -170,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                 accel = "kvm" if kvm_works(image.kernel) else "tcg"
                 log(f"test-hosts: accelerator: {accel}")
             try:
-                records.append(run_release(release, args.results, args.selection, accel, log))
+                two_hosts = tuple(args.two_hosts) if args.two_hosts and release == releases[0] else None
+                records.append(run_release(release, args.results, args.selection, accel, log, two_hosts))
             except (VmError, vmimage.ImageError, subprocess.TimeoutExpired) as error:
                 records.append({"release": release, "ok": False, "error": str(error)})
                 log(f"test-hosts: {release}: {error}")
