@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 
 from . import apparmor, cgroups
@@ -97,10 +98,19 @@ def require_unified_choice(config: ExperimentConfig) -> None:
     )
 
 
+def _loadable_module(name: str) -> bool:
+    """Whether the kernel can load module `name` on demand (a first mount of a filesystem
+    type loads its module, fs-<type>): a stock Debian kernel has overlay as a module,
+    unloaded until something mounts one."""
+    if shutil.which("modprobe") is None:
+        return False
+    return subprocess.run(["modprobe", "--dry-run", "--quiet", name], capture_output=True).returncode == 0
+
+
 def require_filesystems() -> None:
     with open("/proc/filesystems") as handle:
         known = {line.split()[-1] for line in handle if line.strip()}
-    missing = [fs for fs in ("tmpfs", "overlay") if fs not in known]
+    missing = [fs for fs in ("tmpfs", "overlay") if fs not in known and not _loadable_module(f"fs-{fs}")]
     if missing:
         raise PreflightError(f"the kernel lacks filesystems: {', '.join(missing)} (try: modprobe overlay)")
 

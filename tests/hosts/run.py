@@ -113,7 +113,10 @@ def run_two_hosts(vm: Vm, out: str, local: tuple[str, str, str], log) -> dict:
         host_spec("this-machine", *local),
         host_spec(f"vm-{vm.image.release}", "/tmp/lxcexp-hosts-vm", "vehostvm", "10.199.1.0/24", base=remote),
     ]
+    root, bridge, subnet = local
     command = [sys.executable, "-m", "pytest", *TWO_HOSTS_RUN, f"--ve-report-dir={out}/two-hosts-reports"]
+    # The controller's own options name this machine's: the controller never falls back on /exp.
+    command += [f"--ve-root={root}", f"--ve-bridge={bridge}", f"--ve-subnet={subnet}"]
     for spec in specs:
         command += ["--tx", spec]
     started = time.monotonic()
@@ -127,7 +130,13 @@ def run_two_hosts(vm: Vm, out: str, local: tuple[str, str, str], log) -> dict:
 
 
 def run_release(
-    release: str, results_dir: str, selection: str, accel: str, log, two_hosts: tuple[str, str, str] | None = None
+    release: str,
+    results_dir: str,
+    selection: str,
+    accel: str,
+    log,
+    two_hosts: tuple[str, str, str] | None = None,
+    hold: bool = False,
 ) -> dict:
     record: dict = {"release": release, "accel": accel, "ok": False}
     out = os.path.join(results_dir, release)
@@ -179,6 +188,11 @@ def run_release(
             if two_hosts is not None:
                 record |= run_two_hosts(vm, out, two_hosts, log)
                 record["ok"] = record["ok"] and record["two_hosts_rc"] == 0
+            if hold:
+                log(f"test-hosts: {release}: holding the VM until Ctrl-C or SIGTERM: "
+                    f"{shlex.join(vm.ssh_command(''))}")  # fmt: skip
+                while True:
+                    time.sleep(60)
     finally:
         with contextlib.suppress(OSError):
             shutil.copy(os.path.join(run_dir, "serial.log"), os.path.join(out, "serial.log"))
@@ -198,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("ROOT", "BRIDGE", "SUBNET"),
         help="also run one experiment over this machine (its root, bridge, subnet) and the first release's VM",
     )
+    parser.add_argument("--hold", action="store_true", help="keep each VM up after its run, until killed")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("test-hosts: needs root (debootstrap, mkfs, the guest's ssh key in /var/cache)", file=sys.stderr)
@@ -222,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"test-hosts: accelerator: {accel}")
             try:
                 two_hosts = tuple(args.two_hosts) if args.two_hosts and release == releases[0] else None
-                records.append(run_release(release, args.results, args.selection, accel, log, two_hosts))
+                records.append(run_release(release, args.results, args.selection, accel, log, two_hosts, args.hold))
             except (VmError, vmimage.ImageError, subprocess.TimeoutExpired) as error:
                 records.append({"release": release, "ok": False, "error": str(error)})
                 log(f"test-hosts: {release}: {error}")
