@@ -13,10 +13,10 @@ HOSTS_ARGS  ?=
 .PHONY: run test test-hosts deps venv lint clean-exp
 
 run: venv
-	$(VENV)/bin/pytest example_suites/ping --ve-count=$(VE_COUNT) $(RUN_ARGS)
+	$(VENV)/bin/pytest --ve-count=$(VE_COUNT) $(RUN_ARGS)
 
 test: venv
-	$(VENV)/bin/ruff check pytest_lxcexp tests example_suites
+	$(VENV)/bin/ruff check pytest_lxcexp tests
 	$(VENV)/bin/pytest tests $(TEST_ARGS)
 
 # Debian 12 and 13 VMs (cgroup v2, systemd, AppArmor) booted under qemu, the README's install
@@ -49,7 +49,7 @@ $(VENV)/.installed: pyproject.toml | deps
 venv: deps $(VENV)/.installed
 
 lint: venv
-	$(VENV)/bin/ruff check pytest_lxcexp tests example_suites
+	$(VENV)/bin/ruff check pytest_lxcexp tests
 
 # Takes down the default experiment root by hand (e.g. after a crash).
 clean-exp: venv

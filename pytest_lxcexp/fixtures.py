@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,14 +23,14 @@ from .engine.shared import SharedRun
 from .engine.stats import VERecord
 from .engine.storage import RootError
 from .engine.takedown import TakedownReport, takedown_network, takedown_root, takedown_ves
+from .session import RunState, run_state_key
 
-if TYPE_CHECKING:
-    from .plugin import RunState
+# A test using any of these needs the host (preflight, root); ve_config alone only reads options.
+HOST_FIXTURES = frozenset({"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"})
+EXPERIMENT_FIXTURES = HOST_FIXTURES | {"ve_config"}
 
 
 def _state(request: pytest.FixtureRequest) -> RunState:
-    from .plugin import run_state_key
-
     return request.config.stash[run_state_key]
 
 

@@ -44,7 +44,7 @@ DEFAULT_SELECTION = (
     " or test_host_kinds"
 )
 FIGURES_RUN = (
-    ".venv/bin/pytest example_suites/ping --ve-count=50 --ve-pings=5 --ve-ping-interval=0.5"
+    ".venv/bin/pytest --ve-suite ping --ve-count=50 --ve-pings=5 --ve-ping-interval=0.5"
     " --ve-root=/tmp/lxcexp-hosts-figures --ve-bridge=vehostfig --ve-subnet=10.199.0.0/24"
     f" --ve-report-dir={GUEST_RESULTS}/reports -p no:cacheprovider"
 )
@@ -59,7 +59,7 @@ FACTS = (
 
 
 TWO_HOSTS_RUN = (
-    "-d", "example_suites/ping", "--ve-count=40", "--ve-batch=10", "--ve-pings=3", "--ve-ping-interval=0.5",
+    "-d", "--ve-suite", "ping", "--ve-count=40", "--ve-batch=10", "--ve-pings=3", "--ve-ping-interval=0.5",
     "--ve-workload=ping-gateway", "-p", "no:cacheprovider",
 )  # fmt: skip
 
