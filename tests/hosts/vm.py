@@ -180,7 +180,8 @@ class Vm:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        remote = f"rm -rf {shlex.quote(target)} && mkdir -p {shlex.quote(target)} && tar -x -C {shlex.quote(target)}"
+        # Over what is there (a fresh VM has nothing; a held one keeps its .venv).
+        remote = f"mkdir -p {shlex.quote(target)} && tar -x -C {shlex.quote(target)}"
         receiver = subprocess.Popen(self.ssh_command(remote), stdin=tar.stdout)
         assert tar.stdin is not None and tar.stdout is not None
         tar.stdout.close()
