@@ -173,17 +173,8 @@ def _logged_errors(layout: Layout, index: int) -> list[str]:
         return []
 
 
-# How long a failed start's processes may still be writing their reasons after lxc-start
-# returned: seen empty at first on a loaded TCG VM, where the aborting child logs late.
-LOG_GRACE_S = 3.0
-
-
 def _failure_reason(layout: Layout, index: int) -> str:
     errors = _logged_errors(layout, index)
-    deadline = time.monotonic() + LOG_GRACE_S
-    while not errors and time.monotonic() < deadline and not faults.tmpfs_full(layout.root):
-        time.sleep(0.1)
-        errors = _logged_errors(layout, index)
     if not errors:
         if faults.tmpfs_full(layout.root):
             # liblxc could not even write its log: say why rather than "no reason".
