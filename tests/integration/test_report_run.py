@@ -136,9 +136,6 @@ def test_archived_runs_compare_and_render(pytester, clean_host, leftovers, tmp_p
         f"--html={html_path}",
         "--ve-compare=latest",
         "--ve-compare-fail=completed:0%",
-        # ve2 must still be pinging when it is killed after all twelve starts: 1 s of pings
-        # was over by then in a TCG VM (make test-hosts), where twelve starts take 10-20 s.
-        "--ve-ping-interval=5",
     )
     second.assert_outcomes(passed=4, failed=2)  # ve1-ve6 holds the broken VEs, ve7-ve12 does not
     second.stdout.fnmatch_lines(
