@@ -15,6 +15,8 @@ import os
 import signal
 import time
 
+from .storage import write_new
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
@@ -127,16 +129,7 @@ def _write_lxc_conf(lxc_etc: str, text: str) -> None:
         if handle.read() == text:
             return
     os.makedirs(lxc_etc, mode=0o700, exist_ok=True)
-    aside = f"{path}.{os.getpid()}"
-    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(aside, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(aside)
-        raise
+    write_new(path, text)
 
 
 def starter_cgroup_args(tag: str, wanted: tuple[str, ...] | None, lxc_etc: str) -> list[str]:

@@ -155,11 +155,26 @@ def parse_subnet(option: str, text: str) -> ipaddress.IPv4Network:
     return network
 
 
+# Characters a root's path may not hold: the VEs' LXC configs and overlay mounts are built from it.
+_ROOT_BREAKERS = {
+    ":": "it separates the parts of LXC's overlay rootfs spec (overlay:LOWER:UPPER)",
+    ",": "it separates overlayfs mount options (lowerdir=...,upperdir=...)",
+    "\\": "overlayfs mount options treat it as an escape",
+}
+
+
+_SPACE_WORDS = "a space or control character: LXC's config lines are split at newlines and trimmed of spaces"
+
+
 def parse_root(option: str, text: str) -> str:
     """Validate the experiment root's path text; what is on disk is checked by storage."""
     raw = str(text)
     if not raw or not raw.startswith("/"):
         raise ConfigError(option, f"{raw!r} is not an absolute path")
+    for char in raw:
+        if char in _ROOT_BREAKERS or not char.isprintable() or char.isspace():
+            why = _ROOT_BREAKERS.get(char, _SPACE_WORDS)
+            raise ConfigError(option, f"{raw!r} contains {char!r}: {why}")
     path = os.path.normpath(raw)
     if path.startswith("//"):
         path = "/" + path.lstrip("/")

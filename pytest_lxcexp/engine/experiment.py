@@ -15,7 +15,7 @@ from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .shared import SharedRun
 from .stats import Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
-from .workload import expected_exit_status, ping_target, read_log
+from .workload import LogFollower, WorkloadLog, expected_exit_status, ping_target
 from .workload_kinds import workload_kind
 
 Progress = Callable[[str], None]
@@ -36,6 +36,8 @@ class Experiment:
         self.starts: dict[int, fleet.StartResult] = {}
         # Runs each VE's log held before its latest start: a restart appends, only a newer run counts.
         self._runs_before: dict[int, int] = {}
+        # Each VE's log followed: a poll reads only what was written since the last one.
+        self._logs: dict[int, LogFollower] = {}
         # Extra per-VE fields for records (the plugin's pytest_lxcexp_ve_fields hook).
         self.record_fields: Callable[[VERecord], dict[str, Any]] | None = None
         self._lock = storage.RunLock(config.root)
@@ -203,7 +205,7 @@ class Experiment:
             )
 
         for index in range(first, last + 1):
-            self._runs_before[index] = read_log(self.layout.ve_workload_log(index)).runs
+            self._runs_before[index] = self.workload_log(index).runs
         starter_args = cgroups.starter_cgroup_args(self.config.tag, self.config.ve_controllers, self.layout.lxc_etc)
         try:
             results = fleet.start_range(
@@ -238,7 +240,7 @@ class Experiment:
         for index in indexes:
             start = self.starts.get(index)
             state = states.get(index, fleet.VEState("UNKNOWN", None))
-            log = read_log(self.layout.ve_workload_log(index))
+            log = self.workload_log(index)
             records.append(
                 self._with_fields(
                     VERecord(
@@ -262,6 +264,7 @@ class Experiment:
                         else None,
                         target=ping_target(self.config, index),
                         started=start is not None,
+                        log_refused=log.refused,
                     )
                 )
             )
@@ -280,9 +283,15 @@ class Experiment:
         plain = {str(k): v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in extra.items()}
         return dataclasses.replace(record, fields=plain) if plain else record
 
-    def _workload_done(self, index: int) -> bool:
+    def workload_log(self, index: int) -> WorkloadLog:
+        """What veN's log says now (read incrementally; refused if it is not a plain file)."""
+        follower = self._logs.get(index)
+        if follower is None:
+            follower = self._logs[index] = LogFollower(self.layout.ve_workload_log(index))
+        return follower.poll()
+
+    def _workload_done(self, index: int, log: WorkloadLog) -> bool:
         """Whether veN's latest run got as far as its workload goes (idle: begun; poweroff: off)."""
-        log = read_log(self.layout.ve_workload_log(index))
         if log.runs <= self._runs_before.get(index, 0):
             return False
         if workload_kind(self.config.workload) == "idle":
@@ -321,6 +330,7 @@ class Experiment:
         for index in indexes:
             self.starts.pop(index, None)
             self._runs_before.pop(index, None)
+            self._logs.pop(index, None)
 
     def create(self, first: int, last: int) -> None:
         """Create veFIRST..veLAST as fresh clones of the base (after destroy())."""
@@ -332,7 +342,7 @@ class Experiment:
         if record.completed:
             return record
         layout, index = self.layout, record.index
-        status = read_log(layout.ve_workload_log(index)).exit_status
+        status = record.exit_status
         fault = explain(self.config.root, layout.ve_lxc_log(index), layout.ve_workload_log(index), status)
         if fault is None or (record.start_error and fault in record.start_error):
             return record
@@ -341,8 +351,8 @@ class Experiment:
     def wait(self, first: int, last: int, timeout: float | None = None) -> list[VERecord]:
         """Wait until every VE of the range has finished its workload (or cannot), then report."""
         self.phase = "wait"
-        deadline = time.monotonic() + (timeout if timeout is not None else self.config.effective_timeout)
         pending = set(range(first, last + 1))
+        deadline = self._range_deadline(pending, timeout if timeout is not None else self.config.effective_timeout)
         # A full tmpfs stops every log from growing: do not wait out the whole timeout for it.
         full = FullTmpfsWatch(self.config.root, patience=max(5.0, 3 * self.config.ping_interval))
         while pending and time.monotonic() < deadline:
@@ -351,9 +361,12 @@ class Experiment:
                 break
             for index in sorted(pending):
                 start = self.starts.get(index)
+                log = self.workload_log(index)
                 if start is not None and not start.ok:
                     pending.discard(index)
-                elif self._workload_done(index):
+                elif log.refused:
+                    pending.discard(index)  # it fails now, with what was found in place of its log
+                elif self._workload_done(index, log):
                     pending.discard(index)
                     self.completed.add(index)
                 elif start is not None and start.pid and not os.path.exists(f"/proc/{start.pid}"):
@@ -370,6 +383,14 @@ class Experiment:
         if self._first_start is not None:
             self.timings["complete all"] = self._last_completion - self._first_start
         return self.records(first, last)
+
+    def _range_deadline(self, indexes: set[int], timeout: float) -> float:
+        """When a range's wait gives up (monotonic): `timeout` after the range's first start,
+        not after the wait began. All ranges start before any is waited on, so ten ranges
+        with a hung VE each would otherwise wait ten timeouts."""
+        started = [self.starts[index].started_at for index in indexes if index in self.starts]
+        elapsed = max(0.0, time.time() - min(started)) if started else 0.0
+        return time.monotonic() + max(0.0, timeout - elapsed)
 
     def summary(self, records: list[VERecord]) -> Summary:
         try:

@@ -11,7 +11,7 @@ import os
 import re
 import signal
 
-from .safefs import read_ve_text
+from .safefs import UnsafeVEFile, read_ve_tail, read_ve_text
 
 # (pattern in an error text, what it means). Order matters: the specific before the general.
 HOST_LIMITS: list[tuple[re.Pattern[str], str]] = [
@@ -81,8 +81,9 @@ def host_limit(text: str, root: str | None = None) -> str | None:
 
 
 def lxc_errors(path: str) -> list[str]:
-    """The ERROR lines of a VE's lxc.log, oldest first (the first is the cause)."""
-    text = read_ve_text(path, LOG_SCAN_BYTES)
+    """The ERROR lines of a VE's lxc.log, oldest first (the first is the cause).
+    Raises safefs.UnsafeVEFile when something other than a plain file is in its place."""
+    text = read_ve_tail(path, LOG_SCAN_BYTES)
     return [line.strip() for line in (text or "").splitlines() if " ERROR " in line]
 
 
@@ -112,7 +113,11 @@ def ve_fault(root: str, lxc_log: str, workload_log: str) -> str | None:
     """
     if tmpfs_full(root):
         return tmpfs_full_words(root)
-    for line in lxc_errors(lxc_log)[:1] + workload_errors(workload_log)[-20:]:
+    try:
+        first_error = lxc_errors(lxc_log)[:1]
+    except UnsafeVEFile as refusal:
+        return f"its lxc.log is {refusal.found}"
+    for line in first_error + workload_errors(workload_log)[-20:]:
         found = host_limit(line, root)
         if found is not None:
             return found

@@ -15,6 +15,7 @@ from . import apparmor, cgroups, children, faults, userns
 from .addressing import AddressPlan, BridgeLayout
 from .config import ExperimentConfig
 from .network import host_has_ipv6, veth_name
+from .safefs import UnsafeVEFile
 from .storage import Layout
 from .workload import VE_ENV_PATH, init_command, mount_auto, ve_env
 
@@ -165,16 +166,11 @@ def defined_ves(layout: Layout) -> list[int]:
     return sorted(found)
 
 
-def _logged_errors(layout: Layout, index: int) -> list[str]:
-    try:
-        with open(layout.ve_lxc_log(index), errors="replace") as handle:
-            return [line.strip() for line in handle if " ERROR " in line]
-    except FileNotFoundError:
-        return []
-
-
 def _failure_reason(layout: Layout, index: int) -> str:
-    errors = _logged_errors(layout, index)
+    try:
+        errors = faults.lxc_errors(layout.ve_lxc_log(index))
+    except UnsafeVEFile as refusal:
+        return f"liblxc refused to start it; its lxc.log is {refusal.found}"
     if not errors:
         if faults.tmpfs_full(layout.root):
             # liblxc could not even write its log: say why rather than "no reason".
@@ -199,13 +195,18 @@ def load_starts(layout: Layout) -> dict[int, StartResult]:
     """The latest start result of each VE, as recorded in the root (survives across CLI calls)."""
     results: dict[int, StartResult] = {}
     try:
-        with open(layout.starts_log) as handle:
-            for line in handle:
-                if line.strip():
-                    data = json.loads(line)
-                    results[data["index"]] = StartResult(**data)
+        fd = os.open(layout.starts_log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        pass
+        return results
+    with os.fdopen(fd, errors="replace") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                break  # another process's record, half written: it is complete at the next read
+            try:
+                data = json.loads(line)
+                results[data["index"]] = StartResult(**data)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by a crash mid-write: that start is unknown, the rest still count
     return results
 
 

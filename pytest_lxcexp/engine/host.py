@@ -11,12 +11,39 @@ from dataclasses import dataclass
 from . import apparmor, cgroups
 from .config import ConfigError, ExperimentConfig
 
-# Processes per running VE: its monitor, its init (the workload shell) and ping or sleep.
-PROCESSES_PER_VE = 3
-# Measured: 1.2 MiB of host memory per running busybox VE (docs/benchmarks.md), and 0.83 MiB
-# more when each VE and its monitor get memory cgroups of their own (--ve-cgroups).
-MEMORY_PER_VE = 3 * 1024 * 1024 // 2
-MEMORY_CGROUPS_PER_VE = 1024 * 1024
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VEBudget:
+    """What one running VE costs the host: processes (its own and its LXC monitor) and memory."""
+
+    processes: int
+    memory: int
+
+
+# Measured per base and init (benchmarks/per_ve_budget.py, 20 VEs whose workload keeps a
+# process running, as ping does; docs/benchmarks.md): processes in the experiment's cgroups
+# per VE, and memory charged to them per VE (1.00 / 0.83 / 1.34 / 13.51 MiB) plus a margin
+# for the kernel objects charged elsewhere (busybox/workload: 1.17 MiB of host memory at
+# 1000 VEs against 1.00 charged).
+PER_VE_BUDGET = {
+    ("busybox", "workload"): VEBudget(processes=3, memory=3 * MiB // 2),
+    ("busybox", "system"): VEBudget(processes=4, memory=3 * MiB // 2),
+    ("debian", "workload"): VEBudget(processes=4, memory=2 * MiB),
+    ("debian", "system"): VEBudget(processes=6, memory=15 * MiB),
+}
+# 0.83 MiB more when each VE and its monitor get memory cgroups of their own (--ve-cgroups).
+MEMORY_CGROUPS_PER_VE = 1 * MiB
+
+
+def ve_budget(config: ExperimentConfig) -> VEBudget:
+    """The budget of the run's base and init; another base (a rootfs, lxc:NAME) is taken for
+    a full distribution, as debian."""
+    base = config.base if config.base in ("busybox", "debian") else "debian"
+    return PER_VE_BUDGET[(base, config.init)]
+
+
 # Per VE on the tmpfs: overlay upper and work dirs, config, lxc.log; plus each ping's log line.
 TMPFS_PER_VE = 24 * 1024
 TMPFS_PER_PING = 64
@@ -124,7 +151,8 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
     """What this host's VEs need from it, limit by limit."""
     count = len(config.ves)
     running = sum(1 for name in os.listdir("/proc") if name.isdigit())
-    processes = count * PROCESSES_PER_VE + running + 1000
+    budget = ve_budget(config)
+    processes = count * budget.processes + running + 1000
     found = []
     for name, need in (
         ("kernel.pid_max", processes),
@@ -155,7 +183,7 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
     )
     with open("/proc/meminfo") as handle:
         meminfo = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle}
-    per_ve = MEMORY_PER_VE + (MEMORY_CGROUPS_PER_VE if cgroups.ves_get_memory_cgroups(config.ve_controllers) else 0)
+    per_ve = budget.memory + (MEMORY_CGROUPS_PER_VE if cgroups.ves_get_memory_cgroups(config.ve_controllers) else 0)
     found.append(
         Requirement("memory available (bytes)", count * per_ve, meminfo["MemAvailable"], fix="fewer VEs or more memory")
     )

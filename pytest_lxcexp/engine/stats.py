@@ -37,6 +37,8 @@ class VERecord:
     target: str | None = None  # the address a ping workload pings
     fields: dict[str, Any] = field(default_factory=dict, hash=False)  # from pytest_lxcexp_ve_fields
     started: bool = True  # a start was asked for (by this run, or recorded in the root)
+    # What the host found in place of its workload log and would not read (a FIFO, a device...).
+    log_refused: str | None = None
 
     @property
     def name(self) -> str:
@@ -82,6 +84,8 @@ class VERecord:
     def _failure(self) -> str | None:
         if self.start_error:
             return f"failed to start: {self.start_error}"
+        if self.log_refused:
+            return f"its workload log is {self.log_refused}"
         if not self.log_present:
             if not self.started and self.state != "RUNNING":
                 return "never started"

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from ..engine.experiment import Experiment
-from ..engine.workload import log_tail, read_log
+from ..engine.workload import log_tail
 from ..interrupts import interruption
 from ..session import WORKER_RESULTS_KEY, RunState, run_state_key
 from ..xdist_support import host_identity
@@ -190,7 +190,7 @@ def capture_ves(experiment: Experiment, run: RunState) -> VECapture:
     disk = 0
     for index in indexes:
         path = layout.ve_workload_log(index)
-        log = read_log(path)
+        log = experiment.workload_log(index)
         capture.log_began[index] = log.began
         capture.log_ended[index] = log.ended
         record = run.records.get(index)

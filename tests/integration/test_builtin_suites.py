@@ -26,6 +26,8 @@ CASES = {
     # boot_storm's own defaults (every VE in one range) apply through --pyargs too.
     "boot_storm": (["--pyargs", "pytest_lxcexp.suites.boot_storm", "--ve-count=20"], 3),
     "churn": (["--ve-suite=churn", "--ve-count=6", "--ve-batch=3", "--churn-cycles", "3"], 2),
+    # Every attack: 12 contained; the 4 only privileged VEs' protections contain are strict xfails.
+    "hostile": (["--ve-suite=hostile"], 12),
     "debian_density": (
         ["--ve-suite=debian_density", "--ve-count=3", "--ve-pings=3", "--ve-ping-interval=0.2", "--ve-tmpfs-size=1G"],
         3,
