@@ -80,7 +80,14 @@ OPTIONS: list[tuple[str, str, str, str]] = [
         "ve_cgroups",
         "auto",
         "controllers each VE gets cgroups of its own in: auto (cpu,pids; all with --ve-init=system), all, "
-        "or a list such as cpu,pids,memory",
+        "or a list such as cpu,pids,memory (a cgroup v2 host takes auto or all only)",
+    ),
+    (
+        "--ve-apparmor",
+        "ve_apparmor",
+        "auto",
+        "AppArmor profile VEs start under: auto (lxc-container-default-cgns where AppArmor is on), "
+        "a loaded profile's name, unconfined, or generated (LXC's per-VE profile, compiled at every start)",
     ),
 ]
 # Repeatable options (ini: one value a line).

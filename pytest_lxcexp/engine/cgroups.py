@@ -63,6 +63,18 @@ def _v1_hierarchy_controllers() -> list[list[str]]:
     return found
 
 
+def unified_only() -> bool:
+    """A cgroup v2-only host: one unified tree, no v1 controller hierarchy."""
+    return not _v1_hierarchy_controllers() and any(
+        os.path.isfile(os.path.join(hierarchy, "cgroup.controllers")) for hierarchy in hierarchies()
+    )
+
+
+def unified_controllers() -> list[str]:
+    """The controllers of the unified (v2) tree's root; none on a v1-only host."""
+    return _unified_controllers()
+
+
 def _unified_controllers() -> list[str]:
     for hierarchy in hierarchies():
         path = os.path.join(hierarchy, "cgroup.controllers")
@@ -251,10 +263,27 @@ def kill_all_ves(tag: str) -> tuple[set[str], int]:
     payloads = _subtree_pids(tag, container_dir(tag))
     monitors = set().union(*_subtree_pids(tag, monitor_dir(tag)).values())
     victims = [*(monitors - spared), *(set().union(*payloads.values()) - monitors - spared)]
+    if spared.isdisjoint(monitors | set().union(*payloads.values())):
+        # cgroup v2: the kernel kills a whole subtree in one write (cgroup.kill, Linux 5.14),
+        # also what forks while the signals below go out one by one.
+        for subtree in (monitor_dir(tag), container_dir(tag)):
+            _kill_subtree(subtree)
     for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return {name for name in payloads if name != "."}, len(victims)
+
+
+def _kill_subtree(name: str) -> None:
+    for hierarchy in hierarchies():
+        path = os.path.join(hierarchy, name, "cgroup.kill")
+        if os.path.isfile(path) and not os.path.islink(os.path.dirname(path)):
+            try:
+                with open(path, "w") as handle:
+                    handle.write("1")
+            except OSError as error:
+                if error.errno not in _GONE:
+                    raise
 
 
 def kill_experiment_processes(tag: str, timeout: float = 10.0) -> set[int]:

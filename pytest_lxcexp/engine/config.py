@@ -202,6 +202,15 @@ def parse_cgroups(option: str, text: str) -> str:
     return ",".join(dict.fromkeys(names))
 
 
+def parse_apparmor(option: str, text: str) -> str:
+    """auto, unconfined, generated, or the name of an AppArmor profile (checked to be loaded
+    in the preflight, which knows the host)."""
+    value = str(text).strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:/+-]{0,199}", value) or "//" in value:
+        raise ConfigError(option, f"{text!r} is not auto, unconfined, generated or an AppArmor profile name")
+    return value
+
+
 def parse_workload(option: str, text: str) -> str:
     """A named workload, or cmd:COMMAND (kept byte for byte: it is shell text)."""
     value = str(text)
@@ -383,6 +392,8 @@ class ExperimentConfig:
     # The controllers each VE gets cgroups of its own in: auto (cpu,pids; all for a system
     # init, which manages its own), all (liblxc's default) or a list.
     cgroups: str = "auto"
+    # The AppArmor profile VEs start under (engine/apparmor.py): auto is a fixed, shipped one.
+    apparmor: str = "auto"
     busybox: str = ""  # busybox base only: the binary to build it from ("": the host's busybox-static)
     base_release: str = ""  # debian base only, resolved from the host when not given
     mirror: str = ""
@@ -511,6 +522,7 @@ def build_config(
     poweroff: bool = False,
     init: str = "workload",
     cgroups: str = "auto",
+    apparmor: str = "auto",
     base_release: str = "",
     mirror: str = "",
     apt_proxy: str = "",
@@ -573,6 +585,7 @@ def build_config(
         poweroff=bool(poweroff),
         init=parse_choice("--ve-init", init, INIT_MODES),
         cgroups=parse_cgroups("--ve-cgroups", cgroups),
+        apparmor=parse_apparmor("--ve-apparmor", apparmor),
         base_release=release_value,
         mirror=mirror_value,
         apt_proxy=parse_url("--ve-apt-proxy", apt_proxy, ("http", "https")) if apt_proxy else "",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from . import cgroups, children, faults, protections, userns
+from . import apparmor, cgroups, children, faults, protections, userns
 from .addressing import AddressPlan, BridgeLayout
 from .config import ExperimentConfig
 from .network import host_has_ipv6, veth_name
@@ -52,6 +52,7 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         f"lxc.log.file = {layout.ve_lxc_log(index)}",
         "lxc.log.level = WARN",
     ]
+    lines += apparmor.config_lines(config.apparmor)
     if host_has_ipv6():
         # IPv4 only: IPv6 link-local chatter (DAD, router solicitations) from every VE is
         # flooded to every bridge port and slows each start as the bridge fills. Without

@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 
-from . import cgroups, protections
+from . import apparmor, cgroups, protections
 from .config import ConfigError, ExperimentConfig
 
 MiB = 1024 * 1024
@@ -155,10 +156,32 @@ def require_pids_budget(config: ExperimentConfig) -> None:
         raise ConfigError("--ve-pids-max", "this host has no pids cgroup controller")
 
 
+def require_unified_choice(config: ExperimentConfig) -> None:
+    """A list of controllers cannot be kept on a cgroup v2-only host: liblxc enables every
+    controller the unified tree offers in each VE's cgroup (it writes them all into the
+    experiment's cgroup.subtree_control; lxc.cgroup.use applies to v1 hierarchies only)."""
+    if config.cgroups in ("auto", "all") or not cgroups.unified_only():
+        return
+    raise ConfigError(
+        "--ve-cgroups",
+        "this host has cgroup v2 only, where liblxc gives each VE's cgroup every controller of the "
+        f"unified tree ({' '.join(cgroups.unified_controllers()) or 'none'}): use auto or all",
+    )
+
+
+def _loadable_module(name: str) -> bool:
+    """Whether the kernel can load module `name` on demand (a first mount of a filesystem
+    type loads its module, fs-<type>): a stock Debian kernel has overlay as a module,
+    unloaded until something mounts one."""
+    if shutil.which("modprobe") is None:
+        return False
+    return subprocess.run(["modprobe", "--dry-run", "--quiet", name], capture_output=True).returncode == 0
+
+
 def require_filesystems() -> None:
     with open("/proc/filesystems") as handle:
         known = {line.split()[-1] for line in handle if line.strip()}
-    missing = [fs for fs in ("tmpfs", "overlay") if fs not in known]
+    missing = [fs for fs in ("tmpfs", "overlay") if fs not in known and not _loadable_module(f"fs-{fs}")]
     if missing:
         raise PreflightError(f"the kernel lacks filesystems: {', '.join(missing)} (try: modprobe overlay)")
 
@@ -265,6 +288,8 @@ def preflight(config: ExperimentConfig) -> list[str]:
     require_lxc()
     require_controllers(config)
     require_pids_budget(config)
+    require_unified_choice(config)
+    apparmor.check(config.apparmor)
     require_filesystems()
     if config.network == "bridge":
         from .network import bridge_owner, overlapping_routes
