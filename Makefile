@@ -3,13 +3,16 @@
 VENV        := .venv
 PY          := $(VENV)/bin/python
 APT_PKGS    := lxc python3-lxc python3-venv busybox-static chromium debootstrap \
-               meson ninja-build pkg-config gcc libcap-dev libseccomp-dev
+               meson ninja-build pkg-config gcc libc6-dev libcap-dev libseccomp-dev
 # (the second line: `lxcexp build-lxc` builds LXC from source, and the tests build a second LXC)
 VE_COUNT    ?= 100
 RUN_ARGS    ?= --ve-ping-interval=0.5
 TEST_ARGS   ?=
+# make test-hosts: the VM matrix (docs/hosts.md); HOSTS_ARGS e.g. --release trixie, -k EXPR.
+HOSTS_PKGS  := qemu-system-x86 qemu-utils socat openssh-client
+HOSTS_ARGS  ?=
 
-.PHONY: run test deps venv lint clean-exp
+.PHONY: run test test-hosts deps venv lint clean-exp
 
 run: venv
 	$(VENV)/bin/pytest --ve-count=$(VE_COUNT) $(RUN_ARGS)
@@ -17,6 +20,16 @@ run: venv
 test: venv
 	$(VENV)/bin/ruff check pytest_lxcexp tests
 	$(VENV)/bin/pytest tests $(TEST_ARGS)
+
+# Debian 12 and 13 VMs (cgroup v2, systemd, AppArmor) booted under qemu, the README's install
+# and a subset of the integration tests in each; results in build/test-hosts/.
+test-hosts: venv
+	@missing=""; for p in $(HOSTS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(PY) -m tests.hosts.run $(HOSTS_ARGS)
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -63,6 +63,18 @@ def _v1_hierarchy_controllers() -> list[list[str]]:
     return found
 
 
+def unified_only() -> bool:
+    """A cgroup v2-only host: one unified tree, no v1 controller hierarchy."""
+    return not _v1_hierarchy_controllers() and any(
+        os.path.isfile(os.path.join(hierarchy, "cgroup.controllers")) for hierarchy in hierarchies()
+    )
+
+
+def unified_controllers() -> list[str]:
+    """The controllers of the unified (v2) tree's root; none on a v1-only host."""
+    return _unified_controllers()
+
+
 def _unified_controllers() -> list[str]:
     for hierarchy in hierarchies():
         path = os.path.join(hierarchy, "cgroup.controllers")
@@ -100,12 +112,17 @@ def host_controllers() -> set[str]:
     return {row[0] for row in rows if len(row) == 4 and row[3] == "1"}
 
 
-def ves_get_memory_cgroups(wanted: tuple[str, ...] | None) -> bool:
-    """Whether each VE (and its monitor) gets a memory cgroup of its own on this host."""
+def ves_get_cgroup(controller: str, wanted: tuple[str, ...] | None) -> bool:
+    """Whether each VE (and its monitor) gets a cgroup of its own in `controller` on this host."""
     if wanted is None:
         return True
     use = cgroup_use_for(wanted, _v1_hierarchy_controllers(), _unified_controllers())
-    return use is None or "memory" in use.split(",")
+    return use is None or controller in use.split(",")
+
+
+def ves_get_memory_cgroups(wanted: tuple[str, ...] | None) -> bool:
+    """Whether each VE (and its monitor) gets a memory cgroup of its own on this host."""
+    return ves_get_cgroup("memory", wanted)
 
 
 def _write_lxc_conf(lxc_etc: str, text: str) -> None:
@@ -246,10 +263,27 @@ def kill_all_ves(tag: str) -> tuple[set[str], int]:
     payloads = _subtree_pids(tag, container_dir(tag))
     monitors = set().union(*_subtree_pids(tag, monitor_dir(tag)).values())
     victims = [*(monitors - spared), *(set().union(*payloads.values()) - monitors - spared)]
+    if spared.isdisjoint(monitors | set().union(*payloads.values())):
+        # cgroup v2: the kernel kills a whole subtree in one write (cgroup.kill, Linux 5.14),
+        # also what forks while the signals below go out one by one.
+        for subtree in (monitor_dir(tag), container_dir(tag)):
+            _kill_subtree(subtree)
     for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return {name for name in payloads if name != "."}, len(victims)
+
+
+def _kill_subtree(name: str) -> None:
+    for hierarchy in hierarchies():
+        path = os.path.join(hierarchy, name, "cgroup.kill")
+        if os.path.isfile(path) and not os.path.islink(os.path.dirname(path)):
+            try:
+                with open(path, "w") as handle:
+                    handle.write("1")
+            except OSError as error:
+                if error.errno not in _GONE:
+                    raise
 
 
 def kill_experiment_processes(tag: str, timeout: float = 10.0) -> set[int]:
@@ -286,3 +320,66 @@ def remove_subtrees(tag: str) -> list[str]:
             else:
                 left.append(directory)
     return left
+
+
+def _v1_or_unified(controller: str) -> str | None:
+    """The hierarchy that holds `controller`: its v1 mount, else the v2 tree if it has it."""
+    found = hierarchies()
+    for hierarchy in found:
+        if os.path.basename(hierarchy) == controller or controller in os.path.basename(hierarchy).split(","):
+            return hierarchy
+    for hierarchy in found:
+        if controller in _read_words(os.path.join(hierarchy, "cgroup.controllers")):
+            return hierarchy
+    return None
+
+
+def _read_words(path: str) -> list[str]:
+    try:
+        with open(path) as handle:
+            return handle.read().split()
+    except OSError:
+        return []
+
+
+def subtree_counter(tag: str, controller: str, file: str) -> int | None:
+    """A hierarchical counter (pids.current, memory.usage_in_bytes, ...) summed over the
+    experiment's payload and monitor subtrees; None where the host has neither."""
+    hierarchy = _v1_or_unified(controller)
+    if hierarchy is None:
+        return None
+    values = [_read_words(os.path.join(hierarchy, name, file)) for name in (container_dir(tag), monitor_dir(tag))]
+    numbers = [int(words[0]) for words in values if words and words[0].isdigit()]
+    return sum(numbers) if numbers else None
+
+
+def pids_budget_path(tag: str) -> str | None:
+    """The experiment's payload cgroup in the pids hierarchy, where --ve-pids-max applies."""
+    hierarchy = _v1_or_unified("pids")
+    return None if hierarchy is None else os.path.join(hierarchy, container_dir(tag))
+
+
+def set_pids_budget(tag: str, limit: int) -> str:
+    """pids.max on the experiment's payload subtree: all VEs together may have `limit`
+    processes (their monitors sit in the monitor subtree and do not count). Removed with
+    the subtree at takedown."""
+    path = pids_budget_path(tag)
+    if path is None:
+        raise RuntimeError("this host has no pids cgroup controller")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "pids.max"), "w") as handle:
+        handle.write(str(limit))
+    return path
+
+
+def pids_refused(tag: str) -> int:
+    """Forks the pids limit of the experiment's payload subtree refused: the kernel's own
+    count, the `max` line of its pids.events."""
+    path = pids_budget_path(tag)
+    if path is None:
+        return 0
+    words = _read_words(os.path.join(path, "pids.events"))
+    for key, value in zip(words[::2], words[1::2], strict=False):
+        if key == "max" and value.isdigit():
+            return int(value)
+    return 0

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import aptsources
+from .errors import ConfigError
+from .slo import Slo, parse_growth, parse_slos
 from .workload_kinds import COMMAND_PREFIX, NETWORK_WORKLOADS, PING_WORKLOADS, REACH_TIMEOUT, WORKLOADS, workload_kind
 
 # Beyond this the VE names, veth names and cgroup tree are untested.
@@ -78,15 +80,6 @@ SYSTEM_TREES = ("/proc", "/sys", "/dev", "/boot", "/etc", "/usr", "/bin", "/sbin
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-class ConfigError(ValueError):
-    """A bad option value; the message names the option and the reason."""
-
-    def __init__(self, option: str, reason: str) -> None:
-        self.option = option
-        self.reason = reason
-        super().__init__(f"{option}: {reason}")
 
 
 def parse_positive_int(option: str, text: str | int, maximum: int | None = None) -> int:
@@ -207,6 +200,15 @@ def parse_cgroups(option: str, text: str) -> str:
             f"(use auto, all, or a list from {', '.join(CGROUP_CONTROLLERS)})",
         )
     return ",".join(dict.fromkeys(names))
+
+
+def parse_apparmor(option: str, text: str) -> str:
+    """auto, unconfined, generated, or the name of an AppArmor profile (checked to be loaded
+    in the preflight, which knows the host)."""
+    value = str(text).strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:/+-]{0,199}", value) or "//" in value:
+        raise ConfigError(option, f"{text!r} is not auto, unconfined, generated or an AppArmor profile name")
+    return value
 
 
 def parse_workload(option: str, text: str) -> str:
@@ -390,6 +392,8 @@ class ExperimentConfig:
     # The controllers each VE gets cgroups of its own in: auto (cpu,pids; all for a system
     # init, which manages its own), all (liblxc's default) or a list.
     cgroups: str = "auto"
+    # The AppArmor profile VEs start under (engine/apparmor.py): auto is a fixed, shipped one.
+    apparmor: str = "auto"
     busybox: str = ""  # busybox base only: the binary to build it from ("": the host's busybox-static)
     base_release: str = ""  # debian base only, resolved from the host when not given
     mirror: str = ""
@@ -399,6 +403,13 @@ class ExperimentConfig:
     # run over several hosts narrows it: VE numbers stay unique across the run's hosts.
     ve_first: int = 1
     ve_last: int = 0
+    # --ve-count=max: a ramp (engine/ramp.py) starts VEs in growing steps until something
+    # stops it; `count` is then its upper bound (the subnet's, narrowed by the host's limits).
+    ramp: bool = False
+    ramp_step: int = 50
+    ramp_growth: float = 1.5
+    slo: tuple[Slo, ...] = ()  # start-latency objectives a ramp stops at
+    pids_max: int = 0  # pids.max on the experiment's cgroup subtree (all VEs together); 0: none
     # --ve-lxc: the LXC builds that start the VEs, interleaved (normalized specs; none: the system's).
     lxc: tuple[str, ...] = ()
 
@@ -424,6 +435,8 @@ class ExperimentConfig:
             raise ConfigError("--ve-poweroff", "an idle workload never ends, so there is no end to power off after")
         if self.apt_proxy and self.base == "busybox":
             raise ConfigError("--ve-apt-proxy", "the busybox base has no apt to configure")
+        if self.slo and not self.ramp:
+            raise ConfigError("--ve-slo", "applies to a ramp only: use it with --ve-count=max")
         if self.cgroups not in ("auto", "all"):
             listed = self.cgroups.split(",")
             if self.init == "system":
@@ -467,6 +480,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["subnet"] = str(self.subnet)
+        data["slo"] = [str(slo) for slo in self.slo]
         data["lxc"] = list(self.lxc)  # as JSON gives it back: a saved run's options compare equal
         return data
 
@@ -478,6 +492,8 @@ class ExperimentConfig:
         values.setdefault("cgroups", "all")
         if "subnet" in values:
             values["subnet"] = ipaddress.IPv4Network(values["subnet"])
+        if "slo" in values:
+            values["slo"] = parse_slos("--ve-slo", ",".join(values["slo"]))
         return cls(**values)
 
 
@@ -506,11 +522,16 @@ def build_config(
     poweroff: bool = False,
     init: str = "workload",
     cgroups: str = "auto",
+    apparmor: str = "auto",
     base_release: str = "",
     mirror: str = "",
     apt_proxy: str = "",
     ssh_key: str = "",
     busybox: str = "",
+    ramp_step: str | int = 50,
+    ramp_growth: str | float = 1.5,
+    slo: str = "",
+    pids_max: str | int = "",
     lxc: Iterable[str] | str | None = None,
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
@@ -535,16 +556,19 @@ def build_config(
         mirror_value = mirror_value or aptsources.host_mirror(release_value) or ""
         if not mirror_value:
             raise ConfigError("--ve-mirror", "the host's apt sources name no mirror; give one")
+    network_value = parse_choice("--ve-network", network, NETWORK_MODES)
+    subnet_value = parse_subnet("--ve-subnet", subnet)
+    ramp = str(count).strip() == "max"
     return ExperimentConfig(
-        count=parse_positive_int("--ve-count", count, MAX_VE_COUNT),
+        count=ramp_ceiling(network_value, subnet_value) if ramp else parse_count("--ve-count", count),
         batch=parse_positive_int("--ve-batch", batch),
         root=root_value,
         tmpfs_size=parse_size("--ve-tmpfs-size", tmpfs_size),
         base=base_value,
         base_refresh=bool(base_refresh),
-        network=parse_choice("--ve-network", network, NETWORK_MODES),
+        network=network_value,
         bridge=parse_ifname("--ve-bridge", bridge),
-        subnet=parse_subnet("--ve-subnet", subnet),
+        subnet=subnet_value,
         pings=parse_positive_int("--ve-pings", pings, 1_000_000),
         ping_interval=parse_seconds("--ve-ping-interval", ping_interval),
         start_delay=parse_seconds("--ve-start-delay", start_delay, allow_zero=True),
@@ -561,13 +585,35 @@ def build_config(
         poweroff=bool(poweroff),
         init=parse_choice("--ve-init", init, INIT_MODES),
         cgroups=parse_cgroups("--ve-cgroups", cgroups),
+        apparmor=parse_apparmor("--ve-apparmor", apparmor),
         base_release=release_value,
         mirror=mirror_value,
         apt_proxy=parse_url("--ve-apt-proxy", apt_proxy, ("http", "https")) if apt_proxy else "",
         ssh_key=parse_ssh_key("--ve-ssh-key", ssh_key) if ssh_key else "",
         busybox=busybox_value,
+        ramp=ramp,
+        ramp_step=parse_positive_int("--ve-ramp-step", ramp_step, MAX_VE_COUNT),
+        ramp_growth=parse_growth("--ve-ramp-growth", ramp_growth),
+        slo=parse_slos("--ve-slo", slo),
+        pids_max=parse_positive_int("--ve-pids-max", pids_max) if str(pids_max).strip() not in ("", "0") else 0,
         lxc=parse_builds([lxc] if isinstance(lxc, str) else lxc or ()),
     )
+
+
+def parse_count(option: str, text: str | int) -> int:
+    try:
+        return parse_positive_int(option, text, MAX_VE_COUNT)
+    except ConfigError as error:
+        raise ConfigError(option, f"{error.reason}; or max, to ramp up until the host stops") from None
+
+
+def ramp_ceiling(network: str, subnet: ipaddress.IPv4Network) -> int:
+    """The most VEs a ramp may reach before the host is asked: the supported maximum, and
+    with a bridge the addresses the subnet holds (the bridge takes one). The host's own
+    limits narrow it further (host.ramp_bound)."""
+    if network != "bridge":
+        return MAX_VE_COUNT
+    return max(1, min(MAX_VE_COUNT, subnet.num_addresses - 3))
 
 
 def ve_ranges(count: int, batch: int) -> list[tuple[int, int]]:

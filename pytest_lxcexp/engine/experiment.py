@@ -13,6 +13,7 @@ from typing import Any
 from . import addressing, base, builds, cgroups, fleet, host, network, phases, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
+from .progress import Counts, status_text
 from .shared import SharedRun
 from .stats import Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
@@ -42,7 +43,8 @@ class Experiment:
         # Extra per-VE fields for records (the plugin's pytest_lxcexp_ve_fields hook).
         self.record_fields: Callable[[VERecord], dict[str, Any]] | None = None
         self._lock = storage.RunLock(config.root)
-        self.status: Progress = _quiet  # a live status line: created/started/completed and rates
+        self.status: Progress = _quiet  # a live status line: started/running/completed/failed, rate, ETA
+        self.status_end: Callable[[], None] = lambda: None  # a phase of status lines ended
         self.completed: set[int] = set()
         self.stale_marker: dict | None = None
         # Shared by several processes of one run (pytest-xdist): only the first member sets
@@ -56,6 +58,10 @@ class Experiment:
         self.warnings: list[str] = []
         self.tuned: dict[str, tuple[int, int]] = {}
         self.takedown_report = takedown.TakedownReport()
+        # --ve-count=max: the VEs the ramp created so far, and its result once it stopped.
+        self.ramp_created = 0
+        self.ramp_bound_by: host.Requirement | None = None  # the preflight limit that bounds the ramp
+        self.ramp_result: Any = None  # engine.ramp.RampResult (ramp imports this module)
         self._first_start: float | None = None
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
@@ -201,7 +207,19 @@ class Experiment:
 
     def setup_clones(self) -> None:
         with self._timed("setup clones"):
+            if self.config.pids_max:
+                path = cgroups.set_pids_budget(self.config.tag, self.config.pids_max)
+                self.progress(f"lxcexp: --ve-pids-max: {path}/pids.max = {self.config.pids_max}")
+            if self.config.ramp:
+                return  # a ramp creates each step's clones as it goes (engine/ramp.py)
             fleet.create_clones(self.config, self.layout, lambda n: self.progress(f"lxcexp: {n} clones created"))
+
+    @property
+    def created_last(self) -> int:
+        """The highest VE number that exists: the count, or as far as a ramp got."""
+        if not self.config.ramp:
+            return self.config.ve_last
+        return self.ramp_created
 
     def setup(self) -> None:
         self.setup_root()
@@ -218,6 +236,7 @@ class Experiment:
             self._first_start = began
         failed = sum(not r.ok for r in self.starts.values())
         done = [len(self.starts)]
+        total = self.ramp_created if self.config.ramp else len(self.config.ves)
 
         def started(result: fleet.StartResult) -> None:
             nonlocal failed
@@ -225,10 +244,18 @@ class Experiment:
             self.starts[result.index] = result
             done[0] += 1
             failed += not result.ok
-            rate = done[0] / max(time.monotonic() - (self._first_start or began), 1e-6)
             self.status(
-                f"lxcexp: {len(self.config.ves)} created, {done[0]} started ({failed} failed), "
-                f"{len(self.completed)} completed; {rate:.0f} starts/s"
+                status_text(
+                    Counts(
+                        total=total,
+                        started=done[0],
+                        failed=failed,
+                        completed=len(self.completed),
+                        done=done[0],
+                        left=total - done[0],
+                        elapsed=time.monotonic() - (self._first_start or began),
+                    )
+                )
             )
 
         for index in range(first, last + 1):
@@ -265,6 +292,7 @@ class Experiment:
                 if first <= index <= last:
                     self.starts.setdefault(index, result)
             raise
+        self.status_end()
         for result in results:
             self.starts[result.index] = result
         prover.finish(results)
@@ -451,6 +479,7 @@ class Experiment:
         deadline = self._range_deadline(pending, timeout if timeout is not None else self.config.effective_timeout)
         # A full tmpfs stops every log from growing: do not wait out the whole timeout for it.
         full = FullTmpfsWatch(self.config.root, patience=max(5.0, 3 * self.config.ping_interval))
+        waiting_since, completed_before = time.monotonic(), len(self.completed)
         while pending and time.monotonic() < deadline:
             if full.hopeless([self.layout.ve_workload_log(index) for index in sorted(pending)], time.monotonic()):
                 self.progress(f"lxcexp: {tmpfs_full_words(self.config.root)}; not waiting any longer")
@@ -469,11 +498,24 @@ class Experiment:
                     # Its init is gone: it will never finish, so do not wait out the timeout.
                     pending.discard(index)
             if pending:
+                failed = sum(not result.ok for result in self.starts.values())
                 self.status(
-                    f"lxcexp: {len(self.starts)} started, {len(self.completed)} finished; "
-                    f"waiting for {len(pending)} of ve{first}-ve{last}"
+                    status_text(
+                        Counts(
+                            total=len(self.config.ves),
+                            started=len(self.starts),
+                            failed=failed,
+                            completed=len(self.completed),
+                            # The rate and ETA are this wait's: its completions so far, its VEs still pending.
+                            done=len(self.completed) - completed_before,
+                            left=len(pending),
+                            elapsed=time.monotonic() - waiting_since,
+                            phase="wait",
+                        )
+                    )
                 )
                 time.sleep(0.5)
+        self.status_end()
         self._last_completion = time.monotonic()
         self.waited_until = time.time()
         if self._first_start is not None:

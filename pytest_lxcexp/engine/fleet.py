@@ -11,27 +11,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from . import cgroups, children, faults, userns
+from . import apparmor, cgroups, children, faults, protections, userns
 from .addressing import AddressPlan, BridgeLayout
 from .config import ExperimentConfig
 from .network import host_has_ipv6, veth_name
 from .safefs import UnsafeVEFile
 from .storage import Layout
 from .workload import VE_ENV_PATH, init_command, mount_auto, ve_env
-
-# Capabilities the ping workload never needs; dropping them keeps a privileged VE tame:
-# no kernel modules, raw I/O, clock, reboot, MAC policy, kernel log, audit rules, wakeup
-# alarms, suspend blocking, process accounting, leases or immutable flags on the host's behalf.
-# (CAP_NET_ADMIN and CAP_NET_RAW stay: `ip link set lo up` and ping need them.)
-DROPPED_CAPS = (
-    "mac_admin mac_override sys_module sys_rawio sys_time sys_boot syslog wake_alarm "
-    "block_suspend audit_control sys_pacct lease linux_immutable"
-)
-
-
-def dropped_caps(config: ExperimentConfig) -> str:
-    # --ve-poweroff: `poweroff` ends a VE through reboot(2), which needs CAP_SYS_BOOT.
-    return DROPPED_CAPS.replace(" sys_boot", "") if config.poweroff else DROPPED_CAPS
 
 
 @dataclass(frozen=True)
@@ -60,12 +46,13 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         "lxc.console.path = none",
         "lxc.autodev = 1",
         f"lxc.mount.auto = {mount_auto(config)}",
-        f"lxc.cap.drop = {dropped_caps(config)}",
+        *protections.lxc_lines(config, layout),
         f"lxc.cgroup.dir.container = {cgroups.container_dir(config.tag)}/{name}",
         f"lxc.cgroup.dir.monitor = {cgroups.monitor_dir(config.tag)}/{name}",
         f"lxc.log.file = {layout.ve_lxc_log(index)}",
         "lxc.log.level = WARN",
     ]
+    lines += apparmor.config_lines(config.apparmor)
     if host_has_ipv6():
         # IPv4 only: IPv6 link-local chatter (DAD, router solicitations) from every VE is
         # flooded to every bridge port and slows each start as the bridge fills. Without
@@ -100,6 +87,7 @@ def create_clones(
     indexes: Iterable[int] | None = None,
 ) -> None:
     """Write ve1..veN (or just `indexes`): an LXC config and an overlay upper directory each."""
+    protections.write_seccomp_policy(layout)
     for index in config.ves if indexes is None else indexes:
         os.makedirs(layout.ve_upper(index), mode=0o755)
         if config.unprivileged:

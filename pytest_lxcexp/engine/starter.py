@@ -73,6 +73,10 @@ def start(name: str, lxcpath: str, build: Build, number: int = 0) -> dict:
     # -d: returns once the VE runs (or failed); -C: lxc-start closes fds it inherits
     # instead of refusing to run (subprocess passes none but the standard three).
     argv = [build.lxc_start, "-P", lxcpath, "-n", name, "-d", "-C", "-p", pid_file]
+    # The log file and level on the command line too, as in the VE's config: liblxc 6.0
+    # (Debian 13) left the config's lxc.log.file empty when a start failed, so the tool
+    # could not say why.
+    argv += ["-o", os.path.join(lxcpath, name, "lxc.log"), "-l", "WARN"]
     started_at = time.time()
     began = time.monotonic()
     # Its error lines go to the VE's lxc.log too, where the tool reads the reason of a failure.

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .percentiles import percentile
 from .workload import expected_exit_status
 from .workload_kinds import NETWORK_WORKLOADS, PING_WORKLOADS, workload_kind
 
@@ -175,15 +175,6 @@ def summarize(
         crashed=sum(r.crashed for r in records),
         poweroff=any(r.poweroff for r in records),
     )
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (fraction in 0..1) of a non-empty sequence."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
 
 
 def latency_stats(values: Sequence[float]) -> dict[str, float]:

@@ -263,6 +263,7 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
             "interrupted": interrupted.to_dict() if (interrupted := interruption(config)) else None,
         },
         waited_until=experiment.waited_until,
+        ramp=experiment.ramp_result.to_dict() if experiment.ramp_result is not None else None,
     )
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
 from integration_helpers import alive
 from pyroute2 import IPRoute
 
 from pytest_lxcexp.engine import addressing, cgroups, network, storage
-from pytest_lxcexp.engine.config import build_config
+from pytest_lxcexp.engine.config import ConfigError, build_config
 from pytest_lxcexp.engine.experiment import Experiment
 from pytest_lxcexp.engine.stats import results_block
 
@@ -169,12 +170,15 @@ def test_takedown_is_idempotent_and_kills_stray_processes(clean_host, leftovers)
 
 
 def _cgroup_of(pid: int, controller: str) -> str:
-    """The pid's cgroup path in the v1 hierarchy of `controller`."""
+    """The pid's cgroup path in the v1 hierarchy of `controller`; on a cgroup v2-only host,
+    its one cgroup in the unified tree, which holds every controller."""
     with open(f"/proc/{pid}/cgroup") as handle:
-        for line in handle:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            if controller in controllers.split(","):
-                return path
+        lines = [line.rstrip("\n").split(":", 2) for line in handle]
+    for _, controllers, path in lines:
+        if controller in controllers.split(","):
+            return path
+    if cgroups.unified_only():
+        return next(path for hierarchy, _, path in lines if hierarchy == "0")
     raise AssertionError(f"this host has no cgroup v1 {controller} hierarchy (the test needs a hybrid host)")
 
 
@@ -217,6 +221,18 @@ def _run_two_ves(names, cgroups_option: str) -> tuple[dict[str, str], dict[str, 
 
 def test_ves_get_cgroups_of_their_own_only_in_cpu_and_pids(clean_host, leftovers):
     names = clean_host
+    if cgroups.unified_only():
+        # cgroup v2: liblxc enables every unified controller for each VE, so a list is refused
+        # before anything is made; auto gives each VE and monitor its one cgroup with them all.
+        with pytest.raises(ConfigError, match="cgroup v2 only"):
+            Experiment(build_config(count=2, root=names.root, bridge=names.bridge, subnet=names.subnet,
+                                    cgroups="cpu,pids")).check()  # fmt: skip
+        assert leftovers(names) == []
+        ve, monitor = _run_two_ves(names, "auto")
+        assert set(ve.values()) == {f"/lxcexp-{names.tag}/ve1"}
+        assert set(monitor.values()) == {f"/lxcexp-{names.tag}.monitor/ve1"}
+        assert leftovers(names) == []
+        return
     ve, monitor = _run_two_ves(names, "auto")
     own, shared = f"/lxcexp-{names.tag}/ve1", f"/lxcexp-{names.tag}"
     assert ve["pids"] == own and ve["cpu"] == own and monitor["pids"] == f"/lxcexp-{names.tag}.monitor/ve1"

@@ -101,7 +101,7 @@ def test_archived_runs_compare_and_render(pytester, clean_host, leftovers, tmp_p
     ves = results["ves"]
     assert [ve["name"] for ve in ves] == [f"ve{n}" for n in range(1, 13)]
     assert all(ve["completed"] and ve["pings"] == 5 and ve["failure"] is None for ve in ves)
-    assert all(0 < ve["start_latency"] < 5 and ve["started_at"] >= results["metadata"]["started_at"] for ve in ves)
+    assert all(ve["start_latency"] > 0 and ve["started_at"] >= results["metadata"]["started_at"] for ve in ves)
     assert all(ve["log_ended"] >= ve["log_began"] >= int(ve["started_at"]) for ve in ves)
     latency = results["timings"]["start_latency"]
     assert latency["count"] == 12
@@ -170,8 +170,8 @@ def test_archived_runs_compare_and_render(pytester, clean_host, leftovers, tmp_p
     assert 'id="lxcexp-compare"' in dom and "Regression: completed is 16.7% worse" in dom
     charts = re.search(r'<div class="cards charts" id="lxcexp-charts">(.*?)</div>', dom, re.S)
     assert charts
-    images = re.findall(r'<img alt="[^"]+" src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}">', charts.group(1))
-    assert len(images) == 3
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}">', charts.group(1))
+    assert images == ["start latency", "VEs over time", "memory over time", "start latency against VEs running"]
     failed_table = re.search(r'<table id="lxcexp-failed">(.*?)</table>', dom, re.S).group(1)
     assert "ve2" in failed_table and "ve4" in failed_table and "failed to start: liblxc: " in failed_table
     assert "lxcexp-begin" in failed_table  # ve2's log tail

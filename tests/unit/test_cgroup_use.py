@@ -50,3 +50,19 @@ def test_preflight_requires_lxc_start(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_host_controllers_reads_this_kernels_enabled_ones() -> None:
     assert {"cpu", "pids"} <= cgroups.host_controllers()
+
+
+def test_a_list_is_refused_on_a_cgroup_v2_only_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cgroups, "unified_only", lambda: True)
+    monkeypatch.setattr(cgroups, "unified_controllers", lambda: ["cpu", "memory", "pids"])
+    for accepted in ("auto", "all"):
+        host.require_unified_choice(build_config(cgroups=accepted))
+    with pytest.raises(ConfigError) as caught:
+        host.require_unified_choice(build_config(cgroups="cpu,pids"))
+    assert caught.value.option == "--ve-cgroups"
+    assert "cgroup v2 only" in caught.value.reason and "cpu memory pids" in caught.value.reason
+
+
+def test_a_list_is_kept_where_v1_hierarchies_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cgroups, "unified_only", lambda: False)
+    host.require_unified_choice(build_config(cgroups="cpu,pids"))
