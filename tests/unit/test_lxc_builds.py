@@ -119,6 +119,7 @@ def test_a_prefix_without_lxc_start_is_a_usage_error_before_anything_is_made(
     prefix.mkdir()
     result = pytester.runpytest_subprocess(
         f"--ve-root={root}",
+        "--ve-count=2",  # the host's limits hold it whatever else runs here: the build is what is refused
         "--ve-bridge=veunit1",
         "--ve-subnet=10.101.250.0/24",
         "--ve-lxc=system",
