@@ -161,7 +161,7 @@ def main() -> int:
     parser.add_argument("--dir", default="/tmp/lxcexp-calibration", help="where the runs are archived")
     parser.add_argument("--root", default="/tmp/lxcexp-calibration-root", help="experiment root")
     parser.add_argument("--bridge", default="vecalib", help="bridge name")
-    parser.add_argument("--subnet", default="10.241.0.0/16", help="VE subnet")
+    parser.add_argument("--subnet", default="10.199.0.0/16", help="VE subnet")
     parser.add_argument("--analyse-only", action="store_true", help="only analyse the runs already in --dir")
     parser.add_argument("extra", nargs="*", help="more pytest options, after --")
     args = parser.parse_args()

@@ -423,6 +423,10 @@ def verdict_text(verdict: Verdict) -> str:
     return f"{verdict.verdict}: {c['baseline']} -> {c['candidate']} {unit}, shift {c['shift']}{ci}{p}; {verdict.reason}"
 
 
+ACROSS_RUNS_NOTE = (
+    "two runs: how the host drifted between them is not in the CI (docs/verdicts.md); builds interleaved "
+    "in one run (--ve-lxc) are"
+)
 HEADER = f"{'metric':<30} {'baseline':>9} {'candidate':>9} {'shift':>8}  {'95% CI':<18} {'p':>7}  verdict"
 
 
@@ -430,6 +434,8 @@ def table_lines(comparison: Comparison) -> list[str]:
     """The comparison as fixed-width text: metric, medians, shift, CI, p-value, verdict."""
     lines = [f"baseline : {comparison.before_label}", f"candidate: {comparison.now_label}"]
     lines += [f"WARNING: {warning}" for warning in comparison.warnings]
+    if comparison.kind == "runs":
+        lines.append(f"note: {ACROSS_RUNS_NOTE}")
     lines.append(HEADER)
     for verdict in comparison.verdicts:
         c = cells(verdict)

@@ -16,7 +16,7 @@ import pytest
 from ..engine.stats import Summary, results_block
 from ..engine.storage import human_size
 from . import charts
-from .compare import Comparison, Regression, build_groups, cells
+from .compare import ACROSS_RUNS_NOTE, Comparison, Regression, build_groups, cells
 from .metrics import METRICS, VE_METRICS
 from .outcome import Finished
 from .results import Results
@@ -148,6 +148,9 @@ def comparison_section(
             drawn_builds = drawn_builds or comparison.kind == "builds"
         warnings = "".join(f'<p class="warn">Warning: {e(w)}</p>' for w in comparison.warnings)
         sides = f"<p>baseline: {e(comparison.before_label)}<br>candidate: {e(comparison.now_label)}</p>"
+        if comparison.kind == "runs":
+            sides += f'<p class="warn">{e(ACROSS_RUNS_NOTE)}</p>'
+
         blocks.append(f'<div class="cards charts">{chart}<div>{sides}{warnings}{verdict_table(comparison)}</div></div>')
     verdicts = "".join(f'<p class="bad">Regression: {e(str(r))}</p>' for r in regressions)
     verdicts += "".join(f'<p class="warn">{e(note)}</p>' for note in notes)
