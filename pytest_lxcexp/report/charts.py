@@ -69,7 +69,7 @@ def ecdf_chart(series: list[tuple[str, list[float]]], title: str = "Start latenc
     drawn = [(label, sorted(value * 1000 for value in values)) for label, values in series if values]
     if not drawn or not available():
         return None
-    figure = _figure()
+    figure = _figure(4.4, 3.0)  # narrow enough to sit beside the verdict table
     axes = figure.add_subplot()
     for label, values in drawn:
         fractions = [(rank + 1) / len(values) for rank in range(len(values))]

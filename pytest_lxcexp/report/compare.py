@@ -82,12 +82,16 @@ def parse_fail_rules(texts: list[str]) -> list[FailRule]:
 
 
 def min_effects(rules: Iterable[FailRule]) -> dict[str, float]:
-    """Each ruled metric's minimum effect: the smallest N% a rule on it gives."""
+    """Each ruled metric's minimum effect: the smallest N% a rule on it gives. A one-value metric
+    (takedown_s) is judged only when a rule names it, at the across-runs default without N%."""
     found: dict[str, float] = {}
     for rule in rules:
-        if rule.percent is not None:
-            name = rule.verdict_metric
-            found[name] = min(found.get(name, math.inf), rule.percent)
+        name = rule.verdict_metric
+        percent = rule.percent
+        if percent is None and name in RUN_VALUES:
+            percent = DEFAULT_MIN_EFFECT_ACROSS_RUNS
+        if percent is not None:
+            found[name] = min(found.get(name, math.inf), percent)
     return found
 
 
@@ -232,6 +236,7 @@ def run_value_verdicts(
             METRICS[name].read(now),
             worse=METRICS[name].worse,
             min_effect=effects.get(name, DEFAULT_MIN_EFFECT_ACROSS_RUNS),
+            judged=name in effects,
         )
         for name in RUN_VALUES
     ]

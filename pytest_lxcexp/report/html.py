@@ -151,7 +151,8 @@ def comparison_section(
         if comparison.kind == "runs":
             sides += f'<p class="warn">{e(ACROSS_RUNS_NOTE)}</p>'
 
-        blocks.append(f'<div class="cards charts">{chart}<div>{sides}{warnings}{verdict_table(comparison)}</div></div>')
+        # The sides' names above; the chart beside its table (long names would push the table under it).
+        blocks.append(f'{sides}{warnings}<div class="cards charts">{chart}<div>{verdict_table(comparison)}</div></div>')
     verdicts = "".join(f'<p class="bad">Regression: {e(str(r))}</p>' for r in regressions)
     verdicts += "".join(f'<p class="warn">{e(note)}</p>' for note in notes)
     method = (

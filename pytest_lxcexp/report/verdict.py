@@ -302,8 +302,10 @@ def compare_values(
     *,
     worse: str = "higher",
     min_effect: float = DEFAULT_MIN_EFFECT,
+    judged: bool = True,
 ) -> Verdict:
-    """One value per side (a run's takedown time): no test, the change against the minimum effect alone."""
+    """One value per side (a run's takedown time): no test is possible. Judged (a fail rule asked
+    for a threshold): the change against the minimum effect alone; else "can't tell", with the change."""
     common = {
         "metric": metric,
         "baseline": baseline_name,
@@ -323,6 +325,10 @@ def compare_values(
         return Verdict(**common, verdict=CANT_TELL, reason="missing in one of the runs", shift=None)
     shift = candidate - baseline
     bad = _bad(_percent(shift, baseline) or 0.0, worse)
+    if not judged:
+        return Verdict(
+            **common, verdict=CANT_TELL, reason="one value each: no test (a rule on it sets a threshold)", shift=shift
+        )
     if bad > min_effect:
         verdict = WORSE
     elif bad < -min_effect:

@@ -169,7 +169,19 @@ def test_table_shows_medians_shift_ci_p_and_verdict() -> None:
     assert latency[-1] == "worse" and latency[5].startswith("[+")
     assert next(line for line in lines if line.startswith("completed")).split()[-1] == "same"
     takedown = next(line for line in lines if line.startswith("takedown_s"))
-    assert takedown.endswith("same (no test)")
+    assert takedown.endswith("can't tell (no test)")  # one value each, and no rule asked for a threshold
+
+
+def test_one_value_metrics_are_judged_only_when_a_rule_names_them() -> None:
+    before, now = make_results(latencies=SPREAD), make_results(latencies=SPREAD, phases={"takedown": 1.0})
+    plain = compare_runs(before, now)[0].verdict("takedown_s")
+    assert plain.verdict == CANT_TELL and plain.shift == pytest.approx(0.5)
+    rules = parse_fail_rules(["takedown_s"])  # the across-runs default, 20%
+    assert min_effects(rules) == {"takedown_s": 20.0}
+    judged = compare_runs(before, now, min_effects(rules))
+    assert judged[0].verdict("takedown_s").verdict == WORSE  # 0.5 s -> 1.0 s
+    assert [r.verdict.metric for r in regressions(judged, rules)] == ["takedown_s"]
+    assert compare_runs(before, now, {"takedown_s": 150.0})[0].verdict("takedown_s").verdict == SAME
 
 
 # -- comparable runs -----------------------------------------------------------------------

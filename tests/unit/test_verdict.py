@@ -160,6 +160,8 @@ def test_one_value_each_is_held_against_the_minimum_effect_only() -> None:
     assert compare_values("takedown_s", "A", "B", 10.0, 13.0, min_effect=20).verdict == WORSE
     assert compare_values("takedown_s", "A", "B", 10.0, 11.0, min_effect=20).verdict == SAME
     assert compare_values("takedown_s", "A", "B", 10.0, 7.0, min_effect=20).verdict == BETTER
+    unjudged = compare_values("takedown_s", "A", "B", 10.0, 13.0, judged=False)
+    assert unjudged.verdict == CANT_TELL and unjudged.shift == 3.0  # one value each is no evidence
     missing = compare_values("takedown_s", "A", "B", None, 7.0)
     assert missing.verdict == CANT_TELL and missing.method == "one value each"
 
