@@ -24,6 +24,7 @@ from .engine.host import PreflightError, require_root
 from .engine.stats import results_block, timings_lines
 from .engine.storage import human_size
 from .engine.takedown import leftovers, takedown
+from .options import FLAGS, OPTIONS, build_config_values
 from .report.commands import add_commands as add_report_commands
 
 
@@ -36,13 +37,25 @@ class CliError(Exception):
 
 
 def _cli_option(option: str) -> str:
-    """The engine names plugin options (--ve-bridge); the CLI's are --bridge, and N for the count."""
-    return {"--ve-count": "N", "--ve-root": "--root"}.get(option, option.replace("--ve-", "--", 1))
+    """The CLI takes the count as its argument N; every other option has the plugin's name."""
+    return "N" if option == "--ve-count" else option
+
+
+def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
+    """The plugin's option table, with the same names, defaults and help; each also under its
+    short name without "ve-" (--root for --ve-root), as typed by hand."""
+    for option, name, _, help_text in OPTIONS:
+        if option != "--ve-count":
+            parser.add_argument(
+                option, "--" + option.removeprefix("--ve-"), dest=name, metavar="VALUE", default=None, help=help_text
+            )
+    for option, name, help_text in FLAGS:
+        parser.add_argument(option, "--" + option.removeprefix("--ve-"), dest=name, action="store_true", help=help_text)
 
 
 def _attach(root: str) -> Experiment:
     try:
-        return Experiment.attach(parse_root("--root", root), progress=print)
+        return Experiment.attach(parse_root("--ve-root", root), progress=print)
     except ConfigError as error:
         raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
 
@@ -70,32 +83,9 @@ def cmd_createbase(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
+    values = build_config_values(lambda name: getattr(args, name, None))  # the count is N, below
     try:
-        config = build_config(
-            count=args.count,
-            root=args.root,
-            tmpfs_size=args.tmpfs_size,
-            network=args.network,
-            bridge=args.bridge,
-            subnet=args.subnet,
-            pings=args.pings,
-            ping_interval=args.ping_interval,
-            start_delay=args.start_delay,
-            base_refresh=args.refresh,
-            parallel=args.parallel,
-            nice=args.nice,
-            tune_host=args.tune_host,
-            unprivileged=args.unprivileged,
-            workload=args.workload,
-            poweroff=args.poweroff,
-            base=args.base,
-            init=args.init,
-            cgroups=args.cgroups,
-            base_release=args.base_release,
-            mirror=args.mirror,
-            apt_proxy=args.apt_proxy,
-            ssh_key=args.ssh_key,
-        )
+        config = build_config(**(values | {"count": args.count}))
     except ConfigError as error:
         raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
     experiment = Experiment(config, progress=print)
@@ -105,7 +95,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
         raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
     if stale:
         raise CliError(
-            f"--root: {config.root} already holds an experiment (pid {stale.get('pid')}); "
+            f"--ve-root: {config.root} already holds an experiment (pid {stale.get('pid')}); "
             f"take it down first: lxcexp takedown --root {config.root}"
         )
     experiment.lock()
@@ -166,7 +156,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_takedown(args: argparse.Namespace) -> int:
-    root = parse_root("--root", args.root)
+    root = parse_root("--ve-root", args.root)
     marker = storage.read_marker(root)
     if marker is not None:
         config = ExperimentConfig.from_dict(marker["config"])
@@ -177,7 +167,7 @@ def cmd_takedown(args: argparse.Namespace) -> int:
     try:
         lock.acquire()
     except storage.RootError as error:
-        raise CliError(f"--root: {error}", status=1) from None
+        raise CliError(f"--ve-root: {error}", status=1) from None
     try:
         report = takedown(root, root_tag(root), bridge)
     finally:
@@ -218,34 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     setup = add("setup", cmd_setup, "mount the tmpfs, install the base, create the bridge and N clones")
     setup.add_argument("count", metavar="N", help="number of VEs")
-    setup.add_argument("--root", default="/exp", help="experiment root (default /exp)")
-    setup.add_argument("--tmpfs-size", default="2G", help="tmpfs size (default 2G)")
-    setup.add_argument("--network", default="bridge", help="bridge or none (default bridge)")
-    setup.add_argument("--bridge", default="vebr", help="bridge name (default vebr)")
-    setup.add_argument("--subnet", default="10.213.0.0/16", help="VE subnet (default 10.213.0.0/16)")
-    setup.add_argument("--pings", default="180", help="pings per VE (default 180)")
-    setup.add_argument("--ping-interval", default="1", help="seconds between pings (default 1)")
-    setup.add_argument("--start-delay", default="0", help="seconds between starts (default 0)")
-    setup.add_argument("--refresh", action="store_true", help="rebuild the cached base first")
-    setup.add_argument("--parallel", default="auto", help="starter processes (default: one per CPU)")
-    setup.add_argument("--nice", action="store_true", help="run VEs with a low CPU weight")
-    setup.add_argument("--tune-host", action="store_true", help="raise short host limits; restored at takedown")
-    setup.add_argument("--unprivileged", action="store_true", help="VEs in user namespaces (root's /etc/subuid range)")
-    setup.add_argument(
-        "--workload",
-        default="ping-localhost",
-        help="ping-localhost, ping-gateway, ping-neighbour, idle or cmd:COMMAND (default ping-localhost)",
-    )
-    setup.add_argument("--poweroff", action="store_true", help="power each VE off when its workload ends")
-    setup.add_argument("--base", default="busybox", help="busybox, debian, lxc:NAME[@LXCPATH] or a rootfs dir/tarball")
-    setup.add_argument("--init", default="workload", help="workload (default) or system (the base's own init)")
-    setup.add_argument(
-        "--cgroups", default="auto", help="controllers for each VE's own cgroups: auto (cpu,pids), all, or a list"
-    )
-    setup.add_argument("--base-release", default="", help="debian base: release (default: the host's)")
-    setup.add_argument("--mirror", default="", help="debian base: mirror (default: the host's apt mirror)")
-    setup.add_argument("--apt-proxy", default="", help="apt proxy URL configured in the base")
-    setup.add_argument("--ssh-key", default="", help="public key for the base's /root/.ssh/authorized_keys")
+    _add_experiment_options(setup)
 
     for name, handler, help_text in (
         ("start", cmd_start, "start veS..veE"),
@@ -254,11 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = add(name, handler, help_text)
         _add_range(command)
-        command.add_argument("--root", default="/exp", help="experiment root (default /exp)")
+        command.add_argument("--ve-root", "--root", dest="root", default="/exp", help="experiment root (default /exp)")
 
     down = add("takedown", cmd_takedown, "stop every VE and remove the experiment (safe to repeat)")
-    down.add_argument("--root", default="/exp", help="experiment root (default /exp)")
-    down.add_argument("--bridge", default=None, help="bridge to delete when the root has no marker left")
+    down.add_argument("--ve-root", "--root", dest="root", default="/exp", help="experiment root (default /exp)")
+    down.add_argument(
+        "--ve-bridge", "--bridge", dest="bridge", default=None, help="bridge to delete when the root has no marker left"
+    )
     add_report_commands(add)
     return parser
 

@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,14 +23,10 @@ from .engine.shared import SharedRun
 from .engine.stats import VERecord
 from .engine.storage import RootError
 from .engine.takedown import TakedownReport, takedown_network, takedown_root, takedown_ves
-
-if TYPE_CHECKING:
-    from .plugin import RunState
+from .session import RunState, run_state_key
 
 
 def _state(request: pytest.FixtureRequest) -> RunState:
-    from .plugin import run_state_key
-
     return request.config.stash[run_state_key]
 
 

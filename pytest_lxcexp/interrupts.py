@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from .session import run_state_key
+
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 # Noted signals after which the guard stops shielding and raises.
 GIVE_UP_AFTER = 3
@@ -172,8 +174,6 @@ class InterruptPlugin:
         self.torn_down = False
 
     def _phase(self, config: pytest.Config) -> str:
-        from .plugin import run_state_key
-
         if self.torn_down:
             return "reporting"
         if self.ending:
@@ -183,8 +183,6 @@ class InterruptPlugin:
         return getattr(experiment, "phase", None) or "preflight"
 
     def _hint(self, config: pytest.Config) -> str:
-        from .plugin import run_state_key
-
         state = config.stash.get(run_state_key, None)
         return f"lxcexp takedown --root {state.config.root}" if state is not None else ""
 

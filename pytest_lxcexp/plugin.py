@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import pytest
 
-from .engine.config import ConfigError, ExperimentConfig, build_config, ve_ranges
+from .engine.config import ConfigError, ve_ranges
 from .engine.experiment import Experiment
 from .engine.host import require_root
-from .engine.stats import Summary, VERecord
 from .engine.storage import RunLock
 from .fixtures import (  # noqa: F401 - fixtures are found through this plugin module
     ve_base,
@@ -24,85 +20,12 @@ from .fixtures import (  # noqa: F401 - fixtures are found through this plugin m
     ve_root,
 )
 from .interrupts import InterruptPlugin, guard_of, interruption
+from .options import FLAGS, OPTIONS
+from .session import RunState, config_from_pytest, run_state_key
 from .summary import summary_lines
-from .xdist_support import HostFigures, XdistSupport
+from .xdist_support import XdistSupport
 
 FIXTURES_THAT_NEED_THE_HOST = {"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"}
-
-
-@dataclass
-class RunState:
-    """What this session's experiment produced; the terminal summary reads it."""
-
-    config: ExperimentConfig
-    experiment: Experiment | None = None
-    records: dict[int, VERecord] = field(default_factory=dict)
-    summary: Summary | None = None
-    kept: bool = False
-    # xdist controller: each host's figures, and what the hosts' own takedowns left behind.
-    hosts: list[HostFigures] = field(default_factory=list)
-    leftovers: list[str] | None = None
-
-
-run_state_key = pytest.StashKey[RunState]()
-
-# (option, ini name, default, help); all strings are parsed by engine.config.
-OPTIONS: list[tuple[str, str, str, str]] = [
-    ("--ve-count", "ve_count", "100", "number of VEs, ve1..veN (default 100)"),
-    ("--ve-batch", "ve_batch", "100", "VEs per test range (default 100)"),
-    ("--ve-root", "ve_root", "/exp", "experiment root; a tmpfs is mounted there (default /exp)"),
-    ("--ve-tmpfs-size", "ve_tmpfs_size", "2G", "size of the tmpfs at the root (default 2G)"),
-    (
-        "--ve-base",
-        "ve_base",
-        "busybox",
-        "base: busybox (default, offline), debian (debootstrap, cached), lxc:NAME[@LXCPATH] (an existing "
-        "container's rootfs), or a path to a rootfs directory or tarball",
-    ),
-    ("--ve-base-release", "ve_base_release", "", "debian base: release codename (default: the host's)"),
-    ("--ve-mirror", "ve_mirror", "", "debian base: mirror URL (default: the one the host's apt sources use)"),
-    ("--ve-apt-proxy", "ve_apt_proxy", "", "apt proxy URL written into the base's apt configuration"),
-    ("--ve-ssh-key", "ve_ssh_key", "", "public key file put into the base's /root/.ssh/authorized_keys"),
-    (
-        "--ve-init",
-        "ve_init",
-        "workload",
-        "workload (the workload is the VE's init, default) or system (the base's own init runs it as a service)",
-    ),
-    (
-        "--ve-workload",
-        "ve_workload",
-        "ping-localhost",
-        "ping-localhost (default), ping-gateway, ping-neighbour, idle, or cmd:COMMAND (a shell command)",
-    ),
-    ("--ve-network", "ve_network", "bridge", "bridge (a veth per VE on --ve-bridge) or none (loopback only)"),
-    ("--ve-bridge", "ve_bridge", "vebr", "bridge name, at most 15 characters, beginning with 've' (default vebr)"),
-    ("--ve-subnet", "ve_subnet", "10.213.0.0/16", "IPv4 subnet: bridge takes the first address, veN the N+1st"),
-    ("--ve-pings", "ve_pings", "180", "pings of 127.0.0.1 each VE's workload sends (default 180)"),
-    ("--ve-ping-interval", "ve_ping_interval", "1", "seconds between pings (default 1)"),
-    ("--ve-start-delay", "ve_start_delay", "0", "seconds to sleep between two starts (default 0)"),
-    ("--ve-timeout", "ve_timeout", "auto", "seconds a range may take to complete (default: pings x interval + 60)"),
-    ("--ve-parallel", "ve_parallel", "auto", "starter processes for starts and stops (default: one per CPU)"),
-    (
-        "--ve-cgroups",
-        "ve_cgroups",
-        "auto",
-        "controllers each VE gets cgroups of its own in: auto (cpu,pids; all with --ve-init=system), all, "
-        "or a list such as cpu,pids,memory",
-    ),
-]
-FLAGS: list[tuple[str, str, str]] = [
-    ("--ve-base-refresh", "ve_base_refresh", "rebuild the cached base image"),
-    ("--ve-poweroff", "ve_poweroff", "power each VE off when its workload ends (its exit status is logged first)"),
-    ("--ve-keep", "ve_keep", "leave the experiment up after the session (take it down with `lxcexp takedown`)"),
-    ("--ve-nice", "ve_nice", "run VEs with a low CPU weight so the host stays responsive"),
-    ("--ve-tune-host", "ve_tune_host", "raise host limits that are short for the run; restored at takedown"),
-    (
-        "--ve-unprivileged",
-        "ve_unprivileged",
-        "run VEs unprivileged, in user namespaces mapped to root's range in /etc/subuid and /etc/subgid",
-    ),
-]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -113,55 +36,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option, ini, help_text in FLAGS:
         group.addoption(option, dest=ini, action="store_true", default=None, help=help_text)
         parser.addini(ini, help_text, type="bool", default=False)
-
-
-# Settings that may differ between the hosts of one run: on an xdist worker, an environment
-# variable LXCEXP_<NAME> (e.g. LXCEXP_VE_ROOT, set per host in its `--tx ...//env:` spec) wins
-# over the command line and ini, which every host of the run shares.
-PER_HOST_OPTIONS = ("ve_root", "ve_tmpfs_size", "ve_bridge", "ve_subnet", "ve_parallel", "ve_mirror", "ve_apt_proxy")
-
-
-def host_env_name(name: str) -> str:
-    return "LXCEXP_" + name.upper()
-
-
-def host_overrides(config: pytest.Config, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Per-host settings, by option: from `environ` (a --tx spec's env), or on an xdist
-    worker from its own environment; none in a plain run."""
-    if environ is None:
-        if not hasattr(config, "workerinput"):
-            return {}
-        environ = os.environ
-    return {name: environ[host_env_name(name)] for name in PER_HOST_OPTIONS if environ.get(host_env_name(name))}
-
-
-def _value(config: pytest.Config, name: str, overrides: Mapping[str, str]) -> str | bool:
-    if name in overrides:
-        return overrides[name]
-    given = config.getoption(name)
-    return config.getini(name) if given is None else given
-
-
-def config_from_pytest(config: pytest.Config, environ: Mapping[str, str] | None = None) -> ExperimentConfig:
-    """Options (per-host settings over command line over ini) -> one validated ExperimentConfig.
-
-    A value from a per-host setting that is bad names that setting, not the option.
-    """
-    overrides = host_overrides(config, environ)
-    try:
-        return _build(config, overrides)
-    except ConfigError as error:
-        from_env = {f"--{name.replace('_', '-')}": name for name in overrides}
-        if error.option in from_env:
-            raise ConfigError(f"{host_env_name(from_env[error.option])} (--tx env)", error.reason) from None
-        raise
-
-
-def _build(config: pytest.Config, overrides: Mapping[str, str]) -> ExperimentConfig:
-    # Every option is build_config's keyword of the same name without "ve_" (a unit test holds this).
-    values = {name.removeprefix("ve_"): _value(config, name, overrides) for _, name, _, _ in OPTIONS}
-    values |= {name.removeprefix("ve_"): bool(_value(config, name, overrides)) for _, name, _ in FLAGS}
-    return build_config(**values)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -239,8 +113,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(run_state_key, None)
-    if state is None or state.experiment is None:
+    if state is None or (state.experiment is None and not state.worker_results):
         return
+    if state.experiment is not None:
+        state.take_from(state.experiment)
     interrupted = interruption(config)
     if state.summary is None and interrupted is None:
         return

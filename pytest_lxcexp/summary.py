@@ -9,22 +9,20 @@ from .engine.storage import human_size
 
 if TYPE_CHECKING:
     from .interrupts import Interruption
-    from .plugin import RunState
+    from .session import RunState
 
 FAILED_VES_SHOWN = 20
 
 
 def interrupted_lines(state: RunState, interrupted: Interruption) -> list[str]:
     """What an interrupted run got done: the results below are partial."""
-    experiment = state.experiment
-    assert experiment is not None
     if interrupted.phase in ("takedown", "reporting"):
         # Noted, not raised: the run itself had ended, the takedown and reports went on.
         return [f"INTERRUPTED by {interrupted.words}: noted; the takedown and the results were completed", ""]
     # Started: recorded as such, or found up or logging (a starter's last start can finish
     # after the interrupt, before the starter stops).
     seen = {record.index for record in state.records.values() if record.log_present or record.state == "RUNNING"}
-    started = len(set(experiment.starts) | seen)
+    started = len(state.started | seen)
     count = state.config.count
     if not started:
         done = "no VE was started"
@@ -35,31 +33,37 @@ def interrupted_lines(state: RunState, interrupted: Interruption) -> list[str]:
     return [f"INTERRUPTED by {interrupted.words}: {done}; the results are partial", ""]
 
 
+def _left(state: RunState) -> list[str]:
+    # xdist: each host's last worker checked its own host after its takedown.
+    if state.leftovers is not None:
+        return state.leftovers
+    return state.experiment.leftovers() if state.experiment is not None else []
+
+
 def summary_lines(state: RunState, interrupted: Interruption | None = None) -> list[str]:
-    summary, experiment = state.summary, state.experiment
-    assert experiment is not None
+    summary = state.summary
     lines = interrupted_lines(state, interrupted) if interrupted is not None else []
     if summary is None:
         # Interrupted before any VE started: nothing to count, but the takedown still matters.
-        lines += ["Timings", *timings_lines(experiment.timings, summarize([]))] if experiment.timings else []
-        left = experiment.leftovers()
+        lines += ["Timings", *timings_lines(state.timings, summarize([]))] if state.timings else []
+        left = _left(state)
         lines += ["", "Takedown: nothing left behind" if not left else f"Takedown LEFT BEHIND: {', '.join(left)}"]
         return lines
     lines += ["Results", *results_block(summary, human_size(summary.disk_used))]
     if len(state.hosts) > 1:
         lines += ["", f"Hosts ({len(state.hosts)})", *[host.line() for host in state.hosts]]
-    lines += ["", "Timings", *timings_lines(experiment.timings, summary)]
+    lines += ["", "Timings", *timings_lines(state.timings, summary)]
     failed = [record for record in state.records.values() if not record.completed]
     if failed:
         lines += ["", f"VEs that did not complete ({len(failed)}):"]
         lines += [f"  {record.name}: {record.failure}{record.fields_text}" for record in failed[:FAILED_VES_SHOWN]]
         if len(failed) > FAILED_VES_SHOWN:
             lines.append(f"  ... and {len(failed) - FAILED_VES_SHOWN} more")
-    if experiment.warnings:
-        lines += ["", "Host warnings:", *[f"  {warning}" for warning in experiment.warnings]]
-    if experiment.tuned:
+    if state.warnings:
+        lines += ["", "Host warnings:", *[f"  {warning}" for warning in state.warnings]]
+    if state.tuned:
         lines += ["", "--ve-tune-host raised (restored at takedown):"]
-        lines += [f"  {path}: {old} -> {new}" for path, (old, new) in experiment.tuned.items()]
+        lines += [f"  {path}: {old} -> {new}" for path, (old, new) in state.tuned.items()]
     if state.kept and len(state.hosts) > 1:
         lines += ["", "--ve-keep: the experiment is still up; take it down on each host with:"]
         lines += [f"  {host.name}: lxcexp takedown --root {host.root}" for host in state.hosts]
@@ -67,7 +71,6 @@ def summary_lines(state: RunState, interrupted: Interruption | None = None) -> l
         command = f"lxcexp takedown --root {summary.root}"
         lines += ["", f"--ve-keep: the experiment is still up; take it down with: {command}"]
     else:
-        # xdist: each host's last worker checked its own host after its takedown.
-        left = state.leftovers if state.leftovers is not None else experiment.leftovers()
+        left = _left(state)
         lines += ["", "Takedown: nothing left behind" if not left else f"Takedown LEFT BEHIND: {', '.join(left)}"]
     return lines

@@ -24,16 +24,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from dataclasses import dataclass, fields
 from typing import Any
 
 import pytest
 
 from .engine.config import ExperimentConfig, ve_ranges
-from .engine.experiment import Experiment
-from .engine.fleet import StartResult
 from .engine.hosts import HostPlan, HostPlanError
-from .engine.stats import VERecord, summarize
+from .report.results import records_of, summary_of
+from .session import WORKER_RESULTS_KEY, HostFigures, RunState, config_from_pytest, run_state_key
 
 OUTPUT_KEY = "lxcexp_run"
 HOST_ENV = "LXCEXP_HOST"
@@ -73,7 +71,6 @@ def check_host_settings(config: pytest.Config, specs: list[str]) -> None:
     import execnet
 
     from .engine.config import ConfigError
-    from .plugin import config_from_pytest
 
     local: dict[str, ExperimentConfig] = {}
     for spec in specs:
@@ -107,33 +104,6 @@ def _clash(one: ExperimentConfig, two: ExperimentConfig) -> str | None:
         if one.subnet.overlaps(two.subnet):
             return f"overlapping subnets {one.subnet} and {two.subnet}"
     return None
-
-
-@dataclass
-class HostFigures:
-    """One host's part of a run over several hosts."""
-
-    key: str  # as host_identity() tells it
-    name: str
-    root: str
-    bridge: str
-    subnet: str
-    first: int
-    last: int
-    ves: int = 0
-    started: int = 0
-    completed: int = 0
-    start_all: float | None = None
-    disk_used: int = 0
-    leftovers: list[str] | None = None
-
-    def line(self) -> str:
-        start = f"{self.start_all:.1f} s" if self.start_all is not None else "-"
-        network = f"on {self.bridge} ({self.subnet})" if self.bridge else "without a network"
-        return (
-            f"  {self.name}: ve{self.first}-ve{self.last} in {self.root} {network}: "
-            f"{self.ves} VEs, {self.started} started, {self.completed} completed, start all {start}"
-        )
 
 
 class XdistSupport:
@@ -187,7 +157,6 @@ class XdistSupport:
         config = session.config
         if not _is_worker(config):
             return
-        from .plugin import run_state_key
 
         state = config.stash.get(run_state_key, None)
         if state is None or state.experiment is None:
@@ -195,13 +164,11 @@ class XdistSupport:
         experiment = state.experiment
         # The worker that took its host down alone can tell what was left behind there.
         taken_down = experiment.taken_down
+        # What only the worker knows; its VEs, timings and disk are in its results file
+        # (WORKER_RESULTS_KEY), which the controller merges once for summary and report.
         config.workeroutput[OUTPUT_KEY] = {  # type: ignore[attr-defined]
             "host": host_identity(config, experiment.config),
             "leftovers": experiment.leftovers() if taken_down else None,
-            "records": [record.to_dict() for record in state.records.values()],
-            "starts": [vars(result) for result in experiment.starts.values()],
-            "timings": dict(experiment.timings),
-            "disk_used": state.summary.disk_used if state.summary else 0,
             "warnings": list(experiment.warnings),
             "tuned": {path: list(pair) for path, pair in experiment.tuned.items()},
             "kept": bool(state.kept),
@@ -210,16 +177,18 @@ class XdistSupport:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        data = getattr(node, "workeroutput", {}).get(OUTPUT_KEY)
-        if data:
-            self.parts.append(data)
+        output = getattr(node, "workeroutput", {})
+        if output.get(OUTPUT_KEY):
+            self.parts.append(output[OUTPUT_KEY])
+        state = node.config.stash.get(run_state_key, None)
+        if state is not None and output.get(WORKER_RESULTS_KEY):
+            state.worker_results.append(output[WORKER_RESULTS_KEY])
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_terminal_summary(self, config: pytest.Config) -> None:
         """Controller: turn the workers' parts into this process's RunState, for the summary."""
         if _is_worker(config) or not self.parts:
             return
-        from .plugin import run_state_key
 
         state = config.stash.get(run_state_key, None)
         if state is None or state.experiment is not None:
@@ -227,66 +196,37 @@ class XdistSupport:
         merge_into(state, self.parts)
 
 
-def _record(data: dict[str, Any]) -> VERecord:
-    known = {f.name for f in fields(VERecord)}
-    return VERecord(**{key: value for key, value in data.items() if key in known})
-
-
-def _progress(record: VERecord) -> tuple[bool, bool, int, bool]:
-    return (record.completed, record.finished, record.pings, record.start_latency is not None)
-
-
-def merge_into(state: Any, parts: list[dict[str, Any]]) -> None:
-    """Merge workers' parts into one RunState (an Experiment object that touches nothing)."""
-    experiment = Experiment(state.config)
-    records: dict[int, VERecord] = {}
+def merge_into(state: RunState, parts: list[dict[str, Any]]) -> None:
+    """The controller's RunState from the workers: VEs, timings and per-host figures from the
+    one merge of their results files; warnings, tuning, --ve-keep and leftovers from their parts."""
+    merged = state.merged_results()
+    if merged is not None:
+        records = records_of(merged)
+        state.records = {record.index: record for record in records}
+        state.summary = summary_of(merged, records)
+        state.timings = {name: seconds for name, seconds in merged["timings"]["phases"].items() if seconds is not None}
+        state.started = {ve["index"] for ve in merged["ves"] if ve.get("started_at") is not None}
     for part in parts:
-        for data in part["records"]:
-            record = _record(data)
-            known = records.get(record.index)
-            # Records are snapshots taken as each worker left; a VE only progresses, so the
-            # furthest snapshot is the latest (a worker that left early saw others' VEs mid-run).
-            if known is None or _progress(record) > _progress(known):
-                records[record.index] = record
-        for data in part["starts"]:
-            experiment.starts[data["index"]] = StartResult(**data)
-        for phase, seconds in part["timings"].items():
-            experiment.timings[phase] = max(experiment.timings.get(phase, 0.0), seconds)
-        experiment.warnings += [w for w in part["warnings"] if w not in experiment.warnings]
-        experiment.tuned.update({path: tuple(pair) for path, pair in part["tuned"].items()})
+        state.warnings += [warning for warning in part["warnings"] if warning not in state.warnings]
+        state.tuned.update({path: (old, new) for path, (old, new) in part["tuned"].items()})
         state.kept = state.kept or part["kept"]
-    ordered = [records[index] for index in sorted(records)]
-    state.records = {record.index: record for record in ordered}
-    state.hosts = host_figures(parts, state.records, experiment.starts)
+    state.hosts = host_figures(parts, merged["hosts"] if merged else [])
     state.leftovers = leftovers_of(state.hosts)
-    state.summary = summarize(
-        ordered,
-        # Workers of one host share its tmpfs; the hosts' tmpfs add up.
-        disk_used=sum(host.disk_used for host in state.hosts),
-        root=state.config.root if len(state.hosts) < 2 else ", ".join(host.root for host in state.hosts),
-        expected_pings=state.config.pings,
-        workload=state.config.workload,
-    )
-    state.experiment = experiment
 
 
-def host_figures(
-    parts: list[dict[str, Any]], records: dict[int, VERecord], starts: dict[int, StartResult]
-) -> list[HostFigures]:
-    """Each host's VEs, starts, completions and disk use, from its workers' parts (in host order)."""
+def host_figures(parts: list[dict[str, Any]], entries: list[dict[str, Any]]) -> list[HostFigures]:
+    """Each host's line: its figures as results.host_entry computed them, and what its own
+    takedown left behind (None: no worker of it took it down)."""
     hosts: dict[str, HostFigures] = {}
     for part in sorted(parts, key=lambda p: p["host"]["first"]):
         host = hosts.setdefault(part["host"]["key"], HostFigures(**part["host"]))
-        host.disk_used = max(host.disk_used, part["disk_used"])
-        if part["timings"].get("start all") is not None:
-            host.start_all = max(host.start_all or 0.0, part["timings"]["start all"])
         if part["leftovers"] is not None:
             host.leftovers = [*(host.leftovers or []), *part["leftovers"]]
-    for host in hosts.values():
-        own = [record for index, record in records.items() if host.first <= index <= host.last]
-        host.ves = len(own)
-        host.completed = sum(record.completed for record in own)
-        host.started = sum(result.ok for index, result in starts.items() if host.first <= index <= host.last)
+    for entry in entries:
+        host = hosts.get(entry["key"])
+        if host is not None:
+            host.ves, host.started, host.completed = entry["ves"], entry["started"], entry["completed"]
+            host.start_all, host.disk_used = entry.get("start_all_s"), entry.get("disk_used") or 0
     return list(hosts.values())
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import aptsources
-from .workload import COMMAND_PREFIX, NETWORK_WORKLOADS, PING_WORKLOADS, REACH_TIMEOUT, WORKLOADS, workload_kind
+from .workload_kinds import COMMAND_PREFIX, NETWORK_WORKLOADS, PING_WORKLOADS, REACH_TIMEOUT, WORKLOADS, workload_kind
 
 # Beyond this the VE names, veth names and cgroup tree are untested.
 MAX_VE_COUNT = 100_000

@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import base, cgroups, fleet, host, network, storage, takedown, tuning
+from . import addressing, base, cgroups, fleet, host, network, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .shared import SharedRun
 from .stats import Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
-from .workload import expected_exit_status, ping_target, read_log, workload_kind
+from .workload import expected_exit_status, ping_target, read_log
+from .workload_kinds import workload_kind
 
 Progress = Callable[[str], None]
 
@@ -55,17 +56,20 @@ class Experiment:
         self._first_start: float | None = None
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
+        # Epoch of the last wait's end: parts of one run (xdist workers) measure "complete all"
+        # from their own first start, so only this lets a merge make one span of them.
+        self.waited_until: float | None = None
 
     @property
-    def bridge_layout(self) -> network.BridgeLayout:
-        return network.BridgeLayout(self.config.bridge, self.config.tag, self.config.count)
+    def bridge_layout(self) -> addressing.BridgeLayout:
+        return addressing.BridgeLayout(self.config.bridge, self.config.tag, self.config.count)
 
     @classmethod
     def attach(cls, root: str, progress: Progress = _quiet) -> Experiment:
         """Load the experiment that lives in `root` (set up earlier, e.g. by `lxcexp setup`)."""
         marker = storage.read_marker(root)
         if marker is None:
-            raise ConfigError("--root", f"{root} holds no experiment of ours (run `lxcexp setup` first)")
+            raise ConfigError("--ve-root", f"{root} holds no experiment of ours (run `lxcexp setup` first)")
         experiment = cls(ExperimentConfig.from_dict(marker["config"]), progress)
         experiment.starts = fleet.load_starts(experiment.layout)
         return experiment
@@ -164,7 +168,7 @@ class Experiment:
         if self.config.network != "bridge":
             return
         with self._timed("setup network"):
-            network.create_network(self.bridge_layout, network.AddressPlan(self.config.subnet))
+            network.create_network(self.bridge_layout, addressing.AddressPlan(self.config.subnet))
 
     def setup_clones(self) -> None:
         with self._timed("setup clones"):
@@ -229,7 +233,7 @@ class Experiment:
     def records(self, first: int, last: int) -> list[VERecord]:
         indexes = range(first, last + 1)
         states = fleet.ve_states(self.layout, indexes, workers=self.config.parallel)
-        plan = network.AddressPlan(self.config.subnet) if self.config.network == "bridge" else None
+        plan = addressing.AddressPlan(self.config.subnet) if self.config.network == "bridge" else None
         records = []
         for index in indexes:
             start = self.starts.get(index)
@@ -361,6 +365,7 @@ class Experiment:
                 )
                 time.sleep(0.5)
         self._last_completion = time.monotonic()
+        self.waited_until = time.time()
         if self._first_start is not None:
             self.timings["complete all"] = self._last_completion - self._first_start
         return self.records(first, last)

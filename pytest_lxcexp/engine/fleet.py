@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 import lxc
 
 from . import cgroups, children, faults, userns
+from .addressing import AddressPlan, BridgeLayout
 from .config import ExperimentConfig
-from .network import AddressPlan, BridgeLayout, veth_name
+from .network import veth_name
 from .storage import Layout
 from .workload import VE_ENV_PATH, init_command, mount_auto, ve_env
 

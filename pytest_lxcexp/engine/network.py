@@ -12,84 +12,16 @@ import ipaddress
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 
+from .addressing import AddressPlan, BridgeLayout, NetworkError
 from .signals import signals_deferred
 
 T = TypeVar("T")
 ALIAS_PREFIX = "lxcexp:"
-# A Linux bridge takes at most 1023 ports (BR_MAX_PORTS 1024: the next one fails with
-# EXFULL). Past that, VEs go on sub-bridges of this many each, all joined to the main one.
-MAX_BRIDGE_PORTS = 1023
-VES_PER_SUB_BRIDGE = 1000
-
-
-class NetworkError(RuntimeError):
-    """A bridge or link could not be made or is not ours."""
-
-
-@dataclass(frozen=True)
-class AddressPlan:
-    """The bridge takes the subnet's first host address; ve<N> takes the N+1st."""
-
-    subnet: ipaddress.IPv4Network
-
-    @property
-    def gateway(self) -> ipaddress.IPv4Address:
-        return self.subnet.network_address + 1
-
-    @property
-    def prefixlen(self) -> int:
-        return self.subnet.prefixlen
-
-    def ve_address(self, index: int) -> ipaddress.IPv4Address:
-        if index < 1:
-            raise NetworkError(f"VE numbers start at 1, not {index}")
-        address = self.subnet.network_address + 1 + index
-        if address >= self.subnet.broadcast_address:
-            raise NetworkError(f"ve{index} has no address left in {self.subnet}")
-        return address
-
-
-@dataclass(frozen=True)
-class BridgeLayout:
-    """Which bridge each VE's veth joins.
-
-    Up to 1023 VEs sit on the main bridge. Beyond that every VE sits on a sub-bridge
-    `ve<tag>b<K>` of at most 1000 VEs, joined to the main bridge by a veth pair
-    `ve<tag>u<K>` (main side) / `ve<tag>d<K>` (sub side): one L2 segment, one subnet,
-    so every VE still reaches the host's address on the main bridge and every other VE.
-    """
-
-    main: str
-    tag: str
-    count: int
-
-    @property
-    def sub_bridges(self) -> int:
-        if self.count <= MAX_BRIDGE_PORTS:
-            return 0
-        return -(-self.count // VES_PER_SUB_BRIDGE)
-
-    def sub_bridge(self, number: int) -> str:
-        return f"ve{self.tag}b{number}"
-
-    def uplink(self, number: int) -> tuple[str, str]:
-        return f"ve{self.tag}u{number}", f"ve{self.tag}d{number}"
-
-    def bridge_for(self, index: int) -> str:
-        if not self.sub_bridges:
-            return self.main
-        return self.sub_bridge((index - 1) // VES_PER_SUB_BRIDGE + 1)
-
-    def all_bridges(self) -> list[str]:
-        return [self.main] + [self.sub_bridge(k) for k in range(1, self.sub_bridges + 1)]
-
-
 def veth_name(tag: str, index: int) -> str:
     return f"ve{tag}-{index}"
 

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .workload import NETWORK_WORKLOADS, PING_WORKLOADS, expected_exit_status, workload_kind
+from .workload import expected_exit_status
+from .workload_kinds import NETWORK_WORKLOADS, PING_WORKLOADS, workload_kind
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,11 @@ import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .network import AddressPlan
+from .addressing import AddressPlan
 from .safefs import read_ve_text
+from .workload_kinds import COMMAND_PREFIX, NETWORK_WORKLOADS, REACH_TIMEOUT, workload_kind
 
-if TYPE_CHECKING:  # config.py imports this module's names to validate --ve-workload
+if TYPE_CHECKING:
     from .config import ExperimentConfig
 
 WORKLOAD_VERSION = 2
@@ -45,15 +46,9 @@ ENV_PATH = "etc/lxcexp/workload.env"
 # Per-VE parameters (the neighbour's address), written into each VE's overlay upper dir.
 VE_ENV_PATH = "etc/lxcexp/ve.env"
 SYSTEMD_UNIT = "lxcexp-workload.service"
-# Seconds a network workload waits for its target's first answer (a neighbour may start later).
-REACH_TIMEOUT = 60
 # Lines of a command's output kept in its per-VE record.
 OUTPUT_LINES = 20
 
-PING_WORKLOADS = ("ping-localhost", "ping-gateway", "ping-neighbour")
-NETWORK_WORKLOADS = ("ping-gateway", "ping-neighbour")
-WORKLOADS = (*PING_WORKLOADS, "idle")
-COMMAND_PREFIX = "cmd:"
 
 INIT_SCRIPT = r"""#!/bin/sh
 # lxcexp workload (version @VERSION@): the VE's init (PID 1) with --ve-init=workload,
@@ -130,11 +125,6 @@ _END = re.compile(r"^lxcexp-end (\d+) rc=(\d+)")
 _POWEROFF = re.compile(r"^lxcexp-poweroff (\d+)")
 # busybox: "64 bytes from 10.0.0.1: seq=0 ..."; iputils: also "64 bytes from name (10.0.0.1): icmp_seq=1 ..."
 _REPLY = re.compile(r"^\d+ bytes from (?:\S+ \()?([0-9A-Fa-f.:]+?)\)?:")
-
-
-def workload_kind(workload: str) -> str:
-    """'cmd:echo hi' -> 'command'; the named workloads and 'hook' are their own kind."""
-    return "command" if workload.startswith(COMMAND_PREFIX) else workload
 
 
 def workload_command(workload: str) -> str | None:

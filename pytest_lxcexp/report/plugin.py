@@ -25,7 +25,7 @@ from ..engine.config import ConfigError
 from ..engine.experiment import Experiment
 from ..engine.workload import log_tail, read_log
 from ..interrupts import interruption
-from ..plugin import RunState, config_from_pytest, run_state_key
+from ..session import WORKER_RESULTS_KEY, RunState, config_from_pytest, run_state_key
 from ..xdist_support import host_identity
 from . import archive, metadata
 from .comparable import RunKey, host_fingerprint, shape_of
@@ -42,10 +42,9 @@ from .compare import (
     unchecked_rules,
 )
 from .outcome import Finished
-from .results import Results, StartTimes, VECapture, build_results, host_entry, merge_worker_results, write_results
+from .results import Results, StartTimes, VECapture, build_results, host_entry, write_results
 from .sampler import CgroupProbe, Sampler
 
-WORKER_OUTPUT_KEY = "lxcexp_results"
 LOG_TAIL_LINES = 10
 
 
@@ -65,7 +64,6 @@ class ReportState:
     sampler: Sampler | None = None
     capture: VECapture | None = None
     notes: list[str] = field(default_factory=list)
-    worker_results: list[Results] = field(default_factory=list)
     finished: Finished | None = None
 
 
@@ -263,14 +261,6 @@ def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef, request: pytest
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    """xdist controller: collect each worker's results to report all VEs as one run."""
-    state = node.config.stash.get(report_state_key, None)
-    data = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
-    if state is not None and data:
-        state.worker_results.append(data)
-
-
 def outcomes(config: pytest.Config) -> dict[str, int]:
     """Test outcomes as pytest counts them (on the xdist controller: all workers' tests)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -308,6 +298,7 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
             # The first SIGINT/SIGTERM (signal, phase, time) when the run was cut short: the results are partial.
             "interrupted": interrupted.to_dict() if (interrupted := interruption(config)) else None,
         },
+        waited_until=experiment.waited_until,
     )
 
 
@@ -330,10 +321,11 @@ def finish(session: pytest.Session) -> Finished | None:
             results["hosts"] = [host_entry(host_identity(config, run.config), results)]
         if _is_worker(config):
             if results is not None:
-                config.workeroutput[WORKER_OUTPUT_KEY] = results  # type: ignore[attr-defined]
+                config.workeroutput[WORKER_RESULTS_KEY] = results  # type: ignore[attr-defined]
             return finished
-        if state.worker_results:
-            results = merge_worker_results(state.worker_results)
+        merged = run.merged_results() if run is not None else None
+        if merged is not None:
+            results = merged  # the one merge, which the terminal summary reads too
             results["run_id"] = state.run_id  # workers do not name the run; the controller does
             results["session"]["outcomes"] = outcomes(config)
             results["session"]["exitstatus"] = int(session.exitstatus)

@@ -87,9 +87,12 @@ def completion_times(ves: list[dict[str, Any]], seen_by: float | None) -> None:
         ve["completed_at"] = round(max(estimate, float(ended)), 3)
 
 
-def timings_section(phases: Mapping[str, float], latencies: list[float]) -> dict[str, Any]:
+def timings_section(
+    phases: Mapping[str, float], latencies: list[float], waited_until: float | None = None
+) -> dict[str, Any]:
     setups = [phases[name] for name in SETUP_PHASES if name in phases]
     return {
+        "waited_until": _round(waited_until),
         "phases": {name: _round(seconds) for name, seconds in phases.items()},
         "setup_s": _round(sum(setups)) if setups else None,
         "start_all_s": _round(phases.get("start all")),
@@ -166,6 +169,7 @@ def build_results(
     capture: VECapture | None,
     samples: list[Sample],
     session: dict[str, Any],
+    waited_until: float | None = None,
 ) -> Results:
     """One run as the results file's dict (see docs/results-schema.md)."""
     records = list(records)
@@ -183,7 +187,7 @@ def build_results(
     resources["disk_used"] = summary.disk_used if summary else None
     resources["disk_base"] = capture.disk_base if capture else None
     resources["disk_per_ve"] = _round(capture.disk_per_ve, 1) if capture else None
-    timings = timings_section(phases, latencies)
+    timings = timings_section(phases, latencies, waited_until)
     if summary is None or summary.completed != summary.total:
         timings["complete_all_s"] = None  # "all completed" never happened
     results: Results = {
@@ -249,6 +253,25 @@ def load_results(path: str) -> Results:
 def _records_from(ves: list[dict[str, Any]]) -> list[VERecord]:
     fields = VERecord.__dataclass_fields__
     return [VERecord(**{k: v for k, v in ve.items() if k in fields}) for ve in ves]
+
+
+def records_of(results: Results) -> list[VERecord]:
+    """The run's per-VE records, as the engine has them."""
+    return _records_from(results["ves"])
+
+
+def summary_of(results: Results, records: list[VERecord]) -> Summary | None:
+    """The run's Summary (the Results block's numbers), as written in its summary section."""
+    written = results.get("summary")
+    if not written:
+        return None
+    return summarize(
+        records,
+        disk_used=written.get("disk_used") or 0,
+        root=written.get("root", ""),
+        expected_pings=written.get("expected_pings", 0),
+        workload=written.get("workload", "ping-localhost"),
+    )
 
 
 def _progress(ve: dict[str, Any]) -> tuple[bool, bool, int, bool]:
@@ -357,6 +380,8 @@ def _combine(
         for name, seconds in part["timings"].get("phases", {}).items():
             if seconds is not None:
                 phases[name] = max(phases.get(name, 0.0), seconds)
+    phases |= spans(parts, ves)
+    waited = [part["timings"]["waited_until"] for part in parts if part["timings"].get("waited_until") is not None]
     metadata = dict(first["metadata"])
     metadata["started_at"] = min(p["metadata"].get("started_at") or 0 for p in parts)
     metadata["ended_at"] = max(p["metadata"].get("ended_at") or 0 for p in parts)
@@ -386,7 +411,27 @@ def _combine(
         capture=capture,
         samples=samples,
         session={**first["session"], "outcomes": outcomes, "workers": workers},
+        waited_until=max(waited, default=None),
     )
+
+
+def spans(parts: list[Results], ves: list[dict[str, Any]]) -> dict[str, float]:
+    """"start all" and "complete all" of several parts as spans of time, not the longest
+    part's: parts that started their VEs one after the other took their sum, not their max.
+
+    Start all: from the first VE's start request to the last VE's start returning. Complete
+    all: from there to the end of the last part's wait (each part measured its own from its
+    own first start)."""
+    started = [ve for ve in ves if ve.get("started_at") is not None]
+    if not started:
+        return {}
+    first = min(ve["started_at"] for ve in started)
+    found = {"start all": max(ve["started_at"] + (ve.get("start_latency") or 0.0) for ve in started) - first}
+    # A part that waited on nothing (its ranges' waits ran elsewhere) has no end of its own.
+    ends = [part["timings"]["waited_until"] for part in parts if part["timings"].get("waited_until") is not None]
+    if ends:
+        found["complete all"] = max(ends) - first
+    return found
 
 
 def samples_of(results: Results) -> list[Sample]:

@@ -184,10 +184,10 @@ def test_cli_bad_input_is_one_line_and_touches_nothing(clean_host, leftovers, cl
     names = clean_host
     for args, needle in [
         (["setup", "0", "--root", names.root], "lxcexp setup: N: 0 is not a positive whole number"),
-        (["setup", "3", "--root", "/etc"], "lxcexp setup: --root: /etc is a system directory"),
-        (["setup", "3", "--root", names.root, "--bridge", "x" * 16], "lxcexp setup: --bridge: "),
-        (["setup", "3", "--root", names.root, "--tmpfs-size", "big"], "--tmpfs-size: 'big' is not a size"),
-        (["start", "1", "2", "--root", names.root], f"lxcexp start: --root: {names.root} holds no experiment of ours"),
+        (["setup", "3", "--root", "/etc"], "lxcexp setup: --ve-root: /etc is a system directory"),
+        (["setup", "3", "--root", names.root, "--bridge", "x" * 16], "lxcexp setup: --ve-bridge: "),
+        (["setup", "3", "--root", names.root, "--tmpfs-size", "big"], "--ve-tmpfs-size: 'big' is not a size"),
+        (["start", "1", "2", "--root", names.root], f"lxcexp start: --ve-root: {names.root} holds no experiment"),
     ]:
         done = cli(*args)
         assert done.returncode == 2, (args, done.stderr)

@@ -10,7 +10,7 @@ import subprocess
 
 from integration_helpers import PING_SUITE, run_pytest, run_to_completion, running_experiment
 
-from pytest_lxcexp.engine import base, network, takedown
+from pytest_lxcexp.engine import addressing, base, takedown
 from pytest_lxcexp.engine.config import ExperimentConfig, build_config
 
 ATTACH = "lxc-attach"
@@ -28,7 +28,7 @@ def test_debian_boots_systemd_and_runs_the_workload_as_a_service(clean_host, lef
     names = clean_host
     key = tmp_path / "id.pub"
     key.write_text(PUBLIC_KEY)
-    gateway = network.AddressPlan(build_config(subnet=names.subnet).subnet).gateway
+    gateway = addressing.AddressPlan(build_config(subnet=names.subnet).subnet).gateway
     # The proxy is only written into apt's configuration (an address on our own bridge; never contacted).
     proxy = f"http://{gateway}:3142"
     with running_experiment(

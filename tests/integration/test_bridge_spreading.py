@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from pytest_lxcexp.engine import network
+from pytest_lxcexp.engine import addressing, network
 from pytest_lxcexp.engine.config import build_config
 from pytest_lxcexp.engine.experiment import Experiment
 
@@ -50,7 +50,7 @@ def test_more_than_1023_ves_on_sub_bridges_all_reachable(clean_host, leftovers):
         assert [r.index for r in results if not r.ok] == []
         assert len(network.bridge_ports(sub1)) == 1000 + 1 and len(network.bridge_ports(sub2)) == 30 + 1
 
-        plan = network.AddressPlan(config.subnet)
+        plan = addressing.AddressPlan(config.subnet)
         assert _unreachable_from_host([str(plan.ve_address(i)) for i in range(1, COUNT + 1)]) == []
         # VEs on different sub-bridges reach each other.
         for source, target in ((1, COUNT), (COUNT, 2)):

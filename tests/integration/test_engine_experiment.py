@@ -8,7 +8,7 @@ import subprocess
 from integration_helpers import alive
 from pyroute2 import IPRoute
 
-from pytest_lxcexp.engine import cgroups, network, storage
+from pytest_lxcexp.engine import addressing, cgroups, network, storage
 from pytest_lxcexp.engine.config import build_config
 from pytest_lxcexp.engine.experiment import Experiment
 from pytest_lxcexp.engine.stats import results_block
@@ -52,7 +52,7 @@ def test_bridge_experiment_end_to_end(clean_host, leftovers):
         assert "STOPPED" in info.stdout
 
         # The bridge exists, with the subnet's first address.
-        plan = network.AddressPlan(config.subnet)
+        plan = addressing.AddressPlan(config.subnet)
         assert _bridge_address(names.bridge) == [f"{plan.gateway}/{plan.prefixlen}"]
 
         results = experiment.start(1, COUNT)

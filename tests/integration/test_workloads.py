@@ -10,7 +10,7 @@ import signal
 from integration_helpers import PING_SUITE, run_pytest, run_to_completion, running_experiment
 from pyroute2 import IPRoute
 
-from pytest_lxcexp.engine import network
+from pytest_lxcexp.engine import addressing, network
 from pytest_lxcexp.engine.experiment import Experiment
 from pytest_lxcexp.engine.stats import results_block
 from pytest_lxcexp.engine.workload import read_log
@@ -28,7 +28,7 @@ def _logs(experiment: Experiment):  # noqa: ANN202
 def test_ping_gateway_is_answered_by_the_bridge(clean_host, leftovers):
     names = clean_host
     with running_experiment(names, count=3, workload="ping-gateway") as experiment:
-        gateway = str(network.AddressPlan(experiment.config.subnet).gateway)
+        gateway = str(addressing.AddressPlan(experiment.config.subnet).gateway)
         mac = _mac(names.bridge)
         assert all(result.ok for result in experiment.start(1, 3))
         # The bridge keeps its MAC as ports join: a VE's resolved gateway stays valid.
@@ -45,7 +45,7 @@ def test_ping_gateway_is_answered_by_the_bridge(clean_host, leftovers):
 def test_ping_neighbour_each_answered_by_the_next(clean_host, leftovers):
     names = clean_host
     with running_experiment(names, count=4, workload="ping-neighbour") as experiment:
-        plan = network.AddressPlan(experiment.config.subnet)
+        plan = addressing.AddressPlan(experiment.config.subnet)
         records = run_to_completion(experiment, timeout=90)
         logs = _logs(experiment)
         for index, neighbour in ((1, 2), (2, 3), (3, 4), (4, 1)):

@@ -37,3 +37,47 @@ def test_two_workers_share_one_experiment(pytester, clean_host, leftovers):
     base = lock_path(names.root)[: -len(".lock")]
     assert not [path for path in (base + ".lock", base + ".gate", base + ".share.json") if os.path.exists(path)]
     assert leftovers(names) == []
+
+
+def _printed_block(stdout: str) -> dict[str, str]:
+    """The terminal's Results and Timings lines: {label: value}."""
+    block = stdout.split("lxcexp results", 1)[1]
+    return {label.strip(): value.strip() for label, value in re.findall(r"^(\S[^:\n]*?)\s*: (.+)$", block, re.M)}
+
+
+def test_terminal_and_results_file_agree_under_xdist_with_a_workload_hook(pytester, clean_host, leftovers):
+    from test_workloads import HOOK_CONFTEST
+
+    names = clean_host
+    pytester.makeconftest(HOOK_CONFTEST)
+    pytester.makepyfile(test_ping=PING_SUITE)
+    reports = pytester.path / "reports"
+    result = run_pytest(
+        pytester,
+        names,
+        "-n",
+        "2",
+        "--ve-count=8",
+        "--ve-batch=2",
+        "--ve-network=none",
+        "--ve-tmpfs-size=64M",
+        f"--ve-report-dir={reports}",
+    )
+    result.assert_outcomes(passed=7, failed=1)  # ve2 exits 1: only its range fails
+    printed = _printed_block(result.stdout.str())
+    (results_file,) = reports.glob("*/results.json")
+    results = json.loads(results_file.read_text())
+    summary, timings = results["summary"], results["timings"]
+    # The one merge feeds both: the same counts, the same workload's words, the same spans.
+    assert summary["workload"] == "hook"
+    assert printed["Total VEs"] == str(summary["total"]) == "8"
+    assert printed["Completed VEs (hook)"] == str(summary["completed"]) == "7"
+    assert printed["Incomplete VEs"] == str(summary["incomplete"]) == "1"
+    assert printed["No log file VEs"] == str(summary["no_log"]) == "0"
+    assert printed["start all"] == f"{timings['phases']['start all']:.2f} s"
+    assert printed["complete all"] == f"{timings['phases']['complete all']:.2f} s"
+    # Spans of the whole run from per-VE times: no shorter than any VE's own start-to-start-end.
+    started = [ve["started_at"] for ve in results["ves"]]
+    ended = [ve["started_at"] + ve["start_latency"] for ve in results["ves"]]
+    assert timings["phases"]["start all"] >= max(ended) - min(started) - 1e-3
+    assert leftovers(names) == []

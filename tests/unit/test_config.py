@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from pytest_lxcexp.engine.addressing import AddressPlan, NetworkError
 from pytest_lxcexp.engine.config import (
     IFNAME_MAX,
     MAX_VE_COUNT,
@@ -25,7 +26,7 @@ from pytest_lxcexp.engine.config import (
     root_tag,
     ve_ranges,
 )
-from pytest_lxcexp.engine.network import AddressPlan, NetworkError, veth_name
+from pytest_lxcexp.engine.network import veth_name
 
 # -- build_config: bad values ---------------------------------------------------------
 
@@ -288,7 +289,7 @@ def test_bridge_count_limits() -> None:
     ],
 )
 def test_bridge_layout_spreads_ves_over_sub_bridges(count: int, subs: int, bridge_of: dict[int, str]) -> None:
-    from pytest_lxcexp.engine.network import BridgeLayout
+    from pytest_lxcexp.engine.addressing import BridgeLayout
 
     layout = BridgeLayout("vebr", "xxxxx", count)
     assert layout.sub_bridges == subs

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 
-from pytest_lxcexp import plugin
+from pytest_lxcexp import options
 from pytest_lxcexp.engine.config import build_config
 from pytest_lxcexp.engine.storage import lock_path
 
@@ -155,8 +158,41 @@ def test_help_lists_the_lxcexp_group(pytester: pytest.Pytester) -> None:
 
 
 def test_every_option_is_a_build_config_keyword() -> None:
-    # plugin._build passes each option to build_config under its name without "ve_".
+    # options.build_config_values passes each option to build_config under its name without "ve_".
     keywords = set(inspect.signature(build_config).parameters)
-    names = [name for _, name, _, _ in plugin.OPTIONS] + [name for _, name, _ in plugin.FLAGS]
+    names = [name for _, name, _, _ in options.OPTIONS] + [name for _, name, _ in options.FLAGS]
     assert [name for name in names if name.removeprefix("ve_") not in keywords] == []
     assert keywords - {name.removeprefix("ve_") for name in names} == {"workload_script"}  # the hook's
+
+
+def _help_entries(text: str) -> dict[str, str]:
+    """`--ve-x ...  help text` entries of a --help output -> {option: help with whitespace folded}."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        found = re.match(r"\s+(--ve-[a-z-]+)", line)
+        if found:
+            current = found.group(1)
+            # "  --ve-x=VALUE, --x VALUE   help": the help begins after the first run of 2+ spaces.
+            parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+            entries[current] = parts[1] if len(parts) > 1 else ""
+        elif current and line.startswith(" " * 20) and line.strip():
+            entries[current] += " " + line.strip()
+        else:
+            current = None
+    return {option: " ".join(words.split()) for option, words in entries.items()}
+
+
+def test_cli_setup_and_pytest_list_the_same_options_from_one_table() -> None:
+    wide = dict(os.environ, COLUMNS="400")
+    pytest_help = subprocess.run(
+        [sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, env=wide, check=True
+    ).stdout
+    cli = [sys.executable, "-m", "pytest_lxcexp.cli", "setup", "--help"]
+    cli_help = subprocess.run(cli, capture_output=True, text=True, env=wide, check=True).stdout
+    from_pytest, from_cli = _help_entries(pytest_help), _help_entries(cli_help)
+    table = {option: " ".join(text.split()) for option, _, _, text in options.OPTIONS}
+    table |= {option: " ".join(text.split()) for option, _, text in options.FLAGS}
+    # The CLI takes the count as its argument N; everything else by the same name with the same help.
+    assert {option: from_pytest.get(option) for option in table} == table
+    assert from_cli == {option: text for option, text in table.items() if option != "--ve-count"}

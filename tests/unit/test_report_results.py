@@ -176,7 +176,8 @@ def test_merge_of_xdist_workers_gives_one_run() -> None:
     assert merged["summary"]["total"] == 10
     assert merged["summary"]["completed"] == 9
     assert [ve["started_at"] is not None for ve in merged["ves"]] == [True] * 10
-    assert merged["timings"]["phases"]["start all"] == 1.0  # the longest worker's
+    # A span from the VEs' own times (ve1 asked at T0+1.1, ve10 done at T0+2.0+0.1), not a worker's 0.7.
+    assert merged["timings"]["phases"]["start all"] == pytest.approx(1.0)
     assert merged["timings"]["start_latency"]["p90"] == pytest.approx(0.090)
     assert merged["session"]["workers"] == 2
     assert len(merged["timeline"]["t"]) == 14  # both workers' samples, one timeline
@@ -204,7 +205,9 @@ def test_merge_of_two_hosts_adds_their_numbers_and_keeps_each_hosts_figures() ->
     assert [ve["index"] for ve in merged["ves"]] == list(range(1, 11))
     assert merged["summary"]["total"] == 10 and merged["summary"]["disk_used"] == 4000
     assert merged["summary"]["root"] == "/exp-a, /exp-b"
-    assert merged["timings"]["phases"]["start all"] == 1.5  # the slowest host's
+    # From the VEs' own times: both hosts started theirs at once (T0+1.1 on), the last done at
+    # T0+1.6+0.06; b's own 1.5 s does not make the run's span longer than its VEs took.
+    assert merged["timings"]["phases"]["start all"] == pytest.approx(0.56)
     hosts = merged["hosts"]
     assert [(h["key"], h["first"], h["last"]) for h in hosts] == [("a", 1, 4), ("b", 5, 10)]
     assert [(h["ves"], h["completed"], h["disk_used"]) for h in hosts] == [(4, 4, 1000), (6, 6, 3000)]
@@ -229,3 +232,24 @@ def test_summed_samples_of_two_hosts_sampled_at_the_same_moment():
     # Timelines are rounded to milliseconds, so ties happen; samples themselves do not order.
     summed = summed_samples([[Sample(1.0, 10, 1, None)], [Sample(1.0, 20, 2, None)]])
     assert [(s.at, s.memory_used, s.running) for s in summed] == [(1.0, 30, 3)]
+
+
+def test_merge_makes_one_span_of_workers_that_ran_one_after_the_other() -> None:
+    whole = make_results(completed=10)
+    first, second = json.loads(json.dumps(whole)), json.loads(json.dumps(whole))
+    # Worker 1 started ve1-ve5; worker 2 started ve6-ve10, 10 s later. Each waited 3 s after its own first start.
+    for ve in first["ves"][5:]:
+        ve["started_at"] = None
+    for ve in second["ves"][:5]:
+        ve["started_at"] = None
+    for ve in second["ves"][5:]:
+        ve["started_at"] += 10.0
+    for part, own_first in ((first, first["ves"][0]), (second, second["ves"][5])):
+        part["timings"]["phases"]["complete all"] = 3.0
+        part["timings"]["waited_until"] = own_first["started_at"] + 3.0
+    merged = merge_worker_results([first, second])
+    phases = merged["timings"]["phases"]
+    # ve1 asked at T0+1.1; ve10 done at T0+10+2.0+0.1; worker 2's wait ended at T0+10+1.6+3.
+    assert phases["start all"] == pytest.approx(11.0)
+    assert phases["complete all"] == pytest.approx(13.5)
+    assert merged["timings"]["waited_until"] == pytest.approx(second["timings"]["waited_until"])

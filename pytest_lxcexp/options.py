@@ -1,0 +1,77 @@
+"""The experiment's options, in one table that the pytest plugin and the `lxcexp` CLI both
+read: names, defaults and help are written once. Values stay strings here; engine.config
+parses and validates them (so both skins give the same errors)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# (option, ini name, default, help); all strings are parsed by engine.config.
+OPTIONS: list[tuple[str, str, str, str]] = [
+    ("--ve-count", "ve_count", "100", "number of VEs, ve1..veN (default 100)"),
+    ("--ve-batch", "ve_batch", "100", "VEs per test range (default 100)"),
+    ("--ve-root", "ve_root", "/exp", "experiment root; a tmpfs is mounted there (default /exp)"),
+    ("--ve-tmpfs-size", "ve_tmpfs_size", "2G", "size of the tmpfs at the root (default 2G)"),
+    (
+        "--ve-base",
+        "ve_base",
+        "busybox",
+        "base: busybox (default, offline), debian (debootstrap, cached), lxc:NAME[@LXCPATH] (an existing "
+        "container's rootfs), or a path to a rootfs directory or tarball",
+    ),
+    ("--ve-base-release", "ve_base_release", "", "debian base: release codename (default: the host's)"),
+    ("--ve-mirror", "ve_mirror", "", "debian base: mirror URL (default: the one the host's apt sources use)"),
+    ("--ve-apt-proxy", "ve_apt_proxy", "", "apt proxy URL written into the base's apt configuration"),
+    ("--ve-ssh-key", "ve_ssh_key", "", "public key file put into the base's /root/.ssh/authorized_keys"),
+    (
+        "--ve-init",
+        "ve_init",
+        "workload",
+        "workload (the workload is the VE's init, default) or system (the base's own init runs it as a service)",
+    ),
+    (
+        "--ve-workload",
+        "ve_workload",
+        "ping-localhost",
+        "ping-localhost (default), ping-gateway, ping-neighbour, idle, or cmd:COMMAND (a shell command)",
+    ),
+    ("--ve-network", "ve_network", "bridge", "bridge (a veth per VE on --ve-bridge) or none (loopback only)"),
+    ("--ve-bridge", "ve_bridge", "vebr", "bridge name, at most 15 characters, beginning with 've' (default vebr)"),
+    ("--ve-subnet", "ve_subnet", "10.213.0.0/16", "IPv4 subnet: bridge takes the first address, veN the N+1st"),
+    ("--ve-pings", "ve_pings", "180", "pings of 127.0.0.1 each VE's workload sends (default 180)"),
+    ("--ve-ping-interval", "ve_ping_interval", "1", "seconds between pings (default 1)"),
+    ("--ve-start-delay", "ve_start_delay", "0", "seconds to sleep between two starts (default 0)"),
+    ("--ve-timeout", "ve_timeout", "auto", "seconds a range may take to complete (default: pings x interval + 60)"),
+    ("--ve-parallel", "ve_parallel", "auto", "starter processes for starts and stops (default: one per CPU)"),
+    (
+        "--ve-cgroups",
+        "ve_cgroups",
+        "auto",
+        "controllers each VE gets cgroups of its own in: auto (cpu,pids; all with --ve-init=system), all, "
+        "or a list such as cpu,pids,memory",
+    ),
+]
+FLAGS: list[tuple[str, str, str]] = [
+    ("--ve-base-refresh", "ve_base_refresh", "rebuild the cached base image"),
+    ("--ve-poweroff", "ve_poweroff", "power each VE off when its workload ends (its exit status is logged first)"),
+    ("--ve-keep", "ve_keep", "leave the experiment up after the session (take it down with `lxcexp takedown`)"),
+    ("--ve-nice", "ve_nice", "run VEs with a low CPU weight so the host stays responsive"),
+    ("--ve-tune-host", "ve_tune_host", "raise host limits that are short for the run; restored at takedown"),
+    (
+        "--ve-unprivileged",
+        "ve_unprivileged",
+        "run VEs unprivileged, in user namespaces mapped to root's range in /etc/subuid and /etc/subgid",
+    ),
+]
+
+
+def build_config_values(value: Callable[[str], str | bool | None]) -> dict[str, str | bool]:
+    """Every option's value, by build_config's keyword: the option's name without "ve_"
+    (a unit test holds that every keyword has its option). `value(name)` reads one option."""
+    values: dict[str, str | bool] = {}
+    for _, name, default, _ in OPTIONS:
+        given = value(name)
+        values[name.removeprefix("ve_")] = default if given is None else given
+    for _, name, _ in FLAGS:
+        values[name.removeprefix("ve_")] = bool(value(name))
+    return values
