@@ -416,7 +416,7 @@ def _combine(
 
 
 def spans(parts: list[Results], ves: list[dict[str, Any]]) -> dict[str, float]:
-    """"start all" and "complete all" of several parts as spans of time, not the longest
+    """ "start all" and "complete all" of several parts as spans of time, not the longest
     part's: parts that started their VEs one after the other took their sum, not their max.
 
     Start all: from the first VE's start request to the last VE's start returning. Complete

@@ -22,10 +22,14 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from scipy import stats
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and scipy are imported where a verdict is computed, not with this module: every
+# pytest session and `lxcexp` command loads the report plugin, and scipy.stats alone
+# takes seconds to import on a busy host.
 
 WORSE, BETTER, SAME, CANT_TELL = "worse", "better", "same", "can't tell"
 # Pinpoint's threshold for DIFFERENT; asv's is stricter (0.002), compare.py's looser (0.05).
@@ -108,6 +112,8 @@ def _bad(value: float, worse: str) -> float:
 
 def _pair_indexes(n: int, m: int, rng: np.random.Generator, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Every (i, j) pair when there are at most `limit`, else `limit` random ones."""
+    import numpy as np
+
     if n * m <= limit:
         i, j = np.meshgrid(np.arange(n), np.arange(m), indexing="ij")
         return i.ravel(), j.ravel()
@@ -116,6 +122,8 @@ def _pair_indexes(n: int, m: int, rng: np.random.Generator, limit: int) -> tuple
 
 def hodges_lehmann(baseline: Sequence[float], candidate: Sequence[float], seed: int = SEED) -> float:
     """The shift from baseline to candidate: the median of all pairwise differences candidate - baseline."""
+    import numpy as np
+
     x, y = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
     if x.size == 0 or y.size == 0:
         raise ValueError("hodges_lehmann needs samples on both sides")
@@ -131,6 +139,9 @@ def shift_ci(
     seed: int = SEED,
 ) -> tuple[float, float]:
     """Bootstrap (percentile) confidence interval of the Hodges-Lehmann shift."""
+    import numpy as np
+    from scipy import stats
+
     x, y = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
     rng = np.random.default_rng(seed)
     i, j = _pair_indexes(x.size, y.size, rng, PAIRS)
@@ -192,6 +203,9 @@ def compare_samples(
     resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> Verdict:
     """Per-VE samples of one metric on both sides -> a Verdict (Mann-Whitney U, Hodges-Lehmann, bootstrap CI)."""
+    import numpy as np
+    from scipy import stats
+
     x = [float(v) for v in baseline if v is not None and math.isfinite(v)]
     y = [float(v) for v in candidate if v is not None and math.isfinite(v)]
     base_median = float(np.median(x)) if x else None
@@ -252,6 +266,8 @@ def compare_outcomes(
     Fisher's exact test on the two sides' counts decides worse/better, and "same" is
     no significant difference (counts are exact: there is no CI to wait for).
     """
+    from scipy import stats
+
     bad_base, bad_cand = sum(baseline.values()), sum(candidate.values())
     n_base, n_cand = len(baseline), len(candidate)
     new = tuple(
