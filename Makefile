@@ -10,10 +10,10 @@ TEST_ARGS   ?=
 .PHONY: run test deps venv lint clean-exp
 
 run: venv
-	$(VENV)/bin/pytest example_suites/ping --ve-count=$(VE_COUNT) $(RUN_ARGS)
+	$(VENV)/bin/pytest --ve-count=$(VE_COUNT) $(RUN_ARGS)
 
 test: venv
-	$(VENV)/bin/ruff check pytest_lxcexp tests example_suites
+	$(VENV)/bin/ruff check pytest_lxcexp tests
 	$(VENV)/bin/pytest tests $(TEST_ARGS)
 
 deps:
@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml | deps
 venv: deps $(VENV)/.installed
 
 lint: venv
-	$(VENV)/bin/ruff check pytest_lxcexp tests example_suites
+	$(VENV)/bin/ruff check pytest_lxcexp tests
 
 # Takes down the default experiment root by hand (e.g. after a crash).
 clean-exp: venv

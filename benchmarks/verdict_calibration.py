@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/verdict_calibration.py --runs 20 --ve-lxc base=system --ve-lxc same=system
     .venv/bin/python benchmarks/verdict_calibration.py --analyse-only --dir /tmp/lxcexp-calibration
 
-Each run is a real pytest session of the ping suite (example_suites/ping) with
+Each run is a real pytest session of the ping suite (--ve-suite=ping) with
 --ve-report-dir, so its results.json holds every VE's start latency. Then, per run:
 
 - with two or more --ve-lxc builds: each build against the first (report/compare.py's
@@ -43,7 +43,6 @@ from pytest_lxcexp.report.results import Results  # noqa: E402
 from pytest_lxcexp.report.verdict import ALPHA, DEFAULT_MIN_EFFECT, WORSE, Verdict  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITE = os.path.join(REPO, "example_suites", "ping")
 EFFECTS = (0.0, 2.0, 5.0, 10.0, 20.0)
 
 
@@ -51,7 +50,7 @@ def run_once(args: argparse.Namespace, runs_dir: str) -> tuple[float, int]:
     """One real pytest session; (wall seconds, exit status)."""
     command = [
         os.path.join(REPO, ".venv", "bin", "pytest"),
-        SUITE,
+        "--ve-suite=ping",
         "-q",
         "-p",
         "no:cacheprovider",
@@ -107,9 +106,7 @@ def by_effect(verdicts: list[Verdict]) -> str:
     """How many would be 'worse' at other minimum effects: p <= alpha and the shift beyond it."""
     counts = []
     for effect in EFFECTS:
-        n = sum(
-            v.p_value is not None and v.p_value <= ALPHA and (v.shift_percent or 0.0) > effect for v in verdicts
-        )
+        n = sum(v.p_value is not None and v.p_value <= ALPHA and (v.shift_percent or 0.0) > effect for v in verdicts)
         counts.append(f"{effect:g}%: {n}")
     return f"    'worse' at a minimum effect of {', '.join(counts)} (of {len(verdicts)})"
 

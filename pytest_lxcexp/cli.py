@@ -13,6 +13,7 @@ lxcexp compare A [B] [--fail M]   verdicts: saved run B against A, or run A's bu
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -68,16 +69,17 @@ def _range(args: argparse.Namespace, config: ExperimentConfig) -> tuple[int, int
 
 
 def cmd_createbase(args: argparse.Namespace) -> int:
-    if args.base == "debian":
-        # Build (or reuse) the cached tarball ahead of a run, e.g. once in CI.
-        try:
+    names = {"--ve-base-release": "--release", "--ve-mirror": "--mirror", "--ve-busybox": "--busybox"}
+    try:
+        if args.base == "debian":
+            # Build (or reuse) the cached tarball ahead of a run, e.g. once in CI.
             config = build_config(base="debian", base_release=args.release, mirror=args.mirror)
-        except ConfigError as error:
-            option = {"--ve-base-release": "--release", "--ve-mirror": "--mirror"}.get(error.option, error.option)
-            raise CliError(f"{option}: {error.reason}") from None
-        path = base.cached_debian_tarball(args.cache, config.base_release, config.mirror, args.refresh, print)
-    else:
-        path = base.cached_busybox_base(args.cache, refresh=args.refresh)
+            path = base.cached_debian_tarball(args.cache, config.base_release, config.mirror, args.refresh, print)
+        else:
+            busybox = os.path.abspath(args.busybox) if args.busybox else ""
+            path = base.cached_busybox_base(args.cache, refresh=args.refresh, busybox=busybox)
+    except ConfigError as error:
+        raise CliError(f"{names.get(error.option, error.option)}: {error.reason}") from None
     print(f"base: {path}")
     return 0
 
@@ -205,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     createbase.add_argument("--release", default="", help="debian: release codename (default: the host's)")
     createbase.add_argument("--mirror", default="", help="debian: mirror URL (default: the host's apt mirror)")
     createbase.add_argument("--cache", default=ExperimentConfig.base_cache, help="cache directory")
+    createbase.add_argument("--busybox", default="", help="busybox: the static binary (default: the host's)")
 
     setup = add("setup", cmd_setup, "mount the tmpfs, install the base, create the bridge and N clones")
     setup.add_argument("count", metavar="N", help="number of VEs")

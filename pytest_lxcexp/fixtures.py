@@ -25,6 +25,10 @@ from .engine.storage import RootError
 from .engine.takedown import TakedownReport, takedown_network, takedown_root, takedown_ves
 from .session import RunState, run_state_key
 
+# A test using any of these needs the host (preflight, root); ve_config alone only reads options.
+HOST_FIXTURES = frozenset({"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"})
+EXPERIMENT_FIXTURES = HOST_FIXTURES | {"ve_config"}
+
 
 def _state(request: pytest.FixtureRequest) -> RunState:
     return request.config.stash[run_state_key]

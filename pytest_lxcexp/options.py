@@ -19,6 +19,12 @@ OPTIONS: list[tuple[str, str, str, str]] = [
         "base: busybox (default, offline), debian (debootstrap, cached), lxc:NAME[@LXCPATH] (an existing "
         "container's rootfs), or a path to a rootfs directory or tarball",
     ),
+    (
+        "--ve-busybox",
+        "ve_busybox",
+        "",
+        "busybox base: the static busybox binary to build it from (default: the host's busybox-static)",
+    ),
     ("--ve-base-release", "ve_base_release", "", "debian base: release codename (default: the host's)"),
     ("--ve-mirror", "ve_mirror", "", "debian base: mirror URL (default: the one the host's apt sources use)"),
     ("--ve-apt-proxy", "ve_apt_proxy", "", "apt proxy URL written into the base's apt configuration"),

@@ -11,6 +11,7 @@ from .engine.experiment import Experiment
 from .engine.host import require_root
 from .engine.storage import RunLock
 from .fixtures import (  # noqa: F401 - fixtures are found through this plugin module
+    HOST_FIXTURES,
     ve_base,
     ve_clones,
     ve_config,
@@ -21,21 +22,36 @@ from .fixtures import (  # noqa: F401 - fixtures are found through this plugin m
 )
 from .interrupts import InterruptPlugin, guard_of, interruption
 from .options import FLAGS, OPTIONS
-from .session import RunState, config_from_pytest, run_state_key
+from .session import RunState, config_from_pytest, run_state_key, suite_defaults_key
+from .suite_choice import SuiteChoicePlugin, add_chosen_suite, choose, suite_choice_key, suite_defaults
+from .suites import suite_names
 from .summary import summary_lines
 from .xdist_support import XdistSupport
-
-FIXTURES_THAT_NEED_THE_HOST = {"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("lxcexp", "container-density experiments with LXC")
-    for option, ini, default, help_text in OPTIONS:
+    # Ini values default to None, so that a built-in suite's defaults can stand between the
+    # user's ini file and the options' own defaults (see session._value).
+    for option, ini, _, help_text in OPTIONS:
         group.addoption(option, dest=ini, default=None, help=help_text)
-        parser.addini(ini, help_text, default=default)
+        parser.addini(ini, help_text, default=None)
     for option, ini, help_text in FLAGS:
         group.addoption(option, dest=ini, action="store_true", default=None, help=help_text)
-        parser.addini(ini, help_text, type="bool", default=False)
+        parser.addini(ini, help_text, type="bool", default=None)
+    group.addoption(
+        "--ve-suite",
+        dest="ve_suite",
+        default=None,
+        metavar="NAME",
+        help=f"run the built-in suite NAME ({', '.join(suite_names())}) instead of test paths; without test "
+        "paths and with any --ve-* option, ping runs when no test of the session's own uses the experiment",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    add_chosen_suite(early_config, args)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -64,6 +80,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(InterruptPlugin(), "lxcexp-interrupts")
     if config.pluginmanager.hasplugin("xdist") and not config.pluginmanager.has_plugin("lxcexp-xdist"):
         config.pluginmanager.register(XdistSupport(), "lxcexp-xdist")
+    config.stash[suite_choice_key] = choose(config)
+    config.stash[suite_defaults_key] = suite_defaults(config)
+    if not config.pluginmanager.has_plugin("lxcexp-suites"):
+        config.pluginmanager.register(SuiteChoicePlugin(), "lxcexp-suites")
     try:
         experiment_config = config_from_pytest(config)
     except ConfigError as error:
@@ -86,7 +106,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Check the host and the root once, before anything is created, if any test needs them."""
-    if not any(FIXTURES_THAT_NEED_THE_HOST & set(getattr(item, "fixturenames", ())) for item in items):
+    if not any(HOST_FIXTURES & set(getattr(item, "fixturenames", ())) for item in items):
         return
     if config.option.collectonly:
         return

@@ -106,11 +106,19 @@ def host_overrides(config: pytest.Config, environ: Mapping[str, str] | None = No
     return {name: environ[host_env_name(name)] for name in PER_HOST_OPTIONS if environ.get(host_env_name(name))}
 
 
-def _value(config: pytest.Config, name: str, overrides: Mapping[str, str]) -> str | bool:
+# The defaults of the built-in suite this session runs (suite_choice), by ini name.
+suite_defaults_key = pytest.StashKey[dict[str, str | bool]]()
+
+
+def _value(config: pytest.Config, name: str, overrides: Mapping[str, str]) -> str | bool | None:
+    """Per-host setting, else command line, else ini file, else the built-in suite's default;
+    None leaves the option's own default."""
     if name in overrides:
         return overrides[name]
-    given = config.getoption(name)
-    return config.getini(name) if given is None else given
+    for value in (config.getoption(name), config.getini(name)):
+        if value is not None:
+            return value
+    return config.stash.get(suite_defaults_key, {}).get(name)
 
 
 def config_from_pytest(config: pytest.Config, environ: Mapping[str, str] | None = None) -> ExperimentConfig:

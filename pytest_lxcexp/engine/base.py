@@ -149,11 +149,31 @@ def init_flavour(root: str) -> str | None:
 # -- busybox ------------------------------------------------------------------------
 
 
-def find_static_busybox() -> str:
+def find_static_busybox(given: str = "") -> str:
+    """The busybox to build the base from: `given` (--ve-busybox), else the host's busybox-static.
+    Raises ConfigError naming the option: it is checked before anything is created."""
+    if given:
+        if not os.path.isfile(given) or not os.access(given, os.X_OK):
+            raise ConfigError("--ve-busybox", f"{given} is not an executable file")
+        if not _is_static(given):
+            raise ConfigError("--ve-busybox", f"{given} is dynamically linked; a VE has none of the host's libraries")
+        return given
     for path in BUSYBOX_CANDIDATES:
         if os.path.isfile(path) and _is_static(path):
             return path
-    raise BaseError("no static busybox found (install the busybox-static package)")
+    raise ConfigError(
+        "--ve-base", "busybox: no static busybox on this host (apt-get install busybox-static, or give --ve-busybox)"
+    )
+
+
+def busybox_applets(busybox: str) -> list[str]:
+    try:
+        listed = subprocess.run([busybox, "--list"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ConfigError("--ve-busybox", f"{busybox} --list failed: {error}") from None
+    if listed.returncode != 0 or not listed.stdout.split():
+        raise ConfigError("--ve-busybox", f"{busybox} --list lists no applets: is it busybox?")
+    return listed.stdout.split()
 
 
 def _is_static(path: str) -> bool:
@@ -176,8 +196,7 @@ def build_busybox_rootfs(target: str, busybox: str) -> None:
         os.makedirs(os.path.join(target, directory), exist_ok=True)
     os.chmod(os.path.join(target, "tmp"), 0o1777)
     shutil.copy2(busybox, os.path.join(target, "bin", "busybox"))
-    applets = subprocess.run([busybox, "--list"], check=True, capture_output=True, text=True).stdout.split()
-    for applet in applets:
+    for applet in busybox_applets(busybox):
         if applet in ("busybox", "[[", "linuxrc") or "/" in applet:
             continue
         link = os.path.join(target, "bin", applet)
@@ -194,9 +213,10 @@ def build_busybox_rootfs(target: str, busybox: str) -> None:
             handle.write(content)
 
 
-def cached_busybox_base(cache_dir: str, refresh: bool = False) -> str:
-    """Return the cached rootfs directory, building it once (or again on refresh)."""
-    busybox = find_static_busybox()
+def cached_busybox_base(cache_dir: str, refresh: bool = False, busybox: str = "") -> str:
+    """Return the cached rootfs directory, building it once (or again on refresh), from `busybox`
+    (default: the host's busybox-static); a cache entry per binary."""
+    busybox = find_static_busybox(busybox)
     final = os.path.join(cache_dir, _cache_key(busybox), "rootfs")
     if refresh and os.path.isdir(os.path.dirname(final)):
         shutil.rmtree(os.path.dirname(final))
@@ -218,9 +238,13 @@ def cached_busybox_base(cache_dir: str, refresh: bool = False) -> str:
 
 
 def host_arch() -> str:
-    result = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True)
+    """The host's Debian architecture (the debian base's); checked before anything is created."""
+    dpkg = shutil.which("dpkg")
+    if dpkg is None:
+        raise ConfigError("--ve-base", "debian: the host has no dpkg (the debian base needs a Debian-family host)")
+    result = subprocess.run([dpkg, "--print-architecture"], capture_output=True, text=True)
     if result.returncode != 0 or not result.stdout.strip():
-        raise BaseError("dpkg --print-architecture failed: the debian base needs a Debian-family host")
+        raise ConfigError("--ve-base", "debian: dpkg --print-architecture failed (it needs a Debian-family host)")
     return result.stdout.strip()
 
 
@@ -394,7 +418,9 @@ def _check_tree(root: str, config: ExperimentConfig) -> None:
 def check_base(config: ExperimentConfig) -> None:
     """Read-only: can this base be had? Raises ConfigError naming the option."""
     kind = base_kind(config.base)
-    if kind == "debian":
+    if kind == "busybox":
+        busybox_applets(find_static_busybox(config.busybox))
+    elif kind == "debian":
         tarball = debian_tarball_path(config.base_cache, config.base_release, config.mirror)
         cached = os.path.isfile(tarball)
         # An uncompressed tarball is about the size of the tree it holds, which must fit the tmpfs.
@@ -475,7 +501,8 @@ def install_base(layout: Layout, config: ExperimentConfig, progress: Progress = 
     os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
     kind = base_kind(config.base)
     if kind == "busybox":
-        shutil.copytree(cached_busybox_base(config.base_cache, config.base_refresh), target, symlinks=True)
+        busybox = cached_busybox_base(config.base_cache, config.base_refresh, config.busybox)
+        shutil.copytree(busybox, target, symlinks=True)
     elif kind == "debian":
         tarball = cached_debian_tarball(
             config.base_cache, config.base_release, config.mirror, config.base_refresh, progress

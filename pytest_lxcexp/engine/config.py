@@ -313,6 +313,7 @@ class ExperimentConfig:
     # The controllers each VE gets cgroups of its own in: auto (cpu,pids; all for a system
     # init, which manages its own), all (liblxc's default) or a list.
     cgroups: str = "auto"
+    busybox: str = ""  # busybox base only: the binary to build it from ("": the host's busybox-static)
     base_release: str = ""  # debian base only, resolved from the host when not given
     mirror: str = ""
     apt_proxy: str = ""
@@ -428,6 +429,7 @@ def build_config(
     mirror: str = "",
     apt_proxy: str = "",
     ssh_key: str = "",
+    busybox: str = "",
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
     base_value = parse_base("--ve-base", base)
@@ -436,6 +438,9 @@ def build_config(
         raise ConfigError("--ve-base", f"{base_value} lies inside --ve-root {root_value}, which the tmpfs will cover")
     release_value = parse_release("--ve-base-release", base_release) if base_release else ""
     mirror_value = parse_url("--ve-mirror", mirror, ("http", "https", "file")).rstrip("/") if mirror else ""
+    busybox_value = os.path.abspath(os.path.expanduser(busybox)) if busybox else ""
+    if busybox_value and base_value != "busybox":
+        raise ConfigError("--ve-busybox", f"applies only to --ve-base=busybox, not {base_value}")
     if base_value != "debian":
         for option, given in (("--ve-base-release", release_value), ("--ve-mirror", mirror_value)):
             if given:
@@ -478,6 +483,7 @@ def build_config(
         mirror=mirror_value,
         apt_proxy=parse_url("--ve-apt-proxy", apt_proxy, ("http", "https")) if apt_proxy else "",
         ssh_key=parse_ssh_key("--ve-ssh-key", ssh_key) if ssh_key else "",
+        busybox=busybox_value,
     )
 
 

@@ -261,6 +261,7 @@ class Experiment:
                         if expected_exit_status(self.config.workload) is not None
                         else None,
                         target=ping_target(self.config, index),
+                        started=start is not None,
                     )
                 )
             )

@@ -1,5 +1,5 @@
 """Clones, start, state and stop of VE ranges: starts by lxc-start from starter processes
-(starter.py), state and stop through python3-lxc (liblxc)."""
+(starter.py), state and stop through python3-lxc in helper processes (lxcquery.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
-import lxc
-
 from . import cgroups, children, faults, userns
 from .addressing import AddressPlan, BridgeLayout
 from .config import ExperimentConfig
-from .network import veth_name
+from .network import host_has_ipv6, veth_name
 from .storage import Layout
 from .workload import VE_ENV_PATH, init_command, mount_auto, ve_env
 
@@ -62,11 +60,12 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         f"lxc.cgroup.dir.monitor = {cgroups.monitor_dir(config.tag)}/{name}",
         f"lxc.log.file = {layout.ve_lxc_log(index)}",
         "lxc.log.level = WARN",
-        # IPv4 only: IPv6 link-local chatter (DAD, router solicitations) from every VE is
-        # flooded to every bridge port and slows each start as the bridge fills.
-        "lxc.sysctl.net.ipv6.conf.all.disable_ipv6 = 1",
-        "lxc.sysctl.net.ipv6.conf.default.disable_ipv6 = 1",
     ]
+    if host_has_ipv6():
+        # IPv4 only: IPv6 link-local chatter (DAD, router solicitations) from every VE is
+        # flooded to every bridge port and slows each start as the bridge fills. Without
+        # IPv6 on the host (ipv6.disable=1) the sysctls do not exist and liblxc would refuse the start.
+        lines += ["lxc.sysctl.net.ipv6.conf.all.disable_ipv6 = 1", "lxc.sysctl.net.ipv6.conf.default.disable_ipv6 = 1"]
     if config.unprivileged:
         # Root inside, an unprivileged range outside (see userns.py).
         lines += userns.root_id_map().config_lines()
@@ -254,33 +253,29 @@ class VEState:
     pid: int | None
 
 
-def _state_one(layout: Layout, index: int) -> dict:
-    container = lxc.Container(layout.ve_name(index), layout.root)
-    state = container.state
-    pid = container.init_pid if state == "RUNNING" else -1
-    return {"index": index, "state": state, "pid": pid if pid and pid > 0 else None}
+LXCQUERY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lxcquery.py")
+
+
+def _query(layout: Layout, mode: str, indexes: Iterable[int], workers: int) -> dict[int, dict]:
+    """lxcquery.py's answer for each VE, by index, from `workers` processes of its own."""
+    # -I: the helper imports only the standard library and python3-lxc.
+    argv = [sys.executable, "-I", LXCQUERY, mode, layout.root]
+    results = children.map_in_processes(argv, [layout.ve_name(index) for index in indexes], workers)
+    return {int(data["name"].removeprefix("ve")): data for data in results}
 
 
 def ve_states(layout: Layout, indexes: Iterable[int], workers: int = 1) -> dict[int, VEState]:
-    """State and init PID of each VE, as liblxc reports them."""
+    """State and init PID of each VE, as liblxc reports them (VEs its helper never reported are left out)."""
     found: dict[int, VEState] = {}
-    for data in children.map_in_children(lambda index: _state_one(layout, index), list(indexes), workers):
+    for index, data in _query(layout, "state", indexes, workers).items():
         if "exception" in data:
-            found[data["item"]] = VEState(f"UNKNOWN ({data['exception']})", None)
+            found[index] = VEState(f"UNKNOWN ({data['exception']})", None)
         else:
-            found[data["index"]] = VEState(data["state"], data["pid"])
+            found[index] = VEState(data["state"], data["pid"])
     return found
-
-
-def _stop_one(layout: Layout, index: int) -> dict:
-    container = lxc.Container(layout.ve_name(index), layout.root)
-    was_running = container.running
-    if was_running:
-        container.stop()  # SIGKILL to init: the whole pid namespace goes with it
-    return {"index": index, "was_running": was_running}
 
 
 def stop_all(layout: Layout, indexes: Iterable[int], workers: int = 1) -> set[str]:
     """Stop VEs; returns the names of those that were running. Leftover processes are takedown's job."""
-    results = children.map_in_children(lambda index: _stop_one(layout, index), list(indexes), workers)
-    return {layout.ve_name(data["index"]) for data in results if data.get("was_running")}
+    answers = _query(layout, "stop", indexes, workers)
+    return {layout.ve_name(index) for index, data in answers.items() if data.get("was_running")}

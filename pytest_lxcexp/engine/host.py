@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
@@ -63,13 +64,12 @@ def require_root() -> None:
 
 
 def require_lxc() -> None:
-    try:
-        import lxc  # noqa: F401
-    except ImportError:
+    # Found, not imported: liblxc is loaded only in the forked children that call it.
+    if importlib.util.find_spec("lxc") is None:
         raise PreflightError(
             "python3-lxc is not importable: apt-get install python3-lxc, and use a venv made "
             "with --system-site-packages from /usr/bin/python3"
-        ) from None
+        )
     # The starters start each VE with lxc-start (see starter.py), and show it their own /etc/lxc.
     if shutil.which("lxc-start") is None or not os.path.isdir("/etc/lxc"):
         raise PreflightError("lxc-start is not on PATH or /etc/lxc is missing: apt-get install lxc")
@@ -170,8 +170,15 @@ def preflight(config: ExperimentConfig) -> list[str]:
     if hard:
         table = "\n".join(item.line() for item in hard)
         raise PreflightError(f"this host cannot hold {len(config.ves)} VEs:\n{table}")
-    return [
+    warnings = [
         f"host limit short (VEs reaching each other or the host may suffer): {item.line()}"
         for item in short
         if not item.hard
     ]
+    if config.network == "bridge":
+        from .bridgefilter import bridge_filter_warning
+
+        firewall = bridge_filter_warning(config.bridge)
+        if firewall is not None:
+            warnings.append(firewall)
+    return warnings

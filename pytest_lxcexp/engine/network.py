@@ -80,6 +80,14 @@ def bridge_owner(name: str) -> str | None:
         return alias[len(ALIAS_PREFIX) :] if alias.startswith(ALIAS_PREFIX) else "foreign"
 
 
+IPV6_PROC = "/proc/sys/net/ipv6"
+
+
+def host_has_ipv6(proc: str = IPV6_PROC) -> bool:
+    """False on a kernel booted with ipv6.disable=1 (or built without IPv6): no net.ipv6 sysctls."""
+    return os.path.isdir(proc)
+
+
 def _disable_ipv6(name: str) -> None:
     """The experiment is IPv4; IPv6 would add link-local chatter on every port."""
     path = f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6"

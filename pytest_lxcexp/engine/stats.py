@@ -36,6 +36,7 @@ class VERecord:
     output: str | None = None  # a command's last lines of output
     target: str | None = None  # the address a ping workload pings
     fields: dict[str, Any] = field(default_factory=dict, hash=False)  # from pytest_lxcexp_ve_fields
+    started: bool = True  # a start was asked for (by this run, or recorded in the root)
 
     @property
     def name(self) -> str:
@@ -82,6 +83,8 @@ class VERecord:
         if self.start_error:
             return f"failed to start: {self.start_error}"
         if not self.log_present:
+            if not self.started and self.state != "RUNNING":
+                return "never started"
             if self.state != "RUNNING":
                 return f"no log, not running (state {self.state})"
             return "no log file"

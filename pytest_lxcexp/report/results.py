@@ -274,8 +274,9 @@ def summary_of(results: Results, records: list[VERecord]) -> Summary | None:
     )
 
 
-def _progress(ve: dict[str, Any]) -> tuple[bool, bool, int, bool]:
-    return (bool(ve.get("completed")), bool(ve.get("finished")), ve.get("pings") or 0, ve.get("started_at") is not None)
+def _progress(ve: dict[str, Any]) -> tuple[bool, bool, int, bool, bool]:
+    completed, finished, pings = bool(ve.get("completed")), bool(ve.get("finished")), ve.get("pings") or 0
+    return (completed, finished, pings, bool(ve.get("started", True)), ve.get("started_at") is not None)
 
 
 def host_entry(identity: dict[str, Any], results: Results) -> dict[str, Any]:

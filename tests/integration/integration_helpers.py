@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pathlib
 import subprocess
 import sys
 import time
@@ -18,9 +17,10 @@ import pytest
 from pytest_lxcexp.engine.config import build_config, root_tag
 from pytest_lxcexp.engine.experiment import Experiment
 from pytest_lxcexp.engine.stats import VERecord
+from pytest_lxcexp.suites import suite_path
 
-# The example suite users start from: every VE started in ranges, then waited on to complete.
-PING_SUITE = (pathlib.Path(__file__).parents[2] / "example_suites" / "ping" / "test_ping.py").read_text()
+# The built-in suite users start from: every VE started in ranges, then waited on to complete.
+PING_SUITE = (suite_path("ping") / "test_ping.py").read_text()
 
 # Two real faults: liblxc refuses to start ve4 (its lower directory is gone) and ve2 is killed mid-run.
 FAULTY_SUITE = """

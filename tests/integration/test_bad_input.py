@@ -212,5 +212,6 @@ def test_cli_ranges_outside_the_count_are_refused(clean_host, leftovers, cli):
     info = cli("info", "--root", names.root)
     states = [line.split()[1] for line in info.stdout.splitlines()[1:]]
     assert states == ["STOPPED"] * 3, info.stdout  # nothing was started by a refused range
+    assert all(line.endswith(" never started") for line in info.stdout.splitlines()[1:]), info.stdout
     assert cli("takedown", "--root", names.root).returncode == 0
     assert leftovers(names) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -86,62 +87,59 @@ def test_phase_words(phase: str, words: str) -> None:
     assert phase_words(phase) == words
 
 
-def _child_view(_: int) -> dict:
-    return {
-        "sigint_default": signal.getsignal(signal.SIGINT) == signal.SIG_DFL,
-        "sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
-        "own_group": os.getpgid(0) == os.getpid(),
-        "blocked": sorted(signal.pthread_sigmask(signal.SIG_BLOCK, set())),
-    }
+# A process of map_in_processes: what it inherited, then each item slowly (its begin and end marked).
+CHILD_VIEW = (
+    "import json, os, signal, sys, time\n"
+    "for line in sys.stdin:\n"
+    "    item = int(line)\n"
+    "    print(json.dumps({'item': item, 'own_group': os.getpgid(0) == os.getpid(),\n"
+    "        'blocked': sorted(signal.pthread_sigmask(signal.SIG_BLOCK, set()))}), flush=True)\n"
+)
+SLOW = (
+    "import json, pathlib, sys, time\n"
+    "for line in sys.stdin:\n"
+    "    item = int(line)\n"
+    "    (pathlib.Path(sys.argv[1]) / f'began-{item}').touch()\n"
+    "    time.sleep(float(sys.argv[2]))\n"
+    "    (pathlib.Path(sys.argv[1]) / f'ended-{item}').touch()  # an item is never cut in half\n"
+    "    print(json.dumps({'item': item}), flush=True)\n"
+)
 
 
-def test_children_do_not_inherit_the_handler_or_the_process_group(guard: InterruptGuard) -> None:
-    results = children.map_in_children(_child_view, [1, 2, 3], workers=3)
-    assert len(results) == 3
-    for result in results:
-        assert result == {"sigint_default": True, "sigterm_default": True, "own_group": True, "blocked": []}
+def test_processes_get_a_group_of_their_own_and_no_blocked_signal(guard: InterruptGuard) -> None:
+    results = children.map_in_processes([sys.executable, "-c", CHILD_VIEW], ["1", "2", "3"], workers=3)
+    assert [{k: v for k, v in r.items() if k != "item"} for r in results] == [{"own_group": True, "blocked": []}] * 3
     # The parent's own mask is back to what it was (nothing blocked).
     assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()
 
 
-def test_an_interrupted_parent_stops_its_children_after_their_current_item(guard: InterruptGuard, tmp_path: Path):
-    def slow(item: int) -> dict:
-        (tmp_path / f"began-{item}").touch()
-        time.sleep(0.3)
-        (tmp_path / f"ended-{item}").touch()  # an item is never cut in half
-        return {"item": item}
-
-    timer = threading.Timer(0.45, os.kill, (os.getpid(), signal.SIGTERM))
+def test_an_interrupted_parent_stops_its_processes_after_their_current_item(guard: InterruptGuard, tmp_path: Path):
+    timer = threading.Timer(0.9, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     with pytest.raises(KeyboardInterrupt):
-        children.map_in_children(slow, list(range(10)), workers=2)
+        children.map_in_processes([sys.executable, "-c", SLOW, str(tmp_path), "0.3"], list(map(str, range(20))), 2)
     timer.join()
-    # Every child was reaped before the interrupt went on (no zombie, none still running).
+    # Every process was reaped before the interrupt went on (no zombie, none still running).
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
     began = {p.name.split("-")[1] for p in tmp_path.glob("began-*")}
     ended = {p.name.split("-")[1] for p in tmp_path.glob("ended-*")}
-    assert began == ended, "a child was killed in the middle of an item"
-    assert 2 <= len(ended) < 10, "children should stop after their current item, not run all"
+    assert began == ended, "a process was killed in the middle of an item"
+    assert 2 <= len(ended) < 20, "processes should stop after their current item, not run all"
     time.sleep(0.5)
     assert {p.name for p in tmp_path.glob("began-*")} == {f"began-{i}" for i in began}
 
 
-def test_a_child_that_outlives_the_reap_timeout_is_killed(
+def test_a_process_that_outlives_the_reap_timeout_is_killed(
     guard: InterruptGuard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The guard, not the ambient handler: a shell's background job inherits SIGINT ignored.
     monkeypatch.setattr(children, "REAP_TIMEOUT", 0.5)
-
-    def stuck(item: int) -> dict:
-        time.sleep(60)
-        return {"item": item}
-
-    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     began = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        children.map_in_children(stuck, [1], workers=1)
+        children.map_in_processes([sys.executable, "-c", SLOW, str(tmp_path), "60"], ["1"], 1)
     timer.join()
     assert time.monotonic() - began < 5
     with pytest.raises(ChildProcessError):

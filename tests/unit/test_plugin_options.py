@@ -28,7 +28,9 @@ def test_plain():
 
 def test_config_is_available(pytestconfig):
     # The plugin is loaded, its options exist, and the default stands.
-    assert pytestconfig.getini("ve_count") == "100"
+    from pytest_lxcexp.plugin import run_state_key
+
+    assert pytestconfig.stash[run_state_key].config.count == 100
     assert pytestconfig.getoption("ve_count") is None
 """
 
@@ -80,10 +82,11 @@ def test_module_without_ve_fixtures_runs_normally(pytester: pytest.Pytester) -> 
         assert not os.path.lexists("/exp")
 
 
-def test_module_without_ve_fixtures_leaves_the_root_alone(pytester: pytest.Pytester) -> None:
+def test_named_module_without_ve_fixtures_leaves_the_root_alone(pytester: pytest.Pytester) -> None:
+    # Test paths named on the command line run alone: no built-in suite is added.
     root = pytester.path / "exproot"
-    pytester.makepyfile(PLAIN_MODULE)
-    result = pytester.runpytest_subprocess(f"--ve-root={root}")
+    module = pytester.makepyfile(PLAIN_MODULE)
+    result = pytester.runpytest_subprocess(str(module), f"--ve-root={root}")
     result.assert_outcomes(passed=2)
     assert not root.exists()
     # Neither the root nor its run lock (kept beside the root) was made.

@@ -113,9 +113,13 @@ def test_session_without_an_experiment_archives_nothing(pytester: pytest.Pyteste
     # A valid reference and rules, but no VE ran: the session passes, and no empty run folder stays.
     reference = pytester.path / "ref.json"
     write_results(str(reference), this_host_run())
-    pytester.makepyfile(PLAIN_MODULE)
+    module = pytester.makepyfile(PLAIN_MODULE)
     result = pytester.runpytest_subprocess(
-        "--ve-report-dir=reports", f"--ve-compare={reference}", "--ve-compare-fail=start_p90:10%", "--html=r.html"
+        str(module),
+        "--ve-report-dir=reports",
+        f"--ve-compare={reference}",
+        "--ve-compare-fail=start_p90:10%",
+        "--html=r.html",
     )
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.OK

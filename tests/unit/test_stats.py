@@ -26,6 +26,7 @@ def record(
     log_present: bool = True,
     start_latency: float | None = 0.05,
     start_error: str | None = None,
+    started: bool = True,
 ) -> VERecord:
     return VERecord(
         index=index,
@@ -37,6 +38,7 @@ def record(
         log_present=log_present,
         start_latency=start_latency,
         start_error=start_error,
+        started=started,
     )
 
 
@@ -66,6 +68,11 @@ def record(
             "no log, not running (state STOPPED)",
         ),
         (
+            # No start was ever asked for: not "no log".
+            {"state": "STOPPED", "pid": None, "pings": 0, "finished": False, "log_present": False, "started": False},
+            "never started",
+        ),
+        (
             {"pings": 170, "finished": True},
             "incomplete: 170 of 180 pings answered",
         ),
@@ -92,6 +99,7 @@ def record(
         "start-error",
         "no-log-running",
         "no-log-stopped",
+        "never-started",
         "finished-short",
         "stopped-midway",
         "running-midway",

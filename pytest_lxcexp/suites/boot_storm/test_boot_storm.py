@@ -1,6 +1,6 @@
 """Boot storm: start every VE at once and record how long each start took.
 
-Run:  pytest example_suites/boot_storm --ve-count=1000
+Run:  pytest --ve-suite boot_storm --ve-count=1000
 The VEs idle (--ve-workload=idle): a VE is up when it is running and has logged its
 begin line. Start latencies are recorded per VE and summarised as percentiles (the
 terminal summary, results.json with --ve-report-dir); nothing here asserts on time.

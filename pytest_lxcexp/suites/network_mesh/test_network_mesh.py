@@ -1,6 +1,6 @@
 """Neighbours ping each other across the bridge: veK pings ve(K+1), the last VE pings ve1.
 
-Run:  pytest example_suites/network_mesh --ve-count=200
+Run:  pytest --ve-suite network_mesh --ve-count=200
 Every VE waits (unlogged) until its neighbour answers, then counts --ve-pings pings.
 All ranges start before any is waited on, so every neighbour is up.
 """

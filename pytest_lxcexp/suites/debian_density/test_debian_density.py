@@ -1,6 +1,6 @@
 """Debian density: VEs of a debootstrapped Debian base, each booting its own systemd.
 
-Run:  pytest example_suites/debian_density --ve-count=50
+Run:  pytest --ve-suite debian_density --ve-count=50
 The base is built once with debootstrap from the mirror the host's apt uses and cached
 in /var/cache/lxcexp (--ve-base-refresh rebuilds it). systemd is each VE's PID 1 and
 runs the workload as the service lxcexp-workload.service, which logs as usual.

@@ -1,6 +1,6 @@
 """Churn: repeated start/stop cycles over the same VEs, like LXC's own concurrency test.
 
-Run:  pytest example_suites/churn --ve-count=100 --churn-cycles=5
+Run:  pytest --ve-suite churn --ve-count=100 --churn-cycles=5
 Each cycle starts the range, waits for every VE's workload, and stops the range again.
 Every third cycle first destroys the VEs and creates them anew from the base (LXC's
 destroy and create modes); the other cycles restart the same clones, whose log gains a

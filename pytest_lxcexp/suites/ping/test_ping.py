@@ -1,6 +1,6 @@
 """The original experiment: every VE brings lo up, pings localhost, logs it.
 
-Run:  pytest example_suites/ping --ve-count=1000
+Run:  pytest --ve-suite ping --ve-count=1000
 test_start runs for every range before test_completed waits on any, so all VEs
 run concurrently, as in the original shell scripts.
 """

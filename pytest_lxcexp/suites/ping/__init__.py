@@ -1,0 +1,1 @@
+"""ping: the original experiment; every VE pings localhost and must answer every ping."""
