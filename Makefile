@@ -2,7 +2,7 @@
 # lives there), and this package. Every target is idempotent.
 VENV        := .venv
 PY          := $(VENV)/bin/python
-APT_PKGS    := lxc python3-lxc python3-venv busybox-static chromium debootstrap
+APT_PKGS    := lxc python3-lxc python3-venv busybox-static chromium debootstrap gcc libc6-dev
 VE_COUNT    ?= 100
 RUN_ARGS    ?= --ve-ping-interval=0.5
 TEST_ARGS   ?=

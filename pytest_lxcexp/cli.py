@@ -90,6 +90,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
         config = build_config(**(values | {"count": args.count}))
     except ConfigError as error:
         raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
+    if config.ramp:
+        # A ramp sets up as it goes and measures each step: it is a pytest run, not a setup.
+        raise CliError("N: max (a ramp) runs under pytest: pytest --ve-count=max")
     experiment = Experiment(config, progress=print)
     try:
         stale = experiment.check()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ import pytest
 from .engine.config import ExperimentConfig
 from .engine.experiment import Experiment
 from .engine.fleet import StartResult, load_starts
+from .engine.ramp import Ramp
 from .engine.shared import SharedRun
 from .engine.stats import VERecord
 from .engine.storage import RootError
@@ -26,7 +27,7 @@ from .engine.takedown import TakedownReport, takedown_network, takedown_root, ta
 from .session import RunState, run_state_key
 
 # A test using any of these needs the host (preflight, root); ve_config alone only reads options.
-HOST_FIXTURES = frozenset({"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"})
+HOST_FIXTURES = frozenset({"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range", "ve_ramp"})
 EXPERIMENT_FIXTURES = HOST_FIXTURES | {"ve_config"}
 
 
@@ -58,18 +59,39 @@ def _progress(request: pytest.FixtureRequest):  # noqa: ANN202
 
 
 class StatusLine:
-    """A live status line that does not flood: at most every 2 s on a terminal, 30 s in a log."""
+    """A live status line that does not flood: on a terminal one line rewritten in place
+    (at most twice a second), in a log (not a terminal) a line every 30 s."""
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self.request = request
-        self.interval = 2.0 if sys.stdout.isatty() else 30.0
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        # The reporter saw the real stdout before pytest captured it.
+        self.tty = bool(getattr(reporter, "isatty", False))
+        self.interval = 0.5 if self.tty else 30.0
         self.last = time.monotonic()  # nothing for phases shorter than one interval
+        self.open = False  # a rewritten line is on the terminal, not yet ended
 
     def __call__(self, message: str) -> None:
         now = time.monotonic()
-        if now - self.last >= self.interval:
-            self.last = now
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        if not self.tty:
             _say(self.request, message)
+            return
+        reporter = self.request.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.request.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.rewrite(message, erase=True)
+            self.open = True
+
+    def end(self) -> None:
+        """End a rewritten line, so what pytest writes next starts on a line of its own."""
+        if self.open:
+            self.open = False
+            _say(self.request, "")
 
 
 def ve_fields_from_hooks(config: pytest.Config, experiment: Experiment) -> Callable[[VERecord], dict] | None:
@@ -104,13 +126,19 @@ def _join(request: pytest.FixtureRequest, experiment: Experiment) -> None:
     experiment.first_member = experiment.share.join().first
 
 
+def _release_waiting_workers(experiment: Experiment) -> None:
+    """A setup step failed: the run's other workers, waiting at the gate, fail instead of waiting."""
+    if experiment.share is not None and experiment.first_member:
+        experiment.share.setup_done(ok=False)
+
+
 def _leave(experiment: Experiment, setup_failed: bool = False) -> None:
     share = experiment.share
     if share is None:
         experiment.unlock()
         return
-    if setup_failed and experiment.first_member:
-        share.setup_done(ok=False)  # release the others: they fail instead of waiting
+    if setup_failed:
+        _release_waiting_workers(experiment)
     share.finish()
     if experiment.last_member and not experiment.config.keep:
         share.cleanup_files()
@@ -129,11 +157,16 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
     experiment = state.experiment or Experiment(state.config)
     experiment.progress = _progress(request)
     experiment.record_fields = ve_fields_from_hooks(request.config, experiment)
-    experiment.status = StatusLine(request)
+    status = StatusLine(request)
+    experiment.status, experiment.status_end = status, status.end
     state.experiment = experiment
     try:
         _join(request, experiment)
     except RootError as error:
+        if experiment.share is not None:
+            # An xdist worker: pytest.exit() there is an INTERNALERROR in the controller;
+            # an error of the fixture fails this worker's tests with the reason instead.
+            raise RootError(f"--ve-root: {state.config.root}: {error}") from None
         # Another run took the root since the preflight's check: stop, touching nothing of its.
         pytest.exit(f"--ve-root: {state.config.root}: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
     try:
@@ -156,18 +189,24 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
         _leave(experiment, setup_failed=True)
         raise
     yield experiment
-    if not state.config.keep and experiment.last_member:
-        with experiment.timed_takedown():
-            takedown_root(state.config.root, experiment.takedown_report)
-        experiment.taken_down = True
-    _leave(experiment)
+    try:
+        if not state.config.keep and experiment.last_member:
+            with experiment.timed_takedown():
+                takedown_root(state.config.root, experiment.takedown_report)
+            experiment.taken_down = True
+    finally:
+        _leave(experiment)  # the lock (or the share) is given up even if the unmount failed
 
 
 @pytest.fixture(scope="session")
 def ve_base(ve_root: Experiment) -> Experiment:
     """The base root filesystem in the tmpfs (removed with the tmpfs)."""
-    if ve_root.first_member:
-        ve_root.setup_base()
+    try:
+        if ve_root.first_member:
+            ve_root.setup_base()
+    except BaseException:
+        _release_waiting_workers(ve_root)
+        raise
     return ve_root
 
 
@@ -179,6 +218,7 @@ def ve_network(ve_base: Experiment) -> Iterator[Experiment]:
         if ve_base.first_member:
             ve_base.setup_network()
     except BaseException:
+        _release_waiting_workers(ve_base)
         takedown_network(config.tag, config.bridge if config.network == "bridge" else None, TakedownReport())
         raise
     yield ve_base
@@ -198,20 +238,28 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
             if experiment.share is not None:
                 experiment.share.setup_done()  # the other workers of the run may attach now
     except BaseException:
+        _release_waiting_workers(experiment)
         takedown_ves(experiment.config.root, experiment.config.tag, TakedownReport())
         raise
     yield experiment
-    if experiment.starts:
-        records = experiment.records(experiment.config.ve_first, experiment.config.ve_last)
-        state.records = {record.index: record for record in records}
-        state.summary = experiment.summary(records)
-    if experiment.share is not None:
-        experiment.last_member = experiment.share.leave()
-    state.kept = state.config.keep
-    if state.config.keep or not experiment.last_member:
-        return  # kept up on purpose, or another worker of this run still uses it
-    with experiment.timed_takedown():
-        takedown_ves(experiment.config.root, experiment.config.tag, experiment.takedown_report)
+    # Whatever fails while reading the records (a hook, a VE's files, the disk), the VEs
+    # are still stopped: the takedown is in the finally, the error is raised after it.
+    try:
+        if experiment.starts:
+            experiment.phase = "records"
+            records = experiment.records(experiment.config.ve_first, experiment.created_last)
+            state.records = {record.index: record for record in records}
+            state.summary = experiment.summary(records)
+    finally:
+        try:
+            if experiment.share is not None:
+                experiment.last_member = experiment.share.leave()
+        finally:
+            state.kept = state.config.keep
+            # Kept up on purpose, or another worker of this run still uses it: not ours to take down.
+            if not state.config.keep and experiment.last_member:
+                with experiment.timed_takedown():
+                    takedown_ves(experiment.config.root, experiment.config.tag, experiment.takedown_report)
 
 
 @pytest.fixture(scope="session")
@@ -235,38 +283,55 @@ class VERange:
     def start(self) -> list[StartResult]:
         if self.experiment.share is None:
             return self.experiment.start(self.first, self.last)
-        with self._range_lock():
-            started = self._started_elsewhere()
-            if len(started) == len(self.indexes):
-                return started  # another worker of this run started the range
+        with self._range_state() as state:
+            if state["started"]:
+                return self._started_elsewhere()  # another worker of this run started this generation
+            state["started"] = True
             return self.experiment.start(self.first, self.last)
 
     def wait(self, timeout: float | None = None) -> list[VERecord]:
         """Wait for every VE of the range to finish its workload (or fail), then report each."""
         if self.experiment.share is not None:
             # xdist: this range's start may have run (or be running) on another worker.
-            with self._range_lock():
-                if not self._started_elsewhere():
+            with self._range_state() as state:
+                if state["started"]:
+                    self._started_elsewhere()
+                else:
+                    state["started"] = True
                     self.experiment.start(self.first, self.last)
         elif not any(index in self.experiment.starts for index in self.indexes):
             self.start()  # a test that waits on a range nobody started starts it first
         return self.experiment.wait(self.first, self.last, timeout)
 
     @contextlib.contextmanager
-    def _range_lock(self) -> Iterator[None]:
-        """One process at a time starts (or checks the start of) this range."""
+    def _range_state(self) -> Iterator[dict]:
+        """One process at a time starts (or checks the start of) this range. The lock file holds
+        the range's generation: each stop() begins a new one, which the next start() really starts."""
         path = os.path.join(self.experiment.layout.state_dir, f"range-{self.first}-{self.last}.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd) as handle:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "r+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
+            try:
+                state = json.loads(handle.read() or "{}")
+            except ValueError:
+                state = {}
+            state = {"generation": int(state.get("generation", 1)), "started": bool(state.get("started"))}
+            before = dict(state)
+            try:
+                yield state
+            finally:
+                if state != before:
+                    handle.seek(0)
+                    handle.truncate()
+                    handle.write(json.dumps(state))
+                    handle.flush()
 
     def _started_elsewhere(self) -> list[StartResult]:
         """The range's starts as recorded in the root by any process; adopted into this one's."""
         recorded = load_starts(self.experiment.layout)
         found = [recorded[index] for index in self.indexes if index in recorded]
         for result in found:
-            self.experiment.starts.setdefault(result.index, result)
+            self.experiment.starts[result.index] = result
         return found
 
     def records(self) -> list[VERecord]:
@@ -274,7 +339,13 @@ class VERange:
 
     def stop(self) -> set[str]:
         """Stop the range's VEs (they can be started again: churn); returns those that were running."""
-        return self.experiment.stop(self.first, self.last)
+        if self.experiment.share is None:
+            return self.experiment.stop(self.first, self.last)
+        with self._range_state() as state:
+            stopped = self.experiment.stop(self.first, self.last)
+            state["generation"] += 1  # the next start() starts the range again, on whichever worker
+            state["started"] = False
+            return stopped
 
     def destroy(self) -> None:
         """Remove the range's stopped VEs; create() makes them anew from the base."""
@@ -311,3 +382,10 @@ def ve_range(request: pytest.FixtureRequest, ve_experiment: Experiment) -> VERan
     """The test's range of VEs (the plugin parametrizes it: ve1-ve100, ve101-ve200, ...)."""
     first, last = request.param
     return VERange(ve_experiment, first, last)
+
+
+@pytest.fixture
+def ve_ramp(ve_experiment: Experiment) -> Ramp:
+    """--ve-count=max: the ramp over the experiment; `ve_ramp.run()` starts VEs in growing
+    steps until something stops it and returns the RampResult (curve and named stop)."""
+    return Ramp(ve_experiment)

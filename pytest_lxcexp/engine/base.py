@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 
 from .config import LXC_BASE_PREFIX, ConfigError, ExperimentConfig
-from .storage import Layout, mounts, umount
+from .storage import Layout, lock_file, mounts, umount
 from .workload import (
     BUSYBOX_INITTAB,
     ENV_PATH,
@@ -218,19 +218,23 @@ def cached_busybox_base(cache_dir: str, refresh: bool = False, busybox: str = ""
     (default: the host's busybox-static); a cache entry per binary."""
     busybox = find_static_busybox(busybox)
     final = os.path.join(cache_dir, _cache_key(busybox), "rootfs")
-    if refresh and os.path.isdir(os.path.dirname(final)):
-        shutil.rmtree(os.path.dirname(final))
-    if os.path.isdir(final):
-        return final
-    building = final + f".building-{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)
-    os.makedirs(os.path.dirname(final), mode=0o755, exist_ok=True)
-    try:
-        build_busybox_rootfs(building, busybox)
-        os.rename(building, final)
-    except BaseException:
+    os.makedirs(cache_dir, mode=0o755, exist_ok=True)
+    # One build (or refresh) at a time across runs: a refresh must not remove the rootfs
+    # another run is building, nor two runs rename over each other.
+    with _cache_lock(os.path.dirname(final) + ".lock"):
+        if refresh and os.path.isdir(os.path.dirname(final)):
+            shutil.rmtree(os.path.dirname(final))
+        if os.path.isdir(final):
+            return final
+        building = final + f".building-{os.getpid()}"
         shutil.rmtree(building, ignore_errors=True)
-        raise
+        os.makedirs(os.path.dirname(final), mode=0o755, exist_ok=True)
+        try:
+            build_busybox_rootfs(building, busybox)
+            os.rename(building, final)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
     return final
 
 
@@ -258,12 +262,12 @@ def debian_tarball_path(cache_dir: str, release: str, mirror: str, arch: str | N
 @contextlib.contextmanager
 def _cache_lock(path: str) -> Iterator[None]:
     """One build per tarball at a time, across processes (xdist workers, parallel runs)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    handle = lock_file(path, fcntl.LOCK_EX)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)
+        if handle is not None:
+            handle.close()
 
 
 def _unmount_under(path: str) -> list[str]:

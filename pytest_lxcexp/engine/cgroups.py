@@ -15,6 +15,8 @@ import os
 import signal
 import time
 
+from .storage import write_new
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
@@ -113,12 +115,17 @@ def host_controllers() -> set[str]:
     return {row[0] for row in rows if len(row) == 4 and row[3] == "1"}
 
 
-def ves_get_memory_cgroups(wanted: tuple[str, ...] | None) -> bool:
-    """Whether each VE (and its monitor) gets a memory cgroup of its own on this host."""
+def ves_get_cgroup(controller: str, wanted: tuple[str, ...] | None) -> bool:
+    """Whether each VE (and its monitor) gets a cgroup of its own in `controller` on this host."""
     if wanted is None:
         return True
     use = cgroup_use_for(wanted, _v1_hierarchy_controllers(), _unified_controllers())
-    return use is None or "memory" in use.split(",")
+    return use is None or controller in use.split(",")
+
+
+def ves_get_memory_cgroups(wanted: tuple[str, ...] | None) -> bool:
+    """Whether each VE (and its monitor) gets a memory cgroup of its own on this host."""
+    return ves_get_cgroup("memory", wanted)
 
 
 def _write_lxc_conf(lxc_etc: str, text: str) -> None:
@@ -131,16 +138,7 @@ def _write_lxc_conf(lxc_etc: str, text: str) -> None:
         if handle.read() == text:
             return
     os.makedirs(lxc_etc, mode=0o700, exist_ok=True)
-    aside = f"{path}.{os.getpid()}"
-    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(aside, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(aside)
-        raise
+    write_new(path, text)
 
 
 def starter_cgroup_args(tag: str, wanted: tuple[str, ...] | None, lxc_etc: str) -> list[str]:
@@ -299,3 +297,66 @@ def remove_subtrees(tag: str) -> list[str]:
             else:
                 left.append(directory)
     return left
+
+
+def _v1_or_unified(controller: str) -> str | None:
+    """The hierarchy that holds `controller`: its v1 mount, else the v2 tree if it has it."""
+    found = hierarchies()
+    for hierarchy in found:
+        if os.path.basename(hierarchy) == controller or controller in os.path.basename(hierarchy).split(","):
+            return hierarchy
+    for hierarchy in found:
+        if controller in _read_words(os.path.join(hierarchy, "cgroup.controllers")):
+            return hierarchy
+    return None
+
+
+def _read_words(path: str) -> list[str]:
+    try:
+        with open(path) as handle:
+            return handle.read().split()
+    except OSError:
+        return []
+
+
+def subtree_counter(tag: str, controller: str, file: str) -> int | None:
+    """A hierarchical counter (pids.current, memory.usage_in_bytes, ...) summed over the
+    experiment's payload and monitor subtrees; None where the host has neither."""
+    hierarchy = _v1_or_unified(controller)
+    if hierarchy is None:
+        return None
+    values = [_read_words(os.path.join(hierarchy, name, file)) for name in (container_dir(tag), monitor_dir(tag))]
+    numbers = [int(words[0]) for words in values if words and words[0].isdigit()]
+    return sum(numbers) if numbers else None
+
+
+def pids_budget_path(tag: str) -> str | None:
+    """The experiment's payload cgroup in the pids hierarchy, where --ve-pids-max applies."""
+    hierarchy = _v1_or_unified("pids")
+    return None if hierarchy is None else os.path.join(hierarchy, container_dir(tag))
+
+
+def set_pids_budget(tag: str, limit: int) -> str:
+    """pids.max on the experiment's payload subtree: all VEs together may have `limit`
+    processes (their monitors sit in the monitor subtree and do not count). Removed with
+    the subtree at takedown."""
+    path = pids_budget_path(tag)
+    if path is None:
+        raise RuntimeError("this host has no pids cgroup controller")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "pids.max"), "w") as handle:
+        handle.write(str(limit))
+    return path
+
+
+def pids_refused(tag: str) -> int:
+    """Forks the pids limit of the experiment's payload subtree refused: the kernel's own
+    count, the `max` line of its pids.events."""
+    path = pids_budget_path(tag)
+    if path is None:
+        return 0
+    words = _read_words(os.path.join(path, "pids.events"))
+    for key, value in zip(words[::2], words[1::2], strict=False):
+        if key == "max" and value.isdigit():
+            return int(value)
+    return 0

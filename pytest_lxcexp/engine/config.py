@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import aptsources
+from .errors import ConfigError
+from .slo import Slo, parse_growth, parse_slos
 from .workload_kinds import COMMAND_PREFIX, NETWORK_WORKLOADS, PING_WORKLOADS, REACH_TIMEOUT, WORKLOADS, workload_kind
 
 # Beyond this the VE names, veth names and cgroup tree are untested.
@@ -77,15 +79,6 @@ SYSTEM_TREES = ("/proc", "/sys", "/dev", "/boot", "/etc", "/usr", "/bin", "/sbin
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-class ConfigError(ValueError):
-    """A bad option value; the message names the option and the reason."""
-
-    def __init__(self, option: str, reason: str) -> None:
-        self.option = option
-        self.reason = reason
-        super().__init__(f"{option}: {reason}")
 
 
 def parse_positive_int(option: str, text: str | int, maximum: int | None = None) -> int:
@@ -155,11 +148,26 @@ def parse_subnet(option: str, text: str) -> ipaddress.IPv4Network:
     return network
 
 
+# Characters a root's path may not hold: the VEs' LXC configs and overlay mounts are built from it.
+_ROOT_BREAKERS = {
+    ":": "it separates the parts of LXC's overlay rootfs spec (overlay:LOWER:UPPER)",
+    ",": "it separates overlayfs mount options (lowerdir=...,upperdir=...)",
+    "\\": "overlayfs mount options treat it as an escape",
+}
+
+
+_SPACE_WORDS = "a space or control character: LXC's config lines are split at newlines and trimmed of spaces"
+
+
 def parse_root(option: str, text: str) -> str:
     """Validate the experiment root's path text; what is on disk is checked by storage."""
     raw = str(text)
     if not raw or not raw.startswith("/"):
         raise ConfigError(option, f"{raw!r} is not an absolute path")
+    for char in raw:
+        if char in _ROOT_BREAKERS or not char.isprintable() or char.isspace():
+            why = _ROOT_BREAKERS.get(char, _SPACE_WORDS)
+            raise ConfigError(option, f"{raw!r} contains {char!r}: {why}")
     path = os.path.normpath(raw)
     if path.startswith("//"):
         path = "/" + path.lstrip("/")
@@ -322,6 +330,13 @@ class ExperimentConfig:
     # run over several hosts narrows it: VE numbers stay unique across the run's hosts.
     ve_first: int = 1
     ve_last: int = 0
+    # --ve-count=max: a ramp (engine/ramp.py) starts VEs in growing steps until something
+    # stops it; `count` is then its upper bound (the subnet's, narrowed by the host's limits).
+    ramp: bool = False
+    ramp_step: int = 50
+    ramp_growth: float = 1.5
+    slo: tuple[Slo, ...] = ()  # start-latency objectives a ramp stops at
+    pids_max: int = 0  # pids.max on the experiment's cgroup subtree (all VEs together); 0: none
 
     def __post_init__(self) -> None:
         if self.ve_last == 0:
@@ -344,6 +359,8 @@ class ExperimentConfig:
             raise ConfigError("--ve-poweroff", "an idle workload never ends, so there is no end to power off after")
         if self.apt_proxy and self.base == "busybox":
             raise ConfigError("--ve-apt-proxy", "the busybox base has no apt to configure")
+        if self.slo and not self.ramp:
+            raise ConfigError("--ve-slo", "applies to a ramp only: use it with --ve-count=max")
         if self.cgroups not in ("auto", "all"):
             listed = self.cgroups.split(",")
             if self.init == "system":
@@ -387,6 +404,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["subnet"] = str(self.subnet)
+        data["slo"] = [str(slo) for slo in self.slo]
         return data
 
     @classmethod
@@ -397,6 +415,8 @@ class ExperimentConfig:
         values.setdefault("cgroups", "all")
         if "subnet" in values:
             values["subnet"] = ipaddress.IPv4Network(values["subnet"])
+        if "slo" in values:
+            values["slo"] = parse_slos("--ve-slo", ",".join(values["slo"]))
         return cls(**values)
 
 
@@ -430,6 +450,10 @@ def build_config(
     apt_proxy: str = "",
     ssh_key: str = "",
     busybox: str = "",
+    ramp_step: str | int = 50,
+    ramp_growth: str | float = 1.5,
+    slo: str = "",
+    pids_max: str | int = "",
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
     base_value = parse_base("--ve-base", base)
@@ -453,16 +477,19 @@ def build_config(
         mirror_value = mirror_value or aptsources.host_mirror(release_value) or ""
         if not mirror_value:
             raise ConfigError("--ve-mirror", "the host's apt sources name no mirror; give one")
+    network_value = parse_choice("--ve-network", network, NETWORK_MODES)
+    subnet_value = parse_subnet("--ve-subnet", subnet)
+    ramp = str(count).strip() == "max"
     return ExperimentConfig(
-        count=parse_positive_int("--ve-count", count, MAX_VE_COUNT),
+        count=ramp_ceiling(network_value, subnet_value) if ramp else parse_count("--ve-count", count),
         batch=parse_positive_int("--ve-batch", batch),
         root=root_value,
         tmpfs_size=parse_size("--ve-tmpfs-size", tmpfs_size),
         base=base_value,
         base_refresh=bool(base_refresh),
-        network=parse_choice("--ve-network", network, NETWORK_MODES),
+        network=network_value,
         bridge=parse_ifname("--ve-bridge", bridge),
-        subnet=parse_subnet("--ve-subnet", subnet),
+        subnet=subnet_value,
         pings=parse_positive_int("--ve-pings", pings, 1_000_000),
         ping_interval=parse_seconds("--ve-ping-interval", ping_interval),
         start_delay=parse_seconds("--ve-start-delay", start_delay, allow_zero=True),
@@ -484,7 +511,28 @@ def build_config(
         apt_proxy=parse_url("--ve-apt-proxy", apt_proxy, ("http", "https")) if apt_proxy else "",
         ssh_key=parse_ssh_key("--ve-ssh-key", ssh_key) if ssh_key else "",
         busybox=busybox_value,
+        ramp=ramp,
+        ramp_step=parse_positive_int("--ve-ramp-step", ramp_step, MAX_VE_COUNT),
+        ramp_growth=parse_growth("--ve-ramp-growth", ramp_growth),
+        slo=parse_slos("--ve-slo", slo),
+        pids_max=parse_positive_int("--ve-pids-max", pids_max) if str(pids_max).strip() not in ("", "0") else 0,
     )
+
+
+def parse_count(option: str, text: str | int) -> int:
+    try:
+        return parse_positive_int(option, text, MAX_VE_COUNT)
+    except ConfigError as error:
+        raise ConfigError(option, f"{error.reason}; or max, to ramp up until the host stops") from None
+
+
+def ramp_ceiling(network: str, subnet: ipaddress.IPv4Network) -> int:
+    """The most VEs a ramp may reach before the host is asked: the supported maximum, and
+    with a bridge the addresses the subnet holds (the bridge takes one). The host's own
+    limits narrow it further (host.ramp_bound)."""
+    if network != "bridge":
+        return MAX_VE_COUNT
+    return max(1, min(MAX_VE_COUNT, subnet.num_addresses - 3))
 
 
 def ve_ranges(count: int, batch: int) -> list[tuple[int, int]]:

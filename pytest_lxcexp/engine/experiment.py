@@ -12,10 +12,11 @@ from typing import Any
 from . import addressing, base, cgroups, fleet, host, network, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
+from .progress import Counts, status_text
 from .shared import SharedRun
 from .stats import Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
-from .workload import expected_exit_status, ping_target, read_log
+from .workload import LogFollower, WorkloadLog, expected_exit_status, ping_target
 from .workload_kinds import workload_kind
 
 Progress = Callable[[str], None]
@@ -36,10 +37,13 @@ class Experiment:
         self.starts: dict[int, fleet.StartResult] = {}
         # Runs each VE's log held before its latest start: a restart appends, only a newer run counts.
         self._runs_before: dict[int, int] = {}
+        # Each VE's log followed: a poll reads only what was written since the last one.
+        self._logs: dict[int, LogFollower] = {}
         # Extra per-VE fields for records (the plugin's pytest_lxcexp_ve_fields hook).
         self.record_fields: Callable[[VERecord], dict[str, Any]] | None = None
         self._lock = storage.RunLock(config.root)
-        self.status: Progress = _quiet  # a live status line: created/started/completed and rates
+        self.status: Progress = _quiet  # a live status line: started/running/completed/failed, rate, ETA
+        self.status_end: Callable[[], None] = lambda: None  # a phase of status lines ended
         self.completed: set[int] = set()
         self.stale_marker: dict | None = None
         # Shared by several processes of one run (pytest-xdist): only the first member sets
@@ -53,6 +57,10 @@ class Experiment:
         self.warnings: list[str] = []
         self.tuned: dict[str, tuple[int, int]] = {}
         self.takedown_report = takedown.TakedownReport()
+        # --ve-count=max: the VEs the ramp created so far, and its result once it stopped.
+        self.ramp_created = 0
+        self.ramp_bound_by: host.Requirement | None = None  # the preflight limit that bounds the ramp
+        self.ramp_result: Any = None  # engine.ramp.RampResult (ramp imports this module)
         self._first_start: float | None = None
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
@@ -172,7 +180,19 @@ class Experiment:
 
     def setup_clones(self) -> None:
         with self._timed("setup clones"):
+            if self.config.pids_max:
+                path = cgroups.set_pids_budget(self.config.tag, self.config.pids_max)
+                self.progress(f"lxcexp: --ve-pids-max: {path}/pids.max = {self.config.pids_max}")
+            if self.config.ramp:
+                return  # a ramp creates each step's clones as it goes (engine/ramp.py)
             fleet.create_clones(self.config, self.layout, lambda n: self.progress(f"lxcexp: {n} clones created"))
+
+    @property
+    def created_last(self) -> int:
+        """The highest VE number that exists: the count, or as far as a ramp got."""
+        if not self.config.ramp:
+            return self.config.ve_last
+        return self.ramp_created
 
     def setup(self) -> None:
         self.setup_root()
@@ -189,6 +209,7 @@ class Experiment:
             self._first_start = began
         failed = sum(not r.ok for r in self.starts.values())
         done = [len(self.starts)]
+        total = self.ramp_created if self.config.ramp else len(self.config.ves)
 
         def started(result: fleet.StartResult) -> None:
             nonlocal failed
@@ -196,14 +217,22 @@ class Experiment:
             self.starts[result.index] = result
             done[0] += 1
             failed += not result.ok
-            rate = done[0] / max(time.monotonic() - (self._first_start or began), 1e-6)
             self.status(
-                f"lxcexp: {len(self.config.ves)} created, {done[0]} started ({failed} failed), "
-                f"{len(self.completed)} completed; {rate:.0f} starts/s"
+                status_text(
+                    Counts(
+                        total=total,
+                        started=done[0],
+                        failed=failed,
+                        completed=len(self.completed),
+                        done=done[0],
+                        left=total - done[0],
+                        elapsed=time.monotonic() - (self._first_start or began),
+                    )
+                )
             )
 
         for index in range(first, last + 1):
-            self._runs_before[index] = read_log(self.layout.ve_workload_log(index)).runs
+            self._runs_before[index] = self.workload_log(index).runs
         starter_args = cgroups.starter_cgroup_args(self.config.tag, self.config.ve_controllers, self.layout.lxc_etc)
         try:
             results = fleet.start_range(
@@ -221,6 +250,7 @@ class Experiment:
                 if first <= index <= last:
                     self.starts.setdefault(index, result)
             raise
+        self.status_end()
         for result in results:
             self.starts[result.index] = result
         self._last_start_end = time.monotonic()
@@ -238,7 +268,7 @@ class Experiment:
         for index in indexes:
             start = self.starts.get(index)
             state = states.get(index, fleet.VEState("UNKNOWN", None))
-            log = read_log(self.layout.ve_workload_log(index))
+            log = self.workload_log(index)
             records.append(
                 self._with_fields(
                     VERecord(
@@ -262,6 +292,7 @@ class Experiment:
                         else None,
                         target=ping_target(self.config, index),
                         started=start is not None,
+                        log_refused=log.refused,
                     )
                 )
             )
@@ -280,9 +311,15 @@ class Experiment:
         plain = {str(k): v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in extra.items()}
         return dataclasses.replace(record, fields=plain) if plain else record
 
-    def _workload_done(self, index: int) -> bool:
+    def workload_log(self, index: int) -> WorkloadLog:
+        """What veN's log says now (read incrementally; refused if it is not a plain file)."""
+        follower = self._logs.get(index)
+        if follower is None:
+            follower = self._logs[index] = LogFollower(self.layout.ve_workload_log(index))
+        return follower.poll()
+
+    def _workload_done(self, index: int, log: WorkloadLog) -> bool:
         """Whether veN's latest run got as far as its workload goes (idle: begun; poweroff: off)."""
-        log = read_log(self.layout.ve_workload_log(index))
         if log.runs <= self._runs_before.get(index, 0):
             return False
         if workload_kind(self.config.workload) == "idle":
@@ -321,6 +358,7 @@ class Experiment:
         for index in indexes:
             self.starts.pop(index, None)
             self._runs_before.pop(index, None)
+            self._logs.pop(index, None)
 
     def create(self, first: int, last: int) -> None:
         """Create veFIRST..veLAST as fresh clones of the base (after destroy())."""
@@ -332,7 +370,7 @@ class Experiment:
         if record.completed:
             return record
         layout, index = self.layout, record.index
-        status = read_log(layout.ve_workload_log(index)).exit_status
+        status = record.exit_status
         fault = explain(self.config.root, layout.ve_lxc_log(index), layout.ve_workload_log(index), status)
         if fault is None or (record.start_error and fault in record.start_error):
             return record
@@ -341,35 +379,60 @@ class Experiment:
     def wait(self, first: int, last: int, timeout: float | None = None) -> list[VERecord]:
         """Wait until every VE of the range has finished its workload (or cannot), then report."""
         self.phase = "wait"
-        deadline = time.monotonic() + (timeout if timeout is not None else self.config.effective_timeout)
         pending = set(range(first, last + 1))
+        deadline = self._range_deadline(pending, timeout if timeout is not None else self.config.effective_timeout)
         # A full tmpfs stops every log from growing: do not wait out the whole timeout for it.
         full = FullTmpfsWatch(self.config.root, patience=max(5.0, 3 * self.config.ping_interval))
+        waiting_since, completed_before = time.monotonic(), len(self.completed)
         while pending and time.monotonic() < deadline:
             if full.hopeless([self.layout.ve_workload_log(index) for index in sorted(pending)], time.monotonic()):
                 self.progress(f"lxcexp: {tmpfs_full_words(self.config.root)}; not waiting any longer")
                 break
             for index in sorted(pending):
                 start = self.starts.get(index)
+                log = self.workload_log(index)
                 if start is not None and not start.ok:
                     pending.discard(index)
-                elif self._workload_done(index):
+                elif log.refused:
+                    pending.discard(index)  # it fails now, with what was found in place of its log
+                elif self._workload_done(index, log):
                     pending.discard(index)
                     self.completed.add(index)
                 elif start is not None and start.pid and not os.path.exists(f"/proc/{start.pid}"):
                     # Its init is gone: it will never finish, so do not wait out the timeout.
                     pending.discard(index)
             if pending:
+                failed = sum(not result.ok for result in self.starts.values())
                 self.status(
-                    f"lxcexp: {len(self.starts)} started, {len(self.completed)} finished; "
-                    f"waiting for {len(pending)} of ve{first}-ve{last}"
+                    status_text(
+                        Counts(
+                            total=len(self.config.ves),
+                            started=len(self.starts),
+                            failed=failed,
+                            completed=len(self.completed),
+                            # The rate and ETA are this wait's: its completions so far, its VEs still pending.
+                            done=len(self.completed) - completed_before,
+                            left=len(pending),
+                            elapsed=time.monotonic() - waiting_since,
+                            phase="wait",
+                        )
+                    )
                 )
                 time.sleep(0.5)
+        self.status_end()
         self._last_completion = time.monotonic()
         self.waited_until = time.time()
         if self._first_start is not None:
             self.timings["complete all"] = self._last_completion - self._first_start
         return self.records(first, last)
+
+    def _range_deadline(self, indexes: set[int], timeout: float) -> float:
+        """When a range's wait gives up (monotonic): `timeout` after the range's first start,
+        not after the wait began. All ranges start before any is waited on, so ten ranges
+        with a hung VE each would otherwise wait ten timeouts."""
+        started = [self.starts[index].started_at for index in indexes if index in self.starts]
+        elapsed = max(0.0, time.time() - min(started)) if started else 0.0
+        return time.monotonic() + max(0.0, timeout - elapsed)
 
     def summary(self, records: list[VERecord]) -> Summary:
         try:

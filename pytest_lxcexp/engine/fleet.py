@@ -11,26 +11,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
-from . import cgroups, children, faults, userns
+from . import cgroups, children, faults, protections, userns
 from .addressing import AddressPlan, BridgeLayout
 from .config import ExperimentConfig
 from .network import host_has_ipv6, veth_name
+from .safefs import UnsafeVEFile
 from .storage import Layout
 from .workload import VE_ENV_PATH, init_command, mount_auto, ve_env
-
-# Capabilities the ping workload never needs; dropping them keeps a privileged VE tame:
-# no kernel modules, raw I/O, clock, reboot, MAC policy, kernel log, audit rules, wakeup
-# alarms, suspend blocking, process accounting, leases or immutable flags on the host's behalf.
-# (CAP_NET_ADMIN and CAP_NET_RAW stay: `ip link set lo up` and ping need them.)
-DROPPED_CAPS = (
-    "mac_admin mac_override sys_module sys_rawio sys_time sys_boot syslog wake_alarm "
-    "block_suspend audit_control sys_pacct lease linux_immutable"
-)
-
-
-def dropped_caps(config: ExperimentConfig) -> str:
-    # --ve-poweroff: `poweroff` ends a VE through reboot(2), which needs CAP_SYS_BOOT.
-    return DROPPED_CAPS.replace(" sys_boot", "") if config.poweroff else DROPPED_CAPS
 
 
 @dataclass(frozen=True)
@@ -55,7 +42,7 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         "lxc.console.path = none",
         "lxc.autodev = 1",
         f"lxc.mount.auto = {mount_auto(config)}",
-        f"lxc.cap.drop = {dropped_caps(config)}",
+        *protections.lxc_lines(config, layout),
         f"lxc.cgroup.dir.container = {cgroups.container_dir(config.tag)}/{name}",
         f"lxc.cgroup.dir.monitor = {cgroups.monitor_dir(config.tag)}/{name}",
         f"lxc.log.file = {layout.ve_lxc_log(index)}",
@@ -95,6 +82,7 @@ def create_clones(
     indexes: Iterable[int] | None = None,
 ) -> None:
     """Write ve1..veN (or just `indexes`): an LXC config and an overlay upper directory each."""
+    protections.write_seccomp_policy(layout)
     for index in config.ves if indexes is None else indexes:
         os.makedirs(layout.ve_upper(index), mode=0o755)
         if config.unprivileged:
@@ -166,10 +154,9 @@ def defined_ves(layout: Layout) -> list[int]:
 
 def _failure_reason(layout: Layout, index: int) -> str:
     try:
-        with open(layout.ve_lxc_log(index), errors="replace") as handle:
-            errors = [line.strip() for line in handle if " ERROR " in line]
-    except FileNotFoundError:
-        errors = []
+        errors = faults.lxc_errors(layout.ve_lxc_log(index))
+    except UnsafeVEFile as refusal:
+        return f"liblxc refused to start it; its lxc.log is {refusal.found}"
     if not errors:
         if faults.tmpfs_full(layout.root):
             # liblxc could not even write its log: say why rather than "no reason".
@@ -194,13 +181,18 @@ def load_starts(layout: Layout) -> dict[int, StartResult]:
     """The latest start result of each VE, as recorded in the root (survives across CLI calls)."""
     results: dict[int, StartResult] = {}
     try:
-        with open(layout.starts_log) as handle:
-            for line in handle:
-                if line.strip():
-                    data = json.loads(line)
-                    results[data["index"]] = StartResult(**data)
+        fd = os.open(layout.starts_log, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        pass
+        return results
+    with os.fdopen(fd, errors="replace") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                break  # another process's record, half written: it is complete at the next read
+            try:
+                data = json.loads(line)
+                results[data["index"]] = StartResult(**data)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by a crash mid-write: that start is unknown, the rest still count
     return results
 
 

@@ -10,21 +10,16 @@ shared, so a different run (which takes it exclusively) still refuses.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 from dataclasses import dataclass
 from typing import IO
 
-from .storage import RootError, lock_path
+from .storage import RootError, gate_path, lock_file, lock_path, open_private, share_path, write_new
 
-
-def _gate_path(root: str) -> str:
-    return lock_path(root)[: -len(".lock")] + ".gate"
-
-
-def _share_path(root: str) -> str:
-    return lock_path(root)[: -len(".lock")] + ".share.json"
+__all__ = ["Membership", "SharedRun", "gate_path", "remove_run_files", "share_path"]
 
 
 @dataclass
@@ -44,9 +39,7 @@ class SharedRun:
         self._run_lock: IO[str] | None = None
 
     def _lock_gate(self) -> None:
-        fd = os.open(_gate_path(self.root), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        self._gate = os.fdopen(fd, "r+")
-        fcntl.flock(self._gate, fcntl.LOCK_EX)  # blocks while the first member sets up
+        self._gate = lock_file(gate_path(self.root), fcntl.LOCK_EX)  # blocks while the first member sets up
 
     def release_gate(self) -> None:
         if self._gate is not None:
@@ -55,48 +48,61 @@ class SharedRun:
 
     def _read(self) -> dict | None:
         try:
-            with open(_share_path(self.root)) as handle:
-                return json.load(handle)
+            with os.fdopen(open_private(share_path(self.root), os.O_RDONLY)) as handle:
+                data = json.load(handle)
         except (FileNotFoundError, ValueError):
             return None
+        return data if isinstance(data, dict) else None
 
     def _write(self, data: dict | None) -> None:
-        path = _share_path(self.root)
+        path = share_path(self.root)
         if data is None:
-            if os.path.exists(path):
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             return
-        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(path + ".tmp", path)
+        write_new(path, json.dumps(data))
+
+    def _take_run_lock(self) -> bool:
+        """Hold the run lock shared; True when nobody else held it at all (so any share file
+        is a crashed run's). Called with the gate held: joiners of this run come one by one."""
+        alone = lock_file(lock_path(self.root), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if alone is not None:
+            try:
+                # Not atomic (flock drops, then takes): a run taking the root exclusively in
+                # between wins, and this one refuses below, as it should.
+                fcntl.flock(alone, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                alone.close()
+            else:
+                self._run_lock = alone
+                return True
+        self._run_lock = lock_file(lock_path(self.root), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        if self._run_lock is None:
+            raise RootError("another lxcexp run is using this root; wait for it to end")
+        return False
 
     def join(self) -> Membership:
         """Join the run; `first` means: set the experiment up, then call setup_done().
 
         Raises RootError when another run holds the root.
         """
-        fd = os.open(lock_path(self.root), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        self._run_lock = os.fdopen(fd, "r+")
-        try:
-            fcntl.flock(self._run_lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._run_lock.close()
-            self._run_lock = None
-            raise RootError("another lxcexp run is using this root; wait for it to end") from None
         self._lock_gate()
-        share = self._read()
-        if share is not None and share["run"] != self.run_id:
+        try:
+            alone = self._take_run_lock()
+            share = self._read()
+            if share is not None and alone:
+                share = None  # left by a crashed run: nobody holds the run lock any more
+            if share is not None and share.get("run") != self.run_id:
+                raise RootError(f"another lxcexp run ({share.get('run')}) is using this root; wait for it to end")
+            if share is not None and share.get("host", "") != self.host:
+                raise RootError(
+                    f"host {share.get('host')!r} of this run already uses this root; "
+                    "give each host its own (LXCEXP_VE_ROOT in its --tx spec)"
+                )
+        except BaseException:
             self.release_gate()
             self._drop_run_lock()
-            raise RootError(f"another lxcexp run ({share['run']}) is using this root; wait for it to end")
-        if share is not None and share.get("host", "") != self.host:
-            self.release_gate()
-            self._drop_run_lock()
-            raise RootError(
-                f"host {share.get('host')!r} of this run already uses this root; "
-                "give each host its own (LXCEXP_VE_ROOT in its --tx spec)"
-            )
+            raise
         if share is None:
             self._write({"run": self.run_id, "members": 1, "ready": False, "host": self.host})
             return Membership(first=True, run_id=self.run_id)  # keeps the gate until setup_done()
@@ -105,11 +111,13 @@ class SharedRun:
         ready = share["ready"]
         self.release_gate()
         if not ready:
+            self.leave()
+            self._drop_run_lock()
             raise RootError("the first process of this run failed to set the experiment up")
         return Membership(first=False, run_id=self.run_id)
 
     def setup_done(self, ok: bool = True) -> None:
-        share = self._read() or {"run": self.run_id, "members": 1}
+        share = self._read() or {"run": self.run_id, "members": 1, "host": self.host}
         share["ready"] = ok
         self._write(share)
         self.release_gate()
@@ -129,7 +137,8 @@ class SharedRun:
             self.release_gate()
 
     def finish(self) -> None:
-        """Drop the locks; the last member also removes the gate and lock files."""
+        """Drop the locks (the gate too, should a failed setup still hold it)."""
+        self.release_gate()
         self._drop_run_lock()
 
     def _drop_run_lock(self) -> None:
@@ -139,6 +148,23 @@ class SharedRun:
 
     def cleanup_files(self) -> None:
         """After the last member's takedown: remove the files beside the root."""
-        for path in (_gate_path(self.root), lock_path(self.root)):
-            if os.path.exists(path):
+        remove_run_files(self.root)
+
+
+def remove_run_files(root: str) -> None:
+    """The gate, share and lock files beside the root, once nobody holds the run lock."""
+    try:
+        held = lock_file(lock_path(root), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        held = None
+    except RootError:
+        return  # not a file of ours: left for the user (the error names it at the next run)
+    if held is None and os.path.lexists(lock_path(root)):
+        return  # a run holds it
+    try:
+        for path in (gate_path(root), share_path(root), lock_path(root)):
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+    finally:
+        if held is not None:
+            held.close()

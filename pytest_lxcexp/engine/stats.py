@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .percentiles import percentile
 from .workload import expected_exit_status
 from .workload_kinds import NETWORK_WORKLOADS, PING_WORKLOADS, workload_kind
 
@@ -37,6 +37,8 @@ class VERecord:
     target: str | None = None  # the address a ping workload pings
     fields: dict[str, Any] = field(default_factory=dict, hash=False)  # from pytest_lxcexp_ve_fields
     started: bool = True  # a start was asked for (by this run, or recorded in the root)
+    # What the host found in place of its workload log and would not read (a FIFO, a device...).
+    log_refused: str | None = None
 
     @property
     def name(self) -> str:
@@ -82,6 +84,8 @@ class VERecord:
     def _failure(self) -> str | None:
         if self.start_error:
             return f"failed to start: {self.start_error}"
+        if self.log_refused:
+            return f"its workload log is {self.log_refused}"
         if not self.log_present:
             if not self.started and self.state != "RUNNING":
                 return "never started"
@@ -167,15 +171,6 @@ def summarize(
         crashed=sum(r.crashed for r in records),
         poweroff=any(r.poweroff for r in records),
     )
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (fraction in 0..1) of a non-empty sequence."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
 
 
 def latency_stats(values: Sequence[float]) -> dict[str, float]:

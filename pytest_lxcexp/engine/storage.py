@@ -25,6 +25,11 @@ WORKLOAD_LOG = "var/log/lxcexp/workload.log"
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 MNT_DETACH = 2
+MS_NOSUID = 2
+MS_NODEV = 4
+# The tmpfs root: others may pass through (an unprivileged VE's mapped root must reach its
+# overlay) but not list or create; nothing set-uid and no device node works from it.
+ROOT_MODE = 0o711
 
 
 class RootError(RuntimeError):
@@ -55,6 +60,11 @@ class Layout:
         return os.path.join(self.state_dir, "lxc-etc")
 
     @property
+    def seccomp_policy(self) -> str:
+        """The seccomp policy every VE's config names (protections.py)."""
+        return os.path.join(self.state_dir, "seccomp.policy")
+
+    @property
     def base_rootfs(self) -> str:
         return os.path.join(self.root, "base", "rootfs")
 
@@ -78,10 +88,52 @@ class Layout:
         return os.path.join(self.ve_upper(index), WORKLOAD_LOG)
 
 
+def open_private(path: str, flags: int = os.O_RDWR | os.O_CREAT) -> int:
+    """Open a file of ours (a lock, gate or share file) beside the root, which may sit in a
+    directory others can write (/tmp): never through a symlink, and only a regular file of
+    ours with one link (not a hard link someone made to a file they want us to truncate)."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
+        os.close(fd)
+        raise RootError(
+            f"{path} is not a file of ours (owner uid {info.st_uid}, {info.st_nlink} links, mode {info.st_mode:o}); "
+            "remove it if no lxcexp run is using it"
+        )
+    os.set_blocking(fd, True)
+    return fd
+
+
+def write_new(path: str, text: str) -> None:
+    """Write a state file whole: a fresh temp file (O_EXCL, no symlink followed), then renamed over."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a crashed writer's (same pid, recycled)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def lock_path(root: str) -> str:
     """The run lock lives beside the root, so it outlives an unmount of the tmpfs."""
     parent, name = os.path.split(root.rstrip("/"))
     return os.path.join(parent, f".{name}.lxcexp.lock")
+
+
+def gate_path(root: str) -> str:
+    """pytest-xdist: the gate its workers pass one by one to join or leave a run (shared.py)."""
+    return lock_path(root)[: -len(".lock")] + ".gate"
+
+
+def share_path(root: str) -> str:
+    """pytest-xdist: who shares the root's run, and whether its setup is done (shared.py)."""
+    return lock_path(root)[: -len(".lock")] + ".share.json"
 
 
 def is_mountpoint(path: str) -> bool:
@@ -117,17 +169,27 @@ def check_root(root: str, option: str = "--ve-root") -> dict[str, Any] | None:
     Raises ConfigError when the root is a file, a symlink, or a non-empty directory that
     is not ours. Creates nothing.
     """
+    parent = os.path.dirname(root)
+    try:
+        parent_info = os.stat(parent)
+    except FileNotFoundError:
+        raise ConfigError(option, f"{root}: its parent directory {parent} does not exist") from None
+    if not stat.S_ISDIR(parent_info.st_mode):
+        raise ConfigError(option, f"{root}: its parent {parent} is not a directory")
+    if parent_info.st_mode & stat.S_IWOTH and not parent_info.st_mode & stat.S_ISVTX:
+        # Anyone could swap the root (or the lock beside it) for a symlink between our checks.
+        raise ConfigError(option, f"{root}: its parent {parent} is writable by everyone and not sticky")
     try:
         info = os.lstat(root)
     except FileNotFoundError:
-        parent = os.path.dirname(root)
-        if not os.path.isdir(parent):
-            raise ConfigError(option, f"{root}: its parent directory {parent} does not exist") from None
         return None
     if stat.S_ISLNK(info.st_mode):
         raise ConfigError(option, f"{root} is a symlink; give the real directory")
     if not stat.S_ISDIR(info.st_mode):
         raise ConfigError(option, f"{root} exists and is not a directory")
+    if info.st_uid != os.geteuid():
+        # In a sticky /tmp another user may have made it first, to have us mount over their choice.
+        raise ConfigError(option, f"{root} belongs to uid {info.st_uid}, not to us")
     marker = read_marker(root)
     if marker is not None:
         return marker
@@ -137,13 +199,31 @@ def check_root(root: str, option: str = "--ve-root") -> dict[str, Any] | None:
 
 
 def mount_tmpfs(root: str, size: int) -> None:
+    """Mount our tmpfs (nosuid, nodev, 0711) on the root, a directory of ours that is no symlink.
+
+    The root may sit in a sticky world-writable directory (/tmp): the mount goes through an
+    O_NOFOLLOW fd of the directory checked to be ours, so nothing swapped in between the
+    check and the mount (a symlink to /etc) is mounted over.
+    """
     if is_mountpoint(root):
         raise RootError(f"{root} is already a mount point")
-    os.makedirs(root, mode=0o755, exist_ok=True)
-    options = f"size={size},mode=0755".encode()
-    if _libc.mount(TMPFS_SOURCE.encode(), root.encode(), b"tmpfs", 0, options) != 0:
-        err = ctypes.get_errno()
-        raise RootError(f"mounting a tmpfs on {root} failed: {os.strerror(err)}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(root, ROOT_MODE)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise RootError(f"{root} is not a directory of ours ({os.strerror(error.errno or 0)})") from None
+    try:
+        owner = os.fstat(fd).st_uid
+        if owner != os.geteuid():
+            raise RootError(f"{root} belongs to uid {owner}, not to us")
+        options = f"size={size},mode={ROOT_MODE:04o}".encode()
+        target = f"/proc/self/fd/{fd}".encode()
+        if _libc.mount(TMPFS_SOURCE.encode(), target, b"tmpfs", MS_NOSUID | MS_NODEV, options) != 0:
+            err = ctypes.get_errno()
+            raise RootError(f"mounting a tmpfs on {root} failed: {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 def umount(path: str, lazy: bool = False, busy_timeout: float = 10.0) -> None:
@@ -185,11 +265,7 @@ def write_marker(config: ExperimentConfig) -> None:
         "created": time.time(),
         "config": config.to_dict(),
     }
-    tmp = layout.marker + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-    os.replace(tmp, layout.marker)
+    write_new(layout.marker, json.dumps(data, indent=1))
 
 
 def tmpfs_used_bytes(root: str) -> int:
@@ -209,10 +285,34 @@ def human_size(size: float) -> str:
     return str(size)
 
 
+def lock_file(path: str, operation: int) -> IO[str] | None:
+    """flock() a lock file of ours (created if absent); None if LOCK_NB and someone holds it.
+
+    A holder that releases unlinks the file: a process that opened the old file just
+    before would "hold" an inode nobody else can see. So after flock the path must still
+    name the locked inode, else the lock is taken again on the new file.
+    """
+    while True:
+        handle = os.fdopen(open_private(path), "r+")
+        try:
+            fcntl.flock(handle, operation)
+        except BlockingIOError:
+            handle.close()
+            return None
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return handle
+        handle.close()
+
+
 class RunLock:
     """An exclusive lock beside the root: a second run on the same root refuses."""
 
     def __init__(self, root: str) -> None:
+        self.root = root
         self.path = lock_path(root)
         self._handle: IO[str] | None = None
 
@@ -223,14 +323,14 @@ class RunLock:
             self._acquire()
 
     def _acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        handle = os.fdopen(fd, "r+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = handle.read().strip() or "another process"
-            handle.close()
-            raise RootError(f"another lxcexp run (pid {owner}) is using this root; wait for it to end") from None
+        handle = lock_file(self.path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if handle is None:
+            try:
+                with os.fdopen(open_private(self.path, os.O_RDONLY)) as held:
+                    owner = held.read().strip() or "another process"
+            except OSError:
+                owner = "another process"
+            raise RootError(f"another lxcexp run (pid {owner}) is using this root; wait for it to end")
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -255,7 +355,9 @@ class RunLock:
     def release(self) -> None:
         if self._handle is None:
             return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        # Held exclusively, so no xdist run lives here: its gate and share files are a crashed run's.
+        for path in (gate_path(self.root), share_path(self.root), self.path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         self._handle.close()
         self._handle = None

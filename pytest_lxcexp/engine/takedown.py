@@ -9,14 +9,14 @@ carries the tag.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 from dataclasses import dataclass, field
 
 from . import cgroups, network, tuning
 from .fleet import defined_ves, live_ves, stop_all
-from .storage import TMPFS_SOURCE, Layout, lock_path, mounts, read_marker, umount
+from .shared import remove_run_files
+from .storage import TMPFS_SOURCE, Layout, mounts, read_marker, umount
 
 
 class TakedownError(RuntimeError):
@@ -119,20 +119,9 @@ def takedown_root(root: str, report: TakedownReport) -> None:
 
 
 def remove_abandoned_lock(root: str) -> None:
-    """A run killed outright leaves its lock file beside the root: remove it once nobody
-    holds it (a holder, this process included, keeps it: flock conflicts across opens)."""
-    path = lock_path(root)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return
-    with os.fdopen(fd) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    """A run killed outright leaves its lock (and with xdist its gate and share files) beside
+    the root: removed once nobody holds the lock (a holder, this process included, keeps them)."""
+    remove_run_files(root)
 
 
 def takedown(root: str, tag: str, bridge: str | None) -> TakedownReport:

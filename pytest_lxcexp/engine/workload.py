@@ -27,13 +27,14 @@ wait/poweroff lines) parse the same way.
 from __future__ import annotations
 
 import collections
+import os
 import re
 import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .addressing import AddressPlan
-from .safefs import read_ve_text
+from .safefs import UnsafeVEFile, open_ve_file, read_at_most, read_ve_tail
 from .workload_kinds import COMMAND_PREFIX, NETWORK_WORKLOADS, REACH_TIMEOUT, workload_kind
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ VE_ENV_PATH = "etc/lxcexp/ve.env"
 SYSTEMD_UNIT = "lxcexp-workload.service"
 # Lines of a command's output kept in its per-VE record.
 OUTPUT_LINES = 20
+# Bytes of a log's end read for its tail (reports show its last lines).
+TAIL_BYTES = 64 * 1024
 
 
 INIT_SCRIPT = r"""#!/bin/sh
@@ -81,6 +84,8 @@ ping-localhost)
 command)
     /bin/sh -c "$COMMAND"
     rc=$?
+    # Output without a final newline ("printf x") must not swallow the end marker.
+    [ -n "$(tail -c 1 /var/log/lxcexp/workload.log 2>/dev/null)" ] && echo
     ;;
 idle) ;;
 *)
@@ -212,58 +217,134 @@ class WorkloadLog:
     runs: int = 0
     repliers: tuple[str, ...] = ()
     output: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # Why the host would not read it (a FIFO, a device, a symlink, too large...): the VE fails with it.
+    refused: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.ended is not None
 
 
+class LogParser:
+    """The log's meaning so far, fed line by line (a follower feeds only what is new)."""
+
+    def __init__(self) -> None:
+        self.began: int | None = None
+        self.ended: int | None = None
+        self.status: int | None = None
+        self.kind: str | None = None
+        self.pings = 0
+        self.runs = 0
+        self.powered_off = False
+        self.repliers: dict[str, None] = {}
+        self.output: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES)
+
+    def copy(self) -> LogParser:
+        twin = LogParser()
+        twin.__dict__.update(self.__dict__)
+        twin.repliers = dict(self.repliers)
+        twin.output = collections.deque(self.output, maxlen=OUTPUT_LINES)
+        return twin
+
+    def feed(self, line: str) -> None:
+        if match := _REPLY.match(line):
+            self.pings += 1
+            self.repliers.setdefault(match.group(1))
+            self.output.append(line)
+        elif match := _BEGIN.match(line):
+            # A new run (a restart appends to the same log): forget the previous one.
+            self.began, self.kind, self.runs = int(match.group(1)), match.group(2), self.runs + 1
+            self.ended = self.status = None
+            self.pings, self.powered_off = 0, False
+            self.repliers.clear()
+            self.output.clear()
+        elif match := _END.match(line):
+            self.ended, self.status = int(match.group(1)), int(match.group(2))
+        elif _POWEROFF.match(line):
+            self.powered_off = True
+        elif not line.startswith("lxcexp-"):
+            self.output.append(line)
+
+    def result(self) -> WorkloadLog:
+        return WorkloadLog(
+            present=True,
+            began=self.began,
+            pings=self.pings,
+            ended=self.ended,
+            exit_status=self.status,
+            workload=self.kind,
+            powered_off=self.powered_off,
+            runs=self.runs,
+            repliers=tuple(self.repliers),
+            output=tuple(self.output),
+        )
+
+
 def parse_log(text: str | None) -> WorkloadLog:
     if text is None:
         return WorkloadLog(present=False)
-    began = ended = status = kind = None
-    pings = runs = 0
-    powered_off = False
-    repliers: dict[str, None] = {}
-    output: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES)
+    parser = LogParser()
     for line in text.splitlines():
-        if match := _REPLY.match(line):
-            pings += 1
-            repliers.setdefault(match.group(1))
-            output.append(line)
-        elif match := _BEGIN.match(line):
-            # A new run (a restart appends to the same log): forget the previous one.
-            began, kind, runs = int(match.group(1)), match.group(2), runs + 1
-            ended = status = None
-            pings, powered_off = 0, False
-            repliers.clear()
-            output.clear()
-        elif match := _END.match(line):
-            ended, status = int(match.group(1)), int(match.group(2))
-        elif _POWEROFF.match(line):
-            powered_off = True
-        elif not line.startswith("lxcexp-"):
-            output.append(line)
-    return WorkloadLog(
-        present=True,
-        began=began,
-        pings=pings,
-        ended=ended,
-        exit_status=status,
-        workload=kind,
-        powered_off=powered_off,
-        runs=runs,
-        repliers=tuple(repliers),
-        output=tuple(output),
-    )
+        parser.feed(line)
+    return parser.result()
+
+
+class LogFollower:
+    """One VE's log, followed: each poll reads only the bytes written since the last one.
+
+    The file is opened afresh each poll through safefs (no symlink, no FIFO, no device,
+    bounded size) and closed again; a log replaced (another inode) or truncated is read
+    from its beginning.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._identity: tuple[int, int] | None = None
+        self._offset = 0
+        self._partial = b""
+        self._parser = LogParser()
+
+    def _restart(self, identity: tuple[int, int] | None) -> None:
+        self._identity, self._offset, self._partial, self._parser = identity, 0, b"", LogParser()
+
+    def poll(self) -> WorkloadLog:
+        try:
+            fd = open_ve_file(self.path)
+        except FileNotFoundError:
+            self._restart(None)
+            return WorkloadLog(present=False)
+        except UnsafeVEFile as refusal:
+            self._restart(None)
+            # There is something in its place (counted as a log that is refused, not as none).
+            return WorkloadLog(present=True, refused=refusal.found)
+        try:
+            info = os.fstat(fd)
+            identity = (info.st_dev, info.st_ino)
+            if identity != self._identity or info.st_size < self._offset:
+                self._restart(identity)
+            new = read_at_most(fd, self._offset, info.st_size - self._offset)
+        finally:
+            os.close(fd)
+        self._offset += len(new)
+        *lines, self._partial = (self._partial + new).split(b"\n")
+        for line in lines:
+            self._parser.feed(line.decode(errors="replace").rstrip("\r"))
+        if not self._partial:
+            return self._parser.result()
+        # A line still being written counts as it stands now, as parse_log would read it.
+        parser = self._parser.copy()
+        parser.feed(self._partial.decode(errors="replace"))
+        return parser.result()
 
 
 def read_log(path: str) -> WorkloadLog:
-    # The VE wrote it: a symlink on the way is refused, read as no log (see safefs).
-    text = read_ve_text(path)
-    return WorkloadLog(present=False) if text is None else parse_log(text)
+    # The VE wrote it: anything but a plain regular file is refused (see safefs).
+    return LogFollower(path).poll()
 
 
 def log_tail(path: str, lines: int = 5) -> str:
-    text = read_ve_text(path)
+    try:
+        text = read_ve_tail(path, TAIL_BYTES)
+    except UnsafeVEFile as refusal:
+        return f"(not read: {refusal.found})"
     return "" if text is None else "\n".join(text.splitlines()[-lines:])

@@ -228,18 +228,25 @@ def group_verdicts(
 def run_value_verdicts(
     before: Results, now: Results, names: tuple[str, str], effects: dict[str, float]
 ) -> list[Verdict]:
-    return [
-        compare_values(
-            name,
-            *names,
-            METRICS[name].read(before),
-            METRICS[name].read(now),
-            worse=METRICS[name].worse,
-            min_effect=effects.get(name, DEFAULT_MIN_EFFECT_ACROSS_RUNS),
-            judged=name in effects,
+    """The one-value figures either run has (a ramp's reach only where a ramp ran)."""
+    verdicts = []
+    for name in RUN_VALUES:
+        metric = METRICS[name]
+        old, new = metric.read(before), metric.read(now)
+        if old is None and new is None:
+            continue
+        verdicts.append(
+            compare_values(
+                name,
+                *names,
+                old,
+                new,
+                worse=metric.worse,
+                min_effect=effects.get(name, DEFAULT_MIN_EFFECT_ACROSS_RUNS),
+                judged=name in effects,
+            )
         )
-        for name in RUN_VALUES
-    ]
+    return verdicts
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ METRICS: dict[str, Metric] = {
             _path("resources", "cgroup_memory_per_ve"),
         ),
         Metric("disk_per_ve", "disk per VE on the tmpfs", "KiB", KIB, "higher", _path("resources", "disk_per_ve")),
+        Metric("ramp_reached", "VEs running when the ramp stopped", "VEs", 1, "lower", _path("ramp", "reached")),
     )
 }
 
@@ -152,6 +153,7 @@ RUN_VALUES = (
     "memory_per_ve",
     "cgroup_memory_per_ve",
     "disk_per_ve",
+    "ramp_reached",
 )
 
 # Older rule names for the start latency's percentiles: a verdict is on the whole

@@ -23,7 +23,7 @@ import pytest
 
 from ..engine.config import ConfigError
 from ..engine.experiment import Experiment
-from ..engine.workload import log_tail, read_log
+from ..engine.workload import log_tail
 from ..interrupts import interruption
 from ..session import WORKER_RESULTS_KEY, RunState, config_from_pytest, run_state_key
 from ..xdist_support import host_identity
@@ -231,7 +231,7 @@ def capture_ves(experiment: Experiment, run: RunState) -> VECapture:
     disk = 0
     for index in indexes:
         path = layout.ve_workload_log(index)
-        log = read_log(path)
+        log = experiment.workload_log(index)
         capture.log_began[index] = log.began
         capture.log_ended[index] = log.ended
         record = run.records.get(index)
@@ -299,6 +299,7 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
             "interrupted": interrupted.to_dict() if (interrupted := interruption(config)) else None,
         },
         waited_until=experiment.waited_until,
+        ramp=experiment.ramp_result.to_dict() if experiment.ramp_result is not None else None,
     )
 
 

@@ -170,6 +170,7 @@ def build_results(
     samples: list[Sample],
     session: dict[str, Any],
     waited_until: float | None = None,
+    ramp: dict[str, Any] | None = None,
 ) -> Results:
     """One run as the results file's dict (see docs/results-schema.md)."""
     records = list(records)
@@ -202,6 +203,8 @@ def build_results(
         "timeline": timeline,
         "ves": ves,
     }
+    if ramp is not None:
+        results["ramp"] = ramp  # --ve-count=max: the curve by step and the named stop
     results["metrics"] = key_figures(results)
     return results
 

@@ -38,6 +38,9 @@ BAD_INPUTS = [
     (["--ve-root={link}"], "--ve-root", "is a symlink"),
     (["--ve-root={foreign}"], "--ve-root", "is not empty and carries no pytest-lxcexp marker"),
     (["--ve-root={root}/no/such/parent"], "--ve-root", "parent directory"),
+    (["--ve-root={root}:x"], "--ve-root", "contains ':': it separates the parts of LXC's overlay rootfs spec"),
+    (["--ve-root={root},x"], "--ve-root", "contains ',': it separates overlayfs mount options"),
+    (["--ve-root={open}/exp"], "--ve-root", "is writable by everyone and not sticky"),
     (["--ve-bridge=vebridgenametoolong"], "--ve-bridge", "an interface name holds at most 15"),
     (["--ve-bridge=ve br"], "--ve-bridge", "characters an interface name cannot"),
     (["--ve-bridge=ve/br"], "--ve-bridge", "characters an interface name cannot"),
@@ -84,7 +87,15 @@ def test_bad_input_is_a_usage_error_before_anything_is_made(pytester, clean_host
     (scratch / "link").symlink_to(scratch)
     (scratch / "foreign").mkdir()
     (scratch / "foreign" / "precious.txt").write_text("not lxcexp's")
-    places = {"root": names.root, "file": scratch / "file", "link": scratch / "link", "foreign": scratch / "foreign"}
+    (scratch / "open").mkdir()
+    (scratch / "open").chmod(0o777)  # world-writable, not sticky: anyone could swap the root
+    places = {
+        "root": names.root,
+        "file": scratch / "file",
+        "link": scratch / "link",
+        "foreign": scratch / "foreign",
+        "open": scratch / "open",
+    }
     args = [arg.format(**places) for arg in args]
     pytester.makepyfile(test_ping=PING_SUITE)
     # Our own root/bridge/subnet come first: a bad value given later on the command line wins.

@@ -69,6 +69,12 @@ def test_bad_fail_rules(text: str, reason: str) -> None:
         parse_fail_rule(text)
 
 
+def test_every_metric_has_a_direction() -> None:
+    assert {m.worse for m in METRICS.values()} == {"higher", "lower"}
+    assert METRICS["completed"].worse == "lower" and METRICS["ramp_reached"].worse == "lower"
+    assert all(METRICS[name].worse == "higher" for name in METRICS if name not in ("completed", "ramp_reached"))
+
+
 def test_rules_repeat_or_come_comma_separated_and_give_minimum_effects() -> None:
     rules = parse_fail_rules(["start_p90:10%,completed", "start_latency:3%", "setup_s:20%"])
     assert [str(rule) for rule in rules] == ["start_p90:10%", "completed", "start_latency:3%", "setup_s:20%"]

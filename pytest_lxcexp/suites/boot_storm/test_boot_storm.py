@@ -26,7 +26,4 @@ def test_start_latency_recorded(ve_experiment, ve_config):
     assert len(latencies) == len(ve_config.ves), "every VE's start latency is recorded"
     stats = latency_stats(latencies)
     assert 0 < stats["p50"] <= stats["p90"] <= stats["p99"] <= stats["max"]
-    print(
-        "start latency (ms): "
-        + "  ".join(f"{key} {stats[key] * 1000:.1f}" for key in ("p50", "p90", "p99", "max"))
-    )
+    print("start latency (ms): " + "  ".join(f"{key} {stats[key] * 1000:.1f}" for key in ("p50", "p90", "p99", "max")))

@@ -1,0 +1,106 @@
+"""What one running VE costs the host, per base and init: the preflight's per-VE budget.
+
+    .venv/bin/python benchmarks/per_ve_budget.py --count 20 --repeat 2
+
+For each (base, init) it sets up COUNT VEs on a bridge (the tool's own engine) whose
+workload keeps one process running (as ping does), starts them, waits until every VE's
+workload has begun (with --ve-init=system: after the distribution's init booted and
+started it as a service) and a few seconds more, then
+counts the processes in the experiment's cgroups (VEs and their LXC monitors) and the
+memory charged to the experiment's memory cgroups (VEs and monitors; unaffected by other
+work on the host, but blind to kernel objects charged elsewhere),
+the growth of host memory in use, and the growth of the experiment's tmpfs from just before
+the first start, each over COUNT. Medians over the repeats; the table is what
+pytest_lxcexp/engine/host.py's PER_VE_BUDGET holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pytest_lxcexp.engine import cgroups, storage  # noqa: E402
+from pytest_lxcexp.engine.config import build_config  # noqa: E402
+from pytest_lxcexp.engine.experiment import Experiment  # noqa: E402
+from pytest_lxcexp.report.sampler import host_memory_used  # noqa: E402
+
+ROOT = "/tmp/lxcexp-budget"
+BRIDGE = "vebudget"
+SUBNET = "10.103.200.0/24"
+COMBOS = [("busybox", "workload"), ("busybox", "system"), ("debian", "workload"), ("debian", "system")]
+SETTLE_S = 5.0
+MEMORY_HIERARCHY = "/sys/fs/cgroup/memory"  # cgroup v1 (this host); hierarchical accounting
+
+
+def charged_memory(tag: str) -> int:
+    """Bytes charged to the experiment's memory cgroups: the VEs' tree and their monitors'
+    (with every hierarchy, as --ve-init=system gets, the monitors sit in a tree of their own)."""
+    total = 0
+    for name in (cgroups.container_dir(tag), cgroups.monitor_dir(tag)):
+        path = os.path.join(MEMORY_HIERARCHY, name, "memory.usage_in_bytes")
+        with contextlib.suppress(FileNotFoundError), open(path) as handle:
+            total += int(handle.read())
+    return total
+
+
+def measure(base: str, init: str, count: int, workload: str) -> tuple[float, float, float, float]:
+    config = build_config(
+        root=ROOT,
+        bridge=BRIDGE,
+        subnet=SUBNET,
+        count=count,
+        base=base,
+        init=init,
+        workload=workload,
+        tmpfs_size="2G",
+        timeout=300,
+    )
+    experiment = Experiment(config)
+    stale = experiment.check()
+    experiment.lock()
+    try:
+        if stale:
+            experiment.clean_stale(stale)
+        experiment.setup()
+        host_before = host_memory_used()
+        tmpfs_before = storage.tmpfs_used_bytes(ROOT)
+        results = experiment.start(1, count)
+        assert all(result.ok for result in results), [r.error for r in results if not r.ok]
+        deadline = time.monotonic() + 300
+        while not all(experiment.workload_log(index).began for index in range(1, count + 1)):
+            assert time.monotonic() < deadline, "not every VE's workload began"
+            time.sleep(0.5)
+        time.sleep(SETTLE_S)
+        pids = len(cgroups.experiment_pids(config.tag)) / count
+        charged = charged_memory(config.tag) / count / 2**20
+        host = (host_memory_used() - host_before) / count / 2**20
+        tmpfs = (storage.tmpfs_used_bytes(ROOT) - tmpfs_before) / count / 2**10
+        return pids, charged, host, tmpfs
+    finally:
+        experiment.takedown()
+        experiment.unlock()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=2)
+    # A workload process that stays while measured, as ping does for its pings.
+    parser.add_argument("--workload", default="cmd:sleep 600")
+    args = parser.parse_args()
+    print(f"{args.count} VEs per run running {args.workload!r}, {args.repeat} runs each, medians")
+    print(f"{'base/init':<18} {'processes/VE':>13} {'cgroup MiB/VE':>14} {'host MiB/VE':>12} {'tmpfs KiB/VE':>13}")
+    for base, init in COMBOS:
+        runs = [measure(base, init, args.count, args.workload) for _ in range(args.repeat)]
+        pids, charged, host, tmpfs = (statistics.median(values) for values in zip(*runs, strict=True))
+        print(f"{base + '/' + init:<18} {pids:>13.1f} {charged:>14.2f} {host:>12.2f} {tmpfs:>13.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

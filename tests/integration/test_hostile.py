@@ -1,0 +1,158 @@
+"""A hostile or broken VE cannot hang, crash or escape the run (issue 12), on real VEs.
+
+The attacks themselves run as the built-in suite `hostile` (test_builtin_suites);
+here: the signal that must always end the run, the takedown when reporting fails, the
+tmpfs's mount options, and the xdist files a crashed run leaves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from integration_helpers import PING_SUITE, lxc_monitors, run_pytest, running_experiment, started_pytest, wait_for
+
+from pytest_lxcexp.engine import shared
+from pytest_lxcexp.engine.storage import mounts
+
+# ve1 swaps its log for a FIFO (the run once blocked in open() on it for good); ve2 never ends.
+FIFO_THEN_HANG = (
+    "cmd:if [ $(hostname) = ve1 ]; then rm -f /var/log/lxcexp/workload.log; mkfifo /var/log/lxcexp/workload.log; "
+    "else sleep 100000; fi"
+)
+
+
+def test_a_fifo_log_fails_its_ve_and_a_signal_still_ends_the_run(pytester, clean_host, leftovers):
+    names = clean_host
+    pytester.makepyfile(test_ping=PING_SUITE)
+    options = ["--ve-count=2", f"--ve-workload={FIFO_THEN_HANG}", "--ve-tmpfs-size=64M", "--ve-timeout=600"]
+    with started_pytest(pytester, names, *options) as run:
+        wait_for(lambda: len(lxc_monitors(names.root)) == 2, run, what="both VEs running")
+        log = pathlib.Path(names.root, "ve1", "delta0", "var", "log", "lxcexp", "workload.log")
+        wait_for(log.is_fifo, run, what="ve1's log replaced by a FIFO")
+        time.sleep(2)  # polls of the FIFO: none may block
+        run.send_signal(signal.SIGTERM)
+        out, _ = run.communicate(timeout=120)
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "ve1: its workload log is a FIFO, not a regular file" in out, out
+    assert "INTERRUPTED by SIGTERM" in out and "Takedown: nothing left behind" in out, out
+    assert leftovers(names) == []
+
+
+BROKEN_SUMMARY_CONFTEST = """
+from pytest_lxcexp.engine.experiment import Experiment
+
+
+def broken_summary(self, records):
+    raise RuntimeError("the summary broke while reading records")
+
+
+Experiment.summary = broken_summary  # fails in ve_clones' teardown, before the VEs are stopped
+"""
+
+
+def test_a_failure_while_reading_records_still_takes_everything_down(pytester, clean_host, leftovers):
+    names = clean_host
+    pytester.makepyfile(test_ping=PING_SUITE)
+    pytester.makeconftest(BROKEN_SUMMARY_CONFTEST)
+    result = run_pytest(
+        pytester, names, "--ve-count=3", "--ve-pings=2", "--ve-ping-interval=0.2", "--ve-tmpfs-size=64M"
+    )
+    out = result.stdout.str()
+    assert "RuntimeError: the summary broke while reading records" in out, out
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out  # an error at teardown
+    assert not lxc_monitors(names.root)
+    assert leftovers(names) == []
+
+
+def test_the_tmpfs_is_nosuid_nodev_and_0711(clean_host):
+    names = clean_host
+    with running_experiment(names, count=1, network="none"):
+        (entry,) = [m for m in mounts() if m["target"] == names.root]
+        with open("/proc/self/mountinfo") as handle:
+            (line,) = [line for line in handle if f" {names.root} " in line]
+        assert {"nosuid", "nodev"} <= set(line.split()[5].split(",")), line
+        assert os.stat(names.root).st_mode & 0o7777 == 0o711
+        assert entry["fstype"] == "tmpfs"
+
+
+def _crashed_run_files(root: str) -> list[str]:
+    """The gate and share files a SIGKILLed xdist run leaves beside its root (nobody holds its lock)."""
+    share = json.dumps({"run": "crashed", "members": 2, "ready": True, "host": ""})
+    for path, text in ((shared.share_path(root), share), (shared.gate_path(root), "")):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    return [shared.share_path(root), shared.gate_path(root)]
+
+
+def test_a_crashed_xdist_runs_share_file_does_not_block_the_next_run(pytester, clean_host, leftovers):
+    names = clean_host
+    files = _crashed_run_files(names.root)
+    pytester.makepyfile(test_ping=PING_SUITE)
+    result = run_pytest(
+        pytester, names, "-n", "2", "--ve-count=4", "--ve-batch=2", "--ve-pings=2", "--ve-ping-interval=0.2"
+    )
+    result.assert_outcomes(passed=4)
+    assert "another lxcexp run" not in result.stdout.str()
+    assert not [path for path in files if os.path.exists(path)]
+    assert leftovers(names) == []
+
+
+def test_lxcexp_takedown_removes_share_and_gate_files(clean_host, leftovers, cli):
+    names = clean_host
+    files = _crashed_run_files(names.root)
+    done = cli("takedown", "--root", names.root)
+    assert done.returncode == 0, done.stderr
+    assert not [path for path in files if os.path.exists(path)]
+    assert leftovers(names) == []
+
+
+def test_a_range_stopped_and_started_again_under_xdist_starts_again(clean_host, leftovers, tmp_path):
+    names = clean_host
+    # The churn suite restarts each range; under -n each restart must really start the VEs
+    # (its test asserts every VE logged one run more per cycle).
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--ve-suite=churn", "-n", "2", "--ve-count=4", "--ve-batch=2"]
+        + ["--churn-cycles=2", "--ve-pings=2", "--ve-ping-interval=0.2", *names.options(), "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " 2 passed" in result.stdout
+    assert leftovers(names) == []
+
+
+BROKEN_BASE_CONFTEST = """
+from pytest_lxcexp.engine.experiment import Experiment
+
+
+def broken_base(self):
+    raise RuntimeError("the base broke during setup")
+
+
+Experiment.setup_base = broken_base  # the first worker's setup fails after the tmpfs is up
+"""
+
+
+def test_a_setup_failure_under_xdist_releases_the_other_workers(pytester, clean_host, leftovers):
+    names = clean_host
+    pytester.makepyfile(test_ping=PING_SUITE)
+    pytester.makeconftest(BROKEN_BASE_CONFTEST)
+    result = run_pytest(pytester, names, "-n", "2", "--ve-count=4", "--ve-batch=2", timeout=300)
+    out = result.stdout.str()
+    assert result.ret != pytest.ExitCode.OK, out
+    assert "INTERNALERROR>" not in out, out
+    assert "RuntimeError: the base broke during setup" in out, out
+    # The other worker was let go with the reason, instead of waiting at the gate.
+    assert "the first process of this run failed to set the experiment up" in out, out
+    assert leftovers(names) == []
+    assert not [path for path in (shared.share_path(names.root), shared.gate_path(names.root)) if os.path.exists(path)]
