@@ -7,7 +7,7 @@ lxcexp info [S] [E]               state, PID and address of each VE
 lxcexp stats [S] [E]              the Results block for veS..veE
 lxcexp takedown                   stop everything, remove it all
 lxcexp report DIR                 rebuild DIR/index.html over the runs saved with --ve-report-dir
-lxcexp compare A B [--fail M:N%]  compare two saved runs; exit 1 on a regression
+lxcexp compare A [B] [--fail M]   verdicts: saved run B against A, or run A's builds; exit 1 on "worse"
 lxcexp build-lxc SOURCE [--ref REF] [--prefix DIR]
                                   build LXC from a git tree, bundle or tarball (cached per
                                   commit); prints the prefix, for --ve-lxc

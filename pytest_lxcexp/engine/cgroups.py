@@ -105,6 +105,22 @@ def cgroup_use_for(wanted: tuple[str, ...], v1_hierarchies: list[list[str]], uni
     return ",".join(dict.fromkeys(use))
 
 
+def cgroup_layout() -> dict[str, list]:
+    """This host's cgroup hierarchies as a VE's start meets them: each v1 hierarchy's
+    controllers (sorted) and the unified tree's, for telling whether two runs are comparable."""
+    return {
+        "v1": sorted(sorted(controllers) for controllers in _v1_hierarchy_controllers()),
+        "unified": sorted(_unified_controllers()),
+    }
+
+
+def effective_cgroup_use(wanted: tuple[str, ...] | None) -> str | None:
+    """The lxc.cgroup.use the tool gives liblxc for `wanted` on this host; None: liblxc's default, every hierarchy."""
+    if wanted is None:
+        return None
+    return cgroup_use_for(wanted, _v1_hierarchy_controllers(), _unified_controllers())
+
+
 def host_controllers() -> set[str]:
     """The controllers this kernel has enabled (/proc/cgroups)."""
     with open("/proc/cgroups") as handle:

@@ -67,6 +67,26 @@ def latency_histogram(latencies: list[float], stats: dict[str, float]) -> str | 
     return _data_uri(figure)
 
 
+def ecdf_chart(series: list[tuple[str, list[float]]], title: str = "Start latency, per side") -> str | None:
+    """Overlaid empirical CDFs in ms, one line per build or run: a shift shows as one curve
+    right of the other, a tail as curves parting near the top."""
+    drawn = [(label, sorted(value * 1000 for value in values)) for label, values in series if values]
+    if not drawn or not available():
+        return None
+    figure = _figure(4.4, 3.0)  # narrow enough to sit beside the verdict table
+    axes = figure.add_subplot()
+    for label, values in drawn:
+        fractions = [(rank + 1) / len(values) for rank in range(len(values))]
+        axes.step(values, fractions, where="post", linewidth=1.6, label=f"{label} ({len(values)} VEs)")
+    axes.set_xlabel("start latency (ms)")
+    axes.set_ylabel("fraction of VEs started")
+    axes.set_ylim(0, 1.02)
+    axes.set_title(title)
+    figure.legend(frameon=False, loc="outside lower center", ncols=1, fontsize=8)
+    _style(axes)
+    return _data_uri(figure)
+
+
 def _cumulative(times: list[float], end: float) -> tuple[list[float], list[int]]:
     """A count that rises by one at each time: the x and y of a step line, from 0 to `end`."""
     xs, ys = [0.0], [0]

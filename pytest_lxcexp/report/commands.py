@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
 from .archive import write_index
-from .compare import CompareError, compare, load_ref, missing_for_rules, parse_fail_rules, regressions, table_lines
+from .comparable import key_of
+from .compare import (
+    CompareError,
+    compare_builds,
+    compare_runs,
+    load_ref,
+    min_effects,
+    parse_fail_rules,
+    regressions,
+    table_lines,
+    unchecked_rules,
+)
 
 AddCommand = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
@@ -25,28 +37,42 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """B against A (two saved runs, which must be comparable unless --force); or, with A alone,
+    each build of that run against its first build."""
     try:
         rules = parse_fail_rules(args.fail or [])
     except CompareError as error:
         print(f"lxcexp compare: --fail: {error}", file=sys.stderr)
         return 2
+    effects = min_effects(rules)
     try:
-        before_path, before = load_ref(args.before, args.dir)
-        now_path, now = load_ref(args.now, args.dir, exclude=None)
+        if args.now is None:
+            path, results, _ = load_ref(args.before, args.dir)
+            comparisons = compare_builds(results, effects)
+            if not comparisons:
+                print(f"lxcexp compare: {path} ran one build: give a second run to compare it with", file=sys.stderr)
+                return 2
+            print(f"run: {path}")
+        else:
+            now_path, now, _ = load_ref(args.now, args.dir)
+            before_path, before, warnings = load_ref(
+                args.before, args.dir, key_of(now), force=args.force, exclude=os.path.dirname(now_path)
+            )
+            comparisons = compare_runs(before, now, effects, warnings)
+            print(f"A: {before_path}\nB: {now_path}")
     except CompareError as error:
         print(f"lxcexp compare: {error}", file=sys.stderr)
         return 2
-    comparison = compare(before, now)
-    print(f"A: {before_path}\nB: {now_path}")
-    for line in table_lines(comparison):
-        print(line)
-    for note in missing_for_rules(comparison, rules):
+    for comparison in comparisons:
+        for line in table_lines(comparison):
+            print(line)
+    for note in unchecked_rules(comparisons, rules):
         print(f"note: {note}")
-    found = regressions(comparison, rules)
+    found = regressions(comparisons, rules)
     for regression in found:
         print(f"REGRESSION: {regression}")
     if rules and not found:
-        print(f"no regression beyond {', '.join(str(rule) for rule in rules)}")
+        print(f"no regression: no 'worse' verdict for {', '.join(str(rule) for rule in rules)}")
     return 1 if found else 0
 
 
@@ -55,14 +81,25 @@ def add_commands(add: AddCommand) -> None:
     report = add("report", cmd_report, "rebuild DIR/index.html over the runs saved with --ve-report-dir DIR")
     report.add_argument("dir", metavar="DIR", help="the report directory")
     report.set_defaults(needs_root=False)
-    comparing = add("compare", cmd_compare, "compare two saved runs B (now) against A (before)")
+    comparing = add(
+        "compare",
+        cmd_compare,
+        "verdicts for saved runs: B (now) against A (before), or each build of run A against its first build",
+    )
     comparing.add_argument("before", metavar="A", help="results.json, run folder, run name in --dir, or latest")
-    comparing.add_argument("now", metavar="B", help="results.json, run folder, run name in --dir, or latest")
-    comparing.add_argument("--dir", default=None, help="report directory for run names and 'latest'")
+    comparing.add_argument(
+        "now", metavar="B", nargs="?", default=None, help="results.json, run folder, run name in --dir, or latest"
+    )
+    comparing.add_argument(
+        "--dir",
+        default=None,
+        help="report directory for run names and 'latest' (for A: the newest run comparable with B)",
+    )
     comparing.add_argument(
         "--fail",
         action="append",
-        metavar="METRIC:N%",
-        help="exit 1 when METRIC is more than N%% worse in B than in A (repeatable), e.g. start_p90:10%%",
+        metavar="METRIC[:N%]",
+        help="exit 1 when METRIC's verdict is 'worse'; N%% is the minimum effect (repeatable), e.g. start_latency:10%%",
     )
+    comparing.add_argument("--force", action="store_true", help="compare A and B even when they are not comparable")
     comparing.set_defaults(needs_root=False)

@@ -1,8 +1,12 @@
-"""Hold one run against an earlier one: which figures changed, by how much, and which regressed.
+"""Hold a candidate against a baseline: verdicts per metric, for two runs or for the builds of one run.
 
-Model: pytest-benchmark's --benchmark-compare / --benchmark-compare-fail. A change is
-(now - before) / before; "worse" turns it so that a positive number is always bad
-(a higher start latency, fewer completed VEs), and METRIC:N% fails when worse > N.
+The groups: a run without builds is one group; a run whose VEs carry `build` (--ve-lxc)
+has one group per build, the first build being the baseline. Across runs every per-VE
+sample of both runs is used (per build when both runs have the same builds). The
+statistics are report/verdict.py's; which run may be a reference is comparable.py's.
+
+--ve-compare-fail METRIC[:N%] fails the session when METRIC's verdict is "worse"; N is
+the minimum effect (verdict.DEFAULT_MIN_EFFECT without it).
 """
 
 from __future__ import annotations
@@ -10,12 +14,24 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .archive import RESULTS_FILE, latest_run
-from .metrics import METRICS, Metric
+from .comparable import RunKey, key_of, latest_comparable, mismatches
+from .metrics import ALIASES, METRICS, OUTCOMES, RUN_VALUES, VE_METRICS
 from .results import Results, ResultsError, load_results
+from .verdict import (
+    CANT_TELL,
+    DEFAULT_MIN_EFFECT,
+    DEFAULT_MIN_EFFECT_ACROSS_RUNS,
+    WORSE,
+    Verdict,
+    compare_outcomes,
+    compare_samples,
+    compare_values,
+)
 
 # Options that name things (paths, interfaces) or housekeeping: they differ between runs
 # without changing what is measured, so they do not make two runs incomparable.
@@ -23,23 +39,7 @@ from .results import Results, ResultsError, load_results
 NAMING_OPTIONS = frozenset(
     {"root", "bridge", "subnet", "base_cache", "base_refresh", "keep", "timeout", "ve_first", "ve_last"}
 )
-SHOWN_METRICS = (
-    "completed",
-    "failed_to_start",
-    "no_log",
-    "incomplete",
-    "start_p50",
-    "start_p90",
-    "start_p99",
-    "start_max",
-    "setup_s",
-    "start_all_s",
-    "complete_all_s",
-    "takedown_s",
-    "memory_per_ve",
-    "cgroup_memory_per_ve",
-    "disk_per_ve",
-)
+RULE_METRICS = (*VE_METRICS, *OUTCOMES, *RUN_VALUES, *ALIASES)
 
 
 class CompareError(ValueError):
@@ -48,44 +48,55 @@ class CompareError(ValueError):
 
 @dataclass(frozen=True)
 class FailRule:
-    metric: str
-    percent: float
+    metric: str  # as the user named it (start_p90, start_latency, completed, ...)
+    percent: float | None  # the minimum effect; None: the default
+
+    @property
+    def verdict_metric(self) -> str:
+        return ALIASES.get(self.metric, self.metric)
 
     def __str__(self) -> str:
-        return f"{self.metric}:{self.percent:g}%"
+        return self.metric if self.percent is None else f"{self.metric}:{self.percent:g}%"
 
 
-_RULE = re.compile(r"^\s*([a-z0-9_]+)\s*:\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
+_RULE = re.compile(r"^\s*([a-z0-9_]+)\s*(?::\s*([0-9]+(?:\.[0-9]+)?)\s*%)?\s*$")
 
 
 def parse_fail_rule(text: str) -> FailRule:
-    """'start_p90:10%' -> FailRule('start_p90', 10.0)."""
+    """'start_p90:10%' -> FailRule('start_p90', 10.0); 'completed' -> FailRule('completed', None)."""
     match = _RULE.match(text)
     if not match:
-        raise CompareError(f"{text!r} is not METRIC:N% (for instance start_p90:10% or completed:0%)")
+        raise CompareError(f"{text!r} is not METRIC or METRIC:N% (for instance start_latency:5% or completed)")
     name, number = match.groups()
-    if name not in METRICS:
-        raise CompareError(f"{text!r}: unknown metric {name!r}; known: {', '.join(METRICS)}")
-    return FailRule(name, float(number))
+    if name not in RULE_METRICS:
+        raise CompareError(f"{text!r}: unknown metric {name!r}; known: {', '.join(RULE_METRICS)}")
+    return FailRule(name, None if number is None else float(number))
 
 
 def parse_fail_rules(texts: list[str]) -> list[FailRule]:
     rules = []
     for text in texts:
-        # "a:1%,b:2%" is accepted as well as repeating the option.
+        # "a:1%,b" is accepted as well as repeating the option.
         rules += [parse_fail_rule(part) for part in text.split(",") if part.strip()]
     return rules
 
 
-def resolve_ref(ref: str, report_dir: str | None, exclude: str | None = None) -> str:
-    """REF (a results.json, a run folder, a run name in the report dir, or 'latest') -> a results.json path."""
-    if ref == "latest":
-        if not report_dir:
-            raise CompareError("'latest' needs --ve-report-dir (the archive to take the latest run from)")
-        run = latest_run(report_dir, exclude=exclude)
-        if run is None:
-            raise CompareError(f"'latest': {report_dir} holds no saved run yet")
-        return os.path.join(run, RESULTS_FILE)
+def min_effects(rules: Iterable[FailRule]) -> dict[str, float]:
+    """Each ruled metric's minimum effect: the smallest N% a rule on it gives. A one-value metric
+    (takedown_s) is judged only when a rule names it, at the across-runs default without N%."""
+    found: dict[str, float] = {}
+    for rule in rules:
+        name = rule.verdict_metric
+        percent = rule.percent
+        if percent is None and name in RUN_VALUES:
+            percent = DEFAULT_MIN_EFFECT_ACROSS_RUNS
+        if percent is not None:
+            found[name] = min(found.get(name, math.inf), percent)
+    return found
+
+
+def resolve_ref(ref: str, report_dir: str | None) -> str:
+    """REF (a results.json, a run folder, or a run name in the report dir) -> a results.json path."""
     candidates = [ref]
     if report_dir and not os.path.isabs(ref):
         candidates.append(os.path.join(report_dir, ref))
@@ -100,83 +111,165 @@ def resolve_ref(ref: str, report_dir: str | None, exclude: str | None = None) ->
     raise CompareError(f"{ref}: no such results file or run folder")
 
 
-def load_ref(ref: str, report_dir: str | None, exclude: str | None = None) -> tuple[str, Results]:
-    path = resolve_ref(ref, report_dir, exclude)
+def load_ref(
+    ref: str,
+    report_dir: str | None,
+    current: RunKey | None = None,
+    *,
+    force: bool = False,
+    exclude: str | None = None,
+) -> tuple[str, Results, list[str]]:
+    """The reference run: (path, results, warnings). 'latest' is the newest comparable successful
+    run in report_dir. A reference that `current` cannot be compared with is an error unless
+    `force`, which turns the reasons into warnings."""
+    if ref == "latest":
+        if not report_dir:
+            raise CompareError("'latest' needs --ve-report-dir (the archive to take the latest run from)")
+        if current is None or force:
+            run = latest_run(report_dir, exclude=exclude)
+            if run is None:
+                raise CompareError(f"'latest': {report_dir} holds no saved run yet")
+            path = os.path.join(run, RESULTS_FILE)
+        else:
+            try:
+                return (*latest_comparable(report_dir, current, exclude), [])
+            except LookupError as error:
+                raise CompareError(f"'latest': {error}; --ve-compare-force compares anyway") from None
+    else:
+        path = resolve_ref(ref, report_dir)
     try:
-        return path, load_results(path)
+        results = load_results(path)
     except ResultsError as error:
         raise CompareError(str(error)) from None
+    reasons = mismatches(key_of(results), current) if current is not None else []
+    if reasons and not force:
+        raise CompareError(f"{path} is not comparable with this run: {'; '.join(reasons)} (--ve-compare-force)")
+    return path, results, [f"compared although not comparable: {reason}" for reason in reasons]
 
 
-def change_percent(before: float, now: float) -> float:
-    """Relative change in percent; from zero, any change is infinitely large."""
-    if before == now:
-        return 0.0
-    if before == 0:
-        return math.copysign(math.inf, now)
-    return (now - before) / abs(before) * 100.0
-
-
-def worse_percent(metric: Metric, before: float, now: float) -> float:
-    """The change, signed so that positive is a regression for this metric."""
-    change = change_percent(before, now)
-    return change if metric.worse == "higher" else -change
+# -- groups ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Row:
-    metric: Metric
-    before: float | None
-    now: float | None
+class Group:
+    """VEs compared as one side: a build of a run, or a whole run."""
 
-    @property
-    def change(self) -> float | None:
-        if self.before is None or self.now is None:
-            return None
-        return change_percent(self.before, self.now)
-
-    @property
-    def worse(self) -> float | None:
-        if self.before is None or self.now is None:
-            return None
-        return worse_percent(self.metric, self.before, self.now)
-
-    def change_text(self) -> str:
-        change, worse = self.change, self.worse
-        if change is None or worse is None:
-            return "n/a"
-        if change == 0:
-            return "same"
-        amount = "+inf%" if math.isinf(change) and change > 0 else "-inf%" if math.isinf(change) else f"{change:+.1f}%"
-        return f"{amount} {'worse' if worse > 0 else 'better'}"
+    name: str
+    ves: list[dict[str, Any]]
+    places: list[tuple[Any, ...]]  # each VE's place, shared with the other side: (round, position)
 
 
-@dataclass(frozen=True)
-class Regression:
-    rule: FailRule
-    row: Row
+def builds_of(results: Results) -> list[str]:
+    """The run's builds in the order they first appear (the first is the baseline); [] without builds."""
+    return list(dict.fromkeys(ve["build"] for ve in results.get("ves", []) if ve.get("build") is not None))
 
-    def __str__(self) -> str:
-        worse = self.row.worse
-        amount = "infinitely" if worse is not None and math.isinf(worse) else f"{worse:.1f}%"
-        metric = self.row.metric
-        return (
-            f"{metric.name} is {amount} worse than before ({metric.shown(self.row.before)} -> "
-            f"{metric.shown(self.row.now)} {metric.unit}; limit {self.rule.percent:g}%)"
+
+def _group(name: str, ves: list[dict[str, Any]], by_position: bool) -> Group:
+    """by_position: the k-th VE of this build in its round (builds of one run are interleaved,
+    so the k-th VEs of two builds started next to each other); else the VE's own index (two runs)."""
+    ves = sorted(ves, key=lambda ve: (ve.get("round") or 0, ve["index"]))
+    counters: dict[Any, int] = {}
+    places = []
+    for ve in ves:
+        round_ = ve.get("round") or 0
+        counters[round_] = counters.get(round_, 0) + 1
+        places.append((round_, counters[round_] if by_position else ve["index"]))
+    return Group(name, ves, places)
+
+
+def build_groups(results: Results) -> list[Group]:
+    """One group per build (the first is the baseline); one group of all VEs without builds."""
+    builds = builds_of(results)
+    if not builds:
+        return [_group("all VEs", list(results.get("ves", [])), by_position=False)]
+    return [_group(build, [ve for ve in results["ves"] if ve.get("build") == build], True) for build in builds]
+
+
+# -- verdicts ----------------------------------------------------------------------------
+
+
+def group_verdicts(
+    baseline: Group,
+    candidate: Group,
+    effects: dict[str, float] | None = None,
+    names: tuple[str, str] | None = None,
+    default_effect: float = DEFAULT_MIN_EFFECT,
+) -> list[Verdict]:
+    """Every per-VE metric either side has samples of, and every outcome; `names` label the sides."""
+    effects = effects or {}
+    names = names or (baseline.name, candidate.name)
+    verdicts = []
+    for metric in VE_METRICS.values():
+        before, now = metric.samples(baseline.ves), metric.samples(candidate.ves)
+        if not before and not now:
+            continue  # not measured in these runs (a phase of --ve-lxc builds' runs)
+        verdicts.append(
+            compare_samples(
+                metric.name,
+                *names,
+                before,
+                now,
+                worse=metric.worse,
+                min_effect=effects.get(metric.name, default_effect),
+            )
         )
+    for name, bad in OUTCOMES.items():
+        verdicts.append(
+            compare_outcomes(
+                name,
+                *names,
+                {place: bad(ve) for place, ve in zip(baseline.places, baseline.ves, strict=True)},
+                {place: bad(ve) for place, ve in zip(candidate.places, candidate.ves, strict=True)},
+            )
+        )
+    return verdicts
+
+
+def run_value_verdicts(
+    before: Results, now: Results, names: tuple[str, str], effects: dict[str, float]
+) -> list[Verdict]:
+    """The one-value figures either run has (a ramp's reach only where a ramp ran)."""
+    verdicts = []
+    for name in RUN_VALUES:
+        metric = METRICS[name]
+        old, new = metric.read(before), metric.read(now)
+        if old is None and new is None:
+            continue
+        verdicts.append(
+            compare_values(
+                name,
+                *names,
+                old,
+                new,
+                worse=metric.worse,
+                min_effect=effects.get(name, DEFAULT_MIN_EFFECT_ACROSS_RUNS),
+                judged=name in effects,
+            )
+        )
+    return verdicts
 
 
 @dataclass(frozen=True)
 class Comparison:
+    """Candidate against baseline: across runs (kind 'runs') or two builds of one run (kind 'builds')."""
+
+    kind: str
     before_label: str
     now_label: str
-    before: Results
-    now: Results
-    rows: list[Row]
+    verdicts: list[Verdict]
     warnings: list[str]
 
-    def row(self, name: str) -> Row:
-        return next(row for row in self.rows if row.metric.name == name)
+    def verdict(self, metric: str) -> Verdict | None:
+        return next((v for v in self.verdicts if v.metric == metric), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "baseline": self.before_label,
+            "candidate": self.now_label,
+            "warnings": list(self.warnings),
+            "verdicts": [verdict.to_dict() for verdict in self.verdicts],
+        }
 
 
 def _meta(results: Results, *keys: str) -> Any:
@@ -187,25 +280,14 @@ def _meta(results: Results, *keys: str) -> Any:
 
 
 def differences(before: Results, now: Results) -> list[str]:
-    """Why two runs may not be comparable: another host, or options that shape the experiment."""
-    found = []
-    host_keys = [("hostname",), ("cpu", "model"), ("cpu", "count"), ("memory_total",)]
-    host = [
-        f"{'.'.join(keys)} {_meta(before, *keys)} -> {_meta(now, *keys)}"
-        for keys in host_keys
-        if _meta(before, *keys) != _meta(now, *keys)
-    ]
-    if host:
-        found.append("the runs are from different hosts: " + ", ".join(host))
+    """Options that differ without making the runs incomparable (pings, intervals, ...): worth a warning."""
     old, new = _meta(before, "options") or {}, _meta(now, "options") or {}
     options = [
         f"{key} {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
         if key not in NAMING_OPTIONS and old.get(key) != new.get(key)
     ]
-    if options:
-        found.append("the runs used different options: " + ", ".join(options))
-    return found
+    return ["the runs used different options: " + ", ".join(options)] if options else []
 
 
 def run_label(results: Results) -> str:
@@ -214,42 +296,163 @@ def run_label(results: Results) -> str:
     return f"{results.get('run_id', '?')} (liblxc {lxc}, kernel {kernel}, host {_meta(results, 'hostname')})"
 
 
-def compare(before: Results, now: Results, metrics: tuple[str, ...] = SHOWN_METRICS) -> Comparison:
-    rows = [Row(METRICS[name], METRICS[name].read(before), METRICS[name].read(now)) for name in metrics]
-    return Comparison(run_label(before), run_label(now), before, now, rows, differences(before, now))
+def compare_runs(
+    before: Results, now: Results, effects: dict[str, float] | None = None, warnings: list[str] | None = None
+) -> list[Comparison]:
+    """Every sample of `now` against every sample of `before`: per build when both runs ran the
+    same builds, else the whole runs; the first comparison also holds the one-value figures
+    (setup, memory per VE, ...). `warnings`: why the runs were compared although incomparable."""
+    effects = effects or {}
+    warnings = [*(warnings or []), *differences(before, now)]
+    builds = builds_of(now)
+    if builds and builds == builds_of(before):
+        pairs = list(zip(build_groups(before), build_groups(now), strict=True))
+        suffixes = [f" build {build}" for build in builds]
+    else:
+        pairs = [(_group("before", before.get("ves", []), False), _group("now", now.get("ves", []), False))]
+        suffixes = [""]
+    comparisons = []
+    for (old, new), suffix in zip(pairs, suffixes, strict=True):
+        names = ("before" + suffix, "now" + suffix)
+        verdicts = group_verdicts(old, new, effects, names, DEFAULT_MIN_EFFECT_ACROSS_RUNS)
+        if not comparisons:
+            verdicts += run_value_verdicts(before, now, ("before", "now"), effects)
+        comparisons.append(Comparison("runs", run_label(before) + suffix, run_label(now) + suffix, verdicts, warnings))
+    return comparisons
 
 
-def regressions(comparison: Comparison, rules: list[FailRule]) -> list[Regression]:
-    found = []
+def compare_builds(results: Results, effects: dict[str, float] | None = None) -> list[Comparison]:
+    """Each build of one run against its first build; [] for a run with fewer than two builds."""
+    groups = build_groups(results)
+    if len(groups) < 2:
+        return []
+    baseline = groups[0]
+    return [
+        Comparison(
+            "builds", f"build {baseline.name}", f"build {group.name}", group_verdicts(baseline, group, effects), []
+        )
+        for group in groups[1:]
+    ]
+
+
+# -- rules -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Regression:
+    rule: FailRule
+    verdict: Verdict
+
+    def __str__(self) -> str:
+        sides = f"{self.verdict.candidate} against {self.verdict.baseline}"
+        return f"{self.rule.metric}: {verdict_text(self.verdict)} ({sides})"
+
+
+def regressions(comparisons: list[Comparison], rules: list[FailRule]) -> list[Regression]:
+    return [
+        Regression(rule, verdict)
+        for rule in rules
+        for comparison in comparisons
+        for verdict in comparison.verdicts
+        if verdict.metric == rule.verdict_metric and verdict.verdict == WORSE
+    ]
+
+
+def unchecked_rules(comparisons: list[Comparison], rules: list[FailRule]) -> list[str]:
+    """Rules no comparison has a verdict for (the figure is missing, or needs two runs)."""
+    found = {verdict.metric for comparison in comparisons for verdict in comparison.verdicts}
+    notes = []
     for rule in rules:
-        metric = METRICS[rule.metric]
-        row = next((r for r in comparison.rows if r.metric.name == rule.metric), None)
-        if row is None:
-            row = Row(metric, metric.read(comparison.before), metric.read(comparison.now))
-        worse = row.worse
-        if worse is not None and worse > rule.percent:
-            found.append(Regression(rule, row))
-    return found
+        if rule.verdict_metric not in found:
+            notes.append(f"{rule}: no {rule.verdict_metric} verdict in this comparison; not checked")
+        elif all(
+            v.verdict == CANT_TELL and v.n_baseline * v.n_candidate == 0
+            for c in comparisons
+            for v in c.verdicts
+            if v.metric == rule.verdict_metric
+        ):
+            notes.append(f"{rule}: {rule.verdict_metric} is missing in one of the runs; not checked")
+    return notes
 
 
-def missing_for_rules(comparison: Comparison, rules: list[FailRule]) -> list[str]:
-    """Rules that could not be checked because one run lacks the figure."""
-    missing = []
-    for rule in rules:
-        metric = METRICS[rule.metric]
-        if metric.read(comparison.before) is None or metric.read(comparison.now) is None:
-            missing.append(f"{rule}: {rule.metric} is missing in one of the runs; not checked")
-    return missing
+# -- text --------------------------------------------------------------------------------
+
+
+def _unit(name: str) -> tuple[str, float]:
+    if name in VE_METRICS:
+        return VE_METRICS[name].unit, VE_METRICS[name].scale
+    if name in OUTCOMES:
+        return "VEs", 1.0
+    return METRICS[name].unit, METRICS[name].scale
+
+
+def _number(value: float | None, scale: float, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    shown = value * scale
+    text = f"{shown:+.2f}" if signed else f"{shown:.2f}"
+    return text if abs(shown) < 100 else (f"{shown:+.1f}" if signed else f"{shown:.1f}")
+
+
+def _pct(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "+inf%" if value == math.inf else "-inf%" if value == -math.inf else f"{value:+.1f}%"
+
+
+def cells(verdict: Verdict) -> dict[str, str]:
+    """One verdict's table cells, as text (terminal, HTML and `lxcexp compare` show the same)."""
+    unit, scale = _unit(verdict.metric)
+    if verdict.method == "Fisher exact":
+        label = f"{verdict.metric} (VEs bad)"
+        base, cand = f"{verdict.baseline_value:.0f}", f"{verdict.candidate_value:.0f}"
+        shift = f"{verdict.shift:+.0f}" if verdict.shift is not None else "n/a"
+        interval = ""
+    else:
+        label = f"{verdict.metric} ({unit})"
+        base, cand = _number(verdict.baseline_value, scale), _number(verdict.candidate_value, scale)
+        shift = _pct(verdict.shift_percent) if verdict.shift is not None else "n/a"
+        ci = verdict.ci_percent
+        interval = f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else ""
+    p_value = "" if verdict.p_value is None else f"{verdict.p_value:.2g}"
+    shown_verdict = verdict.verdict + (" (no test)" if verdict.method == "one value each" else "")
+    return {
+        "metric": label,
+        "baseline": base,
+        "candidate": cand,
+        "shift": shift,
+        "ci": interval,
+        "p": p_value,
+        "verdict": shown_verdict,
+    }
+
+
+def verdict_text(verdict: Verdict) -> str:
+    c = cells(verdict)
+    unit = "VEs bad" if verdict.method == "Fisher exact" else _unit(verdict.metric)[0]
+    ci = f", 95% CI {c['ci']}" if c["ci"] else ""
+    p = f", p {c['p']}" if c["p"] else ""
+    return f"{verdict.verdict}: {c['baseline']} -> {c['candidate']} {unit}, shift {c['shift']}{ci}{p}; {verdict.reason}"
+
+
+ACROSS_RUNS_NOTE = (
+    "two runs: how the host drifted between them is not in the CI (docs/verdicts.md); builds interleaved "
+    "in one run (--ve-lxc) are"
+)
+HEADER = f"{'metric':<30} {'baseline':>9} {'candidate':>9} {'shift':>8}  {'95% CI':<18} {'p':>7}  verdict"
 
 
 def table_lines(comparison: Comparison) -> list[str]:
-    """The comparison as fixed-width text: metric, before, now, change."""
-    lines = [f"before: {comparison.before_label}", f"now   : {comparison.now_label}"]
+    """The comparison as fixed-width text: metric, medians, shift, CI, p-value, verdict."""
+    lines = [f"baseline : {comparison.before_label}", f"candidate: {comparison.now_label}"]
     lines += [f"WARNING: {warning}" for warning in comparison.warnings]
-    lines.append(f"{'metric':<34} {'before':>10} {'now':>10}  change")
-    for row in comparison.rows:
-        label = f"{row.metric.name} ({row.metric.unit})"
+    if comparison.kind == "runs":
+        lines.append(f"note: {ACROSS_RUNS_NOTE}")
+    lines.append(HEADER)
+    for verdict in comparison.verdicts:
+        c = cells(verdict)
         lines.append(
-            f"{label:<34} {row.metric.shown(row.before):>10} {row.metric.shown(row.now):>10}  {row.change_text()}"
+            f"{c['metric']:<30} {c['baseline']:>9} {c['candidate']:>9} {c['shift']:>8}  {c['ci']:<18} "
+            f"{c['p']:>7}  {c['verdict']}"
         )
     return lines

@@ -16,8 +16,8 @@ import pytest
 from ..engine.stats import Summary, results_block
 from ..engine.storage import human_size
 from . import charts
-from .compare import Comparison, Regression
-from .metrics import METRICS
+from .compare import ACROSS_RUNS_NOTE, Comparison, Regression, build_groups, cells
+from .metrics import METRICS, VE_METRICS
 from .outcome import Finished
 from .results import Results
 
@@ -61,11 +61,12 @@ def headline(finished: Finished) -> str:
     else:
         verdict = '<span class="bad">the experiment did not run</span>'
     parts = [f"lxcexp: {verdict}", f"liblxc {e(str(lxc))}", f"run {e(str(results.get('run_id')))}"]
-    if finished.comparison is not None:
+    if finished.comparisons:
+        worse = sum(v.verdict == "worse" for c in finished.comparisons for v in c.verdicts)
         parts.append(
             f'<span class="bad">{len(finished.regressions)} regression(s)</span>'
             if finished.regressions
-            else '<span class="ok">no regression</span>'
+            else f'<span class="{"bad" if worse else "ok"}">{worse} "worse" verdict(s)</span>'
         )
     return f'<p class="lxcexp-headline" id="lxcexp-headline">{" · ".join(parts)}</p>'
 
@@ -79,27 +80,88 @@ def results_section(results: Results) -> str:
     return f'<h3>Results</h3><pre id="lxcexp-results">{e(chr(10).join(block))}</pre>'
 
 
-def comparison_section(comparison: Comparison, regressions: list[Regression], notes: list[str]) -> str:
-    regressed = {r.rule.metric for r in regressions}
+VERDICT_COLUMNS = (
+    ("metric", "metric"),
+    ("baseline", "baseline median"),
+    ("candidate", "candidate median"),
+    ("shift", "shift"),
+    ("ci", "95% CI"),
+    ("p", "p-value"),
+    ("verdict", "verdict"),
+)
+VERDICT_CSS = {"worse": "worse", "better": "better", "same": "", "can't tell": "warn"}
+
+
+def verdict_table(comparison: Comparison) -> str:
+    head = "".join(f'<th class="{"k" if key == "metric" else ""}">{e(title)}</th>' for key, title in VERDICT_COLUMNS)
     rows = []
-    for row in comparison.rows:
-        worse = row.worse
-        css = "worse" if worse is not None and worse > 0 else "better" if worse is not None and worse < 0 else ""
-        flag = " ✗" if row.metric.name in regressed else ""
-        rows.append(
-            f'<tr><td class="k">{e(row.metric.name)}</td><td class="k">{e(row.metric.label)} ({e(row.metric.unit)})'
-            f"</td><td>{e(row.metric.shown(row.before))}</td><td>{e(row.metric.shown(row.now))}</td>"
-            f'<td class="{css}">{e(row.change_text())}{flag}</td></tr>'
+    for verdict in comparison.verdicts:
+        shown = cells(verdict)
+        css = VERDICT_CSS.get(verdict.verdict, "")
+        row = "".join(
+            f'<td class="{"k" if key == "metric" else css if key == "verdict" else ""}"'
+            + (f' title="{e(verdict.reason)}"' if key == "verdict" else "")
+            + f">{e(shown[key])}</td>"
+            for key, _ in VERDICT_COLUMNS
         )
-    warnings = "".join(f'<p class="warn">Warning: {e(w)}</p>' for w in comparison.warnings)
+        rows.append(f"<tr>{row}</tr>")
+    return f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _side_samples(results: Results, reference: Results | None, comparison: Comparison) -> list[tuple[str, list[float]]]:
+    """Start latencies of each side: the builds of this run, or the two runs."""
+    latency = VE_METRICS["start_latency"]
+    if comparison.kind == "runs" and reference is not None:
+        return [("before", latency.samples(reference.get("ves", []))), ("now", latency.samples(results.get("ves", [])))]
+    return [(f"build {group.name}", latency.samples(group.ves)) for group in build_groups(results)]
+
+
+def builds_table(results: Results) -> str:
+    """What each build was, as the run recorded it (--ve-lxc): one row per build."""
+    builds = results.get("metadata", {}).get("builds") or []
+    if not builds:
+        return ""
+    keys = list(dict.fromkeys(key for build in builds for key in build))
+    head = "".join(f'<th class="k">{e(key)}</th>' for key in keys)
+    rows = "".join(
+        "<tr>" + "".join(f'<td class="k">{e(str(build.get(key, "")))}</td>' for key in keys) + "</tr>"
+        for build in builds
+    )
+    return f'<table id="lxcexp-builds"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def comparison_section(
+    results: Results,
+    reference: Results | None,
+    comparisons: list[Comparison],
+    regressions: list[Regression],
+    notes: list[str],
+) -> str:
+    """Per comparison, side by side: the overlaid ECDF of start latency and the verdict table."""
+    blocks = []
+    drawn_builds = False
+    for comparison in comparisons:
+        chart = ""
+        if comparison.kind == "runs" or not drawn_builds:  # one chart holds every build of the run
+            uri = charts.ecdf_chart(_side_samples(results, reference, comparison)) if charts.available() else None
+            chart = f'<figure><img alt="start latency ECDF" src="{uri}"></figure>' if uri else ""
+            drawn_builds = drawn_builds or comparison.kind == "builds"
+        warnings = "".join(f'<p class="warn">Warning: {e(w)}</p>' for w in comparison.warnings)
+        sides = f"<p>baseline: {e(comparison.before_label)}<br>candidate: {e(comparison.now_label)}</p>"
+        if comparison.kind == "runs":
+            sides += f'<p class="warn">{e(ACROSS_RUNS_NOTE)}</p>'
+
+        # The sides' names above; the chart beside its table (long names would push the table under it).
+        blocks.append(f'{sides}{warnings}<div class="cards charts">{chart}<div>{verdict_table(comparison)}</div></div>')
     verdicts = "".join(f'<p class="bad">Regression: {e(str(r))}</p>' for r in regressions)
     verdicts += "".join(f'<p class="warn">{e(note)}</p>' for note in notes)
-    return (
-        '<h3>Compared with an earlier run</h3><div id="lxcexp-compare">'
-        f"<p>before: {e(comparison.before_label)}<br>now: {e(comparison.now_label)}</p>{warnings}"
-        '<table><thead><tr><th class="k">metric</th><th class="k">meaning</th><th>before</th><th>now</th>'
-        f"<th>change</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{verdicts}</div>"
+    method = (
+        "<p>Verdicts: Mann-Whitney U on the per-VE values, Hodges-Lehmann shift with a bootstrap 95% CI; "
+        "worse/better when p &lt;= 0.01 and the shift is beyond the minimum effect, same when the CI lies inside "
+        "it, else can't tell. Outcomes: Fisher's exact test, and any place fine on the baseline and bad on the "
+        "candidate is worse. See docs/verdicts.md.</p>"
     )
+    return f'<h3>Verdicts</h3><div id="lxcexp-compare">{builds_table(results)}{"".join(blocks)}{verdicts}{method}</div>'
 
 
 def timings_section(results: Results) -> str:
@@ -297,8 +359,12 @@ def report_sections(finished: Finished) -> str:
     results = finished.results
     if results is not None:
         parts.append(results_section(results))
-        if finished.comparison is not None:
-            parts.append(comparison_section(finished.comparison, finished.regressions, finished.notes))
+        if finished.comparisons:
+            parts.append(
+                comparison_section(
+                    results, finished.reference, finished.comparisons, finished.regressions, finished.notes
+                )
+            )
         parts += [hosts_section(results), ramp_section(results), timings_section(results), charts_section(results)]
         parts += [failed_section(results), metadata_section(results)]
     parts += [f'<p class="bad">lxcexp report: {e(error)}</p>' for error in finished.errors]

@@ -14,8 +14,10 @@ class Finished:
     results_path: str | None = None
     run_dir: str | None = None
     index_path: str | None = None
-    comparison: Comparison | None = None
+    # This run's builds against its first build, then this run against --ve-compare's.
+    comparisons: list[Comparison] = field(default_factory=list)
     compare_path: str | None = None
+    reference: Results | None = None  # the run compared with (--ve-compare)
     rules: list[FailRule] = field(default_factory=list)
     regressions: list[Regression] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things the user should know (rules not checked, ...)

@@ -25,18 +25,21 @@ from ..engine.config import ConfigError
 from ..engine.experiment import Experiment
 from ..engine.workload import log_tail
 from ..interrupts import interruption
-from ..session import WORKER_RESULTS_KEY, RunState, run_state_key
+from ..session import WORKER_RESULTS_KEY, RunState, config_from_pytest, run_state_key
 from ..xdist_support import host_identity
 from . import archive, metadata
+from .comparable import RunKey, host_fingerprint, shape_of
 from .compare import (
     CompareError,
     FailRule,
-    compare,
+    compare_builds,
+    compare_runs,
     load_ref,
-    missing_for_rules,
+    min_effects,
     parse_fail_rules,
     regressions,
     table_lines,
+    unchecked_rules,
 )
 from .outcome import Finished
 from .results import Results, StartTimes, VECapture, build_results, host_entry, write_results
@@ -52,6 +55,7 @@ class ReportState:
     run_id: str = ""
     compare_path: str | None = None
     reference: Results | None = None
+    reference_warnings: list[str] = field(default_factory=list)
     rules: list[FailRule] = field(default_factory=list)
     html_active: bool = False
     html_path_is_ours: bool = False
@@ -87,12 +91,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="ve_compare_fail",
         action="append",
         default=None,
-        metavar="METRIC:N%",
-        help="fail the session when METRIC is more than N%% worse than --ve-compare's (repeatable): start_p90:10%%",
+        metavar="METRIC[:N%]",
+        help="fail the session when METRIC's verdict against --ve-compare's run (or the first build) is 'worse'; "
+        "N%% is the minimum effect (repeatable): start_latency, start_latency:10%%, completed",
+    )
+    group.addoption(
+        "--ve-compare-force",
+        dest="ve_compare_force",
+        action="store_true",
+        default=None,
+        help="compare with --ve-compare's run even when it is not comparable (another host, other options)",
     )
     parser.addini("ve_report_dir", "archive directory for runs (see --ve-report-dir)", default="")
     parser.addini("ve_compare", "run to compare with (see --ve-compare)", default="")
-    parser.addini("ve_compare_fail", "METRIC:N% regression limits, one a line (see --ve-compare-fail)", type="linelist")
+    parser.addini(
+        "ve_compare_fail", "METRIC[:N%] regression rules, one a line (see --ve-compare-fail)", type="linelist"
+    )
+    parser.addini("ve_compare_force", "compare with runs that are not comparable (see --ve-compare-force)", type="bool")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -112,8 +127,11 @@ def pytest_configure(config: pytest.Config) -> None:
     except CompareError as error:
         raise pytest.UsageError(f"--ve-compare-fail: {error}") from None
     compare_ref = _option_or_ini(config, "ve_compare") or None
-    if state.rules and not compare_ref:
-        raise pytest.UsageError("--ve-compare-fail: needs --ve-compare REF, the run to hold this one against")
+    builds = getattr(config.option, "ve_lxc", None) or []
+    if state.rules and not compare_ref and len(builds) < 2:
+        raise pytest.UsageError(
+            "--ve-compare-fail: needs --ve-compare REF (the run to hold this one against) or two --ve-lxc builds"
+        )
     state.report_dir = _option_or_ini(config, "ve_report_dir") or None
     if state.report_dir:
         state.report_dir = os.path.abspath(os.path.expanduser(state.report_dir))
@@ -123,8 +141,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if _is_worker(config):
         return  # xdist: the controller archives, compares and renders; workers only measure
     if compare_ref:
+        force = bool(_option_or_ini(config, "ve_compare_force"))
         try:
-            state.compare_path, state.reference = load_ref(compare_ref, state.report_dir)
+            current = current_key(config)
+            state.compare_path, state.reference, state.reference_warnings = load_ref(
+                compare_ref, state.report_dir, current, force=force
+            )
         except CompareError as error:
             raise pytest.UsageError(f"--ve-compare: {error}") from None
     state.html_active = config.pluginmanager.hasplugin("html")
@@ -150,6 +172,24 @@ def pytest_configure(config: pytest.Config) -> None:
         from .html import HtmlSummary
 
         config.pluginmanager.register(HtmlSummary(finish), "lxcexp-report-html")
+
+
+def xdist_workers(config: pytest.Config) -> int:
+    """How many xdist workers this session will have (1 without xdist), as results.json counts them."""
+    processes = getattr(config.option, "numprocesses", None)
+    hosts = getattr(config.option, "tx", None) or []
+    if isinstance(processes, int) and processes > 0:
+        return processes
+    return len(hosts) or 1
+
+
+def current_key(config: pytest.Config) -> RunKey:
+    """This run as a reference must match it: the host now, and the options given."""
+    try:
+        experiment = config_from_pytest(config)
+    except ConfigError as error:
+        raise pytest.UsageError(str(error)) from None
+    return RunKey(host_fingerprint(experiment.ve_controllers), shape_of(experiment.to_dict(), xdist_workers(config)))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -245,6 +285,7 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
     except ConfigError as error:  # a build gone since the preflight: said, never fatal here
         state.notes.append(f"could not describe the LXC builds: {error}")
         meta["builds"] = []
+    meta["fingerprint"] = host_fingerprint(run.config.ve_controllers)
     return build_results(
         run_id=state.run_id,
         metadata=meta,
@@ -300,16 +341,24 @@ def finish(session: pytest.Session) -> Finished | None:
                 finished.notes.append(f"no experiment ran in this session: nothing archived or compared{gone}")
             return finished
         finished.results = results
+        effects = min_effects(state.rules)
+        comparisons = compare_builds(results, effects)
+        if state.reference is not None:
+            finished.compare_path = state.compare_path
+            finished.reference = state.reference
+            comparisons += compare_runs(state.reference, results, effects, state.reference_warnings)
+        finished.comparisons = comparisons
+        if comparisons:
+            results["comparisons"] = [comparison.to_dict() for comparison in comparisons]
+            if finished.compare_path:
+                results["compared_with"] = finished.compare_path
+        finished.regressions = regressions(comparisons, state.rules)
+        finished.notes += unchecked_rules(comparisons, state.rules)
+        if finished.regressions and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if state.run_dir:
             finished.results_path = os.path.join(state.run_dir, archive.RESULTS_FILE)
             write_results(finished.results_path, results)
-        if state.reference is not None:
-            finished.compare_path = state.compare_path
-            finished.comparison = compare(state.reference, results)
-            finished.regressions = regressions(finished.comparison, state.rules)
-            finished.notes += missing_for_rules(finished.comparison, state.rules)
-            if finished.regressions and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if state.report_dir:
             with_report = {state.run_id} if state.html_active else set()
             finished.index_path, _, _ = archive.write_index(state.report_dir, with_report=with_report)
@@ -332,20 +381,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if finished is None or (finished.results is None and not finished.errors and not finished.notes):
         return
     write = terminalreporter.write_line
-    if finished.results_path or finished.index_path or finished.comparison or finished.errors or finished.notes:
+    if finished.results_path or finished.index_path or finished.comparisons or finished.errors or finished.notes:
         terminalreporter.write_sep("=", "lxcexp report")
     if finished.results_path:
         write(f"results: {finished.results_path}")
     if finished.index_path:
         write(f"index  : {finished.index_path}")
-    if finished.comparison is not None:
-        write(f"compared with {finished.compare_path}:")
-        for line in table_lines(finished.comparison):
-            write(line, yellow=line.startswith("WARNING"))
-        for regression in finished.regressions:
-            write(f"REGRESSION: {regression}", red=True, bold=True)
-        if finished.rules and not finished.regressions:
-            write(f"no regression beyond {', '.join(str(rule) for rule in finished.rules)}", green=True)
+    for comparison in finished.comparisons:
+        against = f"compared with {finished.compare_path}" if comparison.kind == "runs" else "builds of this run"
+        write(f"{against}:")
+        for line in table_lines(comparison):
+            write(line, yellow=line.startswith("WARNING"), red=line.endswith(" worse"))
+    for regression in finished.regressions:
+        write(f"REGRESSION: {regression}", red=True, bold=True)
+    if finished.comparisons and finished.rules and not finished.regressions:
+        write(f"no regression: no 'worse' verdict for {', '.join(str(rule) for rule in finished.rules)}", green=True)
     for note in finished.notes:
         write(f"note: {note}", yellow=True)
     for error in finished.errors:

@@ -188,6 +188,9 @@ def build_results(
     resources["disk_used"] = summary.disk_used if summary else None
     resources["disk_base"] = capture.disk_base if capture else None
     resources["disk_per_ve"] = _round(capture.disk_per_ve, 1) if capture else None
+    timings = timings_section(phases, latencies, waited_until)
+    if summary is None or summary.completed != summary.total:
+        timings["complete_all_s"] = None  # "all completed" never happened
     results: Results = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -195,7 +198,7 @@ def build_results(
         "metadata": metadata,
         "session": session,
         "summary": summary_data,
-        "timings": timings_section(phases, latencies, waited_until),
+        "timings": timings,
         "resources": resources,
         "timeline": timeline,
         "ves": ves,

@@ -10,6 +10,12 @@ from pytest_lxcexp.report.sampler import Sample
 
 T0 = 1_800_000_000.0
 OPTIONS = {"count": 10, "batch": 10, "root": "/exp", "pings": 3, "ping_interval": 0.2, "network": "bridge"}
+FINGERPRINT = {
+    "kernel": "6.1.0",
+    "cgroup_layout": {"v1": [["cpu", "cpuacct"], ["memory"], ["pids"]], "unified": []},
+    "lxc_cgroup_use": "cpu,cpuacct,pids",
+    "cpu_count": 2,
+}
 
 
 def make_records(latencies: list[float], completed: int | None = None, pings: int = 3) -> list[VERecord]:
@@ -39,9 +45,12 @@ def make_results(
     memory_step: int = 2 * 1024**2,
     run_id: str = "20261126T231500Z-lxc5.0.2-host-a",
     lxc_version: str = "5.0.2",
+    fingerprint: dict[str, Any] | None = FINGERPRINT,
+    builds: list[str] | None = None,
 ) -> dict[str, Any]:
     """A run of len(latencies) VEs, veN started at T0 + 1 + 0.1 N, its log ended in second T0 + 2;
-    host memory grows by memory_step per running VE."""
+    host memory grows by memory_step per running VE. The first `completed` VEs complete; with
+    `builds`, VEs are assigned to them in turn."""
     latencies = latencies if latencies is not None else [0.010 * n for n in range(1, 11)]
     records = make_records(latencies, completed)
     starts = {r.index: StartTimes(T0 + 1 + 0.1 * r.index, r.start_latency or 0.0, True) for r in records}
@@ -75,7 +84,9 @@ def make_results(
         "started_at": T0,
         "ended_at": T0 + 3,
     }
-    return build_results(
+    if fingerprint is not None:
+        meta["fingerprint"] = dict(fingerprint)
+    results = build_results(
         run_id=run_id,
         metadata=meta,
         phases=phases
@@ -96,3 +107,8 @@ def make_results(
         samples=samples,
         session={"exitstatus": 0, "outcomes": {"passed": 2}},
     )
+    if builds:  # interleaved, as --ve-lxc assigns them: ve1 the first build, ve2 the second, ...
+        for ve in results["ves"]:
+            ve["build"] = builds[(ve["index"] - 1) % len(builds)]
+            ve["round"] = 1
+    return results

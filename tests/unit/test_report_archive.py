@@ -8,11 +8,11 @@ import pathlib
 import re
 
 import pytest
-from report_helpers import make_results
+from report_helpers import FINGERPRINT, make_results
 
 from pytest_lxcexp import cli
 from pytest_lxcexp.report import archive, charts, html, metadata
-from pytest_lxcexp.report.compare import FailRule, compare, regressions
+from pytest_lxcexp.report.compare import FailRule, compare_builds, compare_runs, regressions
 from pytest_lxcexp.report.outcome import Finished
 from pytest_lxcexp.report.results import write_results
 from pytest_lxcexp.report.sampler import CgroupProbe, Sampler, host_memory_used
@@ -157,42 +157,95 @@ def test_a_ramp_draws_latency_memory_and_processes_against_running() -> None:
     assert charts.ramp_charts({"points": []}) == []
 
 
+def test_ecdf_chart_draws_one_line_per_side() -> None:
+    uri = charts.ecdf_chart([("build a", [0.01, 0.02]), ("build b", [0.015, 0.03]), ("empty", [])])
+    assert uri is not None and uri.startswith("data:image/png;base64,iVBORw0KGgo")
+    assert charts.ecdf_chart([("empty", [])]) is None
+
+
 def test_report_sections_escape_what_the_run_wrote() -> None:
+    reference = make_results()
     results = make_results(completed=9)
     results["ves"][9]["failure"] = "<script>alert(1)</script>"
-    comparison = compare(make_results(), results)
+    comparisons = compare_runs(reference, results)
     finished = Finished(
         results=results,
-        comparison=comparison,
-        regressions=regressions(comparison, [FailRule("completed", 0.0)]),
+        comparisons=comparisons,
+        reference=reference,
+        regressions=regressions(comparisons, [FailRule("completed", None)]),
         run_dir="/r/<x>",
     )
     text = html.report_sections(finished)
     assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "&lt;b&gt;ve10&lt;/b&gt; stopped" in text  # the log tail, escaped
     assert 'id="lxcexp-results"' in text and "Total VEs        : 10" in text
-    assert "Regression: completed is 10.0% worse" in text
-    # latency histogram, VEs over time, memory over time, latency against VEs running
-    assert text.count("data:image/png;base64,") == 4
+    assert "Regression: completed: worse: 0 -&gt; 1 VEs bad" in text
+    # latency histogram, VEs over time, memory over time, latency against VEs running; the ECDF of both runs
+    assert text.count("data:image/png;base64,") == 5
     for label in ("p50", "p90", "p99", "max"):
         assert f"<th>{label}</th>" in text
+    for title in ("baseline median", "candidate median", "shift", "95% CI", "p-value", "verdict"):
+        assert f">{title}</th>" in text
+    assert (
+        '<td class="worse" title="1 place(s) fine on the baseline are not on the candidate: (0, 10)">worse</td>' in text
+    )
     head = html.headline(finished)
     assert "9 of 10 VEs completed" in head and "1 regression(s)" in head
 
 
+def test_report_shows_each_build_and_what_it_was() -> None:
+    results = make_results(latencies=[0.01 + 0.0001 * n for n in range(30)], builds=["system", "<v6>"])
+    results["metadata"]["builds"] = [{"name": "system", "version": "5.0.2"}, {"name": "<v6>", "version": "6.0.6"}]
+    finished = Finished(results=results, comparisons=compare_builds(results))
+    text = html.report_sections(finished)
+    assert 'id="lxcexp-builds"' in text and "&lt;v6&gt;" in text and "<v6>" not in text
+    assert "baseline: build system<br>candidate: build &lt;v6&gt;" in text
+    assert text.count("data:image/png;base64,") == 5  # the four charts, and one ECDF holds both builds
+
+
 def test_cli_report_and_compare(tmp_path, capsys) -> None:
     reports = str(tmp_path)
-    _save(reports, "20261101T000000Z-lxc5.0.2-h")
-    _save(reports, "20261102T000000Z-lxc5.0.2-h", latencies=[0.02 * n for n in range(1, 11)])
+    _save(reports, "20261101T000000Z-lxc5.0.2-h", latencies=[0.01 + 0.0001 * n for n in range(30)])
+    _save(reports, "20261102T000000Z-lxc5.0.2-h", latencies=[0.02 + 0.0002 * n for n in range(30)])
     assert cli.main(["report", reports]) == 0
     assert capsys.readouterr().out.strip() == f"{reports}/index.html: 2 runs"
     old = os.path.join(reports, "20261101T000000Z-lxc5.0.2-h")
     assert cli.main(["compare", old, "latest", "--dir", reports, "--fail", "start_p90:10%"]) == 1
     out = capsys.readouterr().out
-    assert "REGRESSION: start_p90 is 100.0% worse than before (90.00 -> 180.0 ms; limit 10%)" in out
-    assert cli.main(["compare", old, old, "--fail", "start_p90:0%"]) == 0
-    assert "no regression beyond start_p90:0%" in capsys.readouterr().out
+    assert "REGRESSION: start_p90: worse: 11.45 -> 22.90 ms, shift +100.0%" in out
+    assert cli.main(["compare", old, old, "--fail", "start_latency:10%"]) == 0
+    out = capsys.readouterr().out
+    assert "no regression: no 'worse' verdict for start_latency:10%" in out
+    assert any(line.split()[:2] == ["start_latency", "(ms)"] and line.endswith(" same") for line in out.splitlines())
     assert cli.main(["compare", old, "missing"]) == 2
     assert "missing: no such results file or run folder" in capsys.readouterr().err
     assert cli.main(["compare", old, old, "--fail", "p90"]) == 2
-    assert "--fail: 'p90' is not METRIC:N%" in capsys.readouterr().err
+    assert "--fail: 'p90': unknown metric 'p90'" in capsys.readouterr().err
+
+
+def test_cli_compare_refuses_incomparable_runs_unless_forced(tmp_path, capsys) -> None:
+    reports = str(tmp_path)
+    _save(reports, "20261101T000000Z-lxc5.0.2-h", fingerprint={**FINGERPRINT, "kernel": "7.0"})
+    _save(reports, "20261102T000000Z-lxc5.0.2-h")
+    old, new = (os.path.join(reports, name) for name in sorted(os.listdir(reports)))
+    assert cli.main(["compare", old, new]) == 2
+    assert "is not comparable with this run: kernel '7.0' here '6.1.0'" in capsys.readouterr().err
+    assert cli.main(["compare", old, new, "--force"]) == 0
+    assert "WARNING: compared although not comparable: kernel '7.0' here '6.1.0'" in capsys.readouterr().out
+    # 'latest' for A is the newest run comparable with B, never B itself.
+    assert cli.main(["compare", "latest", new, "--dir", reports]) == 2
+    assert "'latest': no comparable successful run" in capsys.readouterr().err
+
+
+def test_cli_compare_of_one_run_compares_its_builds(tmp_path, capsys) -> None:
+    reports = str(tmp_path)
+    latencies = [0.01 * (1.5 if n % 2 else 1.0) + 0.0001 * n for n in range(40)]  # every second VE slower
+    _save(reports, "20261101T000000Z-lxc5.0.2-h", latencies=latencies, builds=["system", "slow"])
+    _save(reports, "20261102T000000Z-lxc5.0.2-h")
+    run = os.path.join(reports, "20261101T000000Z-lxc5.0.2-h")
+    assert cli.main(["compare", run, "--fail", "start_latency"]) == 1
+    out = capsys.readouterr().out
+    assert "baseline : build system" in out and "candidate: build slow" in out
+    assert "REGRESSION: start_latency: worse:" in out
+    assert cli.main(["compare", os.path.join(reports, "20261102T000000Z-lxc5.0.2-h")]) == 2
+    assert "ran one build: give a second run" in capsys.readouterr().err

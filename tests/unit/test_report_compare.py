@@ -1,61 +1,72 @@
-"""report.compare: change arithmetic, which direction is worse per metric, fail rules, REF resolution."""
+"""report.compare and report.comparable: fail rules, groups and places, verdicts of runs and builds,
+which runs are comparable, and the REF forms and their usage errors."""
 
 from __future__ import annotations
 
-import math
+import copy
+import json
 import os
 
 import pytest
-from report_helpers import OPTIONS, make_results
+from report_helpers import FINGERPRINT, OPTIONS, make_results
 
+from pytest_lxcexp.report import comparable
 from pytest_lxcexp.report.archive import RESULTS_FILE
+from pytest_lxcexp.report.comparable import RunKey, key_of, latest_comparable, mismatches, successful
 from pytest_lxcexp.report.compare import (
     CompareError,
     FailRule,
-    change_percent,
-    compare,
-    missing_for_rules,
+    build_groups,
+    compare_builds,
+    compare_runs,
+    load_ref,
+    min_effects,
     parse_fail_rule,
     parse_fail_rules,
     regressions,
     resolve_ref,
     table_lines,
-    worse_percent,
+    unchecked_rules,
 )
 from pytest_lxcexp.report.metrics import METRICS
 from pytest_lxcexp.report.results import write_results
+from pytest_lxcexp.report.verdict import CANT_TELL, SAME, WORSE
+
+SPREAD = [0.010 + 0.0001 * (n % 17) for n in range(60)]  # 60 VEs, 10.0-11.6 ms, no two runs alike
 
 
 @pytest.mark.parametrize(
-    ("before", "now", "change"),
-    [(100, 110, 10.0), (100, 90, -10.0), (20, 20, 0.0), (0, 0, 0.0), (0.04, 0.05, 25.0), (-2, -1, 50.0)],
-)
-def test_change_percent(before: float, now: float, change: float) -> None:
-    assert change_percent(before, now) == pytest.approx(change)
-
-
-def test_change_from_zero_is_infinite() -> None:
-    assert change_percent(0, 3) == math.inf
-    assert change_percent(0, -3) == -math.inf
-
-
-@pytest.mark.parametrize(
-    ("metric", "before", "now", "worse"),
+    ("text", "rule", "verdict_metric"),
     [
-        ("start_p90", 0.040, 0.050, 25.0),  # slower start: worse
-        ("start_p90", 0.050, 0.040, -20.0),  # faster: better
-        ("completed", 1000, 990, 1.0),  # fewer completed: worse
-        ("completed", 990, 1000, -1.0101),  # more completed: better
-        ("takedown_s", 10, 15, 50.0),
-        ("memory_per_ve", 2.0, 1.0, -50.0),
-        ("failed_to_start", 0, 1, math.inf),  # any failure where there was none
-        ("no_log", 4, 0, 100.0 * -1),
+        ("start_latency", FailRule("start_latency", None), "start_latency"),
+        ("start_latency:10%", FailRule("start_latency", 10.0), "start_latency"),
+        ("start_p90:10%", FailRule("start_p90", 10.0), "start_latency"),  # older names: the latency verdict
+        ("completed", FailRule("completed", None), "completed"),
+        ("completed:0%", FailRule("completed", 0.0), "completed"),
+        (" setup_s : 20 % ", FailRule("setup_s", 20.0), "setup_s"),
+        ("memory_per_ve:2.5%", FailRule("memory_per_ve", 2.5), "memory_per_ve"),
+        ("first_ping", FailRule("first_ping", None), "first_ping"),
     ],
 )
-def test_worse_is_positive_whichever_way_the_metric_points(
-    metric: str, before: float, now: float, worse: float
-) -> None:
-    assert worse_percent(METRICS[metric], before, now) == pytest.approx(worse, rel=1e-3)
+def test_fail_rule_forms(text: str, rule: FailRule, verdict_metric: str) -> None:
+    assert parse_fail_rule(text) == rule
+    assert rule.verdict_metric == verdict_metric
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("start_latency:10", "is not METRIC or METRIC:N%"),
+        ("start_latency:-5%", "is not METRIC or METRIC:N%"),
+        ("start_latency:ten%", "is not METRIC or METRIC:N%"),
+        (":10%", "is not METRIC or METRIC:N%"),
+        ("start_p95:10%", "unknown metric 'start_p95'"),
+        ("speed", "known: start_latency, "),
+    ],
+)
+def test_bad_fail_rules(text: str, reason: str) -> None:
+    with pytest.raises(CompareError, match=reason):
+        parse_fail_rule(text)
 
 
 def test_every_metric_has_a_direction() -> None:
@@ -64,126 +75,230 @@ def test_every_metric_has_a_direction() -> None:
     assert all(METRICS[name].worse == "higher" for name in METRICS if name not in ("completed", "ramp_reached"))
 
 
-@pytest.mark.parametrize(
-    ("text", "rule"),
-    [
-        ("start_p90:10%", FailRule("start_p90", 10.0)),
-        ("completed:0%", FailRule("completed", 0.0)),
-        (" setup_s : 20 % ", FailRule("setup_s", 20.0)),
-        ("takedown_s:50%", FailRule("takedown_s", 50.0)),
-        ("memory_per_ve:2.5%", FailRule("memory_per_ve", 2.5)),
-    ],
-)
-def test_fail_rule_forms(text: str, rule: FailRule) -> None:
-    assert parse_fail_rule(text) == rule
+def test_rules_repeat_or_come_comma_separated_and_give_minimum_effects() -> None:
+    rules = parse_fail_rules(["start_p90:10%,completed", "start_latency:3%", "setup_s:20%"])
+    assert [str(rule) for rule in rules] == ["start_p90:10%", "completed", "start_latency:3%", "setup_s:20%"]
+    assert min_effects(rules) == {"start_latency": 3.0, "setup_s": 20.0}  # the smallest for each verdict
 
 
-@pytest.mark.parametrize(
-    ("text", "reason"),
-    [
-        ("start_p90", "is not METRIC:N%"),
-        ("start_p90:10", "is not METRIC:N%"),
-        ("start_p90:-5%", "is not METRIC:N%"),
-        ("start_p90:ten%", "is not METRIC:N%"),
-        (":10%", "is not METRIC:N%"),
-        ("start_p95:10%", "unknown metric 'start_p95'"),
-        ("speed:1%", "known: completed, "),
-    ],
-)
-def test_bad_fail_rules(text: str, reason: str) -> None:
-    with pytest.raises(CompareError, match=reason):
-        parse_fail_rule(text)
+def test_builds_are_groups_in_order_and_pair_by_position() -> None:
+    results = make_results(latencies=SPREAD[:6], builds=["system", "patched"])
+    groups = build_groups(results)
+    assert [group.name for group in groups] == ["system", "patched"]
+    assert [ve["index"] for ve in groups[0].ves] == [1, 3, 5] and [ve["index"] for ve in groups[1].ves] == [2, 4, 6]
+    assert groups[0].places == groups[1].places == [(1, 1), (1, 2), (1, 3)]  # ve1 beside ve2, ...
+    plain = build_groups(make_results(latencies=SPREAD[:3]))
+    assert [group.name for group in plain] == ["all VEs"] and plain[0].places == [(0, 1), (0, 2), (0, 3)]
 
 
-def test_rules_repeat_or_come_comma_separated() -> None:
-    assert parse_fail_rules(["start_p90:10%,completed:0%", "setup_s:20%"]) == [
-        FailRule("start_p90", 10.0),
-        FailRule("completed", 0.0),
-        FailRule("setup_s", 20.0),
-    ]
-
-
-def test_a_run_against_itself_changes_nothing_and_fails_no_rule() -> None:
-    run = make_results()
-    comparison = compare(run, run)
-    assert all(row.change in (0.0, None) for row in comparison.rows)
-    rules = parse_fail_rules([f"{name}:0%" for name in METRICS])
-    assert regressions(comparison, rules) == []
+def test_a_run_against_itself_is_never_worse() -> None:
+    run = make_results(latencies=SPREAD)
+    [comparison] = compare_runs(run, run)
+    verdicts = {verdict.metric: verdict for verdict in comparison.verdicts}
+    assert verdicts["start_latency"].verdict == SAME and verdicts["start_latency"].shift == 0
+    assert all(verdict.verdict in (SAME, CANT_TELL) for verdict in comparison.verdicts)
+    assert {"completed", "failed_to_start", "no_log", "incomplete", "takedown_s", "memory_per_ve"} <= set(verdicts)
+    assert regressions([comparison], parse_fail_rules(["start_latency:0%", "completed", "takedown_s:0%"])) == []
     assert comparison.warnings == []
 
 
-def test_slower_starts_fail_the_rule_and_only_beyond_the_limit() -> None:
-    before = make_results(latencies=[0.010 * n for n in range(1, 11)])
-    now = make_results(latencies=[0.011 * n for n in range(1, 11)])  # 10% slower everywhere
-    comparison = compare(before, now)
-    assert comparison.row("start_p90").change == pytest.approx(10.0)
-    assert comparison.row("start_p90").change_text() == "+10.0% worse"
-    assert regressions(comparison, [FailRule("start_p90", 9.9)])
-    assert not regressions(comparison, [FailRule("start_p90", 10.01)])
+def test_slower_starts_are_worse_and_the_rule_fails() -> None:
+    before = make_results(latencies=SPREAD)
+    now = make_results(latencies=[value * 1.5 for value in SPREAD])
+    rules = [FailRule("start_p90", 10.0)]
+    comparisons = compare_runs(before, now, min_effects(rules))
+    verdict = comparisons[0].verdict("start_latency")
+    assert verdict.verdict == WORSE and verdict.shift_percent == pytest.approx(50, abs=3)
+    assert verdict.min_effect == 10.0  # the rule's N%
+    [found] = regressions(comparisons, rules)
+    assert str(found) == (
+        "start_p90: worse: 10.70 -> 16.05 ms, shift +50.0%, 95% CI [+47.2%, +52.3%], p 3.4e-21; "
+        "p <= 0.01 and the shift is beyond the 10% minimum effect (now against before)"
+    )
+    faster = compare_runs(now, before)[0].verdict("start_latency")
+    assert faster.verdict == "better"
 
 
-def test_faster_is_never_a_regression() -> None:
-    before = make_results(latencies=[0.020 * n for n in range(1, 11)])
-    now = make_results(latencies=[0.010 * n for n in range(1, 11)])
-    comparison = compare(before, now)
-    assert comparison.row("start_p50").change_text() == "-50.0% better"
-    assert regressions(comparison, [FailRule("start_p50", 0.0)]) == []
+def test_a_ve_that_failed_only_now_is_worse() -> None:
+    comparisons = compare_runs(make_results(latencies=SPREAD), make_results(latencies=SPREAD, completed=59))
+    completed = comparisons[0].verdict("completed")
+    assert completed.verdict == WORSE and completed.new_failures == ("(0, 60)",)  # ve60, by its index
+    assert [r.verdict.metric for r in regressions(comparisons, [FailRule("completed", None)])] == ["completed"]
 
 
-def test_fewer_completed_fails_completed_zero_percent() -> None:
-    comparison = compare(make_results(), make_results(completed=9))
-    found = regressions(comparison, [FailRule("completed", 0.0)])
-    assert len(found) == 1
-    assert str(found[0]) == "completed is 10.0% worse than before (10 -> 9 VEs; limit 0%)"
-    assert "incomplete" in {r.rule.metric for r in regressions(comparison, [FailRule("incomplete", 50.0)])}
+def test_builds_of_one_run_each_against_the_first() -> None:
+    # ve1, ve4, ... on "system"; ve2, ve5, ... on "same" (alike); ve3, ve6, ... on "slow" (30% slower).
+    latencies = [value * (1.3 if index % 3 == 2 else 1.0) for index, value in enumerate(SPREAD)]
+    results = make_results(latencies=latencies, builds=["system", "same", "slow"])
+    same, slow = compare_builds(results)
+    assert (same.before_label, same.now_label, slow.now_label) == ("build system", "build same", "build slow")
+    assert same.verdict("start_latency").verdict != WORSE
+    assert slow.verdict("start_latency").verdict == WORSE
+    assert same.verdict("setup_s") is None  # one value for the whole run: not a build's
+    assert compare_builds(make_results(latencies=SPREAD)) == []  # one build: nothing to compare
+    json.dumps([comparison.to_dict() for comparison in (same, slow)], allow_nan=False)
 
 
-def test_missing_figures_are_not_checked_and_said_so() -> None:
-    before = make_results(phases={})
-    comparison = compare(before, make_results())
-    assert comparison.row("takedown_s").change_text() == "n/a"
-    rules = [FailRule("takedown_s", 1.0)]
-    assert regressions(comparison, rules) == []
-    assert missing_for_rules(comparison, rules) == [
-        "takedown_s:1%: takedown_s is missing in one of the runs; not checked"
-    ]
+def test_runs_with_the_same_builds_compare_build_by_build() -> None:
+    before = make_results(latencies=SPREAD, builds=["a", "b"])
+    now = make_results(latencies=SPREAD, builds=["a", "b"])
+    comparisons = compare_runs(before, now)
+    assert [c.now_label.split()[-2:] for c in comparisons] == [["build", "a"], ["build", "b"]]
+    assert comparisons[0].verdict("start_latency").n_candidate == 30
 
 
-def test_warns_when_host_or_options_differ_but_not_for_names() -> None:
-    other_names = dict(OPTIONS, root="/exp2", bridge="vebr2", subnet="10.1.0.0/24")
-    assert compare(make_results(), make_results(options=other_names)).warnings == []
-    warnings = compare(make_results(), make_results(hostname="host-b", options=dict(OPTIONS, pings=5))).warnings
-    assert warnings == [
-        "the runs are from different hosts: hostname host-a -> host-b",
-        "the runs used different options: pings 3 -> 5",
-    ]
+def test_rules_without_a_verdict_are_said_not_checked() -> None:
+    comparisons = compare_builds(make_results(latencies=SPREAD, builds=["a", "b"]))
+    notes = unchecked_rules(comparisons, parse_fail_rules(["memory_per_ve:10%", "start_latency"]))
+    assert notes == ["memory_per_ve:10%: no memory_per_ve verdict in this comparison; not checked"]
 
 
-def test_table_has_metric_before_now_change() -> None:
-    lines = table_lines(compare(make_results(lxc_version="5.0.2"), make_results(lxc_version="6.0.0")))
-    assert lines[0].startswith("before: 20261126T231500Z-lxc5.0.2-host-a (liblxc 5.0.2,")
+def test_complete_all_is_not_reported_for_a_run_that_did_not_complete() -> None:
+    assert METRICS["complete_all_s"].read(make_results()) == 2.0
+    incomplete = make_results(completed=9)
+    assert incomplete["timings"]["complete_all_s"] is None
+    old_file = copy.deepcopy(incomplete)
+    old_file["timings"]["complete_all_s"] = 30.0  # written before the rule: still not read
+    assert METRICS["complete_all_s"].read(old_file) is None
+
+
+def test_table_shows_medians_shift_ci_p_and_verdict() -> None:
+    before = make_results(latencies=SPREAD, lxc_version="5.0.2")
+    now = make_results(latencies=[value * 1.5 for value in SPREAD], lxc_version="6.0.0")
+    lines = table_lines(compare_runs(before, now)[0])
+    assert lines[0].startswith("baseline : 20261126T231500Z-lxc5.0.2-host-a (liblxc 5.0.2,")
     assert "liblxc 6.0.0" in lines[1]
-    assert lines[2].split() == ["metric", "before", "now", "change"]
-    assert lines[3].split() == ["completed", "(VEs)", "10", "10", "same"]
-    assert any(line.split()[:4] == ["start_p90", "(ms)", "90.00", "90.00"] for line in lines)
+    assert lines[2].startswith("note: two runs: how the host drifted between them is not in the CI")
+    assert lines[3].split() == ["metric", "baseline", "candidate", "shift", "95%", "CI", "p", "verdict"]
+    latency = lines[4].split()
+    assert latency[:5] == ["start_latency", "(ms)", "10.70", "16.05", "+50.0%"]
+    assert latency[-1] == "worse" and latency[5].startswith("[+")
+    assert next(line for line in lines if line.startswith("completed")).split()[-1] == "same"
+    takedown = next(line for line in lines if line.startswith("takedown_s"))
+    assert takedown.endswith("can't tell (no test)")  # one value each, and no rule asked for a threshold
 
 
-def _saved(report_dir, name: str) -> str:
+def test_one_value_metrics_are_judged_only_when_a_rule_names_them() -> None:
+    before, now = make_results(latencies=SPREAD), make_results(latencies=SPREAD, phases={"takedown": 1.0})
+    plain = compare_runs(before, now)[0].verdict("takedown_s")
+    assert plain.verdict == CANT_TELL and plain.shift == pytest.approx(0.5)
+    rules = parse_fail_rules(["takedown_s"])  # the across-runs default, 20%
+    assert min_effects(rules) == {"takedown_s": 20.0}
+    judged = compare_runs(before, now, min_effects(rules))
+    assert judged[0].verdict("takedown_s").verdict == WORSE  # 0.5 s -> 1.0 s
+    assert [r.verdict.metric for r in regressions(judged, rules)] == ["takedown_s"]
+    assert compare_runs(before, now, {"takedown_s": 150.0})[0].verdict("takedown_s").verdict == SAME
+
+
+# -- comparable runs -----------------------------------------------------------------------
+
+
+def _key(results: dict) -> RunKey:
+    return key_of(results)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"kernel": "6.18.0"}, "kernel '6.1.0' here '6.18.0'"),
+        ({"cpu_count": 4}, "cpu_count 2 here 4"),
+        ({"lxc_cgroup_use": "all (liblxc's default)"}, "lxc_cgroup_use 'cpu,cpuacct,pids' here"),
+        ({"cgroup_layout": {"v1": [], "unified": ["cpu", "pids"]}}, "cgroup_layout {'v1': [['cpu', 'cpuacct']"),
+    ],
+)
+def test_another_host_fingerprint_is_not_comparable(change: dict, reason: str) -> None:
+    here = make_results(fingerprint={**FINGERPRINT, **change})
+    reasons = mismatches(_key(make_results()), _key(here))
+    assert len(reasons) == 1 and reasons[0].startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("count", 20), ("base", "debian"), ("workload", "idle"), ("network", "none"), ("cgroups", "all"), ("parallel", 8)],
+)
+def test_options_that_shape_the_experiment_must_match(option: str, value: object) -> None:
+    reasons = mismatches(_key(make_results()), _key(make_results(options={**OPTIONS, option: value})))
+    assert len(reasons) == 1 and reasons[0].startswith(f"{option} ")
+
+
+def test_naming_options_pings_and_workers() -> None:
+    renamed = make_results(options={**OPTIONS, "root": "/x", "bridge": "vex", "pings": 9})
+    assert mismatches(_key(make_results()), _key(renamed)) == []  # pings only warn (compare.differences)
+    workers = make_results()
+    workers["session"]["workers"] = 2
+    assert mismatches(_key(make_results()), _key(workers)) == ["workers 1 here 2"]
+    assert mismatches(_key(make_results(fingerprint=None)), _key(make_results())) == [
+        "it has no host fingerprint (written by an older pytest-lxcexp)"
+    ]
+
+
+def test_successful_runs() -> None:
+    assert successful(make_results())
+    assert not successful(make_results(completed=9))
+    failed = make_results()
+    failed["session"]["exitstatus"] = 1
+    assert not successful(failed)
+    interrupted = make_results()
+    interrupted["session"]["interrupted"] = {"signal": "SIGINT"}
+    assert not successful(interrupted)
+
+
+def _saved(report_dir, name: str, **kwargs) -> str:
     path = os.path.join(report_dir, name)
-    write_results(os.path.join(path, RESULTS_FILE), make_results(run_id=name))
+    write_results(os.path.join(path, RESULTS_FILE), make_results(run_id=name, **kwargs))
     return path
+
+
+def test_latest_is_the_newest_comparable_successful_run(tmp_path) -> None:
+    reports = str(tmp_path)
+    good = _saved(reports, "20261101T000000Z-lxc5.0.2-h")
+    _saved(reports, "20261102T000000Z-lxc5.0.2-h", completed=9)  # not successful
+    _saved(reports, "20261103T000000Z-lxc5.0.2-h", fingerprint={**FINGERPRINT, "kernel": "7.0"})
+    os.makedirs(os.path.join(reports, "20261104T000000Z-lxc5.0.2-h"))  # wrote no results
+    current = _key(make_results())
+    path, results = latest_comparable(reports, current)
+    assert path == os.path.join(good, RESULTS_FILE) and results["run_id"] == "20261101T000000Z-lxc5.0.2-h"
+    assert load_ref("latest", reports, current)[0] == path
+    with pytest.raises(LookupError, match="no comparable successful run in .*20261103T000000Z-lxc5.0.2-h: kernel"):
+        latest_comparable(reports, _key(make_results(options={**OPTIONS, "count": 11})))
+
+
+def test_latest_without_a_comparable_run_is_an_error(tmp_path) -> None:
+    reports = str(tmp_path)
+    _saved(reports, "20261101T000000Z-lxc5.0.2-h", completed=9)
+    _saved(reports, "20261102T000000Z-lxc5.0.2-h", fingerprint={**FINGERPRINT, "kernel": "7.0"})
+    current = _key(make_results())
+    with pytest.raises(CompareError) as error:
+        load_ref("latest", reports, current)
+    text = str(error.value)
+    assert text.startswith(f"'latest': no comparable successful run in {reports}: ")
+    assert "20261102T000000Z-lxc5.0.2-h: kernel '7.0' here '6.1.0'" in text
+    assert "20261101T000000Z-lxc5.0.2-h: not successful" in text and text.endswith("--ve-compare-force compares anyway")
+    # Forced: the newest run, whatever it is.
+    path, _, warnings = load_ref("latest", reports, current, force=True)
+    assert path.endswith("20261102T000000Z-lxc5.0.2-h/results.json")
+    assert warnings == ["compared although not comparable: kernel '7.0' here '6.1.0'"]
+
+
+def test_an_incomparable_reference_is_an_error_unless_forced(tmp_path) -> None:
+    other = _saved(str(tmp_path), "20261101T000000Z-lxc5.0.2-h", options={**OPTIONS, "count": 20})
+    current = _key(make_results())
+    with pytest.raises(CompareError, match=r"is not comparable with this run: count 20 here 10 \(--ve-compare-force\)"):
+        load_ref(other, None, current)
+    path, results, warnings = load_ref(other, None, current, force=True)
+    assert results["metadata"]["options"]["count"] == 20 and warnings
+    assert load_ref(other, None)[2] == []  # without a current run to match (lxcexp compare's B): no check
 
 
 def test_ref_forms(tmp_path) -> None:
     reports = tmp_path / "reports"
     old = _saved(reports, "20261101T000000Z-lxc5.0.2-h")
     new = _saved(reports, "20261102T000000Z-lxc6.0.0-h")
-    os.makedirs(reports / "20261103T000000Z-lxc6.0.0-h")  # a run that wrote no results: never 'latest'
     assert resolve_ref(os.path.join(old, RESULTS_FILE), None) == os.path.join(old, RESULTS_FILE)
     assert resolve_ref(old, None) == os.path.join(old, RESULTS_FILE)
     assert resolve_ref("20261101T000000Z-lxc5.0.2-h", str(reports)) == os.path.join(old, RESULTS_FILE)
-    assert resolve_ref("latest", str(reports)) == os.path.join(new, RESULTS_FILE)
-    assert resolve_ref("latest", str(reports), exclude=new) == os.path.join(old, RESULTS_FILE)
+    assert load_ref("latest", str(reports))[0] == os.path.join(new, RESULTS_FILE)
+    assert load_ref("latest", str(reports), exclude=new)[0] == os.path.join(old, RESULTS_FILE)
 
 
 @pytest.mark.parametrize(
@@ -198,4 +313,12 @@ def test_ref_forms(tmp_path) -> None:
 def test_bad_refs(tmp_path, monkeypatch, ref: str, with_dir: bool, reason: str) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CompareError, match=reason):
-        resolve_ref(ref, str(tmp_path) if with_dir else None)
+        load_ref(ref, str(tmp_path) if with_dir else None, _key(make_results()))
+
+
+def test_this_host_fingerprint() -> None:
+    found = comparable.host_fingerprint(("cpu", "pids"))
+    assert found["kernel"] == os.uname().release and found["cpu_count"] == os.cpu_count()
+    assert "pids" in found["lxc_cgroup_use"].split(",") or found["lxc_cgroup_use"] == "all (liblxc's default)"
+    assert comparable.host_fingerprint(None)["lxc_cgroup_use"] == "all (liblxc's default)"
+    assert isinstance(found["cgroup_layout"]["v1"], list)

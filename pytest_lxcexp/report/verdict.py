@@ -1,0 +1,356 @@
+"""Is the candidate worse than the baseline? Per-VE samples of two groups -> a verdict with its uncertainty.
+
+Pure numbers in, a Verdict out: no results files, no LXC (compare.py feeds this).
+The method, its defaults and their sources (asv, Chromium's Pinpoint, Google
+benchmark's compare.py) are written down in docs/verdicts.md:
+
+- samples (per-VE latencies, memory): two-sided Mann-Whitney U; the shift is the
+  Hodges-Lehmann estimate (median of all candidate - baseline differences) with a
+  bootstrap 95% CI; "worse" needs p <= ALPHA *and* a shift beyond the minimum effect
+  (asv's factor) the bad way, "same" needs the whole CI inside +-minimum effect,
+  anything else is "can't tell" (Pinpoint's UNKNOWN): more samples would decide it;
+- outcomes (completed, failed to start, ...): Fisher's exact test on the counts, and
+  any VE that was fine on the baseline and bad on the candidate at the same place
+  (round and position) is "worse" outright;
+- one value per side (a run's setup time, its memory per VE): no test is possible,
+  the change is held against the minimum effect alone, and the verdict says so.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and scipy are imported where a verdict is computed, not with this module: every
+# pytest session and `lxcexp` command loads the report plugin, and scipy.stats alone
+# takes seconds to import on a busy host.
+
+WORSE, BETTER, SAME, CANT_TELL = "worse", "better", "same", "can't tell"
+# Pinpoint's threshold for DIFFERENT; asv's is stricter (0.002), compare.py's looser (0.05).
+# Two-sided, so at most ALPHA / 2 of identical pairs come out "worse" by the test alone.
+ALPHA = 0.01
+# Below this many samples a side, nothing is decided (compare.py warns below 9 repetitions).
+MIN_SAMPLES = 10
+# The default minimum effect in percent of the baseline's median (docs/verdicts.md says why):
+# within one run, where builds are interleaved and meet the same host, half of the 10%
+# slowdown a build must be caught at (asv's 10% would catch a true 10% only half the time);
+# across runs, where the whole run moves with the host (A/A runs here moved 10-22%, see
+# docs/benchmarks.md) and the per-VE test cannot see that, a larger one.
+DEFAULT_MIN_EFFECT = 5.0
+DEFAULT_MIN_EFFECT_ACROSS_RUNS = 20.0
+BOOTSTRAP_RESAMPLES = 1000
+# The Hodges-Lehmann shift uses every pair up to this many; beyond, and in every bootstrap
+# resample, a fixed random set of this many pairs (an incomplete U-statistic: its extra
+# variance is about 1/PAIRS of a difference's, negligible against the estimate's own).
+PAIRS = 10_000
+EXACT_PAIRS = 4_000_000
+SEED = 20261130  # fixed, so the same samples give the same CI every time
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One metric, baseline group against candidate group. Values in stored units (seconds, bytes, VEs)."""
+
+    metric: str
+    baseline: str  # group names: a build, a run
+    candidate: str
+    method: str  # "Mann-Whitney U", "Fisher exact", "one value each"
+    verdict: str  # WORSE, BETTER, SAME, CANT_TELL
+    reason: str  # why, in a few words
+    n_baseline: int
+    n_candidate: int
+    baseline_value: float | None  # median of the samples, or the count / the one value
+    candidate_value: float | None
+    shift: float | None  # candidate - baseline (Hodges-Lehmann for samples)
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    min_effect: float  # percent of the baseline value
+    worse_direction: str  # "higher" or "lower"
+    new_failures: tuple[str, ...] = ()  # outcomes: places bad on the candidate only
+
+    @property
+    def shift_percent(self) -> float | None:
+        return _percent(self.shift, self.baseline_value)
+
+    @property
+    def ci_percent(self) -> tuple[float, float] | None:
+        low, high = _percent(self.ci_low, self.baseline_value), _percent(self.ci_high, self.baseline_value)
+        return None if low is None or high is None else (low, high)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["new_failures"] = list(self.new_failures)
+        data["shift_percent"] = _finite(self.shift_percent)
+        data["p_value"] = _finite(self.p_value)
+        return data
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no infinities: an infinite relative change (from zero) is stored as null."""
+    return None if value is None or not math.isfinite(value) else value
+
+
+def _percent(value: float | None, base: float | None) -> float | None:
+    if value is None or base is None:
+        return None
+    if base == 0:
+        return 0.0 if value == 0 else math.copysign(math.inf, value)
+    return value / abs(base) * 100.0
+
+
+def _bad(value: float, worse: str) -> float:
+    """Turn a change so that positive is the bad direction."""
+    return value if worse == "higher" else -value
+
+
+def _pair_indexes(n: int, m: int, rng: np.random.Generator, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (i, j) pair when there are at most `limit`, else `limit` random ones."""
+    import numpy as np
+
+    if n * m <= limit:
+        i, j = np.meshgrid(np.arange(n), np.arange(m), indexing="ij")
+        return i.ravel(), j.ravel()
+    return rng.integers(0, n, limit), rng.integers(0, m, limit)
+
+
+def hodges_lehmann(baseline: Sequence[float], candidate: Sequence[float], seed: int = SEED) -> float:
+    """The shift from baseline to candidate: the median of all pairwise differences candidate - baseline."""
+    import numpy as np
+
+    x, y = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
+    if x.size == 0 or y.size == 0:
+        raise ValueError("hodges_lehmann needs samples on both sides")
+    i, j = _pair_indexes(x.size, y.size, np.random.default_rng(seed), EXACT_PAIRS)
+    return float(np.median(y[j] - x[i]))
+
+
+def shift_ci(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = SEED,
+) -> tuple[float, float]:
+    """Bootstrap (percentile) confidence interval of the Hodges-Lehmann shift."""
+    import numpy as np
+    from scipy import stats
+
+    x, y = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
+    rng = np.random.default_rng(seed)
+    i, j = _pair_indexes(x.size, y.size, rng, PAIRS)
+
+    def statistic(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.median(ys[..., j] - xs[..., i], axis=-1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # identical samples: a degenerate (zero-width) interval is the answer
+        result = stats.bootstrap(
+            (x, y),
+            statistic,
+            n_resamples=resamples,
+            batch=50,
+            vectorized=True,
+            confidence_level=confidence,
+            method="percentile",
+            rng=rng,
+        )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def decide(
+    p_value: float,
+    shift_pct: float | None,
+    ci_pct: tuple[float, float] | None,
+    min_effect: float,
+    worse: str,
+    alpha: float = ALPHA,
+) -> tuple[str, str]:
+    """(verdict, reason) from a test's p-value, the relative shift and its CI (percent of the baseline)."""
+    if shift_pct is None or ci_pct is None:
+        return CANT_TELL, "no baseline value to scale the shift by"
+    bad_shift = _bad(shift_pct, worse)
+    significant = p_value <= alpha
+    if significant and bad_shift > min_effect:
+        return WORSE, f"p <= {alpha:g} and the shift is beyond the {min_effect:g}% minimum effect"
+    if significant and bad_shift < -min_effect:
+        return BETTER, f"p <= {alpha:g} and the shift is beyond the {min_effect:g}% minimum effect"
+    low, high = ci_pct
+    if -min_effect < low and high < min_effect:
+        return SAME, f"the 95% CI lies inside +-{min_effect:g}%"
+    if significant:
+        return CANT_TELL, f"a difference (p <= {alpha:g}), but the CI reaches past +-{min_effect:g}%"
+    return CANT_TELL, f"p > {alpha:g} and the CI reaches past +-{min_effect:g}%"
+
+
+def compare_samples(
+    metric: str,
+    baseline_name: str,
+    candidate_name: str,
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    *,
+    worse: str = "higher",
+    min_effect: float = DEFAULT_MIN_EFFECT,
+    alpha: float = ALPHA,
+    min_samples: int = MIN_SAMPLES,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> Verdict:
+    """Per-VE samples of one metric on both sides -> a Verdict (Mann-Whitney U, Hodges-Lehmann, bootstrap CI)."""
+    import numpy as np
+    from scipy import stats
+
+    x = [float(v) for v in baseline if v is not None and math.isfinite(v)]
+    y = [float(v) for v in candidate if v is not None and math.isfinite(v)]
+    base_median = float(np.median(x)) if x else None
+    cand_median = float(np.median(y)) if y else None
+    common = {
+        "metric": metric,
+        "baseline": baseline_name,
+        "candidate": candidate_name,
+        "method": "Mann-Whitney U",
+        "n_baseline": len(x),
+        "n_candidate": len(y),
+        "baseline_value": base_median,
+        "candidate_value": cand_median,
+        "min_effect": min_effect,
+        "worse_direction": worse,
+    }
+    if len(x) < min_samples or len(y) < min_samples:
+        return Verdict(
+            **common,
+            verdict=CANT_TELL,
+            reason=f"too few samples ({len(x)} and {len(y)}; at least {min_samples} a side)",
+            shift=None,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+        )
+    p_value = float(stats.mannwhitneyu(y, x, alternative="two-sided").pvalue)
+    if math.isnan(p_value):  # every value the same on both sides
+        p_value = 1.0
+    shift = hodges_lehmann(x, y)
+    low, high = shift_ci(x, y, resamples=resamples)
+    pct = _percent(shift, base_median)
+    ci_pct = _percent(low, base_median), _percent(high, base_median)
+    verdict, reason = decide(
+        p_value,
+        pct,
+        None if None in ci_pct else ci_pct,
+        min_effect,
+        worse,
+        alpha,  # type: ignore[arg-type]
+    )
+    return Verdict(**common, verdict=verdict, reason=reason, shift=shift, ci_low=low, ci_high=high, p_value=p_value)
+
+
+def compare_outcomes(
+    metric: str,
+    baseline_name: str,
+    candidate_name: str,
+    baseline: Mapping[Any, bool],
+    candidate: Mapping[Any, bool],
+    *,
+    alpha: float = ALPHA,
+) -> Verdict:
+    """Per-place bad outcomes (True = the VE there failed in this way) -> a Verdict.
+
+    Places are keys both sides share, e.g. (round, position): a place fine on the
+    baseline and bad on the candidate is "worse" whatever the test says; otherwise
+    Fisher's exact test on the two sides' counts decides worse/better, and "same" is
+    no significant difference (counts are exact: there is no CI to wait for).
+    """
+    from scipy import stats
+
+    bad_base, bad_cand = sum(baseline.values()), sum(candidate.values())
+    n_base, n_cand = len(baseline), len(candidate)
+    new = tuple(
+        sorted((str(key) for key in candidate if candidate[key] and key in baseline and not baseline[key]), key=str)
+    )
+    table = [[bad_cand, n_cand - bad_cand], [bad_base, n_base - bad_base]]
+    p_value = float(stats.fisher_exact(table).pvalue) if n_base and n_cand else 1.0
+    rate_base = bad_base / n_base if n_base else 0.0
+    rate_cand = bad_cand / n_cand if n_cand else 0.0
+    if new:
+        shown = ", ".join(new[:5]) + (" ..." if len(new) > 5 else "")
+        verdict, reason = WORSE, f"{len(new)} place(s) fine on the baseline are not on the candidate: {shown}"
+    elif p_value <= alpha and rate_cand > rate_base:
+        verdict, reason = WORSE, f"more VEs bad, Fisher p <= {alpha:g}"
+    elif p_value <= alpha and rate_cand < rate_base:
+        verdict, reason = BETTER, f"fewer VEs bad, Fisher p <= {alpha:g}"
+    elif not n_base or not n_cand:
+        verdict, reason = CANT_TELL, "no VEs on one side"
+    else:
+        verdict, reason = SAME, f"no place got worse, Fisher p > {alpha:g}"
+    return Verdict(
+        metric=metric,
+        baseline=baseline_name,
+        candidate=candidate_name,
+        method="Fisher exact",
+        verdict=verdict,
+        reason=reason,
+        n_baseline=n_base,
+        n_candidate=n_cand,
+        baseline_value=float(bad_base),
+        candidate_value=float(bad_cand),
+        shift=float(bad_cand - bad_base),
+        ci_low=None,
+        ci_high=None,
+        p_value=p_value,
+        min_effect=0.0,
+        worse_direction="higher",
+        new_failures=new,
+    )
+
+
+def compare_values(
+    metric: str,
+    baseline_name: str,
+    candidate_name: str,
+    baseline: float | None,
+    candidate: float | None,
+    *,
+    worse: str = "higher",
+    min_effect: float = DEFAULT_MIN_EFFECT,
+    judged: bool = True,
+) -> Verdict:
+    """One value per side (a run's takedown time): no test is possible. Judged (a fail rule asked
+    for a threshold): the change against the minimum effect alone; else "can't tell", with the change."""
+    common = {
+        "metric": metric,
+        "baseline": baseline_name,
+        "candidate": candidate_name,
+        "method": "one value each",
+        "n_baseline": int(baseline is not None),
+        "n_candidate": int(candidate is not None),
+        "baseline_value": baseline,
+        "candidate_value": candidate,
+        "ci_low": None,
+        "ci_high": None,
+        "p_value": None,
+        "min_effect": min_effect,
+        "worse_direction": worse,
+    }
+    if baseline is None or candidate is None:
+        return Verdict(**common, verdict=CANT_TELL, reason="missing in one of the runs", shift=None)
+    shift = candidate - baseline
+    bad = _bad(_percent(shift, baseline) or 0.0, worse)
+    if not judged:
+        return Verdict(
+            **common, verdict=CANT_TELL, reason="one value each: no test (a rule on it sets a threshold)", shift=shift
+        )
+    if bad > min_effect:
+        verdict = WORSE
+    elif bad < -min_effect:
+        verdict = BETTER
+    else:
+        verdict = SAME
+    return Verdict(
+        **common, verdict=verdict, reason=f"one value each, no test: the change against {min_effect:g}%", shift=shift
+    )
