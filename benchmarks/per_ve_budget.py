@@ -9,8 +9,9 @@ started it as a service) and a few seconds more, then
 counts the processes in the experiment's cgroups (VEs and their LXC monitors) and the
 memory charged to the experiment's memory cgroups (VEs and monitors; unaffected by other
 work on the host, but blind to kernel objects charged elsewhere),
-and the growth of host memory in use, each over COUNT. Medians over the repeats; the
-table is what pytest_lxcexp/engine/host.py's PER_VE_BUDGET holds.
+the growth of host memory in use, and the growth of the experiment's tmpfs from just before
+the first start, each over COUNT. Medians over the repeats; the table is what
+pytest_lxcexp/engine/host.py's PER_VE_BUDGET holds.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pytest_lxcexp.engine import cgroups  # noqa: E402
+from pytest_lxcexp.engine import cgroups, storage  # noqa: E402
 from pytest_lxcexp.engine.config import build_config  # noqa: E402
 from pytest_lxcexp.engine.experiment import Experiment  # noqa: E402
 from pytest_lxcexp.report.sampler import host_memory_used  # noqa: E402
@@ -48,7 +49,7 @@ def charged_memory(tag: str) -> int:
     return total
 
 
-def measure(base: str, init: str, count: int, workload: str) -> tuple[float, float, float]:
+def measure(base: str, init: str, count: int, workload: str) -> tuple[float, float, float, float]:
     config = build_config(
         root=ROOT,
         bridge=BRIDGE,
@@ -68,6 +69,7 @@ def measure(base: str, init: str, count: int, workload: str) -> tuple[float, flo
             experiment.clean_stale(stale)
         experiment.setup()
         host_before = host_memory_used()
+        tmpfs_before = storage.tmpfs_used_bytes(ROOT)
         results = experiment.start(1, count)
         assert all(result.ok for result in results), [r.error for r in results if not r.ok]
         deadline = time.monotonic() + 300
@@ -78,7 +80,8 @@ def measure(base: str, init: str, count: int, workload: str) -> tuple[float, flo
         pids = len(cgroups.experiment_pids(config.tag)) / count
         charged = charged_memory(config.tag) / count / 2**20
         host = (host_memory_used() - host_before) / count / 2**20
-        return pids, charged, host
+        tmpfs = (storage.tmpfs_used_bytes(ROOT) - tmpfs_before) / count / 2**10
+        return pids, charged, host, tmpfs
     finally:
         experiment.takedown()
         experiment.unlock()
@@ -92,11 +95,11 @@ def main() -> None:
     parser.add_argument("--workload", default="cmd:sleep 600")
     args = parser.parse_args()
     print(f"{args.count} VEs per run running {args.workload!r}, {args.repeat} runs each, medians")
-    print(f"{'base/init':<18} {'processes/VE':>13} {'cgroup MiB/VE':>14} {'host MiB/VE':>12}")
+    print(f"{'base/init':<18} {'processes/VE':>13} {'cgroup MiB/VE':>14} {'host MiB/VE':>12} {'tmpfs KiB/VE':>13}")
     for base, init in COMBOS:
         runs = [measure(base, init, args.count, args.workload) for _ in range(args.repeat)]
-        pids, charged, host = (statistics.median(values) for values in zip(*runs, strict=True))
-        print(f"{base + '/' + init:<18} {pids:>13.1f} {charged:>14.2f} {host:>12.2f}", flush=True)
+        pids, charged, host, tmpfs = (statistics.median(values) for values in zip(*runs, strict=True))
+        print(f"{base + '/' + init:<18} {pids:>13.1f} {charged:>14.2f} {host:>12.2f} {tmpfs:>13.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ lxcexp stats [S] [E]              the Results block for veS..veE
 lxcexp takedown                   stop everything, remove it all
 lxcexp report DIR                 rebuild DIR/index.html over the runs saved with --ve-report-dir
 lxcexp compare A B [--fail M:N%]  compare two saved runs; exit 1 on a regression
+lxcexp build-lxc SOURCE [--ref REF] [--prefix DIR]
+                                  build LXC from a git tree, bundle or tarball (cached per
+                                  commit); prints the prefix, for --ve-lxc
 """
 
 from __future__ import annotations
@@ -18,14 +21,15 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from .engine import base, storage
+from .engine import base, build_lxc, storage
+from .engine.builds import BuildProofError
 from .engine.config import ConfigError, ExperimentConfig, build_config, parse_range, parse_root, root_tag
 from .engine.experiment import Experiment
 from .engine.host import PreflightError, require_root
 from .engine.stats import results_block, timings_lines
 from .engine.storage import human_size
 from .engine.takedown import leftovers, takedown
-from .options import FLAGS, OPTIONS, build_config_values
+from .options import FLAGS, LISTS, OPTIONS, build_config_values
 from .report.commands import add_commands as add_report_commands
 
 
@@ -52,6 +56,10 @@ def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
             )
     for option, name, help_text in FLAGS:
         parser.add_argument(option, "--" + option.removeprefix("--ve-"), dest=name, action="store_true", help=help_text)
+    for option, name, help_text in LISTS:
+        parser.add_argument(
+            option, "--" + option.removeprefix("--ve-"), dest=name, metavar="VALUE", action="append", help=help_text
+        )
 
 
 def _attach(root: str) -> Experiment:
@@ -90,6 +98,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
         config = build_config(**(values | {"count": args.count}))
     except ConfigError as error:
         raise CliError(f"{_cli_option(error.option)}: {error.reason}") from None
+    if config.ramp:
+        # A ramp sets up as it goes and measures each step: it is a pytest run, not a setup.
+        raise CliError("N: max (a ramp) runs under pytest: pytest --ve-count=max")
     experiment = Experiment(config, progress=print)
     try:
         stale = experiment.check()
@@ -123,7 +134,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     experiment.lock()
     try:
         results = experiment.start(first, last)
+    except BuildProofError as error:
+        root = experiment.config.root
+        raise CliError(f"--ve-lxc: {error.reason} (take it down: lxcexp takedown --root {root})") from None
     finally:
+        experiment.end_running_watch()  # the RUNNING phases of this call's starts, recorded in the root
         experiment.unlock()
     failed = [result for result in results if not result.ok]
     for result in failed:
@@ -185,6 +200,17 @@ def cmd_takedown(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_lxc(args: argparse.Namespace) -> int:
+    try:
+        prefix = build_lxc.build_lxc(
+            args.source, args.ref, args.prefix, progress=lambda line: print(line, file=sys.stderr, flush=True)
+        )
+    except build_lxc.BuildError as error:
+        raise CliError(str(error), status=1) from None
+    print(prefix)
+    return 0
+
+
 def _add_range(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("first", nargs="?", metavar="S", help="first VE number (default 1)")
     parser.add_argument("last", nargs="?", metavar="E", help="last VE number (default: the count)")
@@ -227,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument(
         "--ve-bridge", "--bridge", dest="bridge", default=None, help="bridge to delete when the root has no marker left"
     )
+    built = add("build-lxc", cmd_build_lxc, "build LXC from source with meson into a prefix, cached per commit")
+    built.add_argument("source", metavar="SOURCE", help="a git tree, git bundle or tarball of LXC's source")
+    built.add_argument("--ref", default=None, help="the commit, tag or branch to build (default HEAD)")
+    built.add_argument("--prefix", default=None, help=f"install here (default {build_lxc.CACHE}/<commit>)")
     add_report_commands(add)
     return parser
 

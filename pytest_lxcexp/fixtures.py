@@ -10,16 +10,17 @@ import contextlib
 import fcntl
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from .engine.builds import BuildProofError
 from .engine.config import ExperimentConfig
 from .engine.experiment import Experiment
 from .engine.fleet import StartResult, load_starts
+from .engine.ramp import Ramp
 from .engine.shared import SharedRun
 from .engine.stats import VERecord
 from .engine.storage import RootError
@@ -27,7 +28,7 @@ from .engine.takedown import TakedownReport, takedown_network, takedown_root, ta
 from .session import RunState, run_state_key
 
 # A test using any of these needs the host (preflight, root); ve_config alone only reads options.
-HOST_FIXTURES = frozenset({"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range"})
+HOST_FIXTURES = frozenset({"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range", "ve_ramp"})
 EXPERIMENT_FIXTURES = HOST_FIXTURES | {"ve_config"}
 
 
@@ -59,18 +60,39 @@ def _progress(request: pytest.FixtureRequest):  # noqa: ANN202
 
 
 class StatusLine:
-    """A live status line that does not flood: at most every 2 s on a terminal, 30 s in a log."""
+    """A live status line that does not flood: on a terminal one line rewritten in place
+    (at most twice a second), in a log (not a terminal) a line every 30 s."""
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self.request = request
-        self.interval = 2.0 if sys.stdout.isatty() else 30.0
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        # The reporter saw the real stdout before pytest captured it.
+        self.tty = bool(getattr(reporter, "isatty", False))
+        self.interval = 0.5 if self.tty else 30.0
         self.last = time.monotonic()  # nothing for phases shorter than one interval
+        self.open = False  # a rewritten line is on the terminal, not yet ended
 
     def __call__(self, message: str) -> None:
         now = time.monotonic()
-        if now - self.last >= self.interval:
-            self.last = now
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        if not self.tty:
             _say(self.request, message)
+            return
+        reporter = self.request.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.request.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.rewrite(message, erase=True)
+            self.open = True
+
+    def end(self) -> None:
+        """End a rewritten line, so what pytest writes next starts on a line of its own."""
+        if self.open:
+            self.open = False
+            _say(self.request, "")
 
 
 def ve_fields_from_hooks(config: pytest.Config, experiment: Experiment) -> Callable[[VERecord], dict] | None:
@@ -136,7 +158,8 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
     experiment = state.experiment or Experiment(state.config)
     experiment.progress = _progress(request)
     experiment.record_fields = ve_fields_from_hooks(request.config, experiment)
-    experiment.status = StatusLine(request)
+    status = StatusLine(request)
+    experiment.status, experiment.status_end = status, status.end
     state.experiment = experiment
     try:
         _join(request, experiment)
@@ -225,7 +248,7 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
     try:
         if experiment.starts:
             experiment.phase = "records"
-            records = experiment.records(experiment.config.ve_first, experiment.config.ve_last)
+            records = experiment.records(experiment.config.ve_first, experiment.created_last)
             state.records = {record.index: record for record in records}
             state.summary = experiment.summary(records)
     finally:
@@ -260,12 +283,20 @@ class VERange:
 
     def start(self) -> list[StartResult]:
         if self.experiment.share is None:
-            return self.experiment.start(self.first, self.last)
+            return self._start()
         with self._range_state() as state:
             if state["started"]:
                 return self._started_elsewhere()  # another worker of this run started this generation
             state["started"] = True
+            return self._start()
+
+    def _start(self) -> list[StartResult]:
+        try:
             return self.experiment.start(self.first, self.last)
+        except BuildProofError as error:
+            # A build that did not run as asked makes every figure of the run meaningless:
+            # end the session as a usage error; the fixtures' teardowns take it all down.
+            pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
 
     def wait(self, timeout: float | None = None) -> list[VERecord]:
         """Wait for every VE of the range to finish its workload (or fail), then report each."""
@@ -276,7 +307,7 @@ class VERange:
                     self._started_elsewhere()
                 else:
                     state["started"] = True
-                    self.experiment.start(self.first, self.last)
+                    self._start()
         elif not any(index in self.experiment.starts for index in self.indexes):
             self.start()  # a test that waits on a range nobody started starts it first
         return self.experiment.wait(self.first, self.last, timeout)
@@ -360,3 +391,10 @@ def ve_range(request: pytest.FixtureRequest, ve_experiment: Experiment) -> VERan
     """The test's range of VEs (the plugin parametrizes it: ve1-ve100, ve101-ve200, ...)."""
     first, last = request.param
     return VERange(ve_experiment, first, last)
+
+
+@pytest.fixture
+def ve_ramp(ve_experiment: Experiment) -> Ramp:
+    """--ve-count=max: the ramp over the experiment; `ve_ramp.run()` starts VEs in growing
+    steps until something stops it and returns the RampResult (curve and named stop)."""
+    return Ramp(ve_experiment)

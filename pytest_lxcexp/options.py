@@ -8,7 +8,33 @@ from collections.abc import Callable
 
 # (option, ini name, default, help); all strings are parsed by engine.config.
 OPTIONS: list[tuple[str, str, str, str]] = [
-    ("--ve-count", "ve_count", "100", "number of VEs, ve1..veN (default 100)"),
+    (
+        "--ve-count",
+        "ve_count",
+        "100",
+        "number of VEs, ve1..veN (default 100), or max: a ramp, VEs started in growing steps until the host "
+        "or a latency objective stops it",
+    ),
+    ("--ve-ramp-step", "ve_ramp_step", "50", "ramp (count max): VEs in its first step (default 50)"),
+    (
+        "--ve-ramp-growth",
+        "ve_ramp_growth",
+        "1.5",
+        "ramp (count max): each step this many times the one before (default 1.5; 1: steps of one size)",
+    ),
+    (
+        "--ve-slo",
+        "ve_slo",
+        "",
+        "ramp (count max): start-latency objectives a step must meet, e.g. start_p99:500ms (start_p50, start_p90, "
+        "start_p99, start_max; comma-separated)",
+    ),
+    (
+        "--ve-pids-max",
+        "ve_pids_max",
+        "",
+        "at most N processes in all VEs together (pids.max on the experiment's cgroup subtree; default: none)",
+    ),
     ("--ve-batch", "ve_batch", "100", "VEs per test range (default 100)"),
     ("--ve-root", "ve_root", "/exp", "experiment root; a tmpfs is mounted there (default /exp)"),
     ("--ve-tmpfs-size", "ve_tmpfs_size", "2G", "size of the tmpfs at the root (default 2G)"),
@@ -64,6 +90,15 @@ OPTIONS: list[tuple[str, str, str, str]] = [
         "a loaded profile's name, unconfined, or generated (LXC's per-VE profile, compiled at every start)",
     ),
 ]
+# Repeatable options (ini: one value a line).
+LISTS: list[tuple[str, str, str]] = [
+    (
+        "--ve-lxc",
+        "ve_lxc",
+        "[NAME=]PREFIX[+preload:LIB]: an LXC build that starts VEs (repeatable; system = the distribution's); "
+        "with several, VEs are assigned to them interleaved",
+    ),
+]
 FLAGS: list[tuple[str, str, str]] = [
     ("--ve-base-refresh", "ve_base_refresh", "rebuild the cached base image"),
     ("--ve-poweroff", "ve_poweroff", "power each VE off when its workload ends (its exit status is logged first)"),
@@ -78,13 +113,16 @@ FLAGS: list[tuple[str, str, str]] = [
 ]
 
 
-def build_config_values(value: Callable[[str], str | bool | None]) -> dict[str, str | bool]:
+def build_config_values(value: Callable[[str], str | bool | list[str] | None]) -> dict[str, str | bool | list[str]]:
     """Every option's value, by build_config's keyword: the option's name without "ve_"
     (a unit test holds that every keyword has its option). `value(name)` reads one option."""
-    values: dict[str, str | bool] = {}
+    values: dict[str, str | bool | list[str]] = {}
     for _, name, default, _ in OPTIONS:
         given = value(name)
         values[name.removeprefix("ve_")] = default if given is None else given
     for _, name, _ in FLAGS:
         values[name.removeprefix("ve_")] = bool(value(name))
+    for _, name, _ in LISTS:
+        given = value(name)
+        values[name.removeprefix("ve_")] = list(given) if isinstance(given, list) else []
     return values

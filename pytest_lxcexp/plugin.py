@@ -8,7 +8,7 @@ import pytest
 
 from .engine.config import ConfigError, ve_ranges
 from .engine.experiment import Experiment
-from .engine.host import require_root
+from .engine.host import ramp_bound, require_root
 from .engine.storage import RunLock
 from .fixtures import (  # noqa: F401 - fixtures are found through this plugin module
     HOST_FIXTURES,
@@ -17,11 +17,12 @@ from .fixtures import (  # noqa: F401 - fixtures are found through this plugin m
     ve_config,
     ve_experiment,
     ve_network,
+    ve_ramp,
     ve_range,
     ve_root,
 )
 from .interrupts import InterruptPlugin, guard_of, interruption
-from .options import FLAGS, OPTIONS
+from .options import FLAGS, LISTS, OPTIONS
 from .session import RunState, config_from_pytest, run_state_key, suite_defaults_key
 from .suite_choice import SuiteChoicePlugin, add_chosen_suite, choose, suite_choice_key, suite_defaults
 from .suites import suite_names
@@ -39,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option, ini, help_text in FLAGS:
         group.addoption(option, dest=ini, action="store_true", default=None, help=help_text)
         parser.addini(ini, help_text, type="bool", default=None)
+    for option, ini, help_text in LISTS:
+        group.addoption(option, dest=ini, action="append", default=None, help=help_text)
+        parser.addini(ini, help_text, type="linelist", default=None)
     group.addoption(
         "--ve-suite",
         dest="ve_suite",
@@ -92,6 +96,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if xdist_support is not None:
         # Several hosts: the controller assigns each its VEs; a worker narrows its config to them.
         experiment_config = xdist_support.configure_hosts(config, experiment_config)
+    if experiment_config.ramp and (hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no"):
+        raise pytest.UsageError("--ve-count=max: a ramp runs in one process, not under pytest-xdist (-n, -d)")
     config.stash[run_state_key] = RunState(experiment_config)
 
 
@@ -99,6 +105,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "ve_range" not in metafunc.fixturenames:
         return
     experiment_config = metafunc.config.stash[run_state_key].config
+    if experiment_config.ramp:
+        return  # refused after collection (check_ramp_items), with the reason
     ranges = ve_ranges(experiment_config.count, experiment_config.batch)
     metafunc.parametrize("ve_range", ranges, ids=[f"ve{a}-ve{b}" for a, b in ranges], indirect=True)
 
@@ -112,7 +120,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     state = config.stash[run_state_key]
     apply_workload_hook(config, state)
+    check_ramp_items(config, state, items)
+    bound_by = None
+    if state.config.ramp:
+        try:
+            bound, bound_by = ramp_bound(state.config)
+            state.config = dataclasses.replace(state.config, count=bound, ve_last=bound)
+        except (OSError, ValueError) as error:
+            raise pytest.UsageError(f"--ve-count=max: cannot read the host's limits: {error}") from None
     experiment = Experiment(state.config)
+    experiment.ramp_bound_by = bound_by
     try:
         require_root()
         # A live run holds the lock: its marker is not stale, and this run must not touch it.
@@ -129,6 +146,26 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     guard = guard_of(config)
     if guard is not None:
         guard.install()  # from here on, Ctrl-C and SIGTERM end in a full takedown
+
+
+def check_ramp_items(config: pytest.Config, state: RunState, items: list[pytest.Item]) -> None:
+    """A ramp runs in one test that takes ve_ramp, alone in its process; ranges need a count."""
+    uses = {
+        name: [item for item in items if name in getattr(item, "fixturenames", ())] for name in ("ve_ramp", "ve_range")
+    }
+    if not state.config.ramp:
+        if uses["ve_ramp"]:
+            raise pytest.UsageError(f"{uses['ve_ramp'][0].nodeid}: ve_ramp needs --ve-count=max")
+        return
+    if uses["ve_range"]:
+        raise pytest.UsageError(
+            f"--ve-count=max: {uses['ve_range'][0].nodeid} runs ranges of a fixed count; a ramp runs in a test "
+            "that takes ve_ramp (the built-in suite ramp: pytest --ve-suite ramp)"
+        )
+    if not uses["ve_ramp"]:
+        raise pytest.UsageError(
+            "--ve-count=max: no test takes ve_ramp to run the ramp (the built-in suite ramp: pytest --ve-suite ramp)"
+        )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:

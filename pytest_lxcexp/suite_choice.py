@@ -112,7 +112,7 @@ def choose(config: pytest.Config) -> SuiteChoice:
         and config.args_source != pytest.Config.ArgsSource.ARGS
         and experiment_options_given(config)
     ):
-        choice.fallback = suites.suite_path(suites.DEFAULT_SUITE)
+        choice.fallback = suites.suite_path(fallback_suite(config))
         config.args.append(str(choice.fallback))
     return choice
 
@@ -139,21 +139,28 @@ def keep_own_or_fallback(config: pytest.Config, items: list[pytest.Item]) -> Non
         keep, drop = own, fallback
         if drop:
             choice.note = (
-                f"lxcexp: this session's own tests use the experiment; the built-in suite {suites.DEFAULT_SUITE} "
+                f"lxcexp: this session's own tests use the experiment; the built-in suite {choice.fallback.name} "
                 "is not run"
             )
     else:
         keep, drop = fallback, own
-        choice.note = fallback_note()
+        choice.note = fallback_note(choice.fallback.name)
     if drop:
         items[:] = keep
         config.hook.pytest_deselected(items=drop)
 
 
-def fallback_note() -> str:
+def fallback_suite(config: pytest.Config) -> str:
+    """What a session with no test of its own runs: the ramp for --ve-count=max, else ping."""
+    given = config.getoption("ve_count", None)
+    count = given if given is not None else config.getini("ve_count")
+    return suites.RAMP_SUITE if str(count).strip() == "max" else suites.DEFAULT_SUITE
+
+
+def fallback_note(name: str) -> str:
     return (
         f"lxcexp: no test of this session uses the experiment's fixtures: running the built-in suite "
-        f"{suites.DEFAULT_SUITE} (--ve-suite NAME runs another)"
+        f"{name} (--ve-suite NAME runs another)"
     )
 
 
@@ -204,4 +211,4 @@ class SuiteChoicePlugin:
         if ids_are_fallback(config, ids):
             reporter = config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
-                reporter.write_line(fallback_note())
+                reporter.write_line(fallback_note(fallback_suite(config)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .engine.ramp import ramp_lines
 from .engine.stats import results_block, summarize, timings_lines
 from .engine.storage import human_size
 
@@ -24,6 +25,9 @@ def interrupted_lines(state: RunState, interrupted: Interruption) -> list[str]:
     seen = {record.index for record in state.records.values() if record.log_present or record.state == "RUNNING"}
     started = len(state.started | seen)
     count = state.config.count
+    if state.config.ramp:
+        # A ramp's count is only its bound: say how far it got.
+        return [f"INTERRUPTED by {interrupted.words}: the ramp had started {started} VEs; the results are partial", ""]
     if not started:
         done = "no VE was started"
     elif started < count:
@@ -50,6 +54,9 @@ def summary_lines(state: RunState, interrupted: Interruption | None = None) -> l
         lines += ["", "Takedown: nothing left behind" if not left else f"Takedown LEFT BEHIND: {', '.join(left)}"]
         return lines
     lines += ["Results", *results_block(summary, human_size(summary.disk_used))]
+    ramp = state.experiment.ramp_result if state.experiment is not None else None
+    if ramp is not None:
+        lines += ["", *ramp_lines(ramp)]
     if len(state.hosts) > 1:
         lines += ["", f"Hosts ({len(state.hosts)})", *[host.line() for host in state.hosts]]
     lines += ["", "Timings", *timings_lines(state.timings, summary)]

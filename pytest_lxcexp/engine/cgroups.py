@@ -14,6 +14,7 @@ import errno
 import os
 import signal
 import time
+from collections.abc import Iterable
 
 from .storage import write_new
 
@@ -111,12 +112,17 @@ def host_controllers() -> set[str]:
     return {row[0] for row in rows if len(row) == 4 and row[3] == "1"}
 
 
-def ves_get_memory_cgroups(wanted: tuple[str, ...] | None) -> bool:
-    """Whether each VE (and its monitor) gets a memory cgroup of its own on this host."""
+def ves_get_cgroup(controller: str, wanted: tuple[str, ...] | None) -> bool:
+    """Whether each VE (and its monitor) gets a cgroup of its own in `controller` on this host."""
     if wanted is None:
         return True
     use = cgroup_use_for(wanted, _v1_hierarchy_controllers(), _unified_controllers())
-    return use is None or "memory" in use.split(",")
+    return use is None or controller in use.split(",")
+
+
+def ves_get_memory_cgroups(wanted: tuple[str, ...] | None) -> bool:
+    """Whether each VE (and its monitor) gets a memory cgroup of its own on this host."""
+    return ves_get_cgroup("memory", wanted)
 
 
 def _write_lxc_conf(lxc_etc: str, text: str) -> None:
@@ -132,24 +138,33 @@ def _write_lxc_conf(lxc_etc: str, text: str) -> None:
     write_new(path, text)
 
 
-def starter_cgroup_args(tag: str, wanted: tuple[str, ...] | None, lxc_etc: str) -> list[str]:
+def cgroup_use(wanted: tuple[str, ...] | None) -> str | None:
+    """lxc.cgroup.use for `wanted` on this host (None: liblxc's default, every hierarchy)."""
+    if wanted is None:
+        return None
+    return cgroup_use_for(wanted, _v1_hierarchy_controllers(), _unified_controllers())
+
+
+def starter_cgroup_args(
+    tag: str, wanted: tuple[str, ...] | None, lxc_etc: str, config_dirs: Iterable[str] = ("/etc/lxc",)
+) -> list[str]:
     """The starter's arguments that confine each VE's cgroups to `wanted` (None: all; see
-    starter.py): writes the lxc.conf it shows liblxc, and makes the experiment's one memory
-    cgroup that the starter, and so every VE and monitor, joins when the VEs have none of
-    their own.
+    starter.py): writes the lxc.conf it shows liblxc (in each build's global config
+    directory, `config_dirs`), and makes the experiment's one memory cgroup that the
+    starter, and so every VE and monitor, joins when the VEs have none of their own.
 
     Why not memory by default: each memory cgroup costs kernel memory in proportion to
     every superblock ever mounted on the host (its shrinker map; each VE mounts several):
     0.83 MiB for the two of a VE (its own and its monitor's) on this project's machine,
     most of a VE's host memory.
     """
-    if wanted is None:
-        return []
-    use = cgroup_use_for(wanted, _v1_hierarchy_controllers(), _unified_controllers())
+    use = cgroup_use(wanted)
     if use is None:
         return []
     _write_lxc_conf(lxc_etc, f"lxc.cgroup.use = {use}\n")
     args = ["--lxc-etc", lxc_etc]
+    for directory in dict.fromkeys(config_dirs):
+        args += ["--config-dir", directory]
     if "memory" not in use.split(","):
         for hierarchy in hierarchies():
             if os.path.basename(hierarchy) == "memory":
@@ -305,3 +320,66 @@ def remove_subtrees(tag: str) -> list[str]:
             else:
                 left.append(directory)
     return left
+
+
+def _v1_or_unified(controller: str) -> str | None:
+    """The hierarchy that holds `controller`: its v1 mount, else the v2 tree if it has it."""
+    found = hierarchies()
+    for hierarchy in found:
+        if os.path.basename(hierarchy) == controller or controller in os.path.basename(hierarchy).split(","):
+            return hierarchy
+    for hierarchy in found:
+        if controller in _read_words(os.path.join(hierarchy, "cgroup.controllers")):
+            return hierarchy
+    return None
+
+
+def _read_words(path: str) -> list[str]:
+    try:
+        with open(path) as handle:
+            return handle.read().split()
+    except OSError:
+        return []
+
+
+def subtree_counter(tag: str, controller: str, file: str) -> int | None:
+    """A hierarchical counter (pids.current, memory.usage_in_bytes, ...) summed over the
+    experiment's payload and monitor subtrees; None where the host has neither."""
+    hierarchy = _v1_or_unified(controller)
+    if hierarchy is None:
+        return None
+    values = [_read_words(os.path.join(hierarchy, name, file)) for name in (container_dir(tag), monitor_dir(tag))]
+    numbers = [int(words[0]) for words in values if words and words[0].isdigit()]
+    return sum(numbers) if numbers else None
+
+
+def pids_budget_path(tag: str) -> str | None:
+    """The experiment's payload cgroup in the pids hierarchy, where --ve-pids-max applies."""
+    hierarchy = _v1_or_unified("pids")
+    return None if hierarchy is None else os.path.join(hierarchy, container_dir(tag))
+
+
+def set_pids_budget(tag: str, limit: int) -> str:
+    """pids.max on the experiment's payload subtree: all VEs together may have `limit`
+    processes (their monitors sit in the monitor subtree and do not count). Removed with
+    the subtree at takedown."""
+    path = pids_budget_path(tag)
+    if path is None:
+        raise RuntimeError("this host has no pids cgroup controller")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "pids.max"), "w") as handle:
+        handle.write(str(limit))
+    return path
+
+
+def pids_refused(tag: str) -> int:
+    """Forks the pids limit of the experiment's payload subtree refused: the kernel's own
+    count, the `max` line of its pids.events."""
+    path = pids_budget_path(tag)
+    if path is None:
+        return 0
+    words = _read_words(os.path.join(path, "pids.events"))
+    for key, value in zip(words[::2], words[1::2], strict=False):
+        if key == "max" and value.isdigit():
+            return int(value)
+    return 0

@@ -13,10 +13,13 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import aptsources
+from .errors import ConfigError
+from .slo import Slo, parse_growth, parse_slos
 from .workload_kinds import COMMAND_PREFIX, NETWORK_WORKLOADS, PING_WORKLOADS, REACH_TIMEOUT, WORKLOADS, workload_kind
 
 # Beyond this the VE names, veth names and cgroup tree are untested.
@@ -77,15 +80,6 @@ SYSTEM_TREES = ("/proc", "/sys", "/dev", "/boot", "/etc", "/usr", "/bin", "/sbin
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-class ConfigError(ValueError):
-    """A bad option value; the message names the option and the reason."""
-
-    def __init__(self, option: str, reason: str) -> None:
-        self.option = option
-        self.reason = reason
-        super().__init__(f"{option}: {reason}")
 
 
 def parse_positive_int(option: str, text: str | int, maximum: int | None = None) -> int:
@@ -302,6 +296,67 @@ def parse_ssh_key(option: str, text: str) -> str:
     return path
 
 
+# --ve-lxc: [NAME=]PREFIX[+preload:LIB]; `system` is the distribution's LXC (see builds.py).
+LXC_OPTION = "--ve-lxc"
+LXC_SYSTEM = "system"
+LXC_PRELOAD_MARK = "+preload:"
+_BUILD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """One --ve-lxc value, parsed without looking at the host."""
+
+    name: str
+    prefix: str  # "system" or an absolute path
+    preload: str | None = None
+
+    def text(self) -> str:
+        preload = f"{LXC_PRELOAD_MARK}{self.preload}" if self.preload else ""
+        return f"{self.name}={self.prefix}{preload}"
+
+
+def parse_build_spec(text: str) -> BuildSpec:
+    """[NAME=]PREFIX[+preload:LIB]; NAME defaults to `system` or the prefix's last component."""
+    value = str(text).strip()
+    if not value:
+        raise ConfigError(LXC_OPTION, "an empty value; give [NAME=]PREFIX or system")
+    rest, mark, preload = value.partition(LXC_PRELOAD_MARK)
+    if mark and not preload:
+        raise ConfigError(LXC_OPTION, f"{value!r}: +preload: needs the path of a shared library after it")
+    name, equals, prefix = rest.partition("=")
+    if not equals:
+        name, prefix = "", rest
+    if not prefix:
+        raise ConfigError(LXC_OPTION, f"{value!r} names no prefix (use NAME=PREFIX or NAME=system)")
+    if prefix != LXC_SYSTEM:
+        if not prefix.startswith("/"):
+            raise ConfigError(LXC_OPTION, f"{value!r}: the prefix {prefix!r} is not an absolute path (or system)")
+        prefix = os.path.normpath(prefix)
+    if not name:
+        name = LXC_SYSTEM if prefix == LXC_SYSTEM else os.path.basename(prefix) or "root"
+    if not _BUILD_NAME_RE.fullmatch(name):
+        raise ConfigError(LXC_OPTION, f"{name!r} is not a build name (letters, digits, _ . -; at most 40)")
+    if preload and not preload.startswith("/"):
+        raise ConfigError(LXC_OPTION, f"{value!r}: the preload library {preload!r} is not an absolute path")
+    return BuildSpec(name, prefix, os.path.normpath(preload) if preload else None)
+
+
+def parse_builds(values: Iterable[str]) -> tuple[str, ...]:
+    """Every --ve-lxc value, normalized; duplicate names refused. Empty: the system's LXC alone."""
+    specs = [parse_build_spec(value) for value in values]
+    seen: dict[str, BuildSpec] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise ConfigError(
+                LXC_OPTION,
+                f"two builds are named {spec.name!r} ({seen[spec.name].prefix} and {spec.prefix}); "
+                "name them apart with NAME=PREFIX",
+            )
+        seen[spec.name] = spec
+    return tuple(spec.text() for spec in specs)
+
+
 def root_tag(root: str) -> str:
     """A short stable tag for a root: names our veths and cgroups so takedown can prove them ours."""
     return hashlib.sha1(root.encode()).hexdigest()[:5]
@@ -348,10 +403,20 @@ class ExperimentConfig:
     # run over several hosts narrows it: VE numbers stay unique across the run's hosts.
     ve_first: int = 1
     ve_last: int = 0
+    # --ve-count=max: a ramp (engine/ramp.py) starts VEs in growing steps until something
+    # stops it; `count` is then its upper bound (the subnet's, narrowed by the host's limits).
+    ramp: bool = False
+    ramp_step: int = 50
+    ramp_growth: float = 1.5
+    slo: tuple[Slo, ...] = ()  # start-latency objectives a ramp stops at
+    pids_max: int = 0  # pids.max on the experiment's cgroup subtree (all VEs together); 0: none
+    # --ve-lxc: the LXC builds that start the VEs, interleaved (normalized specs; none: the system's).
+    lxc: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.ve_last == 0:
             object.__setattr__(self, "ve_last", self.count)
+        object.__setattr__(self, "lxc", tuple(self.lxc))
         if not 1 <= self.ve_first <= self.ve_last <= self.count:
             raise ValueError(f"this host's VEs ve{self.ve_first}-ve{self.ve_last} lie outside ve1-ve{self.count}")
         if self.batch > self.count:
@@ -370,6 +435,8 @@ class ExperimentConfig:
             raise ConfigError("--ve-poweroff", "an idle workload never ends, so there is no end to power off after")
         if self.apt_proxy and self.base == "busybox":
             raise ConfigError("--ve-apt-proxy", "the busybox base has no apt to configure")
+        if self.slo and not self.ramp:
+            raise ConfigError("--ve-slo", "applies to a ramp only: use it with --ve-count=max")
         if self.cgroups not in ("auto", "all"):
             listed = self.cgroups.split(",")
             if self.init == "system":
@@ -413,6 +480,8 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["subnet"] = str(self.subnet)
+        data["slo"] = [str(slo) for slo in self.slo]
+        data["lxc"] = list(self.lxc)  # as JSON gives it back: a saved run's options compare equal
         return data
 
     @classmethod
@@ -423,6 +492,8 @@ class ExperimentConfig:
         values.setdefault("cgroups", "all")
         if "subnet" in values:
             values["subnet"] = ipaddress.IPv4Network(values["subnet"])
+        if "slo" in values:
+            values["slo"] = parse_slos("--ve-slo", ",".join(values["slo"]))
         return cls(**values)
 
 
@@ -457,6 +528,11 @@ def build_config(
     apt_proxy: str = "",
     ssh_key: str = "",
     busybox: str = "",
+    ramp_step: str | int = 50,
+    ramp_growth: str | float = 1.5,
+    slo: str = "",
+    pids_max: str | int = "",
+    lxc: Iterable[str] | str | None = None,
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
     base_value = parse_base("--ve-base", base)
@@ -480,16 +556,19 @@ def build_config(
         mirror_value = mirror_value or aptsources.host_mirror(release_value) or ""
         if not mirror_value:
             raise ConfigError("--ve-mirror", "the host's apt sources name no mirror; give one")
+    network_value = parse_choice("--ve-network", network, NETWORK_MODES)
+    subnet_value = parse_subnet("--ve-subnet", subnet)
+    ramp = str(count).strip() == "max"
     return ExperimentConfig(
-        count=parse_positive_int("--ve-count", count, MAX_VE_COUNT),
+        count=ramp_ceiling(network_value, subnet_value) if ramp else parse_count("--ve-count", count),
         batch=parse_positive_int("--ve-batch", batch),
         root=root_value,
         tmpfs_size=parse_size("--ve-tmpfs-size", tmpfs_size),
         base=base_value,
         base_refresh=bool(base_refresh),
-        network=parse_choice("--ve-network", network, NETWORK_MODES),
+        network=network_value,
         bridge=parse_ifname("--ve-bridge", bridge),
-        subnet=parse_subnet("--ve-subnet", subnet),
+        subnet=subnet_value,
         pings=parse_positive_int("--ve-pings", pings, 1_000_000),
         ping_interval=parse_seconds("--ve-ping-interval", ping_interval),
         start_delay=parse_seconds("--ve-start-delay", start_delay, allow_zero=True),
@@ -512,7 +591,29 @@ def build_config(
         apt_proxy=parse_url("--ve-apt-proxy", apt_proxy, ("http", "https")) if apt_proxy else "",
         ssh_key=parse_ssh_key("--ve-ssh-key", ssh_key) if ssh_key else "",
         busybox=busybox_value,
+        ramp=ramp,
+        ramp_step=parse_positive_int("--ve-ramp-step", ramp_step, MAX_VE_COUNT),
+        ramp_growth=parse_growth("--ve-ramp-growth", ramp_growth),
+        slo=parse_slos("--ve-slo", slo),
+        pids_max=parse_positive_int("--ve-pids-max", pids_max) if str(pids_max).strip() not in ("", "0") else 0,
+        lxc=parse_builds([lxc] if isinstance(lxc, str) else lxc or ()),
     )
+
+
+def parse_count(option: str, text: str | int) -> int:
+    try:
+        return parse_positive_int(option, text, MAX_VE_COUNT)
+    except ConfigError as error:
+        raise ConfigError(option, f"{error.reason}; or max, to ramp up until the host stops") from None
+
+
+def ramp_ceiling(network: str, subnet: ipaddress.IPv4Network) -> int:
+    """The most VEs a ramp may reach before the host is asked: the supported maximum, and
+    with a bridge the addresses the subnet holds (the bridge takes one). The host's own
+    limits narrow it further (host.ramp_bound)."""
+    if network != "bridge":
+        return MAX_VE_COUNT
+    return max(1, min(MAX_VE_COUNT, subnet.num_addresses - 3))
 
 
 def ve_ranges(count: int, batch: int) -> list[tuple[int, int]]:

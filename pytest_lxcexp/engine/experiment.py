@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -9,9 +10,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import addressing, base, cgroups, fleet, host, network, storage, takedown, tuning
+from . import addressing, base, builds, cgroups, fleet, host, network, phases, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
+from .progress import Counts, status_text
 from .shared import SharedRun
 from .stats import Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
@@ -41,7 +43,8 @@ class Experiment:
         # Extra per-VE fields for records (the plugin's pytest_lxcexp_ve_fields hook).
         self.record_fields: Callable[[VERecord], dict[str, Any]] | None = None
         self._lock = storage.RunLock(config.root)
-        self.status: Progress = _quiet  # a live status line: created/started/completed and rates
+        self.status: Progress = _quiet  # a live status line: started/running/completed/failed, rate, ETA
+        self.status_end: Callable[[], None] = lambda: None  # a phase of status lines ended
         self.completed: set[int] = set()
         self.stale_marker: dict | None = None
         # Shared by several processes of one run (pytest-xdist): only the first member sets
@@ -55,12 +58,41 @@ class Experiment:
         self.warnings: list[str] = []
         self.tuned: dict[str, tuple[int, int]] = {}
         self.takedown_report = takedown.TakedownReport()
+        # --ve-count=max: the VEs the ramp created so far, and its result once it stopped.
+        self.ramp_created = 0
+        self.ramp_bound_by: host.Requirement | None = None  # the preflight limit that bounds the ramp
+        self.ramp_result: Any = None  # engine.ramp.RampResult (ramp imports this module)
         self._first_start: float | None = None
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
+        self._builds: list[builds.LXCBuild] | None = None
+        # The round being run (0-based; --ve-repeat, not built yet, would advance it): it shifts which build starts ve1.
+        self.round = 0
+        # The proof that each build ran as asked, from its first VE that could be looked at.
+        self.proofs: dict[str, builds.Proof] = {}
         # Epoch of the last wait's end: parts of one run (xdist workers) measure "complete all"
         # from their own first start, so only this lets a merge make one span of them.
         self.waited_until: float | None = None
+        self._running_watch: contextlib.ExitStack | None = None
+        self._running_times = phases.RunningTimes()
+
+    @property
+    def builds(self) -> list[builds.LXCBuild]:
+        """The LXC builds that start the VEs (--ve-lxc), found from the builds themselves."""
+        if self._builds is None:
+            self._builds = builds.resolve_builds(self.config.lxc)
+        return self._builds
+
+    def builds_metadata(self) -> list[dict[str, Any]]:
+        """Each build as results.json's metadata.builds records it: what it is, and its proof."""
+        return [
+            build.to_dict() | {"proof": self.proofs[build.name].to_dict() if build.name in self.proofs else None}
+            for build in self.builds
+        ]
+
+    def build_of(self, index: int) -> builds.LXCBuild:
+        """The build that starts veN in this round: interleaved, ve1 the first build's."""
+        return self.builds[builds.build_index(index, len(self.builds), self.round)]
 
     @property
     def bridge_layout(self) -> addressing.BridgeLayout:
@@ -118,6 +150,7 @@ class Experiment:
                     f"run's, remove them with: lxcexp takedown --root {self.config.root}",
                 )
         base.check_base(self.config)
+        self.builds  # noqa: B018 - resolves every --ve-lxc build now: a bad one is a usage error
         return stale
 
     def lock(self) -> None:
@@ -174,7 +207,19 @@ class Experiment:
 
     def setup_clones(self) -> None:
         with self._timed("setup clones"):
+            if self.config.pids_max:
+                path = cgroups.set_pids_budget(self.config.tag, self.config.pids_max)
+                self.progress(f"lxcexp: --ve-pids-max: {path}/pids.max = {self.config.pids_max}")
+            if self.config.ramp:
+                return  # a ramp creates each step's clones as it goes (engine/ramp.py)
             fleet.create_clones(self.config, self.layout, lambda n: self.progress(f"lxcexp: {n} clones created"))
+
+    @property
+    def created_last(self) -> int:
+        """The highest VE number that exists: the count, or as far as a ramp got."""
+        if not self.config.ramp:
+            return self.config.ve_last
+        return self.ramp_created
 
     def setup(self) -> None:
         self.setup_root()
@@ -191,6 +236,7 @@ class Experiment:
             self._first_start = began
         failed = sum(not r.ok for r in self.starts.values())
         done = [len(self.starts)]
+        total = self.ramp_created if self.config.ramp else len(self.config.ves)
 
         def started(result: fleet.StartResult) -> None:
             nonlocal failed
@@ -198,24 +244,47 @@ class Experiment:
             self.starts[result.index] = result
             done[0] += 1
             failed += not result.ok
-            rate = done[0] / max(time.monotonic() - (self._first_start or began), 1e-6)
             self.status(
-                f"lxcexp: {len(self.config.ves)} created, {done[0]} started ({failed} failed), "
-                f"{len(self.completed)} completed; {rate:.0f} starts/s"
+                status_text(
+                    Counts(
+                        total=total,
+                        started=done[0],
+                        failed=failed,
+                        completed=len(self.completed),
+                        done=done[0],
+                        left=total - done[0],
+                        elapsed=time.monotonic() - (self._first_start or began),
+                    )
+                )
             )
 
         for index in range(first, last + 1):
             self._runs_before[index] = self.workload_log(index).runs
-        starter_args = cgroups.starter_cgroup_args(self.config.tag, self.config.ve_controllers, self.layout.lxc_etc)
+        lxc_builds = self.builds
+        config_dirs = [build.config_dir for build in lxc_builds]
+        starter_args = cgroups.starter_cgroup_args(
+            self.config.tag, self.config.ve_controllers, self.layout.lxc_etc, config_dirs
+        )
+        starter_args += builds.starter_build_args(lxc_builds)
+        prover = self._prover()
+
+        def started_and_proven(result: fleet.StartResult) -> None:
+            started(result)
+            prover.look_at(result)
+
+        self._watch_running()
         try:
             results = fleet.start_range(
                 self.layout,
                 range(first, last + 1),
                 self.config.start_delay,
-                on_started=started,
+                on_started=started_and_proven,
                 workers=self.config.parallel,
                 starter_args=starter_args,
+                build_names=[build.name for build in lxc_builds],
+                build_of=lambda index: builds.build_index(index, len(lxc_builds), self.round),
             )
+            results = [dataclasses.replace(result, round=self.round) for result in results]
         except BaseException:
             # Interrupted: a start the starters reported (and the root recorded) is kept even
             # if the interrupt came before it was counted here.
@@ -223,8 +292,10 @@ class Experiment:
                 if first <= index <= last:
                     self.starts.setdefault(index, result)
             raise
+        self.status_end()
         for result in results:
             self.starts[result.index] = result
+        prover.finish(results)
         self._last_start_end = time.monotonic()
         self.timings["start all"] = self._last_start_end - self._first_start
         ok = sum(r.ok for r in results)
@@ -232,7 +303,46 @@ class Experiment:
         self.progress(f"lxcexp: started ve{first}-ve{last}: {ok} of {len(results)} in {took:.1f} s")
         return results
 
+    def _watch_running(self) -> None:
+        """Watch the monitors' RUNNING announcements from the first start until the starts are
+        over (the first wait, records or takedown): one reader for every range, so a range's
+        start does not pay for starting and draining one. With several processes of a run
+        (xdist) starting on one lxcpath at once, none watches (their `running` is null)
+        rather than steal the one FIFO from another."""
+        if self._running_watch is not None or self.share is not None:
+            return
+        stack = contextlib.ExitStack()
+        self._running_times = stack.enter_context(phases.watch_running(self.layout.root))
+        self._running_watch = stack
+
+    def end_running_watch(self) -> None:
+        """Stop watching; each start still without its RUNNING phase gets it (and is recorded again)."""
+        if self._running_watch is None:
+            return
+        self._running_watch.close()
+        self._running_watch = None
+        for index, result in list(self.starts.items()):
+            moment = self._running_times.at.get(self.layout.ve_name(index)) if result.ok else None
+            if result.running is None and moment is not None:
+                self.starts[index] = dataclasses.replace(result, running=phases.since(moment, result.started_at))
+                # The latest line of a VE wins when read back. Only an addition to what is on
+                # file: a tmpfs that VEs filled (ENOSPC) must not turn it into a failed takedown.
+                with contextlib.suppress(OSError):
+                    fleet.record_start(self.layout, self.starts[index])
+
+    def _prover(self) -> builds.Prover:
+        use = cgroups.cgroup_use(self.config.ve_controllers)
+        with open("/proc/self/cgroup") as handle:
+            expected = builds.expected_hierarchies(use, handle.read().splitlines())
+        return builds.Prover(
+            {build.name: build for build in self.builds},
+            self.proofs,
+            expected,
+            lambda index: f"/{cgroups.container_dir(self.config.tag)}/{self.layout.ve_name(index)}",
+        )
+
     def records(self, first: int, last: int) -> list[VERecord]:
+        self.end_running_watch()
         indexes = range(first, last + 1)
         states = fleet.ve_states(self.layout, indexes, workers=self.config.parallel)
         plan = addressing.AddressPlan(self.config.subnet) if self.config.network == "bridge" else None
@@ -265,11 +375,26 @@ class Experiment:
                         target=ping_target(self.config, index),
                         started=start is not None,
                         log_refused=log.refused,
+                        build=start.build if start else None,
+                        round=start.round if start else self.round,
+                        phases=self._phases(start, log),
                     )
                 )
             )
         # A host limit (full tmpfs, no more PIDs, ...) named for each VE it stopped.
         return [self._with_fault(record) for record in records]
+
+    @staticmethod
+    def _phases(start: fleet.StartResult | None, log: WorkloadLog) -> dict[str, float | None]:
+        """Seconds from the VE's start request to each phase (see phases.py); {} if never started."""
+        if start is None or not start.ok:
+            return {}
+        return {
+            "lxc_start_returned": round(start.latency, 6),
+            "running": start.running,
+            "workload_began": phases.since(log.began_at, start.started_at),
+            "first_ping": phases.since(log.first_answer_at, start.started_at),
+        }
 
     def _with_fields(self, record: VERecord) -> VERecord:
         """Add the hook's extra fields; a failing hook is recorded, never lets the records (and takedown) fail."""
@@ -306,6 +431,7 @@ class Experiment:
     # -- churn: LXC's own concurrency test modes (create, start, stop, destroy) ----------
 
     def stop(self, first: int, last: int) -> set[str]:
+        self.end_running_watch()
         """Stop veFIRST..veLAST and wait until their processes and veths are gone (a restart reuses both)."""
         indexes = range(first, last + 1)
         stopped = fleet.stop_all(self.layout, indexes, workers=self.config.parallel)
@@ -349,12 +475,14 @@ class Experiment:
         return replace(record, fault=fault)
 
     def wait(self, first: int, last: int, timeout: float | None = None) -> list[VERecord]:
+        self.end_running_watch()
         """Wait until every VE of the range has finished its workload (or cannot), then report."""
         self.phase = "wait"
         pending = set(range(first, last + 1))
         deadline = self._range_deadline(pending, timeout if timeout is not None else self.config.effective_timeout)
         # A full tmpfs stops every log from growing: do not wait out the whole timeout for it.
         full = FullTmpfsWatch(self.config.root, patience=max(5.0, 3 * self.config.ping_interval))
+        waiting_since, completed_before = time.monotonic(), len(self.completed)
         while pending and time.monotonic() < deadline:
             if full.hopeless([self.layout.ve_workload_log(index) for index in sorted(pending)], time.monotonic()):
                 self.progress(f"lxcexp: {tmpfs_full_words(self.config.root)}; not waiting any longer")
@@ -373,11 +501,24 @@ class Experiment:
                     # Its init is gone: it will never finish, so do not wait out the timeout.
                     pending.discard(index)
             if pending:
+                failed = sum(not result.ok for result in self.starts.values())
                 self.status(
-                    f"lxcexp: {len(self.starts)} started, {len(self.completed)} finished; "
-                    f"waiting for {len(pending)} of ve{first}-ve{last}"
+                    status_text(
+                        Counts(
+                            total=len(self.config.ves),
+                            started=len(self.starts),
+                            failed=failed,
+                            completed=len(self.completed),
+                            # The rate and ETA are this wait's: its completions so far, its VEs still pending.
+                            done=len(self.completed) - completed_before,
+                            left=len(pending),
+                            elapsed=time.monotonic() - waiting_since,
+                            phase="wait",
+                        )
+                    )
                 )
                 time.sleep(0.5)
+        self.status_end()
         self._last_completion = time.monotonic()
         self.waited_until = time.time()
         if self._first_start is not None:
@@ -408,6 +549,7 @@ class Experiment:
     # -- takedown -------------------------------------------------------------------
 
     def takedown(self) -> takedown.TakedownReport:
+        self.end_running_watch()
         with self.timed_takedown():
             bridge = self.config.bridge if self.config.network == "bridge" else None
             return takedown.takedown(self.config.root, self.config.tag, bridge)

@@ -10,42 +10,79 @@ from __future__ import annotations
 import os
 import re
 import signal
+from dataclasses import dataclass
 
 from .safefs import UnsafeVEFile, read_ve_tail, read_ve_text
 
-# (pattern in an error text, what it means). Order matters: the specific before the general.
-HOST_LIMITS: list[tuple[re.Pattern[str], str]] = [
+
+@dataclass(frozen=True)
+class HostLimit:
+    """A host limit, named: `name` short (for results.json), `words` for people, `setting` what raises it."""
+
+    name: str
+    words: str
+    setting: str
+
+
+# (pattern in an error text, the limit). Order matters: the specific before the general.
+HOST_LIMITS: list[tuple[re.Pattern[str], HostLimit]] = [
     (
         re.compile(r"Too many open files in system|\bENFILE\b"),
-        "host limit: the system's file table is full (ENFILE; raise fs.file-max)",
+        HostLimit("files", "host limit: the system's file table is full (ENFILE; raise fs.file-max)", "fs.file-max"),
     ),
     (
         re.compile(r"Too many open files|\bEMFILE\b"),
-        "host limit: out of file descriptors (EMFILE; raise RLIMIT_NOFILE, ulimit -n)",
+        HostLimit(
+            "files",
+            "host limit: out of file descriptors (EMFILE; raise RLIMIT_NOFILE, ulimit -n)",
+            "RLIMIT_NOFILE (ulimit -n)",
+        ),
     ),
     (
         re.compile(r"Exchange full|\bEXFULL\b"),
-        "host limit: the bridge is full (EXFULL; a Linux bridge holds at most 1023 ports)",
+        HostLimit(
+            "ports",
+            "host limit: the bridge is full (EXFULL; a Linux bridge holds at most 1023 ports)",
+            "more sub-bridges (BR_MAX_PORTS is fixed at 1024)",
+        ),
     ),
     (
         re.compile(r"can't fork|Cannot fork|fork(?:ing)? failed|Resource temporarily unavailable|\bEAGAIN\b", re.I),
-        "host limit: out of processes (fork failed with EAGAIN; a pids cgroup's pids.max, "
-        "kernel.pid_max or kernel.threads-max)",
+        HostLimit(
+            "pids",
+            "host limit: out of processes (fork failed with EAGAIN; a pids cgroup's pids.max, "
+            "kernel.pid_max or kernel.threads-max)",
+            "pids.max (--ve-pids-max), kernel.pid_max, kernel.threads-max",
+        ),
     ),
     (
         re.compile(r"Disk quota exceeded|\bEDQUOT\b"),
-        "host limit: the key quota is used up (EDQUOT; raise kernel.keys.root_maxkeys / root_maxbytes)",
+        HostLimit(
+            "keys",
+            "host limit: the key quota is used up (EDQUOT; raise kernel.keys.root_maxkeys / root_maxbytes)",
+            "kernel.keys.root_maxkeys, kernel.keys.root_maxbytes",
+        ),
     ),
     (
         re.compile(r"Cannot allocate memory|Out of memory|\bENOMEM\b"),
-        "host limit: out of memory (ENOMEM)",
+        HostLimit("memory", "host limit: out of memory (ENOMEM)", "more memory, or fewer VEs"),
     ),
     (
         re.compile(r"No buffer space available|\bENOBUFS\b|neighbour table overflow"),
-        "host limit: network buffers or the neighbour table are full "
-        "(ENOBUFS; raise net.ipv4.neigh.default.gc_thresh3)",
+        HostLimit(
+            "neighbours",
+            "host limit: network buffers or the neighbour table are full "
+            "(ENOBUFS; raise net.ipv4.neigh.default.gc_thresh3)",
+            "net.ipv4.neigh.default.gc_thresh3",
+        ),
     ),
 ]
+PTYS = HostLimit("ptys", "host limit: out of ptys (ENOSPC; raise kernel.pty.max)", "kernel.pty.max")
+NO_SPACE = HostLimit(
+    "space",
+    "host limit: no space left (ENOSPC: a full filesystem or kernel table, e.g. inotify watches)",
+    "the full filesystem's size, or fs.inotify.max_user_watches",
+)
 _ENOSPC = re.compile(r"No space left on device|\bENOSPC\b")
 _PTY_WORDS = re.compile(r"pty|tty|console|devpts|ptmx", re.I)
 # The tail of a workload log that is scanned for an error (the log of a VE stuck in a
@@ -63,21 +100,46 @@ def tmpfs_full(root: str) -> bool:
 
 
 def tmpfs_full_words(root: str) -> str:
-    return f"host limit: the tmpfs at {root} is full (ENOSPC; raise --ve-tmpfs-size)"
+    return tmpfs_limit(root).words
+
+
+def tmpfs_limit(root: str) -> HostLimit:
+    return HostLimit(
+        "tmpfs", f"host limit: the tmpfs at {root} is full (ENOSPC; raise --ve-tmpfs-size)", "--ve-tmpfs-size"
+    )
+
+
+# An ENOSPC with less than this free on the tmpfs is the tmpfs's: a write of a larger block
+# fails while a few blocks are still free (dd with bs=64k), so "full" alone misses it.
+TMPFS_LOW_BYTES = 1024 * 1024
+
+
+def tmpfs_low(root: str) -> bool:
+    if tmpfs_full(root):
+        return True
+    try:
+        info = os.statvfs(root)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < TMPFS_LOW_BYTES
+
+
+def classify(text: str, root: str | None = None) -> HostLimit | None:
+    """The host limit an error text points at, or None."""
+    if _ENOSPC.search(text):
+        if root is not None and tmpfs_low(root):
+            return tmpfs_limit(root)
+        return PTYS if _PTY_WORDS.search(text) else NO_SPACE
+    for pattern, limit in HOST_LIMITS:
+        if pattern.search(text):
+            return limit
+    return None
 
 
 def host_limit(text: str, root: str | None = None) -> str | None:
     """The host limit an error text points at, in words, or None."""
-    if _ENOSPC.search(text):
-        if root is not None and tmpfs_full(root):
-            return tmpfs_full_words(root)
-        if _PTY_WORDS.search(text):
-            return "host limit: out of ptys (ENOSPC; raise kernel.pty.max)"
-        return "host limit: no space left (ENOSPC: a full filesystem or kernel table, e.g. inotify watches)"
-    for pattern, words in HOST_LIMITS:
-        if pattern.search(text):
-            return words
-    return None
+    found = classify(text, root)
+    return found.words if found else None
 
 
 def lxc_errors(path: str) -> list[str]:
@@ -105,23 +167,31 @@ def workload_errors(path: str) -> list[str]:
     return found
 
 
+def ve_limit(root: str, lxc_log: str, workload_log: str, full_tmpfs: bool = True) -> tuple[HostLimit, str] | None:
+    """The host limit that stopped a VE, and the line that shows it in the kernel's words
+    (liblxc's error, which carries the errno's text, or the workload's), or None.
+    `full_tmpfs=False`: only what the VE's own logs say (a full tmpfs does not stop a VE that runs).
+    Raises safefs.UnsafeVEFile when its lxc.log is not a plain file."""
+    if full_tmpfs and tmpfs_full(root):
+        return tmpfs_limit(root), f"statvfs({root}): no free blocks or inodes left"
+    for line in lxc_errors(lxc_log)[:1] + workload_errors(workload_log)[-20:]:
+        found = classify(line, root)
+        if found is not None:
+            return found, line
+    return None
+
+
 def ve_fault(root: str, lxc_log: str, workload_log: str) -> str | None:
     """Why a VE that did not complete failed, when a host limit explains it; else None.
 
     Looks at the tmpfs first (a full tmpfs truncates logs and keeps liblxc from logging
     at all), then liblxc's errors, then what the workload itself printed.
     """
-    if tmpfs_full(root):
-        return tmpfs_full_words(root)
     try:
-        first_error = lxc_errors(lxc_log)[:1]
+        found = ve_limit(root, lxc_log, workload_log)
     except UnsafeVEFile as refusal:
         return f"its lxc.log is {refusal.found}"
-    for line in first_error + workload_errors(workload_log)[-20:]:
-        found = host_limit(line, root)
-        if found is not None:
-            return found
-    return None
+    return found[0].words if found else None
 
 
 class FullTmpfsWatch:

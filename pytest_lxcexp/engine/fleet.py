@@ -8,30 +8,16 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from . import apparmor, cgroups, children, faults, userns
+from . import apparmor, cgroups, children, faults, protections, userns
 from .addressing import AddressPlan, BridgeLayout
 from .config import ExperimentConfig
 from .network import host_has_ipv6, veth_name
 from .safefs import UnsafeVEFile
 from .storage import Layout
 from .workload import VE_ENV_PATH, init_command, mount_auto, ve_env
-
-# Capabilities the ping workload never needs; dropping them keeps a privileged VE tame:
-# no kernel modules, raw I/O, clock, reboot, MAC policy, kernel log, audit rules, wakeup
-# alarms, suspend blocking, process accounting, leases or immutable flags on the host's behalf.
-# (CAP_NET_ADMIN and CAP_NET_RAW stay: `ip link set lo up` and ping need them.)
-DROPPED_CAPS = (
-    "mac_admin mac_override sys_module sys_rawio sys_time sys_boot syslog wake_alarm "
-    "block_suspend audit_control sys_pacct lease linux_immutable"
-)
-
-
-def dropped_caps(config: ExperimentConfig) -> str:
-    # --ve-poweroff: `poweroff` ends a VE through reboot(2), which needs CAP_SYS_BOOT.
-    return DROPPED_CAPS.replace(" sys_boot", "") if config.poweroff else DROPPED_CAPS
 
 
 @dataclass(frozen=True)
@@ -42,6 +28,10 @@ class StartResult:
     started_at: float
     pid: int | None = None
     error: str | None = None
+    build: str | None = None  # the --ve-lxc build that started it
+    monitor: int | None = None  # its LXC monitor's PID
+    running: float | None = None  # seconds from the request until its monitor announced RUNNING
+    round: int = 0  # the round it was started in (always 0 until --ve-repeat is built)
 
 
 def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
@@ -56,7 +46,7 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         "lxc.console.path = none",
         "lxc.autodev = 1",
         f"lxc.mount.auto = {mount_auto(config)}",
-        f"lxc.cap.drop = {dropped_caps(config)}",
+        *protections.lxc_lines(config, layout),
         f"lxc.cgroup.dir.container = {cgroups.container_dir(config.tag)}/{name}",
         f"lxc.cgroup.dir.monitor = {cgroups.monitor_dir(config.tag)}/{name}",
         f"lxc.log.file = {layout.ve_lxc_log(index)}",
@@ -97,6 +87,7 @@ def create_clones(
     indexes: Iterable[int] | None = None,
 ) -> None:
     """Write ve1..veN (or just `indexes`): an LXC config and an overlay upper directory each."""
+    protections.write_seccomp_policy(layout)
     for index in config.ves if indexes is None else indexes:
         os.makedirs(layout.ve_upper(index), mode=0o755)
         if config.unprivileged:
@@ -220,11 +211,22 @@ def start_range(
     on_started: Callable[[StartResult], None] | None = None,
     workers: int = 1,
     starter_args: Iterable[str] = (),
+    build_names: Sequence[str] = (),
+    build_of: Callable[[int], int] | None = None,
 ) -> list[StartResult]:
-    """Start VEs from `workers` starter processes (starter.py), `delay` seconds apart within each;
-    `starter_args` are its options (cgroups.starter_cgroup_args)."""
+    """Start VEs from `workers` starter processes (starter.py), `delay` seconds apart within each,
+    in the order given; `starter_args` are its options (cgroups.starter_cgroup_args and the
+    builds, builds.starter_build_args), `build_of(index)` the number of the build that starts
+    veN, named by `build_names`."""
     wanted = list(indexes)
     results: list[StartResult] = []
+
+    def number(index: int) -> int:
+        return build_of(index) if build_of else 0
+
+    def build_name(index: int, data: dict) -> str | None:
+        numbered = data.get("build", number(index))
+        return build_names[numbered] if numbered < len(build_names) else None
 
     def collect(data: dict) -> None:
         index = int(data["name"].removeprefix("ve"))
@@ -235,7 +237,16 @@ def start_range(
         else:
             error = None
         started_at = data.get("started_at", time.time())
-        result = StartResult(index, data["ok"], data.get("latency", 0.0), started_at, data.get("pid"), error)
+        result = StartResult(
+            index,
+            data["ok"],
+            data.get("latency", 0.0),
+            started_at,
+            data.get("pid"),
+            error,
+            build=build_name(index, data),
+            monitor=data.get("monitor"),
+        )
         record_start(layout, result)
         results.append(result)
         if on_started:
@@ -243,7 +254,8 @@ def start_range(
 
     # -I: the starter imports only the standard library; nothing from the environment or cwd.
     argv = [sys.executable, "-I", STARTER, layout.root, str(delay), *starter_args]
-    children.map_in_processes(argv, [layout.ve_name(index) for index in wanted], workers, on_result=collect)
+    lines = [f"{layout.ve_name(index)}\t{number(index)}" for index in wanted]
+    children.map_in_processes(argv, lines, workers, on_result=collect)
     seen = {result.index for result in results}
     for index in wanted:
         if index not in seen:

@@ -8,30 +8,36 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from . import apparmor, cgroups
+from . import apparmor, cgroups, protections
 from .config import ConfigError, ExperimentConfig
 
 MiB = 1024 * 1024
+KiB = 1024
 
 
 @dataclass(frozen=True)
 class VEBudget:
-    """What one running VE costs the host: processes (its own and its LXC monitor) and memory."""
+    """What one running VE costs the host: processes (its own and its LXC monitor), memory,
+    and room on the experiment's tmpfs (overlay upper and logs, before the pings' lines)."""
 
     processes: int
     memory: int
+    tmpfs: int
 
 
-# Measured per base and init (benchmarks/per_ve_budget.py, 20 VEs whose workload keeps a
-# process running, as ping does; docs/benchmarks.md): processes in the experiment's cgroups
-# per VE, and memory charged to them per VE (1.00 / 0.83 / 1.34 / 13.51 MiB) plus a margin
-# for the kernel objects charged elsewhere (busybox/workload: 1.17 MiB of host memory at
-# 1000 VEs against 1.00 charged).
+# One table for the preflight (issue 12's budget) and a ramp's bound (issue 14), per base and
+# init. Processes and memory measured by benchmarks/per_ve_budget.py (20 VEs whose workload
+# keeps a process running, as ping does; docs/benchmarks.md): processes in the experiment's
+# cgroups per VE, and memory charged to them per VE (1.00 / 0.83 / 1.34 / 13.51 MiB) plus a
+# margin for the kernel objects charged elsewhere (busybox/workload: 1.17 MiB of host memory
+# at 1000 VEs against 1.00 charged). Tmpfs: its growth per VE from the first start, measured
+# by the same script (4-5 KiB for busybox and a debian workload init, 8.0 MiB for a debian VE
+# booting systemd: its journal), taken as 24 KiB and 8.5 MiB.
 PER_VE_BUDGET = {
-    ("busybox", "workload"): VEBudget(processes=3, memory=3 * MiB // 2),
-    ("busybox", "system"): VEBudget(processes=4, memory=3 * MiB // 2),
-    ("debian", "workload"): VEBudget(processes=4, memory=2 * MiB),
-    ("debian", "system"): VEBudget(processes=6, memory=15 * MiB),
+    ("busybox", "workload"): VEBudget(processes=3, memory=3 * MiB // 2, tmpfs=24 * KiB),
+    ("busybox", "system"): VEBudget(processes=4, memory=3 * MiB // 2, tmpfs=24 * KiB),
+    ("debian", "workload"): VEBudget(processes=4, memory=2 * MiB, tmpfs=24 * KiB),
+    ("debian", "system"): VEBudget(processes=6, memory=15 * MiB, tmpfs=17 * MiB // 2),
 }
 # 0.83 MiB more when each VE and its monitor get memory cgroups of their own (--ve-cgroups).
 MEMORY_CGROUPS_PER_VE = 1 * MiB
@@ -44,12 +50,16 @@ def ve_budget(config: ExperimentConfig) -> VEBudget:
     return PER_VE_BUDGET[(base, config.init)]
 
 
-# Per VE on the tmpfs: overlay upper and work dirs, config, lxc.log; plus each ping's log line.
-TMPFS_PER_VE = 24 * 1024
+# Per ping, its log line on the tmpfs; the tmpfs also holds the base (8 MiB covers busybox's).
 TMPFS_PER_PING = 64
 TMPFS_BASE = 8 * 1024 * 1024
 # Open files per running VE across its monitor and processes (generous).
 FILES_PER_VE = 32
+# What the host keeps for itself: processes beyond the ones running now, and memory a ramp
+# never hands to VEs (the host must stay usable while the ramp finds its limit).
+PROCESS_RESERVE = 1000
+MEMORY_RESERVE = 1024 * MiB
+PIDS_BUDGET = "processes (--ve-pids-max)"
 
 
 class PreflightError(RuntimeError):
@@ -58,23 +68,51 @@ class PreflightError(RuntimeError):
 
 @dataclass(frozen=True)
 class Requirement:
-    """One host limit the experiment needs, what it needs, and what the host has."""
+    """One host limit the experiment needs, what it needs, and what the host has.
 
-    what: str
+    need = fixed + per_ve x VEs: `allows` is the most VEs the limit leaves room for.
+    """
+
+    what: str  # "memory ..." and "tmpfs ..." are sizes in bytes, shown in MiB
     need: int
     have: int
     sysctl: str | None = None  # a /proc/sys path that --ve-tune-host may raise
     fix: str = ""
     hard: bool = True  # False: the run can go on, but something may suffer (a warning)
+    per_ve: int = 0
+    fixed: int = 0
 
     @property
     def short(self) -> bool:
         return self.need > self.have
 
+    @property
+    def allows(self) -> int | None:
+        """VEs this limit has room for, or None when it does not grow with the count."""
+        if self.per_ve <= 0:
+            return None
+        return max(0, (self.have - self.fixed) // self.per_ve)
+
+    @property
+    def setting(self) -> str:
+        return self.fix or (f"raise {self.what} (or use --ve-tune-host)" if self.sysctl else "")
+
+    @property
+    def in_bytes(self) -> bool:
+        return self.what.startswith(("memory", "tmpfs"))
+
+    def _shown(self, value: int) -> str:
+        if not self.in_bytes:
+            return str(value)
+        return f"{value / MiB:.0f} MiB" if abs(value) >= MiB else f"{value / KiB:.0f} KiB"
+
     def line(self) -> str:
-        fix = self.fix or (f"raise {self.what} (or use --ve-tune-host)" if self.sysctl else "")
-        short = self.need - self.have
-        return f"{self.what:<34} need {self.need:>12}  have {self.have:>12}  short by {short:>10}  {fix}"
+        short = self._shown(self.need - self.have)
+        per = f"  ({self._shown(self.per_ve)} per VE)" if self.per_ve else ""
+        return (
+            f"{self.what:<34} need {self._shown(self.need):>12}  have {self._shown(self.have):>12}  "
+            f"short by {short:>10}  {self.setting}{per}"
+        )
 
 
 # Kept for the table's callers: a requirement that is short.
@@ -112,6 +150,12 @@ def require_controllers(config: ExperimentConfig) -> None:
         raise ConfigError("--ve-cgroups", f"this host has no {', '.join(missing)} cgroup controller")
 
 
+def require_pids_budget(config: ExperimentConfig) -> None:
+    """--ve-pids-max writes pids.max in the pids hierarchy: the host must have one."""
+    if config.pids_max and "pids" not in cgroups.host_controllers():
+        raise ConfigError("--ve-pids-max", "this host has no pids cgroup controller")
+
+
 def require_unified_choice(config: ExperimentConfig) -> None:
     """A list of controllers cannot be kept on a cgroup v2-only host: liblxc enables every
     controller the unified tree offers in each VE's cgroup (it writes them all into the
@@ -147,22 +191,40 @@ def _sysctl(name: str) -> tuple[str, int]:
     return path, read_int(path)
 
 
+def _requirement(what: str, count: int, per: int, fixed: int, have: int, **kwargs: object) -> Requirement:
+    return Requirement(what, fixed + count * per, have, per_ve=per, fixed=fixed, **kwargs)  # type: ignore[arg-type]
+
+
+def processes_in_use() -> int:
+    """Threads on the host now (each takes a PID): the 4th field of /proc/loadavg, 'running/total'."""
+    with open("/proc/loadavg") as handle:
+        return int(handle.read().split()[3].split("/")[1])
+
+
+def memory_available() -> int:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/meminfo has no MemAvailable")
+
+
 def requirements(config: ExperimentConfig) -> list[Requirement]:
-    """What this host's VEs need from it, limit by limit."""
+    """What this host's VEs need from it, limit by limit, from the per-VE figures of the
+    config's base and init (PER_VE_BUDGET)."""
     count = len(config.ves)
-    running = sum(1 for name in os.listdir("/proc") if name.isdigit())
-    budget = ve_budget(config)
-    processes = count * budget.processes + running + 1000
+    figures = ve_budget(config)
+    processes = processes_in_use() + PROCESS_RESERVE
     found = []
-    for name, need in (
-        ("kernel.pid_max", processes),
-        ("kernel.threads-max", processes),
-        ("fs.file-max", count * FILES_PER_VE + read_int("/proc/sys/fs/file-nr")),
+    for name, per, fixed in (
+        ("kernel.pid_max", figures.processes, processes),
+        ("kernel.threads-max", figures.processes, processes),
+        ("fs.file-max", FILES_PER_VE, read_int("/proc/sys/fs/file-nr")),
         # Each VE gets a session keyring of its own (lxc.keyring.session).
-        ("kernel.keys.root_maxkeys", count + 200),
+        ("kernel.keys.root_maxkeys", 1, 200),
     ):
         path, have = _sysctl(name)
-        found.append(Requirement(name, need, have, sysctl=path))
+        found.append(_requirement(name, count, per, fixed, have, sysctl=path))
     if config.network == "bridge":
         # A broadcast (ARP) is queued once per port in the per-CPU backlog: a shorter
         # backlog silently drops it for the VEs past the limit. The ARP table and its
@@ -170,24 +232,47 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
         # takes two entries per VE (seen: 1030 VEs, 65 unreachable at gc_thresh3 1230,
         # none at 2300). Traffic across the bridge to every VE needs both; the default
         # workload (ping localhost) does not, so these only warn.
-        for name, need in (
-            ("net.core.netdev_max_backlog", count + 100),
-            ("net.ipv4.neigh.default.gc_thresh2", 2 * count + 100),
-            ("net.ipv4.neigh.default.gc_thresh3", 2 * count + 200),
+        for name, per, fixed in (
+            ("net.core.netdev_max_backlog", 1, 100),
+            ("net.ipv4.neigh.default.gc_thresh2", 2, 100),
+            ("net.ipv4.neigh.default.gc_thresh3", 2, 200),
         ):
             path, have = _sysctl(name)
-            found.append(Requirement(name, need, have, sysctl=path, hard=False))
-    tmpfs_need = TMPFS_BASE + count * (TMPFS_PER_VE + config.pings * TMPFS_PER_PING)
+            found.append(_requirement(name, count, per, fixed, have, sysctl=path, hard=False))
+    tmpfs_per_ve = figures.tmpfs + config.pings * TMPFS_PER_PING
     found.append(
-        Requirement("tmpfs size (--ve-tmpfs-size)", tmpfs_need, config.tmpfs_size, fix="raise --ve-tmpfs-size")
+        _requirement(
+            "tmpfs size (--ve-tmpfs-size)",
+            count,
+            tmpfs_per_ve,
+            TMPFS_BASE,
+            config.tmpfs_size,
+            fix="raise --ve-tmpfs-size",
+        )
     )
-    with open("/proc/meminfo") as handle:
-        meminfo = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle}
-    per_ve = budget.memory + (MEMORY_CGROUPS_PER_VE if cgroups.ves_get_memory_cgroups(config.ve_controllers) else 0)
-    found.append(
-        Requirement("memory available (bytes)", count * per_ve, meminfo["MemAvailable"], fix="fewer VEs or more memory")
-    )
+    memory = figures.memory + (MEMORY_CGROUPS_PER_VE if cgroups.ves_get_memory_cgroups(config.ve_controllers) else 0)
+    found.append(_requirement("memory available", count, memory, 0, memory_available(), fix="fewer VEs or more memory"))
+    if config.pids_max:
+        found.append(
+            _requirement(PIDS_BUDGET, count, figures.processes - 1, 0, config.pids_max, fix="raise --ve-pids-max")
+        )
     return found
+
+
+def ramp_bound(config: ExperimentConfig) -> tuple[int, Requirement | None]:
+    """The most VEs a ramp may start, and the limit that sets it (None: the subnet or the
+    supported maximum, config.count). Sysctls --ve-tune-host raises do not bound it; memory
+    keeps MEMORY_RESERVE for the host, and --ve-pids-max is left for the ramp to run into."""
+    bound, limit = config.count, None
+    for item in requirements(config):
+        if not item.hard or (config.tune_host and item.sysctl) or item.what == PIDS_BUDGET:
+            continue
+        if item.what.startswith("memory"):
+            item = Requirement(item.what, item.need, item.have - MEMORY_RESERVE, fix=item.fix, per_ve=item.per_ve)
+        allows = item.allows
+        if allows is not None and allows < bound:
+            bound, limit = allows, item
+    return max(bound, 1), limit
 
 
 def shortfalls(config: ExperimentConfig) -> list[Requirement]:
@@ -202,6 +287,7 @@ def preflight(config: ExperimentConfig) -> list[str]:
     require_root()
     require_lxc()
     require_controllers(config)
+    require_pids_budget(config)
     require_unified_choice(config)
     apparmor.check(config.apparmor)
     require_filesystems()
@@ -216,6 +302,9 @@ def preflight(config: ExperimentConfig) -> list[str]:
         if clashes:
             raise ConfigError("--ve-subnet", f"{config.subnet} overlaps host addresses: {', '.join(clashes)}")
     short = shortfalls(config)
+    if config.ramp:
+        # A ramp's count is its bound, which the limits set; the budget is what it runs into.
+        short = [item for item in short if item.what != PIDS_BUDGET]
     if config.tune_host:
         # --ve-tune-host raises the sysctls itself (after the checks, before setup).
         short = [item for item in short if item.sysctl is None]
@@ -234,4 +323,5 @@ def preflight(config: ExperimentConfig) -> list[str]:
         firewall = bridge_filter_warning(config.bridge)
         if firewall is not None:
             warnings.append(firewall)
-    return warnings
+    weaker = protections.weaker_protection_warning(config)
+    return [*warnings, weaker] if weaker else warnings

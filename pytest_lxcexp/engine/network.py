@@ -22,6 +22,8 @@ from .signals import signals_deferred
 
 T = TypeVar("T")
 ALIAS_PREFIX = "lxcexp:"
+
+
 def veth_name(tag: str, index: int) -> str:
     return f"ve{tag}-{index}"
 

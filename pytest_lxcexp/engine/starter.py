@@ -1,9 +1,14 @@
 """The starter: a small process of its own that starts VEs, one `lxc-start -d` each, run as a script.
 
-    python starter.py LXCPATH DELAY [--lxc-etc DIR] [--join CGROUP]...  <names on stdin, one per line>
+    python starter.py LXCPATH DELAY [--builds JSON] [--lxc-etc DIR [--config-dir DIR]...] [--join CGROUP]...
+        <"NAME" or "NAME<TAB>BUILD" on stdin, one per line>
 
-It prints one JSON line per VE: {"name", "ok", "latency", "started_at", "pid"}, or
-{"name", "ok": false, "error"} when the start could not even be tried.
+It prints one JSON line per VE: {"name", "ok", "latency", "started_at", "pid", "monitor",
+"build"}, or {"name", "ok": false, "error"} when the start could not even be tried.
+
+--builds JSON: the LXC builds (engine/builds.py), a list of {"lxc_start": PATH, "env":
+{VARIABLE: VALUE or null}}; BUILD on a stdin line is an index into it (default 0). Each
+start runs that build's lxc-start with the loader variables it names set (or unset).
 
 Why lxc-start (liblxc's own command-line front end) and not liblxc's Python binding in
 this process: every start forks its caller for the VE's monitor, which lives as long as
@@ -15,9 +20,10 @@ freshly executed interpreter importing only the standard library, not a fork of 
 tool: a fork costs in proportion to the process forked.
 
 --lxc-etc DIR: liblxc takes the cgroup controllers it gives each VE (lxc.cgroup.use) only
-from the host-wide /etc/lxc/lxc.conf. The starter shows liblxc the tool's own copy, DIR
-bind-mounted over /etc/lxc in a mount namespace of the starter's own, and the host's
-file stays as it is. --join CGROUP: cgroup directories the starter moves itself into
+from its global config, /etc/lxc/lxc.conf for the distribution's (`<prefix>/etc/lxc` for a
+build under a prefix: each --config-dir). The starter shows liblxc the tool's own copy, DIR
+bind-mounted over each in a mount namespace of the starter's own, and the host's
+files stay as they are. --join CGROUP: cgroup directories the starter moves itself into
 first, so every VE it starts is inside them too (the experiment's one memory cgroup,
 when the VEs get none of their own).
 """
@@ -33,24 +39,40 @@ import sys
 import time
 
 
-def init_pid(monitor_pid_file: str) -> int | None:
-    """The VE's init: the only child of its monitor, whose PID lxc-start -p wrote."""
+def monitor_and_init(monitor_pid_file: str) -> tuple[int | None, int | None]:
+    """The VE's monitor, whose PID lxc-start -p wrote, and its init: the monitor's only child."""
     try:
         with open(monitor_pid_file) as handle:
             monitor = int(handle.read())
         os.unlink(monitor_pid_file)  # read once; a tmpfs page per VE otherwise
+    except (OSError, ValueError):
+        return None, None
+    try:
         with open(f"/proc/{monitor}/task/{monitor}/children") as handle:
             children = handle.read().split()
-    except (OSError, ValueError):
-        return None
-    return int(children[0]) if children else None
+    except OSError:
+        return monitor, None
+    return monitor, int(children[0]) if children else None
 
 
-def start(name: str, lxcpath: str) -> dict:
+class Build:
+    """One LXC build's lxc-start and the environment its starts run with."""
+
+    def __init__(self, lxc_start: str = "lxc-start", env: dict | None = None) -> None:
+        self.lxc_start = lxc_start
+        self.env = dict(os.environ)
+        for key, value in (env or {}).items():
+            if value is None:
+                self.env.pop(key, None)
+            else:
+                self.env[key] = value
+
+
+def start(name: str, lxcpath: str, build: Build, number: int = 0) -> dict:
     pid_file = os.path.join(lxcpath, name, "monitor.pid")
     # -d: returns once the VE runs (or failed); -C: lxc-start closes fds it inherits
     # instead of refusing to run (subprocess passes none but the standard three).
-    argv = ["lxc-start", "-P", lxcpath, "-n", name, "-d", "-C", "-p", pid_file]
+    argv = [build.lxc_start, "-P", lxcpath, "-n", name, "-d", "-C", "-p", pid_file]
     # The log file and level on the command line too, as in the VE's config: liblxc 6.0
     # (Debian 13) left the config's lxc.log.file empty when a start failed, so the tool
     # could not say why.
@@ -58,11 +80,21 @@ def start(name: str, lxcpath: str) -> dict:
     started_at = time.time()
     began = time.monotonic()
     # Its error lines go to the VE's lxc.log too, where the tool reads the reason of a failure.
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=build.env
+    )
     latency = time.monotonic() - began
     ok = done.returncode == 0
-    pid = init_pid(pid_file) if ok else None
-    return {"name": name, "ok": ok, "latency": latency, "started_at": started_at, "pid": pid}
+    monitor, pid = monitor_and_init(pid_file) if ok else (None, None)
+    return {
+        "name": name,
+        "ok": ok,
+        "latency": latency,
+        "started_at": started_at,
+        "pid": pid,
+        "monitor": monitor,
+        "build": number,
+    }
 
 
 BROKEN_PIPE = 2
@@ -84,19 +116,20 @@ MS_REC = 0x4000
 MS_SLAVE = 0x80000
 
 
-def show_liblxc_config(directory: str) -> None:
-    """Bind `directory` over /etc/lxc for this process and its children only."""
+def show_liblxc_config(directory: str, targets: list[str]) -> None:
+    """Bind `directory` over each build's global config directory, for this process and its children only."""
     libc = ctypes.CDLL(None, use_errno=True)
-    # Slave, not private: the host's later mounts and unmounts (the tmpfs at takedown) still reach us.
-    calls = (
-        ("unshare a mount namespace", lambda: libc.unshare(CLONE_NEWNS)),
-        ("make / a slave mount", lambda: libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None)),
-        (f"bind {directory} over /etc/lxc", lambda: libc.mount(directory.encode(), b"/etc/lxc", None, MS_BIND, None)),
-    )
-    for what, call in calls:
-        if call() != 0:
+
+    def check(what: str, status: int) -> None:
+        if status != 0:
             error = ctypes.get_errno()
             raise OSError(error, f"could not {what}: {os.strerror(error)}")
+
+    check("unshare a mount namespace", libc.unshare(CLONE_NEWNS))
+    # Slave, not private: the host's later mounts and unmounts (the tmpfs at takedown) still reach us.
+    check("make / a slave mount", libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None))
+    for target in dict.fromkeys(targets):
+        check(f"bind {directory} over {target}", libc.mount(directory.encode(), target.encode(), None, MS_BIND, None))
 
 
 def join_cgroup(directory: str) -> None:
@@ -109,12 +142,17 @@ def main() -> int:
     parser.add_argument("lxcpath")
     parser.add_argument("delay", type=float)
     parser.add_argument("--lxc-etc")
+    parser.add_argument("--config-dir", action="append", default=[])
     parser.add_argument("--join", action="append", default=[])
+    parser.add_argument("--builds", default="[{}]")
     args = parser.parse_args()
-    names = [line.strip() for line in sys.stdin if line.strip()]
+    builds = [Build(**build) for build in json.loads(args.builds)]
+    lines = [line.strip().split("\t") for line in sys.stdin if line.strip()]
+    names = [fields[0] for fields in lines]
+    numbers = [int(fields[1]) if len(fields) > 1 else 0 for fields in lines]
     try:
         if args.lxc_etc:
-            show_liblxc_config(args.lxc_etc)
+            show_liblxc_config(args.lxc_etc, args.config_dir or ["/etc/lxc"])
         for directory in args.join:
             join_cgroup(directory)
     except OSError as error:
@@ -128,7 +166,7 @@ def main() -> int:
         if args.delay and position:
             time.sleep(args.delay)
         try:
-            result = start(name, args.lxcpath)
+            result = start(name, args.lxcpath, builds[numbers[position]], numbers[position])
         except OSError as error:
             # Out of processes or memory (a full host), or no lxc-start: said for this VE, the others go on.
             result = {"name": name, "ok": False, "error": f"could not run lxc-start: {error}"}

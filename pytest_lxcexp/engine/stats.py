@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .percentiles import percentile
 from .workload import expected_exit_status
 from .workload_kinds import NETWORK_WORKLOADS, PING_WORKLOADS, workload_kind
 
@@ -35,6 +35,10 @@ class VERecord:
     powered_off: bool = False  # its log says it did, after logging its exit status
     output: str | None = None  # a command's last lines of output
     target: str | None = None  # the address a ping workload pings
+    build: str | None = None  # the --ve-lxc build that started it
+    round: int = 0  # the round it ran in (rounds, --ve-repeat, are designed in docs/design.md, not built: 0)
+    # Seconds from its start request to each phase of its start (engine/phases.py); {} if it never started.
+    phases: dict[str, float | None] = field(default_factory=dict, hash=False)
     fields: dict[str, Any] = field(default_factory=dict, hash=False)  # from pytest_lxcexp_ve_fields
     started: bool = True  # a start was asked for (by this run, or recorded in the root)
     # What the host found in place of its workload log and would not read (a FIFO, a device...).
@@ -171,15 +175,6 @@ def summarize(
         crashed=sum(r.crashed for r in records),
         poweroff=any(r.poweroff for r in records),
     )
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (fraction in 0..1) of a non-empty sequence."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
 
 
 def latency_stats(values: Sequence[float]) -> dict[str, float]:

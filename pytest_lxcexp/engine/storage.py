@@ -60,6 +60,11 @@ class Layout:
         return os.path.join(self.state_dir, "lxc-etc")
 
     @property
+    def seccomp_policy(self) -> str:
+        """The seccomp policy every VE's config names (protections.py)."""
+        return os.path.join(self.state_dir, "seccomp.policy")
+
+    @property
     def base_rootfs(self) -> str:
         return os.path.join(self.root, "base", "rootfs")
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
-from . import cgroups, network, tuning
+from . import cgroups, network, phases, tuning
 from .fleet import defined_ves, live_ves, stop_all
 from .shared import remove_run_files
 from .storage import TMPFS_SOURCE, Layout, mounts, read_marker, umount
@@ -88,6 +89,22 @@ def remove_lxc_locks(root: str) -> None:
         directory = os.path.dirname(directory)
 
 
+def remove_monitor_fifo(root: str) -> None:
+    """The monitor FIFO a start watched (phases.py), if a crash left it, and the directories
+    up to /run/lxc it alone kept."""
+    path = phases.monitor_fifo(root)
+    with contextlib.suppress(OSError):
+        if stat.S_ISFIFO(os.lstat(path).st_mode):
+            os.unlink(path)
+    directory = os.path.dirname(path)
+    while directory.startswith(phases.RUNDIR + "/lxc/") and not os.path.islink(directory):
+        try:
+            os.rmdir(directory)  # only if empty
+        except OSError:
+            break
+        directory = os.path.dirname(directory)
+
+
 def takedown_network(tag: str, bridge: str | None, report: TakedownReport) -> None:
     """Delete our veths (normally gone with their VEs) and our bridge."""
     leftover_veths = network.our_veths(tag)
@@ -104,6 +121,7 @@ def takedown_root(root: str, report: TakedownReport) -> None:
         return  # not ours (or already gone): touch nothing
     # Here, while the marker still proves the root ours (the lock files are named after it).
     remove_lxc_locks(root)
+    remove_monitor_fifo(root)
     report.restored = tuning.restore(root)
     prefix = root.rstrip("/") + "/"
     for entry in sorted(mounts(), key=lambda m: len(m["target"]), reverse=True):

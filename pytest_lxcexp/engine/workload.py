@@ -11,8 +11,10 @@ Workloads (--ve-workload):
 
 Log format (one line each, written by the VE into /var/log/lxcexp/workload.log):
 
-    lxcexp-begin <epoch seconds> <hostname> workload=<kind>
-    lxcexp-wait <target> <seconds>            <- network workloads: the target answered after that long
+    lxcexp-begin <epoch seconds> <hostname> workload=<kind> at=<epoch.microseconds>
+    lxcexp-wait <target> <seconds> at=<epoch.microseconds>
+                                              <- ping workloads: the target first answered after
+                                                 that long, at that moment (unlogged probes)
     PING 127.0.0.1 (127.0.0.1): 56 data bytes
     64 bytes from 127.0.0.1: seq=0 ttl=64 time=0.044 ms      <- one per ping answered
     ...                                       <- or the command's output
@@ -21,7 +23,8 @@ Log format (one line each, written by the VE into /var/log/lxcexp/workload.log):
 
 An idle VE writes no end line. A restarted VE appends a new begin line: the parser
 describes the latest run and counts the runs. Version 1 logs (no workload= field, no
-wait/poweroff lines) parse the same way.
+wait/poweroff lines) and version 2 logs (no at= stamps) parse the same way. An at= is
+empty where the shell has no $EPOCHREALTIME (dash).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from .workload_kinds import COMMAND_PREFIX, NETWORK_WORKLOADS, REACH_TIMEOUT, wo
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
-WORKLOAD_VERSION = 2
+WORKLOAD_VERSION = 3
 INIT_PATH = "/sbin/lxcexp-workload"
 SYSTEM_INIT_PATH = "/sbin/init"
 ENV_PATH = "etc/lxcexp/workload.env"
@@ -56,28 +59,27 @@ TAIL_BYTES = 64 * 1024
 INIT_SCRIPT = r"""#!/bin/sh
 # lxcexp workload (version @VERSION@): the VE's init (PID 1) with --ve-init=workload,
 # a service of the distribution's own init with --ve-init=system.
+# The moment it began, in microseconds, without a fork (busybox ash; empty under dash).
+began_at=$EPOCHREALTIME
 . /etc/lxcexp/workload.env
 [ -r /etc/lxcexp/ve.env ] && . /etc/lxcexp/ve.env
 # No fork before the log is open ([ is a builtin): a VE out of PIDs then logs why it failed.
 [ -d /var/log/lxcexp ] || mkdir -p /var/log/lxcexp
 exec >>/var/log/lxcexp/workload.log 2>&1 </dev/null
-echo "lxcexp-begin $(date +%s) $(hostname) workload=$WORKLOAD"
+echo "lxcexp-begin $(date +%s) $(hostname) workload=$WORKLOAD at=$began_at"
 ip link set lo up || echo "lxcexp-error lo-up"
 rc=
 case "$WORKLOAD" in
-ping-gateway|ping-neighbour)
+ping-gateway|ping-neighbour|ping-localhost)
     # The target may not be up yet (a neighbour starts later): wait for a first answer
-    # with probes that are not logged, so the counted pings meet a reachable target.
+    # with probes that are not logged, so the counted pings meet a reachable target;
+    # the moment of that first answer is the VE's first_ping phase.
     began=$(date +%s)
     until ping -c 1 -W 1 "$TARGET" >/dev/null 2>&1; do
         [ $(($(date +%s) - began)) -ge "$REACH_TIMEOUT" ] && break
         sleep 1
     done
-    echo "lxcexp-wait $TARGET $(($(date +%s) - began))"
-    ping -c "$PINGS" -i "$INTERVAL" "$TARGET"
-    rc=$?
-    ;;
-ping-localhost)
+    echo "lxcexp-wait $TARGET $(($(date +%s) - began)) at=$EPOCHREALTIME"
     ping -c "$PINGS" -i "$INTERVAL" "$TARGET"
     rc=$?
     ;;
@@ -125,7 +127,8 @@ WantedBy=multi-user.target
 # busybox init: run the workload once as a service; nothing on ttys (the VE has none).
 BUSYBOX_INITTAB = f"::once:{INIT_PATH}\n"
 
-_BEGIN = re.compile(r"^lxcexp-begin (\d+)(?:\s+\S+)?(?:\s+workload=(\S+))?")
+_BEGIN = re.compile(r"^lxcexp-begin (\d+)(?:\s+\S+)?(?:\s+workload=(\S+))?(?:\s+at=([0-9]+\.[0-9]+))?")
+_WAIT = re.compile(r"^lxcexp-wait \S+ \d+ at=([0-9]+\.[0-9]+)")
 _END = re.compile(r"^lxcexp-end (\d+) rc=(\d+)")
 _POWEROFF = re.compile(r"^lxcexp-poweroff (\d+)")
 # busybox: "64 bytes from 10.0.0.1: seq=0 ..."; iputils: also "64 bytes from name (10.0.0.1): icmp_seq=1 ..."
@@ -217,6 +220,8 @@ class WorkloadLog:
     runs: int = 0
     repliers: tuple[str, ...] = ()
     output: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    began_at: float | None = None  # the init's first moment (epoch, microseconds), from at=
+    first_answer_at: float | None = None  # a ping workload's first answered probe
     # Why the host would not read it (a FIFO, a device, a symlink, too large...): the VE fails with it.
     refused: str | None = None
 
@@ -233,6 +238,8 @@ class LogParser:
         self.ended: int | None = None
         self.status: int | None = None
         self.kind: str | None = None
+        self.began_at: float | None = None
+        self.first_answer_at: float | None = None
         self.pings = 0
         self.runs = 0
         self.powered_off = False
@@ -254,7 +261,8 @@ class LogParser:
         elif match := _BEGIN.match(line):
             # A new run (a restart appends to the same log): forget the previous one.
             self.began, self.kind, self.runs = int(match.group(1)), match.group(2), self.runs + 1
-            self.ended = self.status = None
+            self.began_at = float(match.group(3)) if match.group(3) else None
+            self.ended = self.status = self.first_answer_at = None
             self.pings, self.powered_off = 0, False
             self.repliers.clear()
             self.output.clear()
@@ -262,6 +270,8 @@ class LogParser:
             self.ended, self.status = int(match.group(1)), int(match.group(2))
         elif _POWEROFF.match(line):
             self.powered_off = True
+        elif match := _WAIT.match(line):
+            self.first_answer_at = float(match.group(1))
         elif not line.startswith("lxcexp-"):
             self.output.append(line)
 
@@ -277,6 +287,8 @@ class LogParser:
             runs=self.runs,
             repliers=tuple(self.repliers),
             output=tuple(self.output),
+            began_at=self.began_at,
+            first_answer_at=self.first_answer_at,
         )
 
 

@@ -7,8 +7,12 @@ no global backend switch in the user's process, no window, no state between char
 from __future__ import annotations
 
 import base64
+import bisect
 import io
+import statistics
 from typing import Any
+
+from ..engine.slo import parse_slos
 
 COLORS = {"started": "#1f77b4", "running": "#2ca02c", "completed": "#ff7f0e", "memory": "#9467bd", "cgroup": "#8c564b"}
 MIB = 1024**2
@@ -148,6 +152,102 @@ def memory_chart(timeline: dict[str, Any]) -> str | None:
     figure.legend(frameon=False, loc="outside lower center", ncols=2, fontsize=8)
     _style(axes)
     return _data_uri(figure)
+
+
+def running_at_start(ves: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(VEs running when it started, start latency) for each VE that started: running counts
+    the VEs whose own start had finished before this one began."""
+    started = [
+        (ve["started_at"], ve["started_at"] + ve["start_latency"], ve["start_latency"])
+        for ve in ves
+        if ve.get("started_at") is not None and ve.get("start_latency") is not None and not ve.get("start_error")
+    ]
+    ends = sorted(end for _, end, _ in started)
+    points = []
+    for began, _, latency in sorted(started):
+        points.append((bisect.bisect_right(ends, began), latency))
+    return points
+
+
+def latency_by_running_chart(ves: list[dict[str, Any]]) -> str | None:
+    """Start latency against the number of VEs already running: does a start cost more as the host fills?"""
+    points = running_at_start(ves)
+    if len(points) < 2 or not available():
+        return None
+    figure = _figure()
+    axes = figure.add_subplot()
+    axes.scatter([p[0] for p in points], [p[1] * 1000 for p in points], s=6, alpha=0.5, color="#4c78a8", label="a VE")
+    # The median of each tenth of the run: the trend through the scatter.
+    tenth = max(1, len(points) // 10)
+    ordered = sorted(points)
+    trend = [ordered[i : i + tenth] for i in range(0, len(ordered), tenth)]
+    axes.plot(
+        [statistics.median(p[0] for p in chunk) for chunk in trend],
+        [statistics.median(p[1] for p in chunk) * 1000 for chunk in trend],
+        color="#d62728",
+        marker="o",
+        markersize=3,
+        label="median",
+    )
+    axes.set_xlabel("VEs running when the start began")
+    axes.set_ylabel("start latency (ms)")
+    axes.set_title("Start latency against VEs running")
+    axes.set_ylim(bottom=0)
+    axes.legend(frameon=False, fontsize=8)
+    _style(axes)
+    return _data_uri(figure)
+
+
+def _finish_against_running(figure: Any, axes: Any, title: str, ylabel: str, legend: bool = True) -> str:
+    axes.set_xlabel("VEs running")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.set_ylim(bottom=0)
+    if legend:
+        axes.legend(frameon=False, fontsize=8)
+    _style(axes)
+    return _data_uri(figure)
+
+
+def ramp_charts(ramp: dict[str, Any]) -> list[tuple[str, str]]:
+    """A ramp's curves against the VEs running after each step: start latency (with the
+    objectives), memory per VE, processes."""
+    points = ramp.get("points") or []
+    if not points or not available():
+        return []
+    running = [p["running"] for p in points]
+    drawn = []
+    figure = _figure()
+    axes = figure.add_subplot()
+    for key, style in (("p50", "-"), ("p99", "--")):
+        latencies = [(p["latency"].get(key) or float("nan")) * 1000 for p in points]
+        axes.plot(running, latencies, linestyle=style, marker="o", markersize=4, label=f"start {key} of the step")
+    for slo in parse_slos("slo", ",".join(ramp.get("slo") or [])):
+        axes.axhline(slo.limit * 1000, color="#d62728", linewidth=0.9, label=f"objective {slo}")
+    drawn.append(("ramp: start latency", _finish_against_running(figure, axes, "Ramp: start latency", "ms")))
+    figure = _figure()
+    axes = figure.add_subplot()
+    host = [(p["memory_per_ve"] or float("nan")) / MIB for p in points]
+    axes.plot(running, host, marker="o", markersize=4, color=COLORS["memory"], label="host memory in use, growth / VEs")
+    charged = [
+        p["cgroup_memory"] / p["running"] / MIB if p.get("cgroup_memory") and p["running"] else float("nan")
+        for p in points
+    ]  # noqa: E501
+    axes.plot(
+        running,
+        charged,
+        marker=".",
+        linestyle="--",
+        color=COLORS["cgroup"],
+        label="charged to the experiment's cgroups / VEs",
+    )
+    drawn.append(("ramp: memory per VE", _finish_against_running(figure, axes, "Ramp: memory per VE", "MiB per VE")))
+    figure = _figure()
+    axes = figure.add_subplot()
+    axes.plot(running, [p.get("processes") or float("nan") for p in points], marker="o", markersize=4)
+    processes = _finish_against_running(figure, axes, "Ramp: processes", "processes (VEs and monitors)", legend=False)
+    drawn.append(("ramp: processes", processes))
+    return drawn
 
 
 def trend_charts(labels: list[str], series: list[tuple[str, dict[str, list[float | None]]]]) -> list[tuple[str, str]]:

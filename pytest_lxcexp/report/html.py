@@ -139,6 +139,44 @@ def timings_section(results: Results) -> str:
     )
 
 
+def ramp_section(results: Results) -> str:
+    """--ve-count=max: the count reached, what stopped the ramp, and its steps."""
+    ramp = results.get("ramp")
+    if not ramp:
+        return ""
+    stop = ramp.get("stop") or {}
+    facts = [
+        ("VEs running when it stopped", str(ramp.get("reached"))),
+        ("stopped by", f"{stop.get('limit', '?')}: {stop.get('words', '')}"),
+        ("the kernel's words", stop.get("kernel") or "-"),
+        ("raise it with", stop.get("setting") or "-"),
+        ("objectives", ", ".join(ramp.get("slo") or []) or "none"),
+        ("bound", ramp.get("bound_by") or ""),
+    ]
+    rows = "".join(f'<tr><td class="k">{e(k)}</td><td class="k">{e(v)}</td></tr>' for k, v in facts)
+    steps = []
+    for point in ramp.get("points") or []:
+        latency = point.get("latency") or {}
+        per_ve = point.get("memory_per_ve")
+        cells = [
+            str(point["step"]),
+            f"ve{point['first']}-ve{point['last']}",
+            str(point["running"]),
+            str(point["failed"]),
+            *(f"{latency[key] * 1000:.1f}" if key in latency else "-" for key in ("p50", "p99")),
+            f"{per_ve / 1024**2:.2f}" if per_ve is not None else "-",
+            str(point.get("processes") if point.get("processes") is not None else "-"),
+        ]
+        steps.append("<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in cells) + "</tr>")
+    head = "".join(
+        f"<th>{name}</th>" for name in ("step", "VEs", "running", "failed", "p50 ms", "p99 ms", "MiB/VE", "processes")
+    )
+    return (
+        f'<h3>Ramp</h3><div class="cards" id="lxcexp-ramp"><div><table><tbody>{rows}</tbody></table></div>'
+        f"<div><table><thead><tr>{head}</tr></thead><tbody>{''.join(steps)}</tbody></table></div></div>"
+    )
+
+
 def charts_section(results: Results) -> str:
     if not charts.available():
         return "<h3>Charts</h3><p class='warn'>matplotlib is not installed: no charts.</p>"
@@ -152,6 +190,8 @@ def charts_section(results: Results) -> str:
         ("start latency", charts.latency_histogram(latencies, timings.get("start_latency") or {})),
         ("VEs over time", charts.timeline_chart(results.get("timeline") or {}, results.get("ves", []))),
         ("memory over time", charts.memory_chart(results.get("timeline") or {})),
+        ("start latency against VEs running", charts.latency_by_running_chart(results.get("ves", []))),
+        *charts.ramp_charts(results.get("ramp") or {}),
     ]
     figures = "".join(f'<figure><img alt="{e(title)}" src="{uri}"></figure>' for title, uri in drawn if uri is not None)
     figures = figures or "<p>Too few samples for charts.</p>"
@@ -259,7 +299,7 @@ def report_sections(finished: Finished) -> str:
         parts.append(results_section(results))
         if finished.comparison is not None:
             parts.append(comparison_section(finished.comparison, finished.regressions, finished.notes))
-        parts += [hosts_section(results), timings_section(results), charts_section(results)]
+        parts += [hosts_section(results), ramp_section(results), timings_section(results), charts_section(results)]
         parts += [failed_section(results), metadata_section(results)]
     parts += [f'<p class="bad">lxcexp report: {e(error)}</p>' for error in finished.errors]
     if finished.run_dir:

@@ -54,8 +54,8 @@ def lxc_info() -> dict[str, Any]:
 
 
 def lxc_start_info() -> dict[str, str | None]:
-    """The lxc-start that started the VEs (engine/starter.py runs the first on PATH) and the
-    liblxc version it reports: a build under test must show here as well as above."""
+    """The first lxc-start on the tool's PATH and the liblxc version it reports. The VEs are
+    started by their --ve-lxc build's own lxc-start (metadata `builds`), not necessarily this one."""
     path = shutil.which("lxc-start")
     version = None
     if path:

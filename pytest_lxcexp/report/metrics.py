@@ -74,6 +74,7 @@ METRICS: dict[str, Metric] = {
             _path("resources", "cgroup_memory_per_ve"),
         ),
         Metric("disk_per_ve", "disk per VE on the tmpfs", "KiB", KIB, "higher", _path("resources", "disk_per_ve")),
+        Metric("ramp_reached", "VEs running when the ramp stopped", "VEs", 1, "lower", _path("ramp", "reached")),
     )
 }
 

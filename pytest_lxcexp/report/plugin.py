@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from ..engine.config import ConfigError
 from ..engine.experiment import Experiment
 from ..engine.workload import log_tail
 from ..interrupts import interruption
@@ -239,6 +240,11 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
     }
     ended_at = time.time()
     meta = metadata.collect(run.config.to_dict(), state.started_at, ended_at, pytest.__version__)
+    try:
+        meta["builds"] = experiment.builds_metadata()
+    except ConfigError as error:  # a build gone since the preflight: said, never fatal here
+        state.notes.append(f"could not describe the LXC builds: {error}")
+        meta["builds"] = []
     return build_results(
         run_id=state.run_id,
         metadata=meta,
@@ -257,6 +263,7 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
             "interrupted": interrupted.to_dict() if (interrupted := interruption(config)) else None,
         },
         waited_until=experiment.waited_until,
+        ramp=experiment.ramp_result.to_dict() if experiment.ramp_result is not None else None,
     )
 
 

@@ -170,6 +170,7 @@ def build_results(
     samples: list[Sample],
     session: dict[str, Any],
     waited_until: float | None = None,
+    ramp: dict[str, Any] | None = None,
 ) -> Results:
     """One run as the results file's dict (see docs/results-schema.md)."""
     records = list(records)
@@ -199,6 +200,8 @@ def build_results(
         "timeline": timeline,
         "ves": ves,
     }
+    if ramp is not None:
+        results["ramp"] = ramp  # --ve-count=max: the curve by step and the named stop
     results["metrics"] = key_figures(results)
     return results
 
@@ -414,7 +417,7 @@ def _combine(
 
 
 def spans(parts: list[Results], ves: list[dict[str, Any]]) -> dict[str, float]:
-    """"start all" and "complete all" of several parts as spans of time, not the longest
+    """ "start all" and "complete all" of several parts as spans of time, not the longest
     part's: parts that started their VEs one after the other took their sum, not their max.
 
     Start all: from the first VE's start request to the last VE's start returning. Complete

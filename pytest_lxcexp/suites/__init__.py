@@ -13,6 +13,8 @@ from pathlib import Path
 SUITES_DIR = Path(__file__).resolve().parent
 # What `pytest --ve-count=N` runs when none of the session's own tests uses the experiment.
 DEFAULT_SUITE = "ping"
+# What `pytest --ve-count=max` runs in the same case.
+RAMP_SUITE = "ramp"
 
 
 class UnknownSuite(ValueError):

@@ -26,12 +26,14 @@ CASES = {
     # boot_storm's own defaults (every VE in one range) apply through --pyargs too.
     "boot_storm": (["--pyargs", "pytest_lxcexp.suites.boot_storm", "--ve-count=20"], 3),
     "churn": (["--ve-suite=churn", "--ve-count=6", "--ve-batch=3", "--churn-cycles", "3"], 2),
-    # Every attack: 12 contained; the 4 only privileged VEs' protections contain are strict xfails.
-    "hostile": (["--ve-suite=hostile"], 12),
+    # Every attack contained, the 4 that only privileged VEs' protections contain among them.
+    "hostile": (["--ve-suite=hostile"], 16),
     "debian_density": (
         ["--ve-suite=debian_density", "--ve-count=3", "--ve-pings=3", "--ve-ping-interval=0.2", "--ve-tmpfs-size=1G"],
         3,
     ),
+    # Its defaults make it a ramp; an objective no start meets stops it after its first step.
+    "ramp": (["--ve-suite=ramp", "--ve-ramp-step=3", "--ve-slo=start_p99:1ms", "--ve-tmpfs-size=64M"], 1),
 }
 SMALL = ["--ve-pings=2", "--ve-ping-interval=0.2", "--ve-tmpfs-size=256M"]
 
@@ -104,4 +106,16 @@ def test_ve_count_in_the_checkout_runs_the_experiment(clean_host, leftovers):
     assert result.returncode == 0, out[-3000:] + result.stderr[-2000:]
     assert NOTE in out and "Total VEs        : 3" in out and "Takedown: nothing left behind" in out
     assert " 2 passed" in out and " deselected" in out  # the project's own tests, not run
+    assert leftovers(names) == []
+
+
+def test_ve_count_max_alone_runs_the_ramp(clean_host, leftovers, tmp_path):
+    names = clean_host
+    options = ["--ve-count=max", "--ve-workload=idle", "--ve-ramp-step=2", "--ve-slo=start_p99:1ms"]
+    result = run_in(tmp_path, *options, *SMALL, *names.options())
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-2000:]
+    assert NOTE.replace("suite ping", "suite ramp") in out, out[:2000]
+    assert "Ramp (--ve-count=max): reached 2 VEs running without a failure" in out, out[-3000:]
+    assert " 1 passed" in out and "Takedown: nothing left behind" in out
     assert leftovers(names) == []

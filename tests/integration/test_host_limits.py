@@ -74,3 +74,32 @@ def test_tune_host_raises_what_is_short_and_restores_it(pytester, clean_host, le
         assert MAXKEYS.read_text().strip() == "230"  # restored to what it was before the run
     assert MAXKEYS.read_text().strip() == str(original)
     assert leftovers(names) == []
+
+
+def test_preflight_at_scale_counts_the_per_ve_figures_of_the_base_and_init(pytester, clean_host, leftovers):
+    # 10,000 debian VEs booting systemd: 16 MiB of memory and 8.5 MiB of tmpfs each (host.PER_VE_BUDGET),
+    # far beyond this machine; refused with the numbers before anything exists, even with
+    # --ve-tune-host, which can raise sysctls but not memory.
+    names = clean_host
+    pytester.makepyfile(test_ping=PING_SUITE)
+    result = run_pytest(
+        pytester,
+        names,
+        "--ve-count=10000",
+        "--ve-base=debian",
+        "--ve-init=system",
+        "--ve-tune-host",
+        "--ve-network=none",
+        timeout=120,
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*this host cannot hold 10000 VEs:*",
+            "tmpfs size (--ve-tmpfs-size) * need    85118 MiB  have     2048 MiB * --ve-tmpfs-size  (9 MiB per VE)",
+            "memory available * need   160000 MiB  have * fewer VEs or more memory  (16 MiB per VE)",
+        ]
+    )
+    assert "kernel.pid_max" not in result.stderr.str()  # --ve-tune-host raises it
+    assert network.bridge_owner(names.bridge) is None
+    assert leftovers(names) == []

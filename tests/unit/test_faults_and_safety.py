@@ -196,3 +196,15 @@ def test_root_id_map_missing_is_a_usage_error_with_the_fix(tmp_path: Path, monke
     assert raised.value.option == "--ve-unprivileged"
     assert "usermod --add-subuids" in raised.value.reason
     assert str(tmp_path / "subuid") in raised.value.reason and str(tmp_path / "absent") in raised.value.reason
+
+
+def test_enospc_with_under_a_mebibyte_left_is_the_tmpfs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 64 KiB write fails while a few 4 KiB blocks are still free: not "full", but the tmpfs's.
+    class Almost:
+        f_bavail, f_frsize, f_blocks, f_files, f_favail = 3, 4096, 6144, 100, 50
+
+    monkeypatch.setattr(faults.os, "statvfs", lambda root: Almost)
+    assert not faults.tmpfs_full("/exp")
+    assert faults.classify("dd: error writing '/fill': No space left on device", "/exp").name == "tmpfs"
+    Almost.f_bavail = 1024  # 4 MiB free: another filesystem's ENOSPC
+    assert faults.classify("dd: error writing '/fill': No space left on device", "/exp").name == "space"

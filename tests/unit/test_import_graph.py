@@ -104,6 +104,8 @@ def test_option_parsing_needs_no_kernel_access() -> None:
     graph = import_graph()
     pulled = reachable(graph, "pytest_lxcexp.engine.config")
     assert not pulled & {"pytest_lxcexp.engine.network", "pytest_lxcexp.engine.fleet", "pytest_lxcexp.engine.children"}
-    source = "\n".join((PACKAGE.parent / (name.replace(".", "/") + ".py")).read_text() for name in pulled | {
-        "pytest_lxcexp.engine.config"})
+    source = "\n".join(
+        (PACKAGE.parent / (name.replace(".", "/") + ".py")).read_text()
+        for name in pulled | {"pytest_lxcexp.engine.config"}
+    )
     assert "pyroute2" not in source and "import lxc" not in source

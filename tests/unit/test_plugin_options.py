@@ -48,6 +48,7 @@ def test_config_is_available(pytestconfig):
         ("--ve-subnet=10.0.0.1/16", "--ve-subnet", "not an IPv4 subnet"),
         ("--ve-network=foo", "--ve-network", "not one of"),
         ("--ve-timeout=-3", "--ve-timeout", "must be more than zero"),
+        ("--ve-lxc=opt/lxc", "--ve-lxc", "is not an absolute path"),
     ],
 )
 def test_bad_option_is_a_usage_error(pytester: pytest.Pytester, arg: str, option: str, reason: str) -> None:
@@ -163,7 +164,7 @@ def test_help_lists_the_lxcexp_group(pytester: pytest.Pytester) -> None:
 def test_every_option_is_a_build_config_keyword() -> None:
     # options.build_config_values passes each option to build_config under its name without "ve_".
     keywords = set(inspect.signature(build_config).parameters)
-    names = [name for _, name, _, _ in options.OPTIONS] + [name for _, name, _ in options.FLAGS]
+    names = [name for _, name, _, _ in options.OPTIONS] + [name for _, name, _ in options.FLAGS + options.LISTS]
     assert [name for name in names if name.removeprefix("ve_") not in keywords] == []
     assert keywords - {name.removeprefix("ve_") for name in names} == {"workload_script"}  # the hook's
 
@@ -195,7 +196,7 @@ def test_cli_setup_and_pytest_list_the_same_options_from_one_table() -> None:
     cli_help = subprocess.run(cli, capture_output=True, text=True, env=wide, check=True).stdout
     from_pytest, from_cli = _help_entries(pytest_help), _help_entries(cli_help)
     table = {option: " ".join(text.split()) for option, _, _, text in options.OPTIONS}
-    table |= {option: " ".join(text.split()) for option, _, text in options.FLAGS}
+    table |= {option: " ".join(text.split()) for option, _, text in options.FLAGS + options.LISTS}
     # The CLI takes the count as its argument N; everything else by the same name with the same help.
     assert {option: from_pytest.get(option) for option in table} == table
     assert from_cli == {option: text for option, text in table.items() if option != "--ve-count"}

@@ -132,6 +132,29 @@ def test_charts_are_png_data_uris() -> None:
     assert charts.timeline_chart(results["timeline"], results["ves"]).startswith("data:image/png;base64,")
     assert charts.memory_chart(results["timeline"]).startswith("data:image/png;base64,")
     assert charts.latency_histogram([], {}) is None
+    assert charts.latency_by_running_chart(results["ves"]).startswith("data:image/png;base64,")
+
+
+def test_running_at_start_counts_the_starts_finished_before_each_began() -> None:
+    ves = [
+        {"started_at": 0.0, "start_latency": 0.5},  # ends 0.5
+        {"started_at": 0.2, "start_latency": 0.1},  # ends 0.3: nothing had finished at 0.2
+        {"started_at": 0.6, "start_latency": 0.2},  # two had finished
+        {"started_at": 0.7, "start_latency": 0.1, "start_error": "failed"},  # not a start
+    ]
+    assert charts.running_at_start(ves) == [(0, 0.5), (0, 0.1), (2, 0.2)]
+
+
+def test_a_ramp_draws_latency_memory_and_processes_against_running() -> None:
+    points = [
+        {"running": n, "latency": {"p50": 0.01 * n, "p99": 0.02 * n}, "memory_per_ve": 1.2 * 1024**2,
+         "cgroup_memory": n * 1024**2, "processes": 3 * n}
+        for n in (10, 30, 70)
+    ]  # fmt: skip
+    drawn = charts.ramp_charts({"points": points, "slo": ["start_p99:500ms"]})
+    assert [title for title, _ in drawn] == ["ramp: start latency", "ramp: memory per VE", "ramp: processes"]
+    assert all(uri.startswith("data:image/png;base64,") for _, uri in drawn)
+    assert charts.ramp_charts({"points": []}) == []
 
 
 def test_report_sections_escape_what_the_run_wrote() -> None:
@@ -149,7 +172,8 @@ def test_report_sections_escape_what_the_run_wrote() -> None:
     assert "&lt;b&gt;ve10&lt;/b&gt; stopped" in text  # the log tail, escaped
     assert 'id="lxcexp-results"' in text and "Total VEs        : 10" in text
     assert "Regression: completed is 10.0% worse" in text
-    assert text.count("data:image/png;base64,") == 3
+    # latency histogram, VEs over time, memory over time, latency against VEs running
+    assert text.count("data:image/png;base64,") == 4
     for label in ("p50", "p90", "p99", "max"):
         assert f"<th>{label}</th>" in text
     head = html.headline(finished)

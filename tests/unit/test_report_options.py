@@ -66,7 +66,10 @@ def test_session_without_an_experiment_archives_nothing(pytester: pytest.Pyteste
     module = pytester.makepyfile(PLAIN_MODULE)
     result = pytester.runpytest_subprocess(
         str(module),
-        "--ve-report-dir=reports", f"--ve-compare={reference}", "--ve-compare-fail=start_p90:10%", "--html=r.html"
+        "--ve-report-dir=reports",
+        f"--ve-compare={reference}",
+        "--ve-compare-fail=start_p90:10%",
+        "--html=r.html",
     )
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.OK

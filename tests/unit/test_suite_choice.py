@@ -30,7 +30,7 @@ def collected(result: pytest.RunResult) -> list[str]:
 
 
 def test_the_suites_are_packages_in_the_plugin() -> None:
-    assert suite_names() == ["boot_storm", "churn", "debian_density", "hostile", "network_mesh", "ping"]
+    assert suite_names() == ["boot_storm", "churn", "debian_density", "hostile", "network_mesh", "ping", "ramp"]
     for name in suite_names():
         assert (suite_path(name) / "__init__.py").is_file()
         assert (suite_path(name) / "README.md").is_file()

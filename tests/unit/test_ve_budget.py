@@ -14,7 +14,7 @@ def _needs(**options: object) -> dict[str, int]:
 def test_a_debian_system_ve_is_budgeted_as_measured_not_as_busybox() -> None:
     busybox = _needs()
     debian = _needs(base="debian", init="system")
-    memory = "memory available (bytes)"
+    memory = "memory available"
     assert busybox[memory] == 100 * host.PER_VE_BUDGET[("busybox", "workload")].memory
     per_ve = host.PER_VE_BUDGET[("debian", "system")].memory
     # --ve-init=system's VEs get every hierarchy, memory included, where the host has one.

@@ -193,3 +193,20 @@ def test_init_script_writes_what_the_parser_reads() -> None:
     assert re.search(r'echo "lxcexp-begin \$\(date \+%s\) ', INIT_SCRIPT)
     assert re.search(r'echo "lxcexp-end \$\(date \+%s\) rc=\$rc"', INIT_SCRIPT)
     assert 'ping -c "$PINGS" -i "$INTERVAL" "$TARGET"' in INIT_SCRIPT
+
+
+def test_the_begin_and_first_answer_stamps_are_read_for_the_phases() -> None:
+    log = parse_log(
+        "lxcexp-begin 1796052325 ve1 workload=ping-localhost at=1796052325.104217\n"
+        "lxcexp-wait 127.0.0.1 0 at=1796052325.112500\n"
+        "64 bytes from 127.0.0.1: seq=0 ttl=64 time=0.040 ms\n"
+        "lxcexp-end 1796052326 rc=0\n"
+    )
+    assert log.began_at == 1796052325.104217 and log.first_answer_at == 1796052325.1125
+    assert log.pings == 1 and log.finished
+    # dash has no $EPOCHREALTIME: empty stamps, no phases; version 2 logs had none either.
+    empty = parse_log("lxcexp-begin 1796052325 ve1 workload=ping-localhost at=\nlxcexp-wait 127.0.0.1 0 at=\n")
+    assert empty.began_at is None and empty.first_answer_at is None and empty.began == 1796052325
+    # A restart's begin line forgets the earlier run's stamps.
+    again = parse_log("lxcexp-begin 1 ve1 at=1.5\nlxcexp-wait t 0 at=1.6\nlxcexp-begin 2 ve1 workload=idle at=2.5\n")
+    assert again.began_at == 2.5 and again.first_answer_at is None

@@ -51,9 +51,6 @@ class Attack:
     name: str
     script: str
     contained: Callable[[VERecord], bool]
-    # Contained only by the privileged-VE protections (device allow-list, seccomp, read-only
-    # /proc/sys and /sys, no CAP_SYS_ADMIN): issue 12's other half.
-    needs_privileged_protections: bool = False
 
 
 ATTACKS = [
@@ -80,7 +77,6 @@ ATTACKS = [
             "mount -o remount,ro /proc/sys",
         ),
         completed,
-        needs_privileged_protections=True,
     ),
     Attack(
         "remount-sys",
@@ -91,7 +87,6 @@ ATTACKS = [
             "mount -o remount,ro /sys",
         ),
         completed,
-        needs_privileged_protections=True,
     ),
     Attack(
         "fresh-proc",
@@ -103,7 +98,6 @@ ATTACKS = [
             "umount /tmp/p",
         ),
         completed,
-        needs_privileged_protections=True,
     ),
     Attack(
         "mknod-host-disk",
@@ -115,7 +109,6 @@ ATTACKS = [
             "read the host disk",
         ),
         completed,
-        needs_privileged_protections=True,
     ),
     Attack(
         "host-sysctl",
@@ -184,13 +177,7 @@ def verdicts(ve_experiment: Experiment, host_sysctls_before: dict[str, str]) -> 
 
 
 @pytest.mark.parametrize("attack", [pytest.param(a, id=f"ve{VE_OF[a.name]}-{a.name}") for a in ALL])
-def test_attack_is_contained(
-    attack: Attack, verdicts: dict[str, VERecord], ve_experiment: Experiment, request: pytest.FixtureRequest
-) -> None:
-    if attack.needs_privileged_protections and not ve_experiment.config.unprivileged:
-        # Strict: the day privileged VEs contain it, this XPASSes and fails: drop the flag then.
-        reason = "contained in privileged VEs once they get LXC's protections (issue 12, branch h-privileged)"
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+def test_attack_is_contained(attack: Attack, verdicts: dict[str, VERecord]) -> None:
     record = verdicts[attack.name]
     print(f"{record.name} {attack.name}: {record.failure or 'completed'}; output: {record.output!r}")
     assert attack.contained(record), f"{record.name} ({attack.name}) not contained: {record.failure}, {record.output!r}"

@@ -1,0 +1,142 @@
+"""Several LXC builds in one real run (--ve-lxc): interleaved, recorded per VE, and proven.
+
+The second build is the system's LXC with an LD_PRELOAD shim (benchmarks/slow_mount_shim.c,
+compiled here with gcc): a real build of its own as far as the tool goes, with its own
+preload to prove in its monitors. A build from source is exercised by test_build_lxc.py.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+from integration_helpers import PING_SUITE, Names, run_pytest, running_experiment
+
+from pytest_lxcexp.engine import builds, cgroups
+from pytest_lxcexp.engine.config import DEFAULT_VE_CGROUPS
+
+BENCHMARKS = pathlib.Path(__file__).parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("shim") / "slow_mount_shim.so"
+    subprocess.run([str(BENCHMARKS / "build_shim.sh"), str(out)], check=True, capture_output=True)
+    return str(out)
+
+
+def expected_own_hierarchies() -> list[str]:
+    use = cgroups.cgroup_use(DEFAULT_VE_CGROUPS)
+    with open("/proc/self/cgroup") as handle:
+        expected = builds.expected_hierarchies(use, handle.read().splitlines())
+    assert expected is not None and "pids" in expected
+    return sorted(expected)
+
+
+def test_two_builds_run_interleaved_each_proven_and_recorded(
+    pytester: pytest.Pytester, clean_host: Names, shim: str
+) -> None:
+    pytester.makepyfile(test_ping=PING_SUITE)
+    reports = pytester.path / "reports"
+    result = run_pytest(
+        pytester,
+        clean_host,
+        "--ve-count=6",
+        "--ve-batch=3",
+        "--ve-pings=2",
+        "--ve-ping-interval=0.2",
+        "--ve-tmpfs-size=128M",
+        "--ve-parallel=1",  # one starter: the start order is the assignment order
+        "--ve-lxc=system",
+        f"--ve-lxc=slow=system+preload:{shim}",
+        f"--ve-report-dir={reports}",
+    )
+    result.assert_outcomes(passed=4)
+    (results_file,) = reports.glob("*/results.json")
+    results = json.loads(results_file.read_text())
+
+    ves = results["ves"]
+    assert [ve["build"] for ve in ves] == ["system", "slow"] * 3
+    assert all(ve["completed"] for ve in ves)
+    # Started in the interleaved order: ve1 (system), ve2 (slow), ve3 (system), ...
+    by_start = sorted(ves, key=lambda ve: ve["started_at"])
+    assert [ve["index"] for ve in by_start] == [1, 2, 3, 4, 5, 6]
+
+    described = {build["name"]: build for build in results["metadata"]["builds"]}
+    assert list(described) == ["system", "slow"]
+    system, slow = described["system"], described["slow"]
+    assert system["lxc_start"] == slow["lxc_start"] == shutil.which("lxc-start", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    assert system["preload"] is None and slow["preload"] == shim and len(slow["preload_sha256"]) == 64
+    assert system["config_dir"] == "/etc/lxc" and len(system["sha256"]) == 64
+    # The proof, from each build's first VE while it ran: its monitor's liblxc (and the
+    # shim only in the slow build's), and its own cgroups exactly those asked for, alike.
+    for build, first in ((system, "ve1"), (slow, "ve2")):
+        proof = build["proof"]
+        assert proof["ok"] and proof["differs"] is None
+        assert proof["ve"] == first
+        assert proof["liblxc"] == [build["library"]]
+        assert proof["cgroups"] == expected_own_hierarchies()
+    assert system["proof"]["preload_mapped"] is None and slow["proof"]["preload_mapped"] is True
+
+
+def test_a_library_swapped_under_the_run_stops_it_before_any_figure(
+    pytester: pytest.Pytester, clean_host: Names, tmp_path: pathlib.Path
+) -> None:
+    # A prefix build made of the system's own lxc-start and a copy of its liblxc. A test of
+    # the suite swaps the copy for a link to the system's library before the starts: the
+    # monitors then map another liblxc than the one the preflight resolved.
+    system = builds.resolve_build(builds.parse_build_spec("system"))
+    prefix = tmp_path / "copy"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "lib").mkdir()
+    shutil.copy2(system.lxc_start, prefix / "bin" / "lxc-start")
+    shutil.copy2(system.library, prefix / "lib" / "liblxc.so.1")
+    pytester.makepyfile(
+        test_swap=f"""
+import os
+
+def test_swap_the_library(ve_experiment):
+    path = "{prefix}/lib/liblxc.so.1"
+    os.unlink(path)
+    os.symlink("{system.library}", path)
+"""
+        + PING_SUITE
+    )
+    result = run_pytest(
+        pytester,
+        clean_host,
+        "--ve-count=2",
+        "--ve-pings=2",
+        "--ve-ping-interval=0.2",
+        "--ve-tmpfs-size=128M",
+        "--ve-lxc=system",
+        f"--ve-lxc=copy={prefix}",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        [f"*--ve-lxc: build copy (ve2): its monitor maps {system.library}, not {prefix}/lib/liblxc.so.1;*stopped*"]
+    )
+    assert "test_completed" not in result.stdout.str()  # nothing ran after the failed proof
+
+
+def test_a_ve_with_other_cgroups_than_asked_is_named_with_both(clean_host: Names) -> None:
+    # The check itself, on a real running VE's /proc: right when asked what it got, and
+    # saying what differs when asked for something else.
+    with running_experiment(clean_host, count=1, pings=50) as experiment:
+        (start,) = experiment.start(1, 1)
+        assert start.ok and start.monitor and start.pid
+        build = experiment.builds[0]
+        own = f"/{cgroups.container_dir(experiment.config.tag)}/ve1"
+        right = builds.check_first_ve(
+            build, "ve1", start.monitor, start.pid, own, frozenset(expected_own_hierarchies())
+        )
+        assert right.ok, right.differs
+        wrong = builds.check_first_ve(build, "ve1", start.monitor, start.pid, own, frozenset({"cpu"}))
+        assert not wrong.ok
+        assert wrong.differs == (
+            f"build system (ve1): its init got cgroups of its own in "
+            f"{builds._hierarchies_text(expected_own_hierarchies())}, not {{cpu}}"
+        )

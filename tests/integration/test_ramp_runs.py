@@ -1,0 +1,103 @@
+"""--ve-count=max on real VEs: each ramp stops for its reason, names it in the summary and in
+results.json, and leaves nothing behind. Small on purpose: steps of a few VEs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from integration_helpers import PING_SUITE, run_pytest
+
+from pytest_lxcexp.suites import SUITES_DIR
+
+RAMP_SUITE = (SUITES_DIR / "ramp" / "test_ramp.py").read_text()
+
+
+def ramp(pytester: pytest.Pytester, names, *options: str) -> tuple[pytest.RunResult, dict]:
+    pytester.makepyfile(test_ramp=RAMP_SUITE)
+    report_dir = pytester.path / "reports"
+    result = run_pytest(pytester, names, "--ve-count=max", f"--ve-report-dir={report_dir}", *options, timeout=300)
+    found = list(report_dir.glob("*/results.json"))
+    assert len(found) == 1, result.stdout.str()
+    return result, json.loads(found[0].read_text())
+
+
+def test_a_ramp_with_a_small_tmpfs_stops_for_the_tmpfs(pytester, clean_host, leftovers):
+    names = clean_host
+    # Each VE writes 2 MiB into its overlay upper, on the 24 MiB tmpfs (the base takes about 2).
+    result, results = ramp(
+        pytester,
+        names,
+        "--ve-tmpfs-size=24M",
+        "--ve-ramp-step=4",
+        "--ve-ramp-growth=2",
+        "--ve-workload=cmd:dd if=/dev/zero of=/fill bs=64k count=32",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["Ramp (--ve-count=max): reached * VEs running*", "  stopped by     : tmpfs: *"])
+    result.stdout.fnmatch_lines(["  raise it with  : --ve-tmpfs-size"])
+    stop = results["ramp"]["stop"]
+    assert stop["limit"] == "tmpfs" and stop["setting"] == "--ve-tmpfs-size"
+    assert "No space left on device" in stop["kernel"] or "no free blocks" in stop["kernel"]
+    assert 0 < results["ramp"]["reached"] < 12  # 24 MiB holds fewer than 12 VEs of 2 MiB
+    assert results["metrics"]["ramp_reached"] == results["ramp"]["reached"]
+    result.stdout.fnmatch_lines(["Takedown: nothing left behind"])
+    assert leftovers(names) == []
+
+
+def test_a_ramp_with_a_low_objective_stops_for_it(pytester, clean_host, leftovers):
+    names = clean_host
+    result, results = ramp(
+        pytester, names, "--ve-workload=idle", "--ve-ramp-step=3", "--ve-slo=start_p99:1ms", "--ve-tmpfs-size=64M"
+    )
+    result.assert_outcomes(passed=1)
+    # No liblxc start takes a millisecond: the first step breaks it, with its three VEs up.
+    result.stdout.fnmatch_lines(
+        [
+            "Ramp (--ve-count=max): reached 3 VEs running without a failure*",
+            "  stopped by     : slo: objective start_p99:1ms broken: start_p99 of step 1's 3 starts was * ms",
+            "  raise it with  : a looser --ve-slo",
+            "  objectives     : start_p99:1ms",
+        ]
+    )
+    ramp_section = results["ramp"]
+    assert ramp_section["stop"]["limit"] == "slo" and ramp_section["slo"] == ["start_p99:1ms"]
+    assert [point["running"] for point in ramp_section["points"]] == [3]
+    assert ramp_section["points"][0]["processes"] == 9  # three VEs: monitor, init, sleep each
+    assert leftovers(names) == []
+
+
+def test_a_ramp_with_a_low_pids_budget_stops_for_pids(pytester, clean_host, leftovers):
+    names = clean_host
+    # An idle VE has two processes in the budget (its init and its sleep; the monitor is outside):
+    # 11 leave room for five VEs, and the sixth step's VEs cannot fork.
+    result, results = ramp(
+        pytester,
+        names,
+        "--ve-workload=idle",
+        "--ve-pids-max=11",
+        "--ve-ramp-step=2",
+        "--ve-ramp-growth=1",
+        "--ve-tmpfs-size=64M",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["  stopped by     : pids: *", "  raise it with  : *--ve-pids-max*"])
+    stop = results["ramp"]["stop"]
+    assert stop["limit"] == "pids"
+    assert "Resource temporarily unavailable" in stop["kernel"] or "pids.events: max" in stop["kernel"]
+    assert results["ramp"]["reached"] <= 6
+    assert results["metadata"]["options"]["pids_max"] == 11
+    assert leftovers(names) == []
+
+
+def test_ramp_usage_errors_come_before_anything_is_made(pytester, clean_host, leftovers):
+    names = clean_host
+    pytester.makepyfile(test_ping=PING_SUITE)
+    result = run_pytest(pytester, names, "--ve-count=max")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ve-count=max: test_ping.py::test_start* runs ranges of a fixed count*ve_ramp*"])
+    pytester.makepyfile(test_ping=RAMP_SUITE)
+    result = run_pytest(pytester, names, "--ve-count=10")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*test_ramp: ve_ramp needs --ve-count=max*"])
+    assert leftovers(names) == []

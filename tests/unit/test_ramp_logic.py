@@ -1,0 +1,220 @@
+"""The ramp's options, its steps, and the logic that stops it (no host needed)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from pytest_lxcexp.engine import host
+from pytest_lxcexp.engine.config import ConfigError, build_config
+from pytest_lxcexp.engine.faults import classify, tmpfs_limit
+from pytest_lxcexp.engine.progress import Counts, eta_text, status_text
+from pytest_lxcexp.engine.ramp import Headroom, StepObservation, VEFailure, bound_stop, decide, headroom_stop
+from pytest_lxcexp.engine.slo import Slo, parse_duration, parse_slos, ramp_steps
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("start_p99:500ms", (Slo("start_p99", 0.5),)),
+        (" start_p99 : 1.5s ", (Slo("start_p99", 1.5),)),
+        ("start_p50:10ms,start_max:2s", (Slo("start_p50", 0.01), Slo("start_max", 2.0))),
+        ("", ()),
+    ],
+)
+def test_slos_parse(text: str, expected: tuple[Slo, ...]) -> None:
+    assert parse_slos("--ve-slo", text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("start_p99", "'start_p99' is not METRIC:DURATION (e.g. start_p99:500ms)"),
+        ("p99:500ms", "'p99' is not one of start_p50, start_p90, start_p99, start_max"),
+        ("start_p99:500", "'500' is not a duration (use ms or s, e.g. 500ms or 1.5s)"),
+        ("start_p99:0ms", "'0ms' must be more than zero"),
+        ("start_p99:-5ms", "'-5ms' is not a duration (use ms or s, e.g. 500ms or 1.5s)"),
+        ("start_p99:5ms,start_p99:6ms", "start_p99 is given twice"),
+    ],
+)
+def test_bad_slos_name_the_option_and_the_reason(text: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_slos("--ve-slo", text)
+    assert str(caught.value) == f"--ve-slo: {reason}"
+
+
+def test_durations_and_slo_text_round_trip() -> None:
+    assert parse_duration("--x", "250ms") == 0.25
+    assert str(Slo("start_p99", 0.05)) == "start_p99:50ms"
+    assert parse_slos("--ve-slo", str(Slo("start_p90", 0.125))) == (Slo("start_p90", 0.125),)
+
+
+def test_count_max_is_a_ramp_bounded_by_the_subnet() -> None:
+    config = build_config(count="max", subnet="10.107.0.0/24", slo="start_p99:50ms", ramp_step="5", ramp_growth="2")
+    assert config.ramp and config.count == 253 and config.subnet == ipaddress.IPv4Network("10.107.0.0/24")
+    assert (config.ramp_step, config.ramp_growth, config.slo) == (5, 2.0, (Slo("start_p99", 0.05),))
+    assert build_config(count="max", network="none").count == 100_000
+    # The marker keeps the config: the objectives come back as they were.
+    assert type(config).from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"count": "lots"},
+            "--ve-count: 'lots' is not a positive whole number; or max, to ramp up until the host stops",
+        ),
+        ({"slo": "start_p99:50ms"}, "--ve-slo: applies to a ramp only: use it with --ve-count=max"),
+        (
+            {"count": "max", "ramp_growth": "0.9"},
+            "--ve-ramp-growth: '0.9' must be between 1 (steps of one size) and 10",
+        ),
+        ({"count": "max", "ramp_growth": "x"}, "--ve-ramp-growth: 'x' is not a number"),
+        ({"count": "max", "ramp_step": "0"}, "--ve-ramp-step: 0 is not a positive whole number (must be at least 1)"),
+        ({"pids_max": "many"}, "--ve-pids-max: 'many' is not a positive whole number"),
+    ],
+)
+def test_bad_ramp_options_are_usage_errors(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_config(**values)
+    assert str(caught.value) == message
+
+
+def test_ramp_steps_grow_and_stop_at_the_bound() -> None:
+    assert list(ramp_steps(10, 2.0, 100)) == [(1, 10), (11, 30), (31, 70), (71, 100)]
+    assert list(ramp_steps(5, 1.0, 12)) == [(1, 5), (6, 10), (11, 12)]
+    # Growth that rounds to nothing still adds a VE per step.
+    assert list(ramp_steps(1, 1.2, 4)) == [(1, 1), (2, 2), (3, 3), (4, 4)]
+
+
+PIDS = classify("sh: can't fork: Resource temporarily unavailable")
+SLO = (Slo("start_p99", 0.05),)
+
+
+def test_a_named_host_limit_stops_the_ramp_in_the_kernels_words() -> None:
+    seen = StepObservation(
+        latencies=[0.01] * 5,
+        failures=[
+            VEFailure(7, "its workload hit a host limit", PIDS, "sh: can't fork: Resource temporarily unavailable"),
+            VEFailure(9, "its workload hit a host limit", PIDS, "sh: can't fork: Resource temporarily unavailable"),
+        ],
+    )
+    stop = decide(seen, SLO, step=2)
+    assert stop is not None and stop.limit == "pids" and stop.named
+    assert stop.words.endswith(": ve7 and 1 more")
+    assert stop.kernel == "sh: can't fork: Resource temporarily unavailable"
+    assert "--ve-pids-max" in stop.setting and "kernel.pid_max" in stop.setting
+
+
+def test_the_order_of_reasons() -> None:
+    tmpfs = tmpfs_limit("/r")
+    # A named limit wins over the pids budget, the tmpfs, unnamed failures and the objective.
+    everything = StepObservation(
+        latencies=[1.0],
+        failures=[VEFailure(1, "failed to start: ?"), VEFailure(2, "x", tmpfs, "No space left on device")],
+        pids_refused=3,
+        pids_events="/sys/fs/cgroup/pids/lxcexp-t/pids.events",
+        tmpfs_full=True,
+        root="/r",
+    )
+    assert decide(everything, SLO, 1).limit == "tmpfs"
+    budget = StepObservation([1.0], [VEFailure(1, "?")], 3, "/cg/pids.events", tmpfs_full=True, root="/r")
+    stop = decide(budget, SLO, 1)
+    assert (stop.limit, stop.kernel) == ("pids", "/cg/pids.events: max 3")
+    full = decide(StepObservation([1.0], [VEFailure(1, "?")], tmpfs_full=True, root="/r"), SLO, 1)
+    assert (full.limit, full.setting) == ("tmpfs", "--ve-tmpfs-size")
+    unnamed = decide(StepObservation([1.0], [VEFailure(4, "did not begin its workload in time")]), SLO, 1)
+    assert unnamed.limit == "failure" and not unnamed.named and "ve4" in unnamed.words
+    slow = decide(StepObservation([0.01] * 98 + [0.2] * 2), SLO, 3)  # nearest rank: the 99th of 100
+    assert slow.limit == "slo" and slow.words == (
+        "objective start_p99:50ms broken: start_p99 of step 3's 100 starts was 200.0 ms"
+    )
+    assert decide(StepObservation([0.01] * 100), SLO, 3) is None
+    assert decide(StepObservation([0.2]), (), 3) is None  # no objective, nothing failed
+
+
+def test_the_next_step_must_leave_the_host_its_reserves() -> None:
+    room = Headroom(
+        memory_available=host.MEMORY_RESERVE + 100 * MIB,
+        memory_per_ve=1.5 * MIB,
+        processes_in_use=1000,
+        processes_per_ve=3,
+        pid_limit=32768,
+        next_step=50,
+    )
+    assert headroom_stop(room) is None
+    memory = headroom_stop(Headroom(**{**room.__dict__, "next_step": 100}))
+    assert memory.limit == "memory" and memory.kernel.startswith("/proc/meminfo: MemAvailable: ")
+    pids = headroom_stop(Headroom(**{**room.__dict__, "processes_in_use": 31700}))
+    assert pids.limit == "pids" and "kernel.pid_max" in pids.setting
+
+
+def test_the_bound_names_the_limit_that_set_it() -> None:
+    config = build_config(count="max", subnet="10.107.0.0/24")
+    assert bound_stop(config, None).limit == "addresses"
+    pid_max = host.Requirement("kernel.pid_max", 0, 32768, sysctl="/proc/sys/kernel/pid_max", per_ve=3, fixed=1100)
+    stop = bound_stop(config, pid_max)
+    assert (stop.limit, stop.kernel) == ("pids", "kernel.pid_max = 32768")
+    assert pid_max.allows == (32768 - 1100) // 3
+
+
+def test_status_text_counts_rate_and_eta() -> None:
+    counts = Counts(total=1000, started=250, failed=2, completed=10, done=250, left=750, elapsed=10.0)
+    assert status_text(counts) == (
+        "lxcexp: 250 started / 248 running / 10 completed / 2 failed of 1000; 25.0 starts/s, ETA 30s"
+    )
+    waiting = Counts(1000, 1000, 0, 400, done=0, left=600, elapsed=1.0, phase="wait")
+    assert status_text(waiting).endswith("0.0 completions/s, ETA -")
+    assert (eta_text(59.4), eta_text(125), eta_text(7300)) == ("ETA 59s", "ETA 2m05s", "ETA 2h01m")
+
+
+def test_the_ramp_bound_is_the_tightest_host_limit() -> None:
+    # A 10 MiB tmpfs holds 8 MiB of base and 58 VEs of 24 KiB + 180 pings x 64 bytes: far fewer
+    # than any host's PIDs or memory allow, and fewer than the subnet's 253 addresses.
+    config = build_config(count="max", subnet="10.107.0.0/24", tmpfs_size="10M")
+    bound, limit = host.ramp_bound(config)
+    assert (bound, limit.what) == (
+        (10 * MIB - host.TMPFS_BASE) // (24 * 1024 + 180 * 64),
+        "tmpfs size (--ve-tmpfs-size)",
+    )
+    assert bound == 58  # 2 MiB at 35.25 KiB per VE
+    # A large tmpfs leaves the subnet as the bound.
+    assert host.ramp_bound(build_config(count="max", subnet="10.107.0.0/24", tmpfs_size="1G")) == (253, None)
+
+
+def test_the_preflight_counts_the_per_ve_figures_of_the_base_and_init() -> None:
+    def per_ve(**options: str) -> dict[str, int]:
+        config = build_config(count=10, network="none", **options)
+        return {item.what: item.per_ve for item in host.requirements(config)}
+
+    busybox = per_ve()
+    assert busybox["kernel.pid_max"] == host.PER_VE_BUDGET[("busybox", "workload")].processes == 3
+    assert busybox["memory available"] == 3 * MIB // 2
+    assert busybox["tmpfs size (--ve-tmpfs-size)"] == 24 * 1024 + 180 * host.TMPFS_PER_PING
+    system = per_ve(init="system")  # every hierarchy: each VE's own memory cgroups cost more
+    assert system["kernel.pid_max"] == 4 and system["memory available"] == 3 * MIB // 2 + host.MEMORY_CGROUPS_PER_VE
+    assert "processes (--ve-pids-max)" not in busybox
+    assert per_ve(pids_max="100")["processes (--ve-pids-max)"] == 2  # the monitor is outside the budget
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("lxc-start: ve1: Too many open files in system", "files"),
+        ("Failed to attach veth to bridge: Exchange full", "ports"),
+        ("sh: can't fork: Resource temporarily unavailable", "pids"),
+        ("Failed to create keyring: Disk quota exceeded", "keys"),
+        ("Cannot allocate memory - Failed to clone", "memory"),
+        ("neighbour table overflow", "neighbours"),
+        ("Failed to allocate a pty: No space left on device", "ptys"),
+        ("inotify_add_watch: No space left on device", "space"),
+    ],
+)
+def test_host_limits_are_named_with_what_raises_them(text: str, name: str) -> None:
+    limit = classify(text)
+    assert limit is not None and limit.name == name and limit.setting
+    assert classify("no such thing") is None
