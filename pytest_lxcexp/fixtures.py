@@ -367,23 +367,24 @@ class VERange:
         return f"ve{self.first}-ve{self.last}"
 
 
+def _listed(header: str, lines: list[str], limit: int) -> str:
+    shown = [header, *lines[:limit]]
+    if len(lines) > limit:
+        shown.append(f"  ... and {len(lines) - limit} more")
+    return "\n".join(shown)
+
+
 def describe_failures(records: list[VERecord], limit: int = 50) -> str:
     """One line per VE that did not complete, with the reason."""
     failed = [record for record in records if not record.completed]
-    lines = [f"{len(failed)} of {len(records)} VEs did not complete:"]
-    lines += [f"  {record.name}: {record.failure}{record.fields_text}" for record in failed[:limit]]
-    if len(failed) > limit:
-        lines.append(f"  ... and {len(failed) - limit} more")
-    return "\n".join(lines)
+    lines = [f"  {record.name}: {record.failure}{record.fields_text}" for record in failed]
+    return _listed(f"{len(failed)} of {len(records)} VEs did not complete:", lines, limit)
 
 
 def describe_start_failures(results: list[StartResult], limit: int = 50) -> str:
     failed = [result for result in results if not result.ok]
-    lines = [f"{len(failed)} of {len(results)} VEs failed to start:"]
-    lines += [f"  ve{result.index}: {result.error}" for result in failed[:limit]]
-    if len(failed) > limit:
-        lines.append(f"  ... and {len(failed) - limit} more")
-    return "\n".join(lines)
+    lines = [f"  ve{result.index}: {result.error}" for result in failed]
+    return _listed(f"{len(failed)} of {len(results)} VEs failed to start:", lines, limit)
 
 
 @pytest.fixture
