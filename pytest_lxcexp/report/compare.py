@@ -305,7 +305,9 @@ def compare_runs(
     effects = effects or {}
     warnings = [*(warnings or []), *differences(before, now)]
     builds = builds_of(now)
-    if builds and builds == builds_of(before):
+    # Per build only when the runs had several: a run of one build (every VE is `system`
+    # without --ve-lxc) is the whole run.
+    if len(builds) > 1 and builds == builds_of(before):
         pairs = list(zip(build_groups(before), build_groups(now), strict=True))
         suffixes = [f" build {build}" for build in builds]
     else:
