@@ -11,6 +11,9 @@ lxcexp compare A [B] [--fail M]   verdicts: saved run B against A, or run A's bu
 lxcexp build-lxc SOURCE [--ref REF] [--prefix DIR]
                                   build LXC from a git tree, bundle or tarball (cached per
                                   commit); prints the prefix, for --ve-lxc
+lxcexp bisect SOURCE --good REF --bad REF [--metric M]
+                                  the first commit whose build is worse than good's: midpoints
+                                  built and run side by side with the good build
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from .bisect.command import add_command as add_bisect_command
 from .engine import base, build_lxc, storage
 from .engine.builds import BuildProofError
 from .engine.config import ConfigError, ExperimentConfig, build_config, parse_range, parse_root, root_tag
@@ -258,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     built.add_argument("--ref", default=None, help="the commit, tag or branch to build (default HEAD)")
     built.add_argument("--prefix", default=None, help=f"install here (default {build_lxc.CACHE}/<commit>)")
     add_report_commands(add)
+    add_bisect_command(add)
     return parser
 
 

@@ -176,13 +176,19 @@ def _run(argv: list[str], cwd: str, log: str, progress: Progress, step: str) -> 
         process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert process.stdout is not None
         said = -1
-        for line in process.stdout:
-            out.write(line)
-            if match := re.match(r"\[(\d+)/(\d+)\]", line):
-                done, total = int(match.group(1)), int(match.group(2))
-                if done * 10 // total > said:
-                    said = done * 10 // total
-                    progress(f"build-lxc: {step}: {done}/{total}")
+        try:
+            for line in process.stdout:
+                out.write(line)
+                if match := re.match(r"\[(\d+)/(\d+)\]", line):
+                    done, total = int(match.group(1)), int(match.group(2))
+                    if done * 10 // total > said:
+                        said = done * 10 // total
+                        progress(f"build-lxc: {step}: {done}/{total}")
+        except BaseException:
+            # Ctrl-C or SIGTERM: no compiler left writing into the work tree being removed.
+            process.kill()
+            process.wait()
+            raise
         if process.wait() != 0:
             raise BuildError(f"{step} failed (exit {process.returncode}); see {log}")
 
@@ -206,13 +212,17 @@ def _built(prefix: str, key: str) -> bool:
         return False
 
 
+def require_build_tools() -> None:
+    missing = [tool for tool in ("git", "meson", "ninja", "gcc", "pkg-config") if shutil.which(tool) is None]
+    if missing:
+        raise BuildError(f"missing {', '.join(missing)}: apt-get install {' '.join(BUILD_PACKAGES)} (or make deps)")
+
+
 def build_lxc(
     source_path: str, ref: str | None = None, prefix: str | None = None, cache: str = CACHE, progress: Progress = print
 ) -> str:
     """Build (or find built) LXC from `source_path` at `ref`; returns the prefix."""
-    missing = [tool for tool in ("git", "meson", "ninja", "gcc", "pkg-config") if shutil.which(tool) is None]
-    if missing:
-        raise BuildError(f"missing {', '.join(missing)}: apt-get install {' '.join(BUILD_PACKAGES)} (or make deps)")
+    require_build_tools()
     source = classify(source_path)
     os.makedirs(cache, mode=0o755, exist_ok=True)
     resolved = resolve(source, ref, cache)

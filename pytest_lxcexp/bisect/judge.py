@@ -1,0 +1,111 @@
+"""Is this commit's build worse than the good build? Rounds side by side until the verdict says.
+
+A round is one side-by-side measurement (`Measure`): the good build and the candidate
+interleaved in one run, every VE's record as results.json holds it, its `build` being
+GOOD_NAME or CANDIDATE_NAME. After each round the verdict (report/verdict.py) is taken on
+every round so far, pooled: "worse" -> the commit is bad; "same" or "better" -> good;
+"can't tell" -> one more round (Pinpoint adds runs on UNKNOWN), up to max_rounds, after
+which the commit is skipped, as one that does not build is. Rounds keep their number in
+each VE's `round`, so outcomes are compared place by place within a round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..report.compare import build_groups, verdict_text
+from ..report.metrics import ALIASES, OUTCOMES, VE_METRICS
+from ..report.verdict import BETTER, CANT_TELL, MIN_SAMPLES, SAME, WORSE, Verdict, compare_outcomes, compare_samples
+from .search import BAD, GOOD, SKIPPED
+
+GOOD_NAME, CANDIDATE_NAME = "good", "candidate"
+# Per-VE figures results.json does not hold yet (docs/verdicts.md): no run can bisect on them.
+NOT_RECORDED = ("monitor_pss", "cgroup_memory")
+# What a bisect may be on: a per-VE figure (a verdict with a test) or a per-VE outcome.
+BISECT_METRICS = (*(name for name in VE_METRICS if name not in NOT_RECORDED), *OUTCOMES, *ALIASES)
+
+VE = dict[str, Any]
+# measure(round) -> the VEs of one more side-by-side round (both builds), round numbers from 1.
+Measure = Callable[[int], list[VE]]
+Say = Callable[[str], None]
+
+
+class MeasureError(RuntimeError):
+    """A round that produced nothing to judge (the session failed before its VEs ran)."""
+
+
+def metric_name(metric: str) -> str:
+    """The verdict a --metric names: start_p50 and the other percentiles name start_latency's."""
+    return ALIASES.get(metric, metric)
+
+
+def verdict_of(ves: list[VE], metric: str, min_effect: float) -> Verdict:
+    """The candidate against the good build on one metric, over every VE given."""
+    name = metric_name(metric)
+    groups = {group.name: group for group in build_groups({"ves": ves})}
+    good, candidate = groups.get(GOOD_NAME), groups.get(CANDIDATE_NAME)
+    if good is None or candidate is None:
+        raise MeasureError(f"the run holds no VEs of the {'good' if good is None else 'candidate'} build")
+    if name in OUTCOMES:
+        bad = OUTCOMES[name]
+        return compare_outcomes(
+            name,
+            GOOD_NAME,
+            CANDIDATE_NAME,
+            {place: bad(ve) for place, ve in zip(good.places, good.ves, strict=True)},
+            {place: bad(ve) for place, ve in zip(candidate.places, candidate.ves, strict=True)},
+        )
+    figure = VE_METRICS[name]
+    return compare_samples(
+        name,
+        GOOD_NAME,
+        CANDIDATE_NAME,
+        figure.samples(good.ves),
+        figure.samples(candidate.ves),
+        worse=figure.worse,
+        min_effect=min_effect,
+    )
+
+
+@dataclass(frozen=True)
+class Judgement:
+    outcome: str  # GOOD, BAD or SKIPPED
+    verdict: Verdict  # on every round pooled
+    rounds: int
+    why: str
+
+
+def outcome_of(verdict: Verdict) -> str | None:
+    """GOOD or BAD when the verdict decides it, None for "can't tell"."""
+    if verdict.verdict == WORSE:
+        return BAD
+    if verdict.verdict in (SAME, BETTER):
+        return GOOD
+    return None
+
+
+def judge(measure: Measure, metric: str, min_effect: float, max_rounds: int, say: Say, label: str) -> Judgement:
+    """Rounds until the verdict is not "can't tell", or max_rounds of them."""
+    ves: list[VE] = []
+    verdict: Verdict | None = None
+    for round_number in range(1, max_rounds + 1):
+        ves += measure(round_number)
+        verdict = verdict_of(ves, metric, min_effect)
+        say(f"{label} round {round_number}: {metric_name(metric)} {verdict_text(verdict)}")
+        if metric_name(metric) in VE_METRICS and verdict.n_baseline < MIN_SAMPLES:
+            raise MeasureError(
+                f"the good build gave {verdict.n_baseline} {metric_name(metric)} samples: its VEs did not start, "
+                "or the runs do not record it per VE"
+            )
+        if metric_name(metric) in VE_METRICS and verdict.n_candidate < MIN_SAMPLES:
+            # Adding rounds does not help a build whose VEs do not start.
+            name = metric_name(metric)
+            why = f"its build gave {verdict.n_candidate} {name} samples in a round (its VEs did not start?)"
+            return Judgement(SKIPPED, verdict, round_number, why)
+        outcome = outcome_of(verdict)
+        if outcome is not None:
+            return Judgement(outcome, verdict, round_number, f"{verdict.verdict} after {round_number} round(s)")
+    assert verdict is not None
+    return Judgement(SKIPPED, verdict, max_rounds, f"{CANT_TELL} after {max_rounds} round(s) (--max-rounds)")
