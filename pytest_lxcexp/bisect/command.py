@@ -98,8 +98,8 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 
     try:
         plan, count = _plan(args)
-        history = load_history(args.source, args.good, args.bad)
         host_options = _host_options(args, count)
+        history = load_history(args.source, args.good, args.bad)  # after the quick checks: it fetches a bundle
         require_build_tools()
         directory = _directory(args.dir)
     except (UsageError, HistoryError, BuildError) as error:
