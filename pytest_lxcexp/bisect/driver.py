@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..engine.build_lxc import BuildError
+from ..engine.errors import ConfigError
 from ..report.compare import verdict_text
 from ..report.metrics import VE_METRICS
 from ..report.verdict import Verdict
@@ -40,13 +41,9 @@ Build = Callable[[Commit], str]
 Sessions = Callable[[str, str, str], Measure]
 
 
-class BisectRefused(RuntimeError):
-    """Nothing to bisect (the endpoints do not differ, an endpoint does not build); `option` names why."""
-
-    def __init__(self, option: str, reason: str) -> None:
-        super().__init__(f"{option}: {reason}")
-        self.option = option
-        self.reason = reason
+class BisectRefused(ConfigError):
+    """Nothing to bisect (the endpoints do not differ, an endpoint does not build); `option` names why.
+    Found by building and measuring, so not bad input: the command exits 1, not 2."""
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,11 @@ import subprocess
 from dataclasses import dataclass
 
 from ..engine import build_lxc
+from ..engine.errors import ConfigError
 
 
-class HistoryError(ValueError):
+class HistoryError(ConfigError):
     """A SOURCE, --good or --bad that cannot be bisected; `option` names which."""
-
-    def __init__(self, option: str, reason: str) -> None:
-        super().__init__(f"{option}: {reason}")
-        self.option = option
-        self.reason = reason
 
 
 @dataclass(frozen=True)

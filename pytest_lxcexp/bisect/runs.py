@@ -28,7 +28,7 @@ from .history import Commit
 from .judge import CANDIDATE_NAME, GOOD_NAME, VE, Measure, MeasureError
 
 # What each VE does: a few quick pings, so a round is about its starts, not its workload.
-WORKLOAD = ("--ve-pings=3", "--ve-ping-interval=0.2", "--ve-tmpfs-size=512M")
+WORKLOAD = ("--ve-pings=3", "--ve-ping-interval=0.2")
 
 
 class Builder:
