@@ -6,6 +6,7 @@ real ones (report/verdict.py)."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import zlib
 from collections.abc import Callable
@@ -14,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pytest_lxcexp.bisect.command import UsageError, _plan
 from pytest_lxcexp.bisect.driver import Bisection, BisectRefused, Plan, Result, summary_lines
 from pytest_lxcexp.bisect.history import Commit, HistoryError, load_history
 from pytest_lxcexp.bisect.judge import CANDIDATE_NAME, GOOD_NAME, judge, verdict_of
+from pytest_lxcexp.bisect.runs import SessionOptions, round_command
 from pytest_lxcexp.bisect.search import BAD, GOOD, SKIPPED, Search
 from pytest_lxcexp.engine.build_lxc import BuildError
 
@@ -286,3 +289,42 @@ def test_an_endpoint_that_does_not_build_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BisectRefused) as caught:
         bisect(tmp_path, [0, 0, 30], broken=(2,))
     assert caught.value.option == "--bad" and "does not build" in caught.value.reason
+
+
+# -- the command's checks and the sessions it runs ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("metric", "takedown_s", "--metric: 'takedown_s' is not a per-VE metric a run measures"),
+        ("metric", "monitor_pss", "--metric: 'monitor_pss' is not a per-VE metric a run measures"),
+        ("count", "5", "--count: 5 is below 10"),
+        ("count", "many", "--count: 'many' is not a whole number"),
+        ("max_rounds", "0", "--max-rounds: 0 is below 1"),
+        ("max_steps", "-1", "--max-steps: -1 is below 1"),
+        ("min_effect", "abc", "--min-effect: 'abc' is not a percentage"),
+        ("min_effect", "100%", "--min-effect: 100% must be above 0 and below 100"),
+    ],
+)
+def test_bad_values_name_their_option(option: str, value: str, message: str) -> None:
+    values = {"metric": "start_p50", "count": "100", "max_rounds": "4", "max_steps": "20", "min_effect": "5"}
+    with pytest.raises(UsageError) as caught:
+        _plan(argparse.Namespace(**(values | {option: value})))
+    assert str(caught.value).startswith(message)
+
+
+def test_good_values_make_the_plan() -> None:
+    values = {"metric": "start_p50", "count": "50", "max_rounds": "2", "max_steps": "7", "min_effect": "8%"}
+    plan, count = _plan(argparse.Namespace(**values))
+    assert count == 50 and plan == Plan("start_p50", 8.0, 2, 7)
+
+
+def test_a_round_is_one_ping_session_of_both_builds_interleaved() -> None:
+    options = SessionOptions(30, "/tmp/runs", ("--ve-root=/tmp/r", "--ve-bridge=vex1"))
+    command = round_command(options, [("candidate", "/p/c"), ("good", "/p/g")], "/tmp/runs/run002")
+    assert command[1:4] == ["-m", "pytest", "--ve-suite=ping"]
+    assert "--ve-count=60" in command and "--ve-report-dir=/tmp/runs/run002" in command
+    builds = [part for part in command if part.startswith("--ve-lxc=")]
+    assert builds == ["--ve-lxc=candidate=/p/c", "--ve-lxc=good=/p/g"]
+    assert command[-2:] == ["--ve-root=/tmp/r", "--ve-bridge=vex1"]
