@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -105,6 +106,9 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     except (UsageError, HistoryError, BuildError) as error:
         print(f"lxcexp bisect: {error}", file=sys.stderr)
         return 2
+    # Ctrl-C even when started in the background (a shell sets SIGINT ignored there): the
+    # running session gets it passed on and takes itself down (runs.py).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     say(f"bisect: runs are kept in {directory}")
     builder = Builder(history.source, say)
     sessions = SideBySide(SessionOptions(count, directory, host_options), say)
