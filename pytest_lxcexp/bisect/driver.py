@@ -116,8 +116,10 @@ class Bisection:
         history, plan = self.history, self.plan
         commits = history.commits
         search = Search(len(commits))
+        plural = "s" if len(commits) != 1 else ""
         self.say(
-            f"bisect: {len(commits)} commits after good {history.good.describe} up to bad {commits[-1].describe}; "
+            f"bisect: {len(commits)} commit{plural} after good {history.good.describe} "
+            f"up to bad {commits[-1].describe}; "
             f"about {search.steps_left()} midpoints to try; metric {plan.metric}"
         )
         self.good_prefix = self._build_endpoint("--good", history.good)

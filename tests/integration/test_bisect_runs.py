@@ -70,7 +70,7 @@ def test_one_commit_apart_the_endpoints_decide(clean_host: Names, built: dict[st
         timeout=900,
     )
     out = done.stdout
-    assert "bisect: 1 commits after good v6.0.5-45-gd128f134 up to bad v6.0.6" in out, out + done.stderr
+    assert "bisect: 1 commit after good v6.0.5-45-gd128f134 up to bad v6.0.6" in out, out + done.stderr
     assert "build-lxc: v6.0.5-45-gd128f134 is built already" in out and "build-lxc: v6.0.6 is built already" in out
     # The one real session: 20 VEs of each build, interleaved, each proven to be its build.
     (results_file,) = glob.glob(f"{directory}/run001/*/results.json")
@@ -85,7 +85,7 @@ def test_one_commit_apart_the_endpoints_decide(clean_host: Names, built: dict[st
     (line,) = [line for line in out.splitlines() if line.startswith("endpoints: bad v6.0.6 vs good round 1:")]
     assert "start_latency" in line and "95% CI" in line
     assert "bisect: 0 builds compiled, 1 side-by-side runs" in out
-    if ": worse:" in line:
+    if "start_latency worse:" in line:
         # Shown worse: one commit after good is the first bad one, with no midpoint to try.
         assert done.returncode == 0 and "first bad commit: 2597434a" in out, out
     else:
