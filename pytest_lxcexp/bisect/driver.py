@@ -81,7 +81,7 @@ def midpoint_effect(plan: Plan, endpoints: Verdict) -> float:
     """Half the endpoints' shift, at least the plan's minimum effect (sample metrics only)."""
     if metric_name(plan.metric) not in VE_METRICS or endpoints.shift_percent is None:
         return plan.min_effect
-    return max(plan.min_effect, abs(endpoints.shift_percent) / 2)
+    return max(plan.min_effect, round(abs(endpoints.shift_percent) / 2, 1))
 
 
 class Bisection:
