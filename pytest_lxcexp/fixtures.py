@@ -160,7 +160,7 @@ def ve_round(request: pytest.FixtureRequest) -> Iterator[int]:
     and tears the whole chain down, the takedown, between them."""
     state = _state(request)
     number = getattr(request, "param", 0)
-    if number:
+    if state.config.repeat > 1:
         _say(request, f"lxcexp: round {number + 1} of {state.config.repeat}", bold=True)
     state.begin_round(number)
     yield number

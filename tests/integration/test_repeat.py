@@ -7,6 +7,7 @@ round's set up, independently of the tool's own leftovers check."""
 from __future__ import annotations
 
 import json
+import pathlib
 
 import pytest
 from integration_helpers import PING_SUITE, run_pytest
@@ -14,74 +15,28 @@ from integration_helpers import PING_SUITE, run_pytest
 from pytest_lxcexp.report.archive import RESULTS_FILE
 
 # Written into the session's folder: after each round's last takedown step (ve_root's
-# teardown), what of that round is still on the host, one JSON line per round.
-BETWEEN_ROUNDS_CHECK = """
-import json, os, pathlib
+# teardown), what of that round is still on the host (the integration tests' own
+# leftovers_of, and the round's recorded inits and monitors), one JSON line per round.
+BETWEEN_ROUNDS_CHECK = f"""
+import json, pathlib, sys
 
-from pytest_lxcexp.engine import cgroups
+sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})
+from integration_helpers import Names, alive, leftovers_of
+
 from pytest_lxcexp.session import run_state_key
 
 CHECKS = pathlib.Path(__file__).parent / "between-rounds.jsonl"
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def _in_our_cgroups(tag):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cgroup") as handle:
-                if f"lxcexp-{tag}" in handle.read() and _alive(int(pid)):
-                    found.append(int(pid))
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return found
-
-
-def _monitors(root):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if handle.read().startswith(f"[lxc monitor] {root} ".encode()):
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
 
 
 def pytest_fixture_post_finalizer(fixturedef, request):
     if fixturedef.argname != "ve_root":
         return
     state = request.config.stash[run_state_key]
-    config, number = state.config, state.rounds[-1].number
-    starts = state.rounds[-1].experiment.starts
-    pids = sorted({p for s in starts.values() for p in (s.pid, s.monitor) if p})
-    with open("/proc/self/mountinfo") as handle:
-        mounted = [line.split()[4] for line in handle if line.split()[4].startswith(config.root)]
-    check = {
-        "round": number,
-        "its_pids": pids,
-        "alive": [pid for pid in pids if _alive(pid)],
-        "in_cgroups": _in_our_cgroups(config.tag),
-        "veths": [name for name in os.listdir("/sys/class/net") if name.startswith(f"ve{config.tag}-")],
-        "bridge": os.path.exists(f"/sys/class/net/{config.bridge}"),
-        "cgroups": [
-            os.path.join(h, d)
-            for h in cgroups.hierarchies()
-            for d in (cgroups.container_dir(config.tag), cgroups.monitor_dir(config.tag))
-            if os.path.isdir(os.path.join(h, d))
-        ],
-        "mounts": mounted,
-        "monitors": _monitors(config.root),
-        "root": os.path.lexists(config.root),
-    }
+    config, current = state.config, state.rounds[-1]
+    pids = sorted({{pid for start in current.experiment.starts.values() for pid in (start.pid, start.monitor) if pid}})
+    names = Names(config.root, config.bridge, str(config.subnet))
+    check = {{"round": current.number, "its_pids": pids, "alive": [p for p in pids if alive(p)]}}
+    check["left"] = leftovers_of(names)
     with open(CHECKS, "a") as handle:
         handle.write(json.dumps(check) + "\\n")
 """
@@ -151,9 +106,7 @@ def test_two_rounds_of_two_builds_alternate_and_each_takedown_is_complete(pytest
     assert [check["round"] for check in checks] == [0, 1]
     for check in checks:
         assert len(check["its_pids"]) == 12, check  # six inits and six monitors were looked for
-        nothing = {"alive": [], "in_cgroups": [], "veths": [], "cgroups": [], "mounts": [], "monitors": []}
-        assert {key: check[key] for key in nothing} == nothing, check
-        assert not check["bridge"] and not check["root"], check
+        assert (check["alive"], check["left"]) == ([], []), check
     # Round 2 ran new processes, not round 1's still running.
     assert not set(checks[0]["its_pids"]) & set(checks[1]["its_pids"])
 
