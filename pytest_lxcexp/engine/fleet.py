@@ -31,7 +31,7 @@ class StartResult:
     build: str | None = None  # the --ve-lxc build that started it
     monitor: int | None = None  # its LXC monitor's PID
     running: float | None = None  # seconds from the request until its monitor announced RUNNING
-    round: int = 0  # the round it was started in (always 0 until --ve-repeat is built)
+    round: int = 0  # the round it was started in (--ve-repeat; 0-based)
 
 
 def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
