@@ -34,13 +34,13 @@ class UsageError(ValueError):
     pass
 
 
-def _integer(option: str, text: str, low: int) -> int:
+def _integer(option: str, text: str, low: int, why: str = "") -> int:
     try:
         value = int(text)
     except ValueError:
         raise UsageError(f"{option}: {text!r} is not a whole number") from None
     if value < low:
-        raise UsageError(f"{option}: {value} is below {low}")
+        raise UsageError(f"{option}: {value} is below {low}{why}")
     return value
 
 
@@ -54,19 +54,22 @@ def _percent(option: str, text: str) -> float:
     return value
 
 
-def _plan(args: argparse.Namespace) -> tuple[Plan, int]:
+def _plan(args: argparse.Namespace) -> tuple[Plan, int, int]:
     if args.metric not in BISECT_METRICS:
         raise UsageError(
             f"--metric: {args.metric!r} is not a per-VE metric a run measures; one of {', '.join(BISECT_METRICS)}"
         )
     count = _integer("--count", args.count, MIN_SAMPLES)
+    rounds = _integer("--rounds", args.rounds, 1)
     plan = Plan(
         metric=args.metric,
         min_effect=_percent("--min-effect", args.min_effect),
-        max_rounds=_integer("--max-rounds", args.max_rounds, 1),
+        max_rounds=_integer(
+            "--max-rounds", args.max_rounds, rounds, " (--rounds: a run's rounds)" if rounds > 1 else ""
+        ),
         max_steps=_integer("--max-steps", args.max_steps, 1),
     )
-    return plan, count
+    return plan, count, rounds
 
 
 def _host_options(args: argparse.Namespace, count: int) -> tuple[str, ...]:
@@ -98,7 +101,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     try:
-        plan, count = _plan(args)
+        plan, count, rounds = _plan(args)
         host_options = _host_options(args, count)
         history = load_history(args.source, args.good, args.bad)  # after the quick checks: it fetches a bundle
         require_build_tools()
@@ -111,7 +114,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     say(f"bisect: runs are kept in {directory}")
     builder = Builder(history.source, say)
-    sessions = SideBySide(SessionOptions(count, directory, host_options), say)
+    sessions = SideBySide(SessionOptions(count, directory, host_options, rounds), say)
     bisection = Bisection(history, plan, builder, sessions, say)
     try:
         result = bisection.run()
@@ -147,7 +150,10 @@ def add_command(add: AddCommand) -> None:
     )
     bisect.add_argument("--count", default="100", help="VEs per build in each run (default 100; at least 10)")
     bisect.add_argument(
-        "--max-rounds", default="4", help="runs per commit while the verdict is can't tell; then it is skipped (4)"
+        "--rounds", default="1", help="rounds per run (--ve-repeat; default 1): another run when the verdict can't tell"
+    )
+    bisect.add_argument(
+        "--max-rounds", default="4", help="rounds per commit while the verdict is can't tell; then it is skipped (4)"
     )
     bisect.add_argument("--max-steps", default="20", help="midpoints tried at most (default 20)")
     bisect.add_argument(

@@ -1,10 +1,10 @@
 """Is this commit's build worse than the good build? Rounds side by side until the verdict says.
 
-A round is one side-by-side measurement (`Measure`): the good build and the candidate
-interleaved in one run, every VE's record as results.json holds it, its `build` being
-GOOD_NAME or CANDIDATE_NAME. After each round the verdict (report/verdict.py) is taken on
+A run is one side-by-side measurement (`Measure`) of one round or more: the good build
+and the candidate interleaved, every VE's record as results.json holds it, its `build` being
+GOOD_NAME or CANDIDATE_NAME. After each run the verdict (report/verdict.py) is taken on
 every round so far, pooled: "worse" -> the commit is bad; "same" or "better" -> good;
-"can't tell" -> one more round (Pinpoint adds runs on UNKNOWN), up to max_rounds, after
+"can't tell" -> one more run (Pinpoint adds runs on UNKNOWN), up to max_rounds, after
 which the commit is skipped, as one that does not build is. Rounds keep their number in
 each VE's `round`, so outcomes are compared place by place within a round.
 """
@@ -27,7 +27,8 @@ NOT_RECORDED = ("monitor_pss", "cgroup_memory")
 BISECT_METRICS = (*(name for name in VE_METRICS if name not in NOT_RECORDED), *OUTCOMES, *ALIASES)
 
 VE = dict[str, Any]
-# measure(round) -> the VEs of one more side-by-side round (both builds), round numbers from 1.
+# measure(first_round) -> the VEs of one more side-by-side run (both builds), of one round or,
+# with --rounds, several; each VE's `round` numbered on from first_round (1-based).
 Measure = Callable[[int], list[VE]]
 Say = Callable[[str], None]
 
@@ -87,13 +88,17 @@ def outcome_of(verdict: Verdict) -> str | None:
 
 
 def judge(measure: Measure, metric: str, min_effect: float, max_rounds: int, say: Say, label: str) -> Judgement:
-    """Rounds until the verdict is not "can't tell", or max_rounds of them."""
+    """Runs until the verdict is not "can't tell", or until max_rounds rounds have run."""
     ves: list[VE] = []
     verdict: Verdict | None = None
-    for round_number in range(1, max_rounds + 1):
-        ves += measure(round_number)
+    rounds = 0
+    while rounds < max_rounds:
+        new = measure(rounds + 1)
+        first, rounds = rounds + 1, rounds + max(1, len({ve.get("round") for ve in new}))
+        ves += new
         verdict = verdict_of(ves, metric, min_effect)
-        say(f"{label} round {round_number}: {metric_name(metric)} {verdict_text(verdict)}")
+        shown = f"round {rounds}" if first == rounds else f"rounds {first}-{rounds}"
+        say(f"{label} {shown}: {metric_name(metric)} {verdict_text(verdict)}")
         if metric_name(metric) in VE_METRICS and verdict.n_baseline < MIN_SAMPLES:
             raise MeasureError(
                 f"the good build gave {verdict.n_baseline} {metric_name(metric)} samples: its VEs did not start, "
@@ -102,10 +107,10 @@ def judge(measure: Measure, metric: str, min_effect: float, max_rounds: int, say
         if metric_name(metric) in VE_METRICS and verdict.n_candidate < MIN_SAMPLES:
             # Adding rounds does not help a build whose VEs do not start.
             name = metric_name(metric)
-            why = f"its build gave {verdict.n_candidate} {name} samples in a round (its VEs did not start?)"
-            return Judgement(SKIPPED, verdict, round_number, why)
+            why = f"its build gave {verdict.n_candidate} {name} samples in {rounds} round(s) (its VEs did not start?)"
+            return Judgement(SKIPPED, verdict, rounds, why)
         outcome = outcome_of(verdict)
         if outcome is not None:
-            return Judgement(outcome, verdict, round_number, f"{verdict.verdict} after {round_number} round(s)")
+            return Judgement(outcome, verdict, rounds, f"{verdict.verdict} after {rounds} round(s)")
     assert verdict is not None
-    return Judgement(SKIPPED, verdict, max_rounds, f"{CANT_TELL} after {max_rounds} round(s) (--max-rounds)")
+    return Judgement(SKIPPED, verdict, rounds, f"{CANT_TELL} after {rounds} round(s) (--max-rounds)")

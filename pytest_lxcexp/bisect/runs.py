@@ -1,15 +1,13 @@
 """The real builds and rounds of a bisection: `build-lxc` per commit, and pytest sessions side by side.
 
-A round is one pytest session of the built-in ping suite with two builds interleaved,
-`--ve-lxc good=PREFIX --ve-lxc candidate=PREFIX` (which of the two starts ve1 alternates
-from round to round), archived with --ve-report-dir; its results.json gives every VE's
-record. Each session is a full experiment with its own set up and takedown: the bisect
-holds no host object of its own, so Ctrl-C (or SIGTERM) is handed to the running
-session, which takes itself down, and the bisect waits for it before it ends.
-
-Rounds are sessions today. When `--ve-repeat N` exists, `SideBySide.rounds` is the one
-place to change: one session of N rounds instead of N sessions (its VEs carry `round`
-already; offset them by the rounds run before).
+A run is one pytest session of the built-in ping suite with two builds interleaved,
+`--ve-lxc good=PREFIX --ve-lxc candidate=PREFIX`, of `--rounds` rounds (`--ve-repeat`:
+each round its own set up, starts and takedown, the first build alternating), archived
+with --ve-report-dir; its results.json gives every VE's record of every round. Which
+build starts ve1 alternates from round to round across runs too. Each session is a full
+experiment with its own set up and takedown: the bisect holds no host object of its own,
+so Ctrl-C (or SIGTERM) is handed to the running session, which takes itself down, and the
+bisect waits for it before it ends.
 """
 
 from __future__ import annotations
@@ -56,8 +54,9 @@ class Builder:
 @dataclass(frozen=True)
 class SessionOptions:
     count: int  # VEs per build
-    directory: str  # each round's run is archived under it
+    directory: str  # each run is archived under it
     host_options: tuple[str, ...] = ()  # --ve-root, --ve-bridge, --ve-subnet as given
+    rounds: int = 1  # rounds per run (--ve-repeat)
 
 
 def round_command(options: SessionOptions, builds: list[tuple[str, str]], report_dir: str) -> list[str]:
@@ -71,6 +70,7 @@ def round_command(options: SessionOptions, builds: list[tuple[str, str]], report
         "no:cacheprovider",
         f"--ve-count={2 * options.count}",
         *WORKLOAD,
+        *([f"--ve-repeat={options.rounds}"] if options.rounds > 1 else []),
         *(f"--ve-lxc={name}={prefix}" for name, prefix in builds),
         f"--ve-report-dir={report_dir}",
         *options.host_options,
@@ -107,14 +107,14 @@ class SideBySide:
         self.serial = 0
 
     def __call__(self, good_prefix: str, candidate_prefix: str, label: str) -> Measure:
-        return lambda round_number: self.rounds(good_prefix, candidate_prefix, round_number)
+        return lambda first_round: self.run(good_prefix, candidate_prefix, first_round)
 
-    def rounds(self, good_prefix: str, candidate_prefix: str, round_number: int) -> list[VE]:
-        """One round: one session, its VEs labelled with the round (the one place --ve-repeat changes)."""
+    def run(self, good_prefix: str, candidate_prefix: str, first_round: int) -> list[VE]:
+        """One session of --rounds rounds; its VEs' rounds (0-based in the session) numbered on from first_round."""
         self.serial += 1
         builds = [(GOOD_NAME, good_prefix), (CANDIDATE_NAME, candidate_prefix)]
-        if round_number % 2 == 0:
-            builds.reverse()  # the other build starts ve1 this round
+        if first_round % 2 == 0:
+            builds.reverse()  # the candidate starts ve1 in even rounds, as --ve-repeat alternates within a run
         run_dir = os.path.join(self.options.directory, f"run{self.serial:03d}")
         os.makedirs(run_dir)
         log = os.path.join(run_dir, "session.log")
@@ -125,4 +125,4 @@ class SideBySide:
         with open(found[0]) as handle:
             ves = json.load(handle).get("ves", [])
         self.say(f"  run {run_dir}: exit {status}, {len(ves)} VEs")
-        return [{**ve, "round": round_number} for ve in ves]
+        return [{**ve, "round": first_round + (ve.get("round") or 0)} for ve in ves]

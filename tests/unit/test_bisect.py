@@ -211,6 +211,18 @@ def test_cant_tell_adds_rounds_until_the_verdict_decides() -> None:
     assert judged.verdict.n_baseline == 15 * judged.rounds
 
 
+def test_runs_of_several_rounds_count_every_round() -> None:
+    one_round = fake_sessions(count=15, noise=0.35)("0", "30", "step")
+
+    def two_rounds(first_round: int) -> list[dict]:  # a --rounds 2 run: rounds first_round and the next
+        return one_round(first_round) + [{**ve, "round": first_round + 1} for ve in one_round(first_round + 100)]
+
+    said: list[str] = []
+    judged = judge(two_rounds, "start_latency", 5.0, 8, said.append, "step")
+    assert judged.rounds % 2 == 0 and judged.verdict.n_baseline == 15 * judged.rounds
+    assert said[0].startswith("step rounds 1-2: start_latency")
+
+
 def test_still_cant_tell_after_max_rounds_is_a_skip() -> None:
     measure = fake_sessions(count=15, noise=0.35)("0", "3", "step")
     judged = judge(measure, "start_latency", 5.0, 2, lambda _: None, "step")
@@ -302,29 +314,36 @@ def test_an_endpoint_that_does_not_build_is_refused(tmp_path: Path) -> None:
         ("count", "5", "--count: 5 is below 10"),
         ("count", "many", "--count: 'many' is not a whole number"),
         ("max_rounds", "0", "--max-rounds: 0 is below 1"),
+        ("rounds", "0", "--rounds: 0 is below 1"),
         ("max_steps", "-1", "--max-steps: -1 is below 1"),
         ("min_effect", "abc", "--min-effect: 'abc' is not a percentage"),
         ("min_effect", "100%", "--min-effect: 100% must be above 0 and below 100"),
     ],
 )
 def test_bad_values_name_their_option(option: str, value: str, message: str) -> None:
-    values = {"metric": "start_p50", "count": "100", "max_rounds": "4", "max_steps": "20", "min_effect": "5"}
+    values = {"metric": "start_p50", "count": "100", "rounds": "1", "max_rounds": "4", "max_steps": "20"}
+    values["min_effect"] = "5"
     with pytest.raises(UsageError) as caught:
         _plan(argparse.Namespace(**(values | {option: value})))
     assert str(caught.value).startswith(message)
 
 
 def test_good_values_make_the_plan() -> None:
-    values = {"metric": "start_p50", "count": "50", "max_rounds": "2", "max_steps": "7", "min_effect": "8%"}
-    plan, count = _plan(argparse.Namespace(**values))
-    assert count == 50 and plan == Plan("start_p50", 8.0, 2, 7)
+    values = {"metric": "start_p50", "count": "50", "rounds": "2", "max_rounds": "6", "max_steps": "7"}
+    plan, count, rounds = _plan(argparse.Namespace(**values, min_effect="8%"))
+    assert count == 50 and rounds == 2 and plan == Plan("start_p50", 8.0, 6, 7)
+    with pytest.raises(UsageError, match=r"^--max-rounds: 1 is below 2 \(--rounds: a run's rounds\)$"):
+        _plan(argparse.Namespace(**(values | {"max_rounds": "1"}), min_effect="8%"))
 
 
-def test_a_round_is_one_ping_session_of_both_builds_interleaved() -> None:
+def test_a_run_is_one_ping_session_of_both_builds_interleaved() -> None:
     options = SessionOptions(30, "/tmp/runs", ("--ve-root=/tmp/r", "--ve-bridge=vex1"))
     command = round_command(options, [("candidate", "/p/c"), ("good", "/p/g")], "/tmp/runs/run002")
     assert command[1:4] == ["-m", "pytest", "--ve-suite=ping"]
     assert "--ve-count=60" in command and "--ve-report-dir=/tmp/runs/run002" in command
+    assert not [part for part in command if part.startswith("--ve-repeat")]
+    repeated = round_command(SessionOptions(30, "/tmp/runs", (), rounds=3), [("good", "/p/g")], "/tmp/runs/run003")
+    assert "--ve-repeat=3" in repeated
     builds = [part for part in command if part.startswith("--ve-lxc=")]
     assert builds == ["--ve-lxc=candidate=/p/c", "--ve-lxc=good=/p/g"]
     assert command[-2:] == ["--ve-root=/tmp/r", "--ve-bridge=vex1"]
