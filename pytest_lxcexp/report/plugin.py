@@ -304,6 +304,7 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
             "interrupted": interrupted.to_dict() if (interrupted := interruption(config)) else None,
         },
         waited_until=experiment.waited_until,
+        waits=[wait.to_dict() for wait in experiment.waits],
         ramp=experiment.ramp_result.to_dict() if experiment.ramp_result is not None else None,
     )
 

@@ -2,7 +2,7 @@
 
 The attacks themselves run as the built-in suite `hostile` (test_builtin_suites);
 here: the signal that must always end the run, the takedown when reporting fails, the
-tmpfs's mount options, and the xdist files a crashed run leaves.
+tmpfs's mount options, the xdist files a crashed run leaves, and hung VEs in several ranges.
 """
 
 from __future__ import annotations
@@ -55,6 +55,56 @@ def broken_summary(self, records):
 
 Experiment.summary = broken_summary  # fails in ve_clones' teardown, before the VEs are stopped
 """
+
+
+# One hung VE in each range of two (ve2, ve4, ve6: their command never ends); the others end at once.
+HUNG_IN_EACH_RANGE = "cmd:case $(hostname) in ve2|ve4|ve6) sleep 100000;; esac; echo done"
+RANGE_TIMEOUT = 20
+
+
+def test_ranges_with_a_hung_ve_each_wait_one_timeout_from_their_own_start(pytester, clean_host, leftovers):
+    # The ping suite starts all three ranges, then waits on each in turn. Each range's wait
+    # must give up `timeout` after the range's own first start: counted from the moment its
+    # test began to wait, the second range would wait until about two timeouts after the
+    # run's first start, the third until three.
+    names = clean_host
+    pytester.makepyfile(test_ping=PING_SUITE)
+    reports = pytester.path / "reports"
+    result = run_pytest(
+        pytester,
+        names,
+        "--ve-count=6",
+        "--ve-batch=2",
+        f"--ve-workload={HUNG_IN_EACH_RANGE}",
+        f"--ve-timeout={RANGE_TIMEOUT}",
+        "--ve-network=none",
+        "--ve-tmpfs-size=64M",
+        f"--ve-report-dir={reports}",
+    )
+    out = result.stdout.str()
+    result.assert_outcomes(passed=3, failed=3)  # every start; every range's wait has its hung VE
+    (results_file,) = reports.glob("*/results.json")
+    results = json.loads(results_file.read_text())
+    ves = {ve["index"]: ve for ve in results["ves"]}
+    assert [index for index, ve in sorted(ves.items()) if ve["completed"]] == [1, 3, 5], out
+    for index in (2, 4, 6):
+        assert "its command has not ended" in ves[index]["failure"], ves[index]
+    waits = results["timings"]["waits"]
+    assert [(wait["first"], wait["last"]) for wait in waits] == [(1, 2), (3, 4), (5, 6)], waits
+    for wait in waits:
+        # The range's first start as the starters stamped it, per VE.
+        first_start = min(ves[index]["started_at"] for index in range(wait["first"], wait["last"] + 1))
+        assert wait["timeout"] == RANGE_TIMEOUT
+        assert wait["first_start"] == pytest.approx(first_start, abs=1e-3)
+        assert wait["deadline"] == pytest.approx(first_start + RANGE_TIMEOUT, abs=1e-3), wait
+        assert wait["pending"] == 1, wait  # its hung VE, given up on
+        assert wait["ended"] >= wait["deadline"], wait  # not before its deadline...
+        # ...and not a whole timeout more: waits do not add up, one range after another.
+        assert wait["ended"] < wait["deadline"] + RANGE_TIMEOUT, wait
+    # The later ranges' waits began once the first had waited out its timeout.
+    assert waits[1]["began"] >= waits[0]["ended"] and waits[2]["began"] >= waits[1]["ended"]
+    assert "Takedown: nothing left behind" in out, out
+    assert leftovers(names) == []
 
 
 def test_a_failure_while_reading_records_still_takes_everything_down(pytester, clean_host, leftovers):
