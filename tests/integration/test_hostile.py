@@ -19,7 +19,7 @@ import pytest
 from integration_helpers import PING_SUITE, lxc_monitors, run_pytest, running_experiment, started_pytest, wait_for
 
 from pytest_lxcexp.engine import shared
-from pytest_lxcexp.engine.storage import mounts
+from pytest_lxcexp.engine.storage import lock_path, mounts
 
 # ve1 swaps its log for a FIFO (the run once blocked in open() on it for good); ve2 never ends.
 FIFO_THEN_HANG = (
@@ -130,6 +130,31 @@ def test_the_tmpfs_is_nosuid_nodev_and_0711(clean_host):
         assert {"nosuid", "nodev"} <= set(line.split()[5].split(",")), line
         assert os.stat(names.root).st_mode & 0o7777 == 0o711
         assert entry["fstype"] == "tmpfs"
+
+
+@pytest.mark.parametrize("planted", ["symlink", "hard link"])
+def test_a_lock_file_planted_beside_the_root_is_refused_and_left_alone(pytester, clean_host, leftovers, planted):
+    # The root's parent is /tmp, where anyone may plant the lock file's name: a symlink or a hard
+    # link to a file root would then truncate or lock. The run must refuse in one line, touch
+    # nothing through it and create nothing.
+    names = clean_host
+    victim = pytester.path / "victim"
+    victim.write_text("keep me")
+    lock = lock_path(names.root)
+    (os.symlink if planted == "symlink" else os.link)(victim, lock)
+    try:
+        pytester.makepyfile(test_ping=PING_SUITE)
+        result = run_pytest(pytester, names, "--ve-count=1", "--ve-tmpfs-size=64M", timeout=120)
+        out = result.stdout.str() + result.stderr.str()
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, out
+        words = "is a symlink, not a file of ours" if planted == "symlink" else "is not a file of ours"
+        assert f"--ve-root: {names.root}: {lock} {words}" in out, out
+        assert "Traceback" not in out, out
+        assert victim.read_text() == "keep me" and os.lstat(lock).st_nlink == (1 if planted == "symlink" else 2)
+        assert not os.path.exists(names.root)
+    finally:
+        os.unlink(lock)
+    assert leftovers(names) == []
 
 
 def _crashed_run_files(root: str) -> list[str]:
