@@ -7,6 +7,7 @@ tmpfs's mount options, the xdist files a crashed run leaves, and hung VEs in sev
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pathlib
@@ -18,7 +19,7 @@ import time
 import pytest
 from integration_helpers import PING_SUITE, lxc_monitors, run_pytest, running_experiment, started_pytest, wait_for
 
-from pytest_lxcexp.engine import shared
+from pytest_lxcexp.engine import shared, storage
 from pytest_lxcexp.engine.storage import lock_path, mounts
 
 # ve1 swaps its log for a FIFO (the run once blocked in open() on it for good); ve2 never ends.
@@ -155,6 +156,47 @@ def test_a_lock_file_planted_beside_the_root_is_refused_and_left_alone(pytester,
     finally:
         os.unlink(lock)
     assert leftovers(names) == []
+
+
+def _waits_for_flock(pid: int, path: str) -> bool:
+    """Whether process `pid` is blocked in flock() on the file at `path` (the kernel's /proc/locks:
+    a waiter's line has `->` and the file's major:minor:inode)."""
+    info = os.stat(path)
+    file_id = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    with open("/proc/locks") as handle:
+        for line in handle:
+            words = line.split()
+            if "->" in words and "FLOCK" in words and str(pid) in words and file_id in words:
+                return True
+    return False
+
+
+def test_a_busybox_cache_refresh_waits_for_the_build_in_progress(tmp_path, cli):
+    # Two runs (or simulated hosts) building or refreshing the same busybox cache entry must
+    # take turns, as the debian tarball's builds do: a refresh must not remove a rootfs
+    # another process is building or using, nor two renames cross.
+    cache = tmp_path / "cache"
+    built = cli("createbase", "--cache", str(cache))
+    assert built.returncode == 0, built.stderr
+    rootfs = built.stdout.split("base: ", 1)[1].strip()
+    lock = os.path.dirname(rootfs) + ".lock"
+    holder = storage.lock_file(lock, fcntl.LOCK_EX)  # as a run building this entry holds it
+    refresh = subprocess.Popen(
+        [sys.executable, "-m", "pytest_lxcexp.cli", "createbase", "--cache", str(cache), "--refresh"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _waits_for_flock(refresh.pid, lock), refresh, what="the refresh waiting on the cache lock")
+        assert os.path.isfile(os.path.join(rootfs, "bin", "busybox"))  # untouched while the lock is held
+    finally:
+        holder.close()
+    out, _ = refresh.communicate(timeout=120)
+    assert refresh.returncode == 0, out
+    assert f"base: {rootfs}" in out
+    assert os.path.isfile(os.path.join(rootfs, "bin", "busybox"))
+    assert [name for name in os.listdir(os.path.dirname(rootfs)) if ".building-" in name] == []
 
 
 def _crashed_run_files(root: str) -> list[str]:
