@@ -20,6 +20,7 @@ import pytest
 from integration_helpers import PING_SUITE, lxc_monitors, run_pytest, running_experiment, started_pytest, wait_for
 
 from pytest_lxcexp.engine import shared, storage
+from pytest_lxcexp.engine.fleet import load_starts
 from pytest_lxcexp.engine.storage import lock_path, mounts
 
 # ve1 swaps its log for a FIFO (the run once blocked in open() on it for good); ve2 never ends.
@@ -273,3 +274,41 @@ def test_a_setup_failure_under_xdist_releases_the_other_workers(pytester, clean_
     assert "the first process of this run failed to set the experiment up" in out, out
     assert leftovers(names) == []
     assert not [path for path in (shared.share_path(names.root), shared.gate_path(names.root)) if os.path.exists(path)]
+
+
+CUT_LINE = '{"index": 2, "ok": tr'
+
+
+def test_a_half_written_starts_line_loses_no_start(clean_host, leftovers, cli):
+    # The starts log in the root is what every process of a run (xdist workers, CLI calls)
+    # merges. A writer killed mid-line (or cut short by a full tmpfs) leaves a line without
+    # its end: it is skipped, and the next start is still recorded.
+    names = clean_host
+    setup = cli("setup", "3", *names.cli_options(), "--network", "none", "--workload", "idle", "--tmpfs-size", "32M")
+    assert setup.returncode == 0, setup.stderr
+    assert cli("start", "1", "1", "--root", names.root).returncode == 0
+    with open(storage.Layout(names.root).starts_log, "a") as handle:
+        handle.write(CUT_LINE)  # a crashed writer's line, no newline
+    info = cli("info", "--root", names.root)
+    assert info.returncode == 0, info.stderr
+    rows = {line.split()[0]: line for line in info.stdout.splitlines()[1:]}
+    assert rows["ve1"].split()[1] == "RUNNING" and rows["ve2"].endswith(" never started"), info.stdout
+    started = cli("start", "2", "3", "--root", names.root)
+    assert started.returncode == 0, started.stderr
+    info = cli("info", "--root", names.root)
+    rows = {line.split()[0]: line.split() for line in info.stdout.splitlines()[1:]}
+    # Every start is known: its state and its init's PID, none "never started".
+    assert [(rows[name][1], rows[name][2].isdigit()) for name in ("ve1", "ve2", "ve3")] == [("RUNNING", True)] * 3, (
+        info.stdout
+    )
+    assert "never started" not in info.stdout
+    # What another process of the run merges (an xdist worker adopting a range's starts):
+    # every start, ve2's too, which was appended after the cut line.
+    recorded = load_starts(storage.Layout(names.root))
+    assert sorted(recorded) == [1, 2, 3] and all(result.ok and result.pid for result in recorded.values()), recorded
+    # The cut line is still a line of its own (nothing glued to it and lost), every later one whole.
+    lines = pathlib.Path(storage.Layout(names.root).starts_log).read_text().splitlines()
+    cut = lines.index(CUT_LINE)
+    assert [json.loads(line)["index"] for line in lines[cut + 1 :]][:2] == [2, 3], lines
+    assert cli("takedown", "--root", names.root).returncode == 0
+    assert leftovers(names) == []
