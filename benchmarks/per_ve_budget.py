@@ -12,6 +12,12 @@ work on the host, but blind to kernel objects charged elsewhere),
 the growth of host memory in use, and the growth of the experiment's tmpfs from just before
 the first start, each over COUNT. Medians over the repeats; the table is what
 pytest_lxcexp/engine/host.py's PER_VE_BUDGET holds.
+
+"peak/VE" is the most processes any one VE had at once from its start until the end of the
+settle time (each VE's own pids.current, read every 10 ms, so a shorter-lived burst can be
+missed: a lower bound), the maximum over the repeats; the default per-VE pids.max
+(config.DEFAULT_VE_PIDS_MAX, --ve-pids-max) must stay far above it. The runs set no per-VE
+limit of their own.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import contextlib
 import os
 import statistics
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,17 +56,41 @@ def charged_memory(tag: str) -> int:
     return total
 
 
-def measure(base: str, init: str, count: int, workload: str) -> tuple[float, float, float, float]:
+class PeakProcesses(threading.Thread):
+    """The most processes each VE had at once, polled from its own pids.current until stopped."""
+
+    def __init__(self, tag: str, count: int) -> None:
+        super().__init__(daemon=True)
+        self.paths = [cgroups.ve_pids_cgroup(tag, f"ve{index}") for index in range(1, count + 1)]
+        self.peak = [0] * count
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.01):
+            for number, path in enumerate(self.paths):
+                with contextlib.suppress(OSError, ValueError, TypeError), open(f"{path}/pids.current") as handle:
+                    self.peak[number] = max(self.peak[number], int(handle.read()))
+
+    def stop(self) -> int:
+        self.done.set()
+        self.join()
+        return max(self.peak)
+
+
+def measure(
+    base: str, init: str, count: int, workload: str, where: argparse.Namespace
+) -> tuple[float, float, float, float, int]:
     config = build_config(
-        root=ROOT,
-        bridge=BRIDGE,
-        subnet=SUBNET,
+        root=where.root,
+        bridge=where.bridge,
+        subnet=where.subnet,
         count=count,
         base=base,
         init=init,
         workload=workload,
         tmpfs_size="2G",
         timeout=300,
+        pids_max="max",  # no per-VE limit: measure what a VE takes, not what it is allowed
     )
     experiment = Experiment(config)
     stale = experiment.check()
@@ -69,7 +100,9 @@ def measure(base: str, init: str, count: int, workload: str) -> tuple[float, flo
             experiment.clean_stale(stale)
         experiment.setup()
         host_before = host_memory_used()
-        tmpfs_before = storage.tmpfs_used_bytes(ROOT)
+        tmpfs_before = storage.tmpfs_used_bytes(where.root)
+        peak = PeakProcesses(config.tag, count)
+        peak.start()
         results = experiment.start(1, count)
         assert all(result.ok for result in results), [r.error for r in results if not r.ok]
         deadline = time.monotonic() + 300
@@ -77,11 +110,12 @@ def measure(base: str, init: str, count: int, workload: str) -> tuple[float, flo
             assert time.monotonic() < deadline, "not every VE's workload began"
             time.sleep(0.5)
         time.sleep(SETTLE_S)
+        most = peak.stop()
         pids = len(cgroups.experiment_pids(config.tag)) / count
         charged = charged_memory(config.tag) / count / 2**20
         host = (host_memory_used() - host_before) / count / 2**20
-        tmpfs = (storage.tmpfs_used_bytes(ROOT) - tmpfs_before) / count / 2**10
-        return pids, charged, host, tmpfs
+        tmpfs = (storage.tmpfs_used_bytes(where.root) - tmpfs_before) / count / 2**10
+        return pids, charged, host, tmpfs, most
     finally:
         experiment.takedown()
         experiment.unlock()
@@ -93,13 +127,26 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     # A workload process that stays while measured, as ping does for its pings.
     parser.add_argument("--workload", default="cmd:sleep 600")
+    parser.add_argument(
+        "--combos", nargs="+", type=lambda text: tuple(text.split("/")), default=COMBOS, help="e.g. busybox/workload"
+    )
+    parser.add_argument("--root", default=ROOT)
+    parser.add_argument("--bridge", default=BRIDGE)
+    parser.add_argument("--subnet", default=SUBNET)
     args = parser.parse_args()
     print(f"{args.count} VEs per run running {args.workload!r}, {args.repeat} runs each, medians")
-    print(f"{'base/init':<18} {'processes/VE':>13} {'cgroup MiB/VE':>14} {'host MiB/VE':>12} {'tmpfs KiB/VE':>13}")
-    for base, init in COMBOS:
-        runs = [measure(base, init, args.count, args.workload) for _ in range(args.repeat)]
-        pids, charged, host, tmpfs = (statistics.median(values) for values in zip(*runs, strict=True))
-        print(f"{base + '/' + init:<18} {pids:>13.1f} {charged:>14.2f} {host:>12.2f} {tmpfs:>13.0f}", flush=True)
+    print(
+        f"{'base/init':<18} {'processes/VE':>13} {'peak/VE':>8} {'cgroup MiB/VE':>14} {'host MiB/VE':>12} "
+        f"{'tmpfs KiB/VE':>13}"
+    )
+    for base, init in args.combos:
+        runs = [measure(base, init, args.count, args.workload, args) for _ in range(args.repeat)]
+        pids, charged, host, tmpfs = (statistics.median(values) for values in list(zip(*runs, strict=True))[:4])
+        most = max(run[4] for run in runs)
+        print(
+            f"{base + '/' + init:<18} {pids:>13.1f} {most:>8} {charged:>14.2f} {host:>12.2f} {tmpfs:>13.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

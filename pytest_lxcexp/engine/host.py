@@ -60,6 +60,7 @@ FILES_PER_VE = 32
 PROCESS_RESERVE = 1000
 MEMORY_RESERVE = 1024 * MiB
 PIDS_BUDGET = "processes (--ve-pids-max)"
+VE_PIDS_LIMIT = "processes per VE (--ve-pids-max)"
 
 
 class PreflightError(RuntimeError):
@@ -151,9 +152,11 @@ def require_controllers(config: ExperimentConfig) -> None:
 
 
 def require_pids_budget(config: ExperimentConfig) -> None:
-    """--ve-pids-max writes pids.max in the pids hierarchy: the host must have one."""
-    if config.pids_max and "pids" not in cgroups.host_controllers():
-        raise ConfigError("--ve-pids-max", "this host has no pids cgroup controller")
+    """--ve-pids-max writes pids.max in the pids hierarchy (each VE's, by default): the host must have one."""
+    if (config.pids_max or config.ve_pids_max) and "pids" not in cgroups.host_controllers():
+        raise ConfigError(
+            "--ve-pids-max", "this host has no pids cgroup controller to limit processes in (--ve-pids-max=max: none)"
+        )
 
 
 def require_unified_choice(config: ExperimentConfig) -> None:
@@ -255,6 +258,11 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
     if config.pids_max:
         found.append(
             _requirement(PIDS_BUDGET, count, figures.processes - 1, 0, config.pids_max, fix="raise --ve-pids-max")
+        )
+    if config.ve_pids_max:
+        # What one VE runs (its monitor is outside its cgroup): a lower limit could never work.
+        found.append(
+            Requirement(VE_PIDS_LIMIT, figures.processes - 1, config.ve_pids_max, fix="raise --ve-pids-max")
         )
     return found
 

@@ -75,7 +75,7 @@ def test_a_ramp_with_a_low_pids_budget_stops_for_pids(pytester, clean_host, left
         pytester,
         names,
         "--ve-workload=idle",
-        "--ve-pids-max=11",
+        "--ve-pids-max=total:11",
         "--ve-ramp-step=2",
         "--ve-ramp-growth=1",
         "--ve-tmpfs-size=64M",
