@@ -58,6 +58,10 @@ BAD_INPUTS = [
     (["--ve-start-delay=-1"], "--ve-start-delay", "must be zero or more"),
     (["--ve-network=wifi"], "--ve-network", "is not one of"),
     (["--ve-parallel=0"], "--ve-parallel", "is not a positive whole number"),
+    (["--ve-root={root} x"], "--ve-root", "contains ' '"),
+    (["--ve-pids-max=lots"], "--ve-pids-max", "is not a positive whole number"),
+    (["--ve-pids-max=each:5"], "--ve-pids-max", "is not N, max, ve:N or total:N"),
+    (["--ve-pids-max=1"], "--ve-pids-max", "1 per VE is below the 2 processes one busybox/workload VE runs"),
 ]
 
 

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import pathlib
+import select
 import signal
 import subprocess
 import sys
@@ -170,6 +171,51 @@ def _waits_for_flock(pid: int, path: str) -> bool:
             if "->" in words and "FLOCK" in words and str(pid) in words and file_id in words:
                 return True
     return False
+
+
+# Waits for the lock at argv[1] like any process of a run (a gate, a cache build), says which
+# file it got, and holds it until its stdin closes.
+LOCK_WAITER = """
+import fcntl, os, sys
+from pytest_lxcexp.engine.storage import lock_file
+handle = lock_file(sys.argv[1], fcntl.LOCK_EX)
+print(os.fstat(handle.fileno()).st_ino, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_lock_never_has_two_holders_across_processes(tmp_path):
+    # A holder that releases unlinks the lock file. A process already waiting in flock() on
+    # the old file wakes up holding an inode nobody else sees, while a newcomer may meanwhile
+    # have made and locked a new file at the path: both would "hold" the lock.
+    path = str(tmp_path / ".exp.lxcexp.lock")
+    first = storage.lock_file(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert first is not None
+    old = os.fstat(first.fileno()).st_ino
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", LOCK_WAITER, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    newcomer = None
+    try:
+        wait_for(lambda: _waits_for_flock(waiter.pid, path), waiter, what="the waiter blocked on the lock")
+        os.unlink(path)  # the first holder releases: unlink, then close
+        newcomer = storage.lock_file(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert newcomer is not None
+        new = os.fstat(newcomer.fileno()).st_ino
+        assert new != old
+        first.close()
+        # The waiter got the old inode, saw the path names another, and now waits on the new one.
+        wait_for(lambda: _waits_for_flock(waiter.pid, path), waiter, what="the waiter blocked on the new file")
+        assert not select.select([waiter.stdout], [], [], 0)[0], "the waiter holds the lock with the newcomer"
+        newcomer.close()
+        got = waiter.stdout.readline().strip()
+        assert got == str(new), (got, old, new)
+    finally:
+        first.close()
+        if newcomer is not None:
+            newcomer.close()
+        waiter.kill()
+        waiter.wait()
 
 
 def test_a_busybox_cache_refresh_waits_for_the_build_in_progress(tmp_path, cli):

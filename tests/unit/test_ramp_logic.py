@@ -203,9 +203,6 @@ def test_the_preflight_counts_the_per_ve_figures_of_the_base_and_init() -> None:
     assert system["kernel.pid_max"] == 4 and system["memory available"] == 3 * MIB // 2 + host.MEMORY_CGROUPS_PER_VE
     assert "processes (--ve-pids-max)" not in busybox
     assert per_ve(pids_max="total:100")["processes (--ve-pids-max)"] == 2  # the monitor is outside the budget
-    # Each VE's own limit: what one VE runs, not growing with the count.
-    assert per_ve()["processes per VE (--ve-pids-max)"] == 0
-    assert "processes per VE (--ve-pids-max)" not in per_ve(pids_max="max")
 
 
 @pytest.mark.parametrize(
@@ -227,11 +224,13 @@ def test_pids_max_each_and_total(text: str, each: int, total: int) -> None:
     assert (config.ve_pids_max, config.pids_max) == (each, total)
 
 
-def test_a_ve_pids_limit_below_what_a_ve_runs_is_refused_by_the_preflight() -> None:
-    config = build_config(count=10, network="none", base="busybox", pids_max="1")
-    (short,) = [item for item in host.requirements(config) if item.what == "processes per VE (--ve-pids-max)"]
-    assert short.short and short.need == host.PER_VE_BUDGET[("busybox", "workload")].processes - 1
-    assert "raise --ve-pids-max" in short.line()
+def test_a_ve_pids_limit_below_what_a_ve_runs_is_refused() -> None:
+    host.require_pids_budget(build_config(pids_max="2"))  # a busybox VE's init and its ping
+    with pytest.raises(ConfigError) as caught:
+        host.require_pids_budget(build_config(pids_max="1"))
+    assert str(caught.value) == "--ve-pids-max: 1 per VE is below the 2 processes one busybox/workload VE runs"
+    with pytest.raises(ConfigError, match="below the 5 processes one debian/system VE runs"):
+        host.require_pids_budget(build_config(pids_max="4", base="debian", init="system", base_release="bookworm"))
 
 
 @pytest.mark.parametrize(
