@@ -13,6 +13,13 @@ the growth of host memory in use, and the growth of the experiment's tmpfs from 
 the first start, each over COUNT. Medians over the repeats; the table is what
 pytest_lxcexp/engine/host.py's PER_VE_BUDGET holds.
 
+    .venv/bin/python benchmarks/per_ve_budget.py --combos busybox/workload --count 300 \
+        --repeat 3 --workloads idle cmd:true
+
+compares what a VE's init costs after the tool's own workload (it sleeps in the shell's
+place) with after a user's command (the shell stays, to reap what the command left).
+Workloads are interleaved within each repeat, so the host's drift hits them alike.
+
 "peak/VE" is the most processes any one VE had at once from its start until the end of the
 settle time (each VE's own pids.current, read every 10 ms, so a shorter-lived burst can be
 missed: a lower bound), the maximum over the repeats; the default per-VE pids.max
@@ -39,7 +46,7 @@ from pytest_lxcexp.report.sampler import host_memory_used  # noqa: E402
 
 ROOT = "/tmp/lxcexp-budget"
 BRIDGE = "vebudget"
-SUBNET = "10.103.200.0/24"
+SUBNET = "10.103.192.0/20"
 COMBOS = [("busybox", "workload"), ("busybox", "system"), ("debian", "workload"), ("debian", "system")]
 SETTLE_S = 5.0
 MEMORY_HIERARCHY = "/sys/fs/cgroup/memory"  # cgroup v1 (this host); hierarchical accounting
@@ -126,27 +133,31 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=2)
     # A workload process that stays while measured, as ping does for its pings.
-    parser.add_argument("--workload", default="cmd:sleep 600")
-    parser.add_argument(
-        "--combos", nargs="+", type=lambda text: tuple(text.split("/")), default=COMBOS, help="e.g. busybox/workload"
-    )
+    parser.add_argument("--workloads", nargs="+", default=["cmd:sleep 600"])
+    parser.add_argument("--combos", nargs="+", default=[f"{b}/{i}" for b, i in COMBOS], metavar="BASE/INIT")
     parser.add_argument("--root", default=ROOT)
     parser.add_argument("--bridge", default=BRIDGE)
     parser.add_argument("--subnet", default=SUBNET)
     args = parser.parse_args()
-    print(f"{args.count} VEs per run running {args.workload!r}, {args.repeat} runs each, medians")
+    combos = [tuple(combo.split("/", 1)) for combo in args.combos]
+    print(f"{args.count} VEs per run, {args.repeat} runs each, medians (peak/VE: the highest)")
     print(
-        f"{'base/init':<18} {'processes/VE':>13} {'peak/VE':>8} {'cgroup MiB/VE':>14} {'host MiB/VE':>12} "
-        f"{'tmpfs KiB/VE':>13}"
+        f"{'base/init':<18} {'workload':<14} {'processes/VE':>13} {'peak/VE':>8} {'cgroup KiB/VE':>14} "
+        f"{'host MiB/VE':>12} {'tmpfs KiB/VE':>13}"
     )
-    for base, init in args.combos:
-        runs = [measure(base, init, args.count, args.workload, args) for _ in range(args.repeat)]
-        pids, charged, host, tmpfs = (statistics.median(values) for values in list(zip(*runs, strict=True))[:4])
-        most = max(run[4] for run in runs)
-        print(
-            f"{base + '/' + init:<18} {pids:>13.1f} {most:>8} {charged:>14.2f} {host:>12.2f} {tmpfs:>13.0f}",
-            flush=True,
-        )
+    for base, init in combos:
+        runs: dict[str, list] = {workload: [] for workload in args.workloads}
+        for _ in range(args.repeat):
+            for workload in args.workloads:
+                runs[workload].append(measure(base, init, args.count, workload, args))
+        for workload, measured in runs.items():
+            pids, charged, host, tmpfs = (statistics.median(values) for values in list(zip(*measured, strict=True))[:4])
+            most = max(run[4] for run in measured)
+            print(
+                f"{base + '/' + init:<18} {workload:<14} {pids:>13.2f} {most:>8} {charged * 1024:>14.0f} "
+                f"{host:>12.2f} {tmpfs:>13.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
