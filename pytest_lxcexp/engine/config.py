@@ -27,6 +27,8 @@ MAX_VE_COUNT = 100_000
 IFNAME_MAX = 15
 # More starter processes than this only queue on liblxc's and the kernel's locks.
 MAX_PARALLEL = 64
+# Rounds of one session (--ve-repeat): each is a whole set up and takedown; more is a script's job.
+MAX_REPEAT = 1000
 NETWORK_MODES = ("bridge", "none")
 # Named bases; besides them --ve-base takes lxc:NAME[@LXCPATH] and a rootfs directory or tarball.
 BASES = ("busybox", "debian")
@@ -444,6 +446,8 @@ class ExperimentConfig:
     ve_pids_max: int = DEFAULT_VE_PIDS_MAX  # each VE's own pids.max; 0: none
     # --ve-lxc: the LXC builds that start the VEs, interleaved (normalized specs; none: the system's).
     lxc: tuple[str, ...] = ()
+    # --ve-repeat: rounds of set up, start, complete, take down in one pytest session.
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         if self.ve_last == 0:
@@ -469,6 +473,10 @@ class ExperimentConfig:
             raise ConfigError("--ve-apt-proxy", "the busybox base has no apt to configure")
         if self.slo and not self.ramp:
             raise ConfigError("--ve-slo", "applies to a ramp only: use it with --ve-count=max")
+        if self.repeat > 1 and self.ramp:
+            raise ConfigError("--ve-repeat", "a ramp runs once, up to what stops it: repeat it in separate runs")
+        if self.repeat > 1 and self.keep:
+            raise ConfigError("--ve-repeat", "each round takes its VEs down before the next; --ve-keep keeps them up")
         if self.cgroups not in ("auto", "all"):
             listed = self.cgroups.split(",")
             if self.init == "system":
@@ -567,6 +575,7 @@ def build_config(
     slo: str = "",
     pids_max: str | int = "",
     lxc: Iterable[str] | str | None = None,
+    repeat: str | int = 1,
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
     base_value = parse_base("--ve-base", base)
@@ -633,6 +642,7 @@ def build_config(
         pids_max=pids_max_value,
         ve_pids_max=ve_pids_max_value,
         lxc=parse_builds([lxc] if isinstance(lxc, str) else lxc or ()),
+        repeat=parse_positive_int("--ve-repeat", repeat, MAX_REPEAT),
     )
 
 
