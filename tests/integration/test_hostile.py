@@ -355,6 +355,7 @@ def test_a_half_written_starts_line_loses_no_start(clean_host, leftovers, cli):
     # The cut line is still a line of its own (nothing glued to it and lost), every later one whole.
     lines = pathlib.Path(storage.Layout(names.root).starts_log).read_text().splitlines()
     cut = lines.index(CUT_LINE)
-    assert [json.loads(line)["index"] for line in lines[cut + 1 :]][:2] == [2, 3], lines
+    # ve2 and ve3 in the order their starts returned (two starters), then their RUNNING re-records.
+    assert {2, 3} <= {json.loads(line)["index"] for line in lines[cut + 1 :]}, lines
     assert cli("takedown", "--root", names.root).returncode == 0
     assert leftovers(names) == []
