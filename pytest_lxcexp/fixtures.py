@@ -24,10 +24,13 @@ from .engine.ramp import Ramp
 from .engine.stats import VERecord
 from .engine.storage import RootError
 from .engine.takedown import TakedownReport, takedown_network, takedown_root, takedown_ves
+from .membership import RunMembership
 from .session import RunState, run_state_key
 
 # A test using any of these needs the host (preflight, root); ve_config alone only reads options.
-HOST_FIXTURES = frozenset({"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range", "ve_ramp"})
+HOST_FIXTURES = frozenset(
+    {"ve_round", "ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range", "ve_ramp"}
+)
 EXPERIMENT_FIXTURES = HOST_FIXTURES | {"ve_config"}
 
 
@@ -109,6 +112,14 @@ def ve_fields_from_hooks(config: pytest.Config, experiment: Experiment) -> Calla
     return fields
 
 
+@contextlib.contextmanager
+def _taking_down(state: RunState, experiment: Experiment) -> Iterator[None]:
+    """One step of the takedown: timed, and what an interrupt meanwhile is reported against
+    (between rounds of --ve-repeat, before the session's own end says so)."""
+    with state.in_phase("takedown"), experiment.timed_takedown():
+        yield
+
+
 @pytest.fixture(scope="session")
 def ve_config(request: pytest.FixtureRequest) -> ExperimentConfig:
     """The session's validated ExperimentConfig."""
@@ -116,15 +127,36 @@ def ve_config(request: pytest.FixtureRequest) -> ExperimentConfig:
 
 
 @pytest.fixture(scope="session")
-def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
+def ve_round(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The round being run (0-based), at the root of the chain: --ve-repeat N parametrizes it
+    (round1..roundN, session scope), so pytest runs each round's tests before the next round's
+    and tears the whole chain down, the takedown, between them."""
+    state = _state(request)
+    number = getattr(request, "param", 0)
+    if state.config.repeat > 1:
+        _say(request, f"lxcexp: round {number + 1} of {state.config.repeat}", bold=True)
+    state.phase = "preflight"  # this round's experiment is not set up yet
+    state.begin_round(number)
+    yield number
+    experiment = state.experiment
+    # Looked at now, before the next round's set up: what this round's takedown left behind.
+    taken_down = experiment is not None and state.membership.taken_down
+    state.end_round(experiment.leftovers() if taken_down else None)
+
+
+@pytest.fixture(scope="session")
+def ve_root(request: pytest.FixtureRequest, ve_round: int) -> Iterator[Experiment]:
     """Lock the root, clean a stale run of ours, mount the tmpfs and mark it ours."""
     state = _state(request)
     experiment = state.experiment or Experiment(state.config)
+    experiment.round = ve_round
     experiment.progress = _progress(request)
     state.ve_fields = ve_fields_from_hooks(request.config, experiment)
     state.status = StatusLine(request)
     state.experiment = experiment
-    member = state.membership
+    # Only the first round can meet a crashed run's experiment: the preflight looked before it.
+    stale, state.stale_marker = state.stale_marker, None
+    member = state.membership = RunMembership()  # each round joins the host anew
     try:
         member.join(request.config, experiment)
     except RootError as error:
@@ -137,14 +169,14 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
     try:
         if not member.first:
             pass  # another worker of this run set the host up
-        elif state.stale_marker:
+        elif stale:
             _say(
                 request,
                 f"lxcexp: {state.config.root} holds a stale experiment of ours "
-                f"(pid {state.stale_marker.get('pid')}); taking it down first",
+                f"(pid {stale.get('pid')}); taking it down first",
                 yellow=True,
             )
-            experiment.clean_stale(state.stale_marker)
+            experiment.clean_stale(stale)
         if member.first:
             with state.in_phase("setup tmpfs"):
                 experiment.setup_root()
@@ -157,7 +189,7 @@ def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
     yield experiment
     try:
         if not state.config.keep and member.last:
-            with experiment.timed_takedown():
+            with _taking_down(state, experiment):
                 takedown_root(state.config.root, experiment.takedown_report)
             member.taken_down = True
     finally:
@@ -193,7 +225,7 @@ def ve_network(request: pytest.FixtureRequest, ve_base: Experiment) -> Iterator[
         raise
     yield ve_base
     if not config.keep and state.membership.last:
-        with ve_base.timed_takedown():
+        with _taking_down(state, ve_base):
             takedown_network(config.tag, bridge, ve_base.takedown_report)
 
 
@@ -218,8 +250,7 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
         if experiment.starts:
             state.phase = "records"
             records = state.with_fields(experiment.records(experiment.config.ve_first, experiment.created_last))
-            state.records = {record.index: record for record in records}
-            state.summary = experiment.summary(records)
+            state.round_records(records, experiment.summary(records))
     finally:
         try:
             member.leave_run()
@@ -227,7 +258,7 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
             state.kept = state.config.keep
             # Kept up on purpose, or another worker of this run still uses it: not ours to take down.
             if not state.config.keep and member.last:
-                with experiment.timed_takedown():
+                with _taking_down(state, experiment):
                     takedown_ves(experiment.config.root, experiment.config.tag, experiment.takedown_report)
 
 

@@ -27,6 +27,8 @@ MAX_VE_COUNT = 100_000
 IFNAME_MAX = 15
 # More starter processes than this only queue on liblxc's and the kernel's locks.
 MAX_PARALLEL = 64
+# Rounds of one session (--ve-repeat): each is a whole set up and takedown; more is a script's job.
+MAX_REPEAT = 1000
 NETWORK_MODES = ("bridge", "none")
 # Named bases; besides them --ve-base takes lxc:NAME[@LXCPATH] and a rootfs directory or tarball.
 BASES = ("busybox", "debian")
@@ -412,6 +414,8 @@ class ExperimentConfig:
     pids_max: int = 0  # pids.max on the experiment's cgroup subtree (all VEs together); 0: none
     # --ve-lxc: the LXC builds that start the VEs, interleaved (normalized specs; none: the system's).
     lxc: tuple[str, ...] = ()
+    # --ve-repeat: rounds of set up, start, complete, take down in one pytest session.
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         if self.ve_last == 0:
@@ -437,6 +441,10 @@ class ExperimentConfig:
             raise ConfigError("--ve-apt-proxy", "the busybox base has no apt to configure")
         if self.slo and not self.ramp:
             raise ConfigError("--ve-slo", "applies to a ramp only: use it with --ve-count=max")
+        if self.repeat > 1 and self.ramp:
+            raise ConfigError("--ve-repeat", "a ramp runs once, up to what stops it: repeat it in separate runs")
+        if self.repeat > 1 and self.keep:
+            raise ConfigError("--ve-repeat", "each round takes its VEs down before the next; --ve-keep keeps them up")
         if self.cgroups not in ("auto", "all"):
             listed = self.cgroups.split(",")
             if self.init == "system":
@@ -533,6 +541,7 @@ def build_config(
     slo: str = "",
     pids_max: str | int = "",
     lxc: Iterable[str] | str | None = None,
+    repeat: str | int = 1,
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
     base_value = parse_base("--ve-base", base)
@@ -597,6 +606,7 @@ def build_config(
         slo=parse_slos("--ve-slo", slo),
         pids_max=parse_positive_int("--ve-pids-max", pids_max) if str(pids_max).strip() not in ("", "0") else 0,
         lxc=parse_builds([lxc] if isinstance(lxc, str) else lxc or ()),
+        repeat=parse_positive_int("--ve-repeat", repeat, MAX_REPEAT),
     )
 
 

@@ -56,7 +56,7 @@ class Experiment:
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
         self._builds: list[builds.LXCBuild] | None = None
-        # The round being run (0-based; --ve-repeat, not built yet, would advance it): it shifts which build starts ve1.
+        # The round being run (0-based, --ve-repeat): it shifts which build starts ve1.
         self.round = 0
         # The proof that each build ran as asked, from its first VE that could be looked at.
         self.proofs: dict[str, builds.Proof] = {}
@@ -65,6 +65,16 @@ class Experiment:
         self.waited_until: float | None = None
         self._running_watch: contextlib.ExitStack | None = None
         self._running_times = phases.RunningTimes()
+
+    def next_round(self, number: int) -> Experiment:
+        """The experiment of round `number` (--ve-repeat), set up anew after this one's takedown:
+        only what the session found once (the preflight's warnings, the resolved builds) carries over."""
+        fresh = Experiment(self.config, self.progress)
+        fresh.round = number
+        fresh.warnings = list(self.warnings)
+        fresh._builds = self._builds
+        fresh.ramp_bound_by = self.ramp_bound_by
+        return fresh
 
     @property
     def builds(self) -> list[builds.LXCBuild]:
@@ -213,6 +223,9 @@ class Experiment:
 
     # -- running --------------------------------------------------------------------
 
+    def _host_veth(self, index: int) -> str:
+        return network.veth_name(self.config.tag, index)
+
     def start(self, first: int, last: int, status: Status = NO_STATUS) -> list[fleet.StartResult]:
         began = time.monotonic()
         if self._first_start is None:
@@ -266,6 +279,7 @@ class Experiment:
                 starter_args=starter_args,
                 build_names=[build.name for build in lxc_builds],
                 build_of=lambda index: builds.build_index(index, len(lxc_builds), self.round),
+                veth_of=self._host_veth if self.config.network == "bridge" else None,
             )
             results = [dataclasses.replace(result, round=self.round) for result in results]
         except BaseException:

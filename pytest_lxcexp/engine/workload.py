@@ -68,6 +68,11 @@ began_at=$EPOCHREALTIME
 exec >>/var/log/lxcexp/workload.log 2>&1 </dev/null
 echo "lxcexp-begin $(date +%s) $(hostname) workload=$WORKLOAD at=$began_at"
 ip link set lo up || echo "lxcexp-error lo-up"
+# eth0 comes up here, not in liblxc (GATEWAY set): liblxc brings it up before it turns
+# the VE's IPv6 off, and what IPv6 sends meanwhile is flooded to every port of the bridge.
+if [ -n "$GATEWAY" ]; then
+    { ip link set eth0 up && ip route add default via "$GATEWAY"; } || echo "lxcexp-error eth0-up"
+fi
 rc=
 case "$WORKLOAD" in
 ping-gateway|ping-neighbour|ping-localhost)
@@ -166,8 +171,10 @@ def workload_env(
     target: str = "127.0.0.1",
     workload: str = "ping-localhost",
     poweroff: bool = False,
+    gateway: str = "",
 ) -> str:
-    """/etc/lxcexp/workload.env: sourced by the init script, shared by every VE through the base."""
+    """/etc/lxcexp/workload.env: sourced by the init script, shared by every VE through the base.
+    GATEWAY, when set, tells the init script to bring eth0 up itself (init_brings_up_network)."""
     lines = [
         f"WORKLOAD={workload_kind(workload)}",
         f"PINGS={pings}",
@@ -176,6 +183,8 @@ def workload_env(
         f"REACH_TIMEOUT={REACH_TIMEOUT}",
         f"POWEROFF={int(poweroff)}",
     ]
+    if gateway:
+        lines.append(f"GATEWAY={gateway}")
     command = workload_command(workload)
     if command is not None:
         # shlex.quote is POSIX sh quoting: the command reaches `sh -c` byte for byte.
@@ -183,9 +192,16 @@ def workload_env(
     return "\n".join(lines) + "\n"
 
 
+def init_brings_up_network(config: ExperimentConfig) -> bool:
+    """Whether the tool's own init script (PID 1, not a hook's script or a distribution's
+    init) brings eth0 up, after liblxc turned the VE's IPv6 off (see INIT_SCRIPT)."""
+    return config.network == "bridge" and config.init == "workload" and config.workload_script is None
+
+
 def env_for(config: ExperimentConfig) -> str:
     target = ping_target(config) or "127.0.0.1"
-    return workload_env(config.pings, config.ping_interval, target, config.workload, config.poweroff)
+    gateway = str(AddressPlan(config.subnet).gateway) if init_brings_up_network(config) else ""
+    return workload_env(config.pings, config.ping_interval, target, config.workload, config.poweroff, gateway)
 
 
 def ve_env(config: ExperimentConfig, index: int) -> str | None:

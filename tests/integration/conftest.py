@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from integration_helpers import Names, alive, lxc_monitors
+from integration_helpers import Names, leftovers_of
 
 from pytest_lxcexp.engine import takedown
-from pytest_lxcexp.engine.storage import lock_path
 
 _serial = itertools.count(1)
 
@@ -33,32 +32,6 @@ def names() -> Names:
     # Distinct per process too: two test runs on one host must not claim the same subnet.
     subnet = f"10.{220 + (os.getpid() + int(worker)) % 10}.{(os.getpid() // 10 + serial) % 250}.0/24"
     return Names(root=f"/tmp/lxcexp-it-{tag}", bridge=f"veit{os.getpid() % 1000}x{serial}", subnet=subnet)
-
-
-def leftovers_of(names: Names) -> list[str]:
-    """Everything of the experiment that can still be seen on the host."""
-    found = takedown.leftovers(names.root, names.tag, names.bridge)
-    # Any live process whose cgroup is one of the experiment's. A zombie runs nothing and holds
-    # no resource but its PID; here PID 1 (not an init that reaps) leaves orphans' zombies for a while.
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if not alive(int(pid)):
-            continue
-        try:
-            with open(f"/proc/{pid}/cgroup") as handle:
-                if f"lxcexp-{names.tag}" in handle.read():
-                    found.append(f"process {pid} in the experiment's cgroups")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    found += [f"lxc monitor {pid}" for pid in lxc_monitors(names.root)]
-    with open("/proc/self/mountinfo") as handle:
-        found += [f"mount: {line.strip()}" for line in handle if names.root in line]
-    if os.path.exists(names.root):
-        found.append(f"directory {names.root}")
-    if os.path.exists(lock_path(names.root)):
-        found.append(f"lock file {lock_path(names.root)}")
-    listed = subprocess.run(["lxc-ls", "-P", names.root], capture_output=True, text=True).stdout.split()
-    found += [f"container {name}" for name in listed]
-    return found
 
 
 @pytest.fixture

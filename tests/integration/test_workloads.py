@@ -39,6 +39,14 @@ def test_ping_gateway_is_answered_by_the_bridge(clean_host, leftovers):
         assert all(result.ok for result in experiment.start(1, 3))
         # The bridge keeps its MAC as ports join: a VE's resolved gateway stays valid.
         assert _mac(names.bridge) == mac == network.bridge_mac(names.bridge)
+        # The starter turned the host-side veths' IPv6 off: no link-local address or route
+        # of theirs in the host's tables.
+        veths = [network.veth_name(experiment.config.tag, index) for index in (1, 2, 3)]
+        for veth in veths:
+            with open(f"/proc/sys/net/ipv6/conf/{veth}/disable_ipv6") as handle:
+                assert handle.read().strip() == "1"
+        with open("/proc/net/if_inet6") as handle:
+            assert not [line for line in handle if line.split()[-1] in veths]
         records = experiment.wait(1, 3, timeout=60)
         assert [r.failure for r in records] == [None, None, None]
         assert {r.target for r in records} == {gateway}
