@@ -33,7 +33,8 @@ OPTIONS: list[tuple[str, str, str, str]] = [
         "--ve-pids-max",
         "ve_pids_max",
         "",
-        "at most N processes in all VEs together (pids.max on the experiment's cgroup subtree; default: none)",
+        "processes a VE may have: N or max (no limit) for each VE's own pids.max (default 1024), "
+        "total:N for all VEs together (the experiment's cgroup subtree; default none); e.g. 512,total:20000",
     ),
     ("--ve-batch", "ve_batch", "100", "VEs per test range (default 100)"),
     (

@@ -67,11 +67,13 @@ class RoundState:
     waited_until: float | None = None
     # What its takedown left on the host, looked at before the next round's set up (None: not looked at).
     left_behind: list[str] | None = None
+    waits: list[dict[str, Any]] = field(default_factory=list)  # each range's wait (engine/waits.py)
 
     def take_from(self, experiment: Experiment) -> None:
         self.timings = dict(experiment.timings)
         self.starts = dict(experiment.starts)
         self.waited_until = experiment.waited_until
+        self.waits = [wait.to_dict() for wait in experiment.waits]
 
 
 @dataclass

@@ -16,6 +16,7 @@ from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .progress import NO_STATUS, Counts, Status, status_text
 from .stats import Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
+from .waits import RangeWait, range_first_start, wait_deadline
 from .workload import LogFollower, WorkloadLog, expected_exit_status, ping_target
 from .workload_kinds import workload_kind
 
@@ -63,6 +64,8 @@ class Experiment:
         # Epoch of the last wait's end: parts of one run (xdist workers) measure "complete all"
         # from their own first start, so only this lets a merge make one span of them.
         self.waited_until: float | None = None
+        # Every range's wait: its deadline, when it began and ended (results.json timings.waits).
+        self.waits: list[RangeWait] = []
         self._running_watch: contextlib.ExitStack | None = None
         self._running_times = phases.RunningTimes()
 
@@ -454,14 +457,21 @@ class Experiment:
         return replace(record, fault=fault)
 
     def wait(self, first: int, last: int, timeout: float | None = None, status: Status = NO_STATUS) -> list[VERecord]:
-        """Wait until every VE of the range has finished its workload (or cannot), then report."""
+        """Wait until every VE of the range has finished its workload (or cannot), then report.
+        The range gives up `timeout` after its own first start (waits.wait_deadline)."""
         self.end_running_watch()
         pending = set(range(first, last + 1))
-        deadline = self._range_deadline(pending, timeout if timeout is not None else self.config.effective_timeout)
+        timeout = timeout if timeout is not None else self.config.effective_timeout
+        began = time.time()
+        first_start = range_first_start(self.starts[i].started_at for i in pending if i in self.starts)
+        deadline_at = wait_deadline(first_start, timeout, began)
+        deadline = time.monotonic() + max(0.0, deadline_at - began)
         # A full tmpfs stops every log from growing: do not wait out the whole timeout for it.
         full = FullTmpfsWatch(self.config.root, patience=max(5.0, 3 * self.config.ping_interval))
         waiting_since, completed_before = time.monotonic(), len(self.completed)
-        while pending and time.monotonic() < deadline:
+        # Every VE is looked at at least once, even when the range's deadline passed before this
+        # wait began (a later range, waited on after an earlier one's timeout): its count is right.
+        while pending:
             if full.hopeless([self.layout.ve_workload_log(index) for index in sorted(pending)], time.monotonic()):
                 self.progress(f"lxcexp: {tmpfs_full_words(self.config.root)}; not waiting any longer")
                 break
@@ -478,7 +488,7 @@ class Experiment:
                 elif start is not None and start.pid and not os.path.exists(f"/proc/{start.pid}"):
                     # Its init is gone: it will never finish, so do not wait out the timeout.
                     pending.discard(index)
-            if pending:
+            if pending and time.monotonic() < deadline:
                 failed = sum(not result.ok for result in self.starts.values())
                 status(
                     status_text(
@@ -496,20 +506,17 @@ class Experiment:
                     )
                 )
                 time.sleep(0.5)
+            else:
+                break
         status.end()
         self._last_completion = time.monotonic()
         self.waited_until = time.time()
+        self.waits.append(
+            RangeWait(first, last, timeout, first_start, began, deadline_at, self.waited_until, len(pending))
+        )
         if self._first_start is not None:
             self.timings["complete all"] = self._last_completion - self._first_start
         return self.records(first, last)
-
-    def _range_deadline(self, indexes: set[int], timeout: float) -> float:
-        """When a range's wait gives up (monotonic): `timeout` after the range's first start,
-        not after the wait began. All ranges start before any is waited on, so ten ranges
-        with a hung VE each would otherwise wait ten timeouts."""
-        started = [self.starts[index].started_at for index in indexes if index in self.starts]
-        elapsed = max(0.0, time.time() - min(started)) if started else 0.0
-        return time.monotonic() + max(0.0, timeout - elapsed)
 
     def summary(self, records: list[VERecord]) -> Summary:
         try:

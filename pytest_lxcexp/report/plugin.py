@@ -305,9 +305,11 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
             "interrupted": interrupted.to_dict() if (interrupted := interruption(config)) else None,
         },
         waited_until=experiment.waited_until,
+        # Every round's (the last one's was just taken from the experiment).
+        waits=[wait for r in run.rounds for wait in r.waits] or [wait.to_dict() for wait in experiment.waits],
         ramp=experiment.ramp_result.to_dict() if experiment.ramp_result is not None else None,
         rounds=[
-            RoundTimes(r.number, r.timings, r.began_at, r.waited_until, r.first_build, r.left_behind)
+            RoundTimes(r.number, r.timings, r.began_at, r.waited_until, r.first_build, r.left_behind, r.waits)
             for r in run.rounds
         ],
     )

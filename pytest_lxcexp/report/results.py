@@ -61,6 +61,7 @@ class RoundTimes:
     waited_until: float | None = None
     first_build: str | None = None  # the build that started its first VE
     left_behind: list[str] | None = None  # what its takedown left on the host (None: not looked at)
+    waits: Sequence[Mapping[str, Any]] = ()  # each range's wait in the round (engine/waits.py)
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,16 @@ def completion_times(ves: list[dict[str, Any]], seen_by: float | None) -> None:
 
 
 def timings_section(
-    phases: Mapping[str, float], latencies: list[float], waited_until: float | None = None
+    phases: Mapping[str, float],
+    latencies: list[float],
+    waited_until: float | None = None,
+    waits: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     setups = [phases[name] for name in SETUP_PHASES if name in phases]
     return {
         "waited_until": _round(waited_until),
+        # Each range's wait (several workers' merged), in the order they began.
+        "waits": sorted((dict(wait) for wait in waits), key=lambda wait: wait["began"]),
         "phases": {name: _round(seconds) for name, seconds in phases.items()},
         "setup_s": _round(sum(setups)) if setups else None,
         "start_all_s": _round(phases.get("start all")),
@@ -212,6 +218,7 @@ def build_results(
     waited_until: float | None = None,
     ramp: dict[str, Any] | None = None,
     rounds: Sequence[RoundTimes] = (),
+    waits: Iterable[Mapping[str, Any]] = (),
 ) -> Results:
     """One run as the results file's dict (see docs/results-schema.md). `rounds`: each round's
     own times (--ve-repeat); without them the run is one round of `phases`. With several, the
@@ -241,7 +248,7 @@ def build_results(
     resources["disk_used"] = summary.disk_used if summary else None
     resources["disk_base"] = capture.disk_base if capture else None
     resources["disk_per_ve"] = _round(capture.disk_per_ve, 1) if capture else None
-    timings = timings_section(phases, latencies, waited_until)
+    timings = timings_section(phases, latencies, waited_until, waits)
     if summary is None or summary.completed != summary.total:
         timings["complete_all_s"] = None  # "all completed" never happened
     results: Results = {
@@ -282,7 +289,7 @@ def rounds_section(rounds: list[RoundTimes], records: list[VERecord]) -> list[di
     section = []
     for entry in rounds:
         its = summarize(record for record in records if record.round == entry.number)
-        timings = timings_section(entry.phases, its.start_latencies, entry.waited_until)
+        timings = timings_section(entry.phases, its.start_latencies, entry.waited_until, entry.waits)
         if its.completed != its.total or not its.total:
             timings["complete_all_s"] = None  # "all completed" never happened in this round
         section.append(
@@ -505,6 +512,7 @@ def _combine(
         samples=samples,
         session={**first["session"], "outcomes": outcomes, "workers": workers},
         waited_until=max(waited, default=None),
+        waits=[wait for part in parts for wait in part["timings"].get("waits", [])],
     )
 
 

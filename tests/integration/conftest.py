@@ -24,8 +24,7 @@ def _require_root_and_lxc() -> None:
     assert subprocess.run(["lxc-ls", "--version"], capture_output=True).returncode == 0, "lxc is not installed"
 
 
-@pytest.fixture
-def names() -> Names:
+def _new_names() -> Names:
     serial = next(_serial)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     tag = f"{os.getpid() % 1000}-{worker}-{serial}"
@@ -35,8 +34,23 @@ def names() -> Names:
 
 
 @pytest.fixture
+def names() -> Names:
+    return _new_names()
+
+
+@pytest.fixture
 def clean_host(names: Names):
     """Hand the test its names; afterwards assert nothing is left, then clean up regardless."""
+    yield names
+    left = leftovers_of(names)
+    takedown.takedown(names.root, names.tag, names.bridge)
+    assert not left, f"left behind: {left}"
+
+
+@pytest.fixture
+def second_host():
+    """Names of a second experiment for a test that runs two at once; checked afterwards like clean_host."""
+    names = _new_names()
     yield names
     left = leftovers_of(names)
     takedown.takedown(names.root, names.tag, names.bridge)

@@ -65,6 +65,10 @@ BAD_INPUTS = [
     (["--ve-repeat=2", "-n", "2"], "--ve-repeat", "rounds run in one process, not under pytest-xdist"),
     (["--ve-repeat=2", "--ve-keep"], "--ve-repeat", "each round takes its VEs down before the next"),
     (["--ve-repeat=2", "--ve-count=max"], "--ve-repeat", "a ramp runs once"),
+    (["--ve-root={root} x"], "--ve-root", "contains ' '"),
+    (["--ve-pids-max=lots"], "--ve-pids-max", "is not a positive whole number"),
+    (["--ve-pids-max=each:5"], "--ve-pids-max", "is not N, max, ve:N or total:N"),
+    (["--ve-pids-max=1"], "--ve-pids-max", "1 per VE is below the 2 processes one busybox/workload VE runs"),
 ]
 
 

@@ -57,19 +57,21 @@ def test_a_ramp_with_a_low_objective_stops_for_it(pytester, clean_host, leftover
     ramp_section = results["ramp"]
     assert ramp_section["stop"]["limit"] == "slo" and ramp_section["slo"] == ["start_p99:1ms"]
     assert [point["running"] for point in ramp_section["points"]] == [3]
-    assert ramp_section["points"][0]["processes"] == 6  # three VEs: monitor and init (sleeping in the shell's place)
+    # Three VEs: a monitor each, and their init, which sleeps in the shell's place after an idle workload.
+    assert ramp_section["points"][0]["processes"] == 6
     assert leftovers(names) == []
 
 
 def test_a_ramp_with_a_low_pids_budget_stops_for_pids(pytester, clean_host, leftovers):
     names = clean_host
-    # An idle VE has one process in the budget once it runs (its init, sleeping in the shell's
-    # place; the monitor is outside): 5 leave room for at most five VEs, and a later step's cannot fork.
+    # An idle VE has one process in the budget once up (its init, sleeping in the shell's place;
+    # the monitor is outside) and forks on its way there: 5 leave room for five VEs at most,
+    # and a later step's VEs cannot fork.
     result, results = ramp(
         pytester,
         names,
         "--ve-workload=idle",
-        "--ve-pids-max=5",
+        "--ve-pids-max=total:5",
         "--ve-ramp-step=2",
         "--ve-ramp-growth=1",
         "--ve-tmpfs-size=64M",
