@@ -21,10 +21,10 @@ from .engine.config import ExperimentConfig
 from .engine.experiment import Experiment
 from .engine.fleet import StartResult, load_starts
 from .engine.ramp import Ramp
-from .engine.shared import SharedRun
 from .engine.stats import VERecord
 from .engine.storage import RootError
 from .engine.takedown import TakedownReport, takedown_network, takedown_root, takedown_ves
+from .membership import RunMembership
 from .session import RunState, run_state_key
 
 # A test using any of these needs the host (preflight, root); ve_config alone only reads options.
@@ -98,7 +98,7 @@ class StatusLine:
 
 
 def ve_fields_from_hooks(config: pytest.Config, experiment: Experiment) -> Callable[[VERecord], dict] | None:
-    """The pytest_lxcexp_ve_fields implementations as one callable for the engine, or None if there are none."""
+    """The pytest_lxcexp_ve_fields implementations as one callable, or None if there are none."""
     hook = config.hook.pytest_lxcexp_ve_fields
     if not hook.get_hookimpls():
         return None
@@ -112,39 +112,12 @@ def ve_fields_from_hooks(config: pytest.Config, experiment: Experiment) -> Calla
     return fields
 
 
-def xdist_run_id(config: pytest.Config) -> str | None:
-    """The id of the pytest-xdist run this worker belongs to, or None outside xdist."""
-    workerinput = getattr(config, "workerinput", None)
-    return workerinput.get("testrunuid") if workerinput else None
-
-
-def _join(request: pytest.FixtureRequest, experiment: Experiment) -> None:
-    """Take the root: alone with the run lock, or as one of the run's xdist workers."""
-    run_id = xdist_run_id(request.config)
-    if run_id is None:
-        experiment.lock()
-        return
-    host = request.config.workerinput.get("lxcexp_host", "")  # type: ignore[attr-defined]
-    experiment.share = SharedRun(experiment.config.root, run_id, host)
-    experiment.first_member = experiment.share.join().first
-
-
-def _release_waiting_workers(experiment: Experiment) -> None:
-    """A setup step failed: the run's other workers, waiting at the gate, fail instead of waiting."""
-    if experiment.share is not None and experiment.first_member:
-        experiment.share.setup_done(ok=False)
-
-
-def _leave(experiment: Experiment, setup_failed: bool = False) -> None:
-    share = experiment.share
-    if share is None:
-        experiment.unlock()
-        return
-    if setup_failed:
-        _release_waiting_workers(experiment)
-    share.finish()
-    if experiment.last_member and not experiment.config.keep:
-        share.cleanup_files()
+@contextlib.contextmanager
+def _taking_down(state: RunState, experiment: Experiment) -> Iterator[None]:
+    """One step of the takedown: timed, and what an interrupt meanwhile is reported against
+    (between rounds of --ve-repeat, before the session's own end says so)."""
+    with state.in_phase("takedown"), experiment.timed_takedown():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -162,11 +135,12 @@ def ve_round(request: pytest.FixtureRequest) -> Iterator[int]:
     number = getattr(request, "param", 0)
     if state.config.repeat > 1:
         _say(request, f"lxcexp: round {number + 1} of {state.config.repeat}", bold=True)
+    state.phase = "preflight"  # this round's experiment is not set up yet
     state.begin_round(number)
     yield number
     experiment = state.experiment
     # Looked at now, before the next round's set up: what this round's takedown left behind.
-    taken_down = experiment is not None and experiment.taken_down
+    taken_down = experiment is not None and state.membership.taken_down
     state.end_round(experiment.leftovers() if taken_down else None)
 
 
@@ -177,89 +151,96 @@ def ve_root(request: pytest.FixtureRequest, ve_round: int) -> Iterator[Experimen
     experiment = state.experiment or Experiment(state.config)
     experiment.round = ve_round
     experiment.progress = _progress(request)
-    experiment.record_fields = ve_fields_from_hooks(request.config, experiment)
-    status = StatusLine(request)
-    experiment.status, experiment.status_end = status, status.end
+    state.ve_fields = ve_fields_from_hooks(request.config, experiment)
+    state.status = StatusLine(request)
     state.experiment = experiment
+    # Only the first round can meet a crashed run's experiment: the preflight looked before it.
+    stale, state.stale_marker = state.stale_marker, None
+    member = state.membership = RunMembership()  # each round joins the host anew
     try:
-        _join(request, experiment)
+        member.join(request.config, experiment)
     except RootError as error:
-        if experiment.share is not None:
+        if member.share is not None:
             # An xdist worker: pytest.exit() there is an INTERNALERROR in the controller;
             # an error of the fixture fails this worker's tests with the reason instead.
             raise RootError(f"--ve-root: {state.config.root}: {error}") from None
         # Another run took the root since the preflight's check: stop, touching nothing of its.
         pytest.exit(f"--ve-root: {state.config.root}: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
     try:
-        if not experiment.first_member:
+        if not member.first:
             pass  # another worker of this run set the host up
-        elif experiment.stale_marker:
+        elif stale:
             _say(
                 request,
                 f"lxcexp: {state.config.root} holds a stale experiment of ours "
-                f"(pid {experiment.stale_marker.get('pid')}); taking it down first",
+                f"(pid {stale.get('pid')}); taking it down first",
                 yellow=True,
             )
-            experiment.clean_stale(experiment.stale_marker)
-        if experiment.first_member:
-            experiment.setup_root()
+            experiment.clean_stale(stale)
+        if member.first:
+            with state.in_phase("setup tmpfs"):
+                experiment.setup_root()
     except BaseException:
-        if experiment.first_member:
+        if member.first:
             takedown_root(state.config.root, TakedownReport())
-            experiment.taken_down = True
-        _leave(experiment, setup_failed=True)
+            member.taken_down = True
+        member.release(experiment, setup_failed=True)
         raise
     yield experiment
     try:
-        if not state.config.keep and experiment.last_member:
-            with experiment.timed_takedown():
+        if not state.config.keep and member.last:
+            with _taking_down(state, experiment):
                 takedown_root(state.config.root, experiment.takedown_report)
-            experiment.taken_down = True
+            member.taken_down = True
     finally:
-        _leave(experiment)  # the lock (or the share) is given up even if the unmount failed
+        member.release(experiment)  # the lock (or the share) is given up even if the unmount failed
 
 
 @pytest.fixture(scope="session")
-def ve_base(ve_root: Experiment) -> Experiment:
+def ve_base(request: pytest.FixtureRequest, ve_root: Experiment) -> Experiment:
     """The base root filesystem in the tmpfs (removed with the tmpfs)."""
+    state = _state(request)
     try:
-        if ve_root.first_member:
-            ve_root.setup_base()
+        if state.membership.first:
+            with state.in_phase("setup base"):
+                ve_root.setup_base()
     except BaseException:
-        _release_waiting_workers(ve_root)
+        state.membership.release_waiting()
         raise
     return ve_root
 
 
 @pytest.fixture(scope="session")
-def ve_network(ve_base: Experiment) -> Iterator[Experiment]:
+def ve_network(request: pytest.FixtureRequest, ve_base: Experiment) -> Iterator[Experiment]:
     """The bridge with its address (nothing for --ve-network=none)."""
-    config = ve_base.config
+    state, config = _state(request), ve_base.config
+    bridge = config.bridge if config.network == "bridge" else None
     try:
-        if ve_base.first_member:
-            ve_base.setup_network()
+        if state.membership.first and bridge is not None:
+            with state.in_phase("setup network"):
+                ve_base.setup_network()
     except BaseException:
-        _release_waiting_workers(ve_base)
-        takedown_network(config.tag, config.bridge if config.network == "bridge" else None, TakedownReport())
+        state.membership.release_waiting()
+        takedown_network(config.tag, bridge, TakedownReport())
         raise
     yield ve_base
-    if not config.keep and ve_base.last_member:
-        with ve_base.timed_takedown():
-            takedown_network(config.tag, config.bridge if config.network == "bridge" else None, ve_base.takedown_report)
+    if not config.keep and state.membership.last:
+        with _taking_down(state, ve_base):
+            takedown_network(config.tag, bridge, ve_base.takedown_report)
 
 
 @pytest.fixture(scope="session")
 def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterator[Experiment]:
     """ve1..veN as overlay clones; at the end: the final records, then every VE stopped."""
     state = _state(request)
-    experiment = ve_network
+    experiment, member = ve_network, state.membership
     try:
-        if experiment.first_member:
-            experiment.setup_clones()
-            if experiment.share is not None:
-                experiment.share.setup_done()  # the other workers of the run may attach now
+        if member.first:
+            with state.in_phase("setup clones"):
+                experiment.setup_clones()
+            member.setup_done()
     except BaseException:
-        _release_waiting_workers(experiment)
+        member.release_waiting()
         takedown_ves(experiment.config.root, experiment.config.tag, TakedownReport())
         raise
     yield experiment
@@ -267,18 +248,17 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
     # are still stopped: the takedown is in the finally, the error is raised after it.
     try:
         if experiment.starts:
-            experiment.phase = "records"
-            records = experiment.records(experiment.config.ve_first, experiment.created_last)
+            state.phase = "records"
+            records = state.with_fields(experiment.records(experiment.config.ve_first, experiment.created_last))
             state.round_records(records, experiment.summary(records))
     finally:
         try:
-            if experiment.share is not None:
-                experiment.last_member = experiment.share.leave()
+            member.leave_run()
         finally:
             state.kept = state.config.keep
             # Kept up on purpose, or another worker of this run still uses it: not ours to take down.
-            if not state.config.keep and experiment.last_member:
-                with experiment.timed_takedown():
+            if not state.config.keep and member.last:
+                with _taking_down(state, experiment):
                     takedown_ves(experiment.config.root, experiment.config.tag, experiment.takedown_report)
 
 
@@ -295,13 +275,18 @@ class VERange:
     experiment: Experiment
     first: int
     last: int
+    run: RunState
 
     @property
     def indexes(self) -> range:
         return range(self.first, self.last + 1)
 
+    @property
+    def _shared(self) -> bool:
+        return self.run.membership.share is not None
+
     def start(self) -> list[StartResult]:
-        if self.experiment.share is None:
+        if not self._shared:
             return self._start()
         with self._range_state() as state:
             if state["started"]:
@@ -310,8 +295,9 @@ class VERange:
             return self._start()
 
     def _start(self) -> list[StartResult]:
+        self.run.phase = "start"
         try:
-            return self.experiment.start(self.first, self.last)
+            return self.experiment.start(self.first, self.last, self.run.status)
         except BuildProofError as error:
             # A build that did not run as asked makes every figure of the run meaningless:
             # end the session as a usage error; the fixtures' teardowns take it all down.
@@ -319,7 +305,7 @@ class VERange:
 
     def wait(self, timeout: float | None = None) -> list[VERecord]:
         """Wait for every VE of the range to finish its workload (or fail), then report each."""
-        if self.experiment.share is not None:
+        if self._shared:
             # xdist: this range's start may have run (or be running) on another worker.
             with self._range_state() as state:
                 if state["started"]:
@@ -329,7 +315,8 @@ class VERange:
                     self._start()
         elif not any(index in self.experiment.starts for index in self.indexes):
             self.start()  # a test that waits on a range nobody started starts it first
-        return self.experiment.wait(self.first, self.last, timeout)
+        self.run.phase = "wait"
+        return self.run.with_fields(self.experiment.wait(self.first, self.last, timeout, self.run.status))
 
     @contextlib.contextmanager
     def _range_state(self) -> Iterator[dict]:
@@ -363,11 +350,11 @@ class VERange:
         return found
 
     def records(self) -> list[VERecord]:
-        return self.experiment.records(self.first, self.last)
+        return self.run.with_fields(self.experiment.records(self.first, self.last))
 
     def stop(self) -> set[str]:
         """Stop the range's VEs (they can be started again: churn); returns those that were running."""
-        if self.experiment.share is None:
+        if not self._shared:
             return self.experiment.stop(self.first, self.last)
         with self._range_state() as state:
             stopped = self.experiment.stop(self.first, self.last)
@@ -410,11 +397,13 @@ def describe_start_failures(results: list[StartResult], limit: int = 50) -> str:
 def ve_range(request: pytest.FixtureRequest, ve_experiment: Experiment) -> VERange:
     """The test's range of VEs (the plugin parametrizes it: ve1-ve100, ve101-ve200, ...)."""
     first, last = request.param
-    return VERange(ve_experiment, first, last)
+    return VERange(ve_experiment, first, last, _state(request))
 
 
 @pytest.fixture
-def ve_ramp(ve_experiment: Experiment) -> Ramp:
+def ve_ramp(request: pytest.FixtureRequest, ve_experiment: Experiment) -> Ramp:
     """--ve-count=max: the ramp over the experiment; `ve_ramp.run()` starts VEs in growing
     steps until something stops it and returns the RampResult (curve and named stop)."""
-    return Ramp(ve_experiment)
+    state = _state(request)
+    state.phase = "start"  # a ramp's test runs the ramp alone: it starts VEs, step by step
+    return Ramp(ve_experiment, state.status)

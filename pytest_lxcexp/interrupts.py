@@ -34,7 +34,7 @@ HANDLED = (signal.SIGINT, signal.SIGTERM)
 # Noted signals after which the guard stops shielding and raises.
 GIVE_UP_AFTER = 3
 
-# Experiment.phase -> words for the user.
+# RunState.phase -> words for the user.
 PHASE_WORDS = {
     "preflight": "before the experiment was set up",
     "setup tmpfs": "while mounting the tmpfs",
@@ -179,8 +179,7 @@ class InterruptPlugin:
         if self.ending:
             return "takedown"
         state = config.stash.get(run_state_key, None)
-        experiment = state.experiment if state is not None else None
-        return getattr(experiment, "phase", None) or "preflight"
+        return state.phase if state is not None else "preflight"
 
     def _hint(self, config: pytest.Config) -> str:
         state = config.stash.get(run_state_key, None)

@@ -156,7 +156,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         raise pytest.UsageError(str(error)) from None
     except RuntimeError as error:
         raise pytest.UsageError(f"lxcexp: {error}") from None
-    experiment.stale_marker = stale
+    state.stale_marker = stale
     state.experiment = experiment
     guard = guard_of(config)
     if guard is not None:

@@ -5,9 +5,11 @@ import it; it imports none of them."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,9 @@ import pytest
 from .engine.config import ConfigError, ExperimentConfig, build_config
 from .engine.experiment import Experiment
 from .engine.fleet import StartResult
+from .engine.progress import NO_STATUS, Status
 from .engine.stats import Summary, VERecord, summarize
+from .membership import RunMembership
 from .options import build_config_values
 from .report.results import Results, merge_worker_results
 
@@ -74,10 +78,19 @@ class RoundState:
 
 @dataclass
 class RunState:
-    """What this session's experiment produced; the terminal summary reads it."""
+    """This session's experiment, the pytest layer's part in it, and what it produced."""
 
     config: ExperimentConfig
     experiment: Experiment | None = None  # the round being run (the last one, once all ran)
+    # What a preflight found in the root: an earlier experiment of ours that crashed.
+    stale_marker: dict | None = None
+    # This process's claim on the host, for the round being run.
+    membership: RunMembership = field(default_factory=RunMembership)
+    # What the experiment is doing now: an interrupt or a failure is reported against it.
+    phase: str = "preflight"
+    status: Status = NO_STATUS  # a live status line: started/running/completed/failed, rate, ETA
+    # The pytest_lxcexp_ve_fields implementations as one callable, None if there are none.
+    ve_fields: Callable[[VERecord], dict[str, Any]] | None = None
     # Every round's records, by (round, VE index); `summary` counts them all.
     records: dict[tuple[int, int], VERecord] = field(default_factory=dict)
     summary: Summary | None = None
@@ -101,6 +114,31 @@ class RunState:
         if self._merged is None and self.worker_results:
             self._merged = merge_worker_results(self.worker_results)
         return self._merged
+
+    @contextmanager
+    def in_phase(self, phase: str) -> Iterator[None]:
+        self.phase = phase
+        try:
+            yield
+        finally:
+            self.phase = f"after {phase}"
+
+    def with_fields(self, records: list[VERecord]) -> list[VERecord]:
+        """The records with the hooks' extra fields; a failing hook is recorded in the record,
+        never lets the records (and the takedown after them) fail."""
+        if self.ve_fields is None:
+            return records
+        return [self._with_fields(record, self.ve_fields) for record in records]
+
+    @staticmethod
+    def _with_fields(record: VERecord, ve_fields: Callable[[VERecord], dict[str, Any]]) -> VERecord:
+        try:
+            extra = ve_fields(record)
+        except Exception as error:  # noqa: BLE001 - user code: reported in the record instead
+            extra = {"ve_fields_error": f"{type(error).__name__}: {error}"}
+        # Plain JSON types only: the fields go into results.json and across xdist workers.
+        plain = {str(k): v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in extra.items()}
+        return dataclasses.replace(record, fields=plain) if plain else record
 
     def begin_round(self, number: int) -> RoundState:
         """Round `number` begins: the first runs on the experiment the preflight made, each

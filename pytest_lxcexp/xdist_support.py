@@ -161,9 +161,9 @@ class XdistSupport:
         state = config.stash.get(run_state_key, None)
         if state is None or state.experiment is None:
             return
-        experiment = state.experiment
+        experiment, member = state.experiment, state.membership
         # The worker that took its host down alone can tell what was left behind there.
-        taken_down = experiment.taken_down
+        taken_down = member.taken_down
         # What only the worker knows; its VEs, timings and disk are in its results file
         # (WORKER_RESULTS_KEY), which the controller merges once for summary and report.
         config.workeroutput[OUTPUT_KEY] = {  # type: ignore[attr-defined]
@@ -172,7 +172,7 @@ class XdistSupport:
             "warnings": list(experiment.warnings),
             "tuned": {path: list(pair) for path, pair in experiment.tuned.items()},
             "kept": bool(state.kept),
-            "last": bool(experiment.last_member),
+            "last": bool(member.last),
         }
 
     @pytest.hookimpl(optionalhook=True)

@@ -13,8 +13,7 @@ from typing import Any
 from . import addressing, base, builds, cgroups, fleet, host, network, phases, storage, takedown, tuning
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
-from .progress import Counts, status_text
-from .shared import SharedRun
+from .progress import NO_STATUS, Counts, Status, status_text
 from .stats import Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
 from .waits import RangeWait, range_first_start, wait_deadline
@@ -41,21 +40,12 @@ class Experiment:
         self._runs_before: dict[int, int] = {}
         # Each VE's log followed: a poll reads only what was written since the last one.
         self._logs: dict[int, LogFollower] = {}
-        # Extra per-VE fields for records (the plugin's pytest_lxcexp_ve_fields hook).
-        self.record_fields: Callable[[VERecord], dict[str, Any]] | None = None
         self._lock = storage.RunLock(config.root)
-        self.status: Progress = _quiet  # a live status line: started/running/completed/failed, rate, ETA
-        self.status_end: Callable[[], None] = lambda: None  # a phase of status lines ended
         self.completed: set[int] = set()
-        self.stale_marker: dict | None = None
-        # Shared by several processes of one run (pytest-xdist): only the first member sets
-        # the host up, only the last takes it down. Alone, a process is both.
-        self.share: SharedRun | None = None
-        self.first_member = True
-        self.last_member = True
-        self.taken_down = False  # this process ran the experiment's final takedown
-        # What the experiment is doing now: an interrupt or a failure is reported against it.
-        self.phase = "preflight"
+        # Other processes (xdist workers of one run) start VEs in this root too: the monitors'
+        # RUNNING announcements come through one FIFO per lxcpath, which one reader would
+        # steal from the others, so then none watches (their `running` is null).
+        self.shared_lxcpath = False
         self.warnings: list[str] = []
         self.tuned: dict[str, tuple[int, int]] = {}
         self.takedown_report = takedown.TakedownReport()
@@ -124,22 +114,18 @@ class Experiment:
     @contextmanager
     def _timed(self, phase: str) -> Iterator[None]:
         began = time.monotonic()
-        self.phase = phase
         try:
             yield
         finally:
             self.timings[phase] = time.monotonic() - began
-            self.phase = f"after {phase}"
 
     @contextmanager
     def timed_takedown(self) -> Iterator[None]:
         """Takedown runs in steps (one per fixture); their times add up."""
         began = time.monotonic()
-        self.phase = "takedown"
         try:
             yield
         finally:
-            self.phase = "after takedown"
             self.timings["takedown"] = self.timings.get("takedown", 0.0) + time.monotonic() - began
 
     # -- before anything is created -------------------------------------------------
@@ -203,9 +189,7 @@ class Experiment:
         if self.config.unprivileged:
             # The tmpfs copy of the base belongs to the VEs' mapped root (the cache stays as it is).
             began = time.monotonic()
-            self.phase = "setup base"
             shift_tree(self.layout.base_rootfs, root_id_map())
-            self.phase = "after setup base"
             self.timings["setup base"] = self.timings.get("setup base", 0.0) + time.monotonic() - began
 
     def _install_base(self) -> None:
@@ -245,8 +229,7 @@ class Experiment:
     def _host_veth(self, index: int) -> str:
         return network.veth_name(self.config.tag, index)
 
-    def start(self, first: int, last: int) -> list[fleet.StartResult]:
-        self.phase = "start"
+    def start(self, first: int, last: int, status: Status = NO_STATUS) -> list[fleet.StartResult]:
         began = time.monotonic()
         if self._first_start is None:
             self._first_start = began
@@ -260,7 +243,7 @@ class Experiment:
             self.starts[result.index] = result
             done[0] += 1
             failed += not result.ok
-            self.status(
+            status(
                 status_text(
                     Counts(
                         total=total,
@@ -309,7 +292,7 @@ class Experiment:
                 if first <= index <= last:
                     self.starts.setdefault(index, result)
             raise
-        self.status_end()
+        status.end()
         for result in results:
             self.starts[result.index] = result
         prover.finish(results)
@@ -323,10 +306,8 @@ class Experiment:
     def _watch_running(self) -> None:
         """Watch the monitors' RUNNING announcements from the first start until the starts are
         over (the first wait, records or takedown): one reader for every range, so a range's
-        start does not pay for starting and draining one. With several processes of a run
-        (xdist) starting on one lxcpath at once, none watches (their `running` is null)
-        rather than steal the one FIFO from another."""
-        if self._running_watch is not None or self.share is not None:
+        start does not pay for starting and draining one."""
+        if self._running_watch is not None or self.shared_lxcpath:
             return
         stack = contextlib.ExitStack()
         self._running_times = stack.enter_context(phases.watch_running(self.layout.root))
@@ -369,33 +350,29 @@ class Experiment:
             state = states.get(index, fleet.VEState("UNKNOWN", None))
             log = self.workload_log(index)
             records.append(
-                self._with_fields(
-                    VERecord(
-                        index=index,
-                        state=state.state,
-                        pid=state.pid,
-                        pings=log.pings,
-                        expected_pings=self.config.pings,
-                        finished=log.finished,
-                        log_present=log.present,
-                        start_latency=start.latency if start else None,
-                        start_error=start.error if start and not start.ok else None,
-                        address=str(plan.ve_address(index)) if plan else None,
-                        workload=self.config.workload,
-                        began=log.began is not None,
-                        exit_status=log.exit_status,
-                        poweroff=self.config.poweroff,
-                        powered_off=log.powered_off,
-                        output="\n".join(log.output)
-                        if expected_exit_status(self.config.workload) is not None
-                        else None,
-                        target=ping_target(self.config, index),
-                        started=start is not None,
-                        log_refused=log.refused,
-                        build=start.build if start else None,
-                        round=start.round if start else self.round,
-                        phases=self._phases(start, log),
-                    )
+                VERecord(
+                    index=index,
+                    state=state.state,
+                    pid=state.pid,
+                    pings=log.pings,
+                    expected_pings=self.config.pings,
+                    finished=log.finished,
+                    log_present=log.present,
+                    start_latency=start.latency if start else None,
+                    start_error=start.error if start and not start.ok else None,
+                    address=str(plan.ve_address(index)) if plan else None,
+                    workload=self.config.workload,
+                    began=log.began is not None,
+                    exit_status=log.exit_status,
+                    poweroff=self.config.poweroff,
+                    powered_off=log.powered_off,
+                    output="\n".join(log.output) if expected_exit_status(self.config.workload) is not None else None,
+                    target=ping_target(self.config, index),
+                    started=start is not None,
+                    log_refused=log.refused,
+                    build=start.build if start else None,
+                    round=start.round if start else self.round,
+                    phases=self._phases(start, log),
                 )
             )
         # A host limit (full tmpfs, no more PIDs, ...) named for each VE it stopped.
@@ -412,18 +389,6 @@ class Experiment:
             "workload_began": phases.since(log.began_at, start.started_at),
             "first_ping": phases.since(log.first_answer_at, start.started_at),
         }
-
-    def _with_fields(self, record: VERecord) -> VERecord:
-        """Add the hook's extra fields; a failing hook is recorded, never lets the records (and takedown) fail."""
-        if self.record_fields is None:
-            return record
-        try:
-            extra = self.record_fields(record)
-        except Exception as error:  # noqa: BLE001 - user code: reported in the record instead
-            extra = {"ve_fields_error": f"{type(error).__name__}: {error}"}
-        # Plain JSON types only: the fields go into results.json and across xdist workers.
-        plain = {str(k): v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in extra.items()}
-        return dataclasses.replace(record, fields=plain) if plain else record
 
     def workload_log(self, index: int) -> WorkloadLog:
         """What veN's log says now (read incrementally; refused if it is not a plain file)."""
@@ -491,11 +456,10 @@ class Experiment:
             return record
         return replace(record, fault=fault)
 
-    def wait(self, first: int, last: int, timeout: float | None = None) -> list[VERecord]:
+    def wait(self, first: int, last: int, timeout: float | None = None, status: Status = NO_STATUS) -> list[VERecord]:
         """Wait until every VE of the range has finished its workload (or cannot), then report.
         The range gives up `timeout` after its own first start (waits.wait_deadline)."""
         self.end_running_watch()
-        self.phase = "wait"
         pending = set(range(first, last + 1))
         timeout = timeout if timeout is not None else self.config.effective_timeout
         began = time.time()
@@ -526,7 +490,7 @@ class Experiment:
                     pending.discard(index)
             if pending and time.monotonic() < deadline:
                 failed = sum(not result.ok for result in self.starts.values())
-                self.status(
+                status(
                     status_text(
                         Counts(
                             total=len(self.config.ves),
@@ -544,7 +508,7 @@ class Experiment:
                 time.sleep(0.5)
             else:
                 break
-        self.status_end()
+        status.end()
         self._last_completion = time.monotonic()
         self.waited_until = time.time()
         self.waits.append(

@@ -7,6 +7,7 @@ Pure: the plugin decides where it goes (one updating line on a terminal, a line 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -43,3 +44,24 @@ def status_text(counts: Counts) -> str:
         f"lxcexp: {counts.started} started / {counts.started - counts.failed} running / {counts.completed} completed"
         f" / {counts.failed} failed of {counts.total}; {rate:.1f} {unit}, {eta_text(eta)}"
     )
+
+
+class Status(Protocol):
+    """Where a caller shows the status line: called with each new text, ended when a phase of them is over."""
+
+    def __call__(self, text: str) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class NoStatus:
+    """No status line (the CLI, benchmarks)."""
+
+    def __call__(self, text: str) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+NO_STATUS = NoStatus()

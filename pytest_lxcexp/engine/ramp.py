@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,6 +32,7 @@ from .config import ExperimentConfig
 from .experiment import Experiment
 from .faults import HostLimit, classify, tmpfs_full, tmpfs_limit, ve_limit
 from .fleet import StartResult
+from .progress import NO_STATUS, Status
 from .safefs import UnsafeVEFile
 from .slo import Slo, ramp_steps
 from .stats import latency_stats
@@ -303,13 +303,13 @@ def _bound_limit_name(what: str) -> str:
 class Ramp:
     """Runs the ramp on an experiment set up with --ve-count=max (no clones yet)."""
 
-    def __init__(self, experiment: Experiment, status: Callable[[str], None] | None = None) -> None:
+    def __init__(self, experiment: Experiment, status: Status = NO_STATUS) -> None:
         if not experiment.config.ramp:
             raise ValueError("a ramp needs a config made with count=max")
         self.experiment = experiment
         self.config = experiment.config
         self.bound_by = experiment.ramp_bound_by
-        self.status = status or experiment.status
+        self.status = status
 
     def run(self) -> RampResult:
         config, experiment = self.config, self.experiment
@@ -366,7 +366,7 @@ class Ramp:
             return StepObservation([], [failure], tmpfs_full=tmpfs_full(config.root), root=config.root)
         experiment.ramp_created = last
         refused_before = cgroups.pids_refused(config.tag)
-        results = experiment.start(first, last)
+        results = experiment.start(first, last, self.status)
         self._settle(results)
         failures = [failure for result in results if (failure := self._failure(result)) is not None]
         refused = cgroups.pids_refused(config.tag) - refused_before

@@ -9,17 +9,7 @@ from collections.abc import Callable
 
 from .archive import write_index
 from .comparable import key_of
-from .compare import (
-    CompareError,
-    compare_builds,
-    compare_runs,
-    load_ref,
-    min_effects,
-    parse_fail_rules,
-    regressions,
-    table_lines,
-    unchecked_rules,
-)
+from .compare import CompareError, judge, load_ref, parse_fail_rules, table_lines
 
 AddCommand = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
 
@@ -44,12 +34,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except CompareError as error:
         print(f"lxcexp compare: --fail: {error}", file=sys.stderr)
         return 2
-    effects = min_effects(rules)
     try:
         if args.now is None:
             path, results, _ = load_ref(args.before, args.dir)
-            comparisons = compare_builds(results, effects)
-            if not comparisons:
+            judged = judge(results, rules)
+            if not judged.comparisons:
                 print(f"lxcexp compare: {path} ran one build: give a second run to compare it with", file=sys.stderr)
                 return 2
             print(f"run: {path}")
@@ -58,22 +47,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
             before_path, before, warnings = load_ref(
                 args.before, args.dir, key_of(now), force=args.force, exclude=os.path.dirname(now_path)
             )
-            comparisons = compare_runs(before, now, effects, warnings)
+            judged = judge(now, rules, before, warnings, builds=False)
             print(f"A: {before_path}\nB: {now_path}")
     except CompareError as error:
         print(f"lxcexp compare: {error}", file=sys.stderr)
         return 2
-    for comparison in comparisons:
+    for comparison in judged.comparisons:
         for line in table_lines(comparison):
             print(line)
-    for note in unchecked_rules(comparisons, rules):
+    for note in judged.notes:
         print(f"note: {note}")
-    found = regressions(comparisons, rules)
-    for regression in found:
+    for regression in judged.regressions:
         print(f"REGRESSION: {regression}")
-    if rules and not found:
-        print(f"no regression: no 'worse' verdict for {', '.join(str(rule) for rule in rules)}")
-    return 1 if found else 0
+    if judged.held:
+        print(judged.held)
+    return 1 if judged.regressions else 0
 
 
 def add_commands(add: AddCommand) -> None:

@@ -377,6 +377,39 @@ def unchecked_rules(comparisons: list[Comparison], rules: list[FailRule]) -> lis
     return notes
 
 
+@dataclass
+class Judgement:
+    """A run's comparisons and what the fail rules found in them."""
+
+    comparisons: list[Comparison]
+    rules: list[FailRule]
+    regressions: list[Regression]
+    notes: list[str]  # the rules no comparison could check
+
+    @property
+    def held(self) -> str | None:
+        """The line that says the rules held, when there were rules and something to hold them to."""
+        if not (self.comparisons and self.rules) or self.regressions:
+            return None
+        return f"no regression: no 'worse' verdict for {', '.join(str(rule) for rule in self.rules)}"
+
+
+def judge(
+    now: Results,
+    rules: list[FailRule],
+    before: Results | None = None,
+    warnings: list[str] | None = None,
+    builds: bool = True,
+) -> Judgement:
+    """`now`'s builds against its first build (unless builds=False), then `now` against
+    `before` when given; each verdict held to the rules' minimum effects, the rules to the verdicts."""
+    effects = min_effects(rules)
+    comparisons = compare_builds(now, effects) if builds else []
+    if before is not None:
+        comparisons += compare_runs(before, now, effects, warnings)
+    return Judgement(comparisons, rules, regressions(comparisons, rules), unchecked_rules(comparisons, rules))
+
+
 # -- text --------------------------------------------------------------------------------
 
 

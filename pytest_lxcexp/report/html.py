@@ -338,14 +338,15 @@ def metadata_section(results: Results) -> str:
     )
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def hosts_section(results: Results) -> str:
     """A run over several hosts: each host's own figures (one host: nothing, the run says it all)."""
     hosts = results.get("hosts") or []
     if len(hosts) < 2:
         return ""
-
-    def seconds(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
 
     def size(value: float | None) -> str:
         return "-" if value is None else human_size(int(value))
@@ -354,7 +355,7 @@ def hosts_section(results: Results) -> str:
     rows = "".join(
         f'<tr><td class="k">{e(h["name"])}</td><td>ve{h["first"]}-ve{h["last"]}</td><td>{e(h["root"])}</td>'
         f"<td>{e(h['bridge'])} ({e(h['subnet'])})</td><td>{h['started']}</td><td>{h['completed']}</td>"
-        f"<td>{seconds(h.get('start_all_s'))}</td><td>{size(h.get('disk_used'))}</td>"
+        f"<td>{_seconds(h.get('start_all_s'))}</td><td>{size(h.get('disk_used'))}</td>"
         f"<td>{size(h.get('memory_per_ve'))}</td></tr>"
         for h in hosts
     )
@@ -369,9 +370,6 @@ def rounds_section(results: Results) -> str:
     if len(rounds) < 2:
         return ""
 
-    def seconds(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
     heads = ("round", "first build", "completed", "setup s", "start all s", "complete all s", "takedown s")
     heads += ("start p50 ms", "left behind")
     rows = []
@@ -384,10 +382,10 @@ def rounds_section(results: Results) -> str:
             str(entry["round"] + 1),
             e(str(entry.get("first_build") or "-")),
             f"{counts.get('completed', 0)} of {counts.get('total', 0)}",
-            seconds(timings.get("setup_s")),
-            seconds(timings.get("start_all_s")),
-            seconds(timings.get("complete_all_s")),
-            seconds(timings.get("takedown_s")),
+            _seconds(timings.get("setup_s")),
+            _seconds(timings.get("start_all_s")),
+            _seconds(timings.get("complete_all_s")),
+            _seconds(timings.get("takedown_s")),
             "-" if p50 is None else f"{p50 * 1000:.1f}",
             "not looked at" if left is None else e(", ".join(left)) or "nothing",
         ]

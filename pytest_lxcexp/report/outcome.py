@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .compare import Comparison, FailRule, Regression
+from .compare import Comparison, Regression
 from .results import Results
 
 
@@ -18,7 +18,7 @@ class Finished:
     comparisons: list[Comparison] = field(default_factory=list)
     compare_path: str | None = None
     reference: Results | None = None  # the run compared with (--ve-compare)
-    rules: list[FailRule] = field(default_factory=list)
     regressions: list[Regression] = field(default_factory=list)
+    held: str | None = None  # the line that says --ve-compare-fail's rules held
     notes: list[str] = field(default_factory=list)  # things the user should know (rules not checked, ...)
     errors: list[str] = field(default_factory=list)  # things that went wrong in the reporting itself

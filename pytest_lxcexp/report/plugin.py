@@ -29,18 +29,7 @@ from ..session import WORKER_RESULTS_KEY, RunState, config_from_pytest, run_stat
 from ..xdist_support import host_identity
 from . import archive, metadata
 from .comparable import RunKey, host_fingerprint, shape_of
-from .compare import (
-    CompareError,
-    FailRule,
-    compare_builds,
-    compare_runs,
-    load_ref,
-    min_effects,
-    parse_fail_rules,
-    regressions,
-    table_lines,
-    unchecked_rules,
-)
+from .compare import CompareError, FailRule, judge, load_ref, parse_fail_rules, table_lines
 from .outcome import Finished
 from .results import Results, RoundTimes, StartTimes, VECapture, build_results, host_entry, write_results
 from .sampler import CgroupProbe, Sampler
@@ -337,7 +326,7 @@ def finish(session: pytest.Session) -> Finished | None:
         return None
     if state.finished is not None:
         return state.finished
-    finished = state.finished = Finished(run_dir=state.run_dir, rules=state.rules, notes=list(state.notes))
+    finished = state.finished = Finished(run_dir=state.run_dir, notes=list(state.notes))
     try:
         results = own_results(config, state, session)
         run = _run_state(config)
@@ -359,19 +348,18 @@ def finish(session: pytest.Session) -> Finished | None:
                 finished.notes.append(f"no experiment ran in this session: nothing archived or compared{gone}")
             return finished
         finished.results = results
-        effects = min_effects(state.rules)
-        comparisons = compare_builds(results, effects)
         if state.reference is not None:
             finished.compare_path = state.compare_path
             finished.reference = state.reference
-            comparisons += compare_runs(state.reference, results, effects, state.reference_warnings)
-        finished.comparisons = comparisons
-        if comparisons:
-            results["comparisons"] = [comparison.to_dict() for comparison in comparisons]
+        judged = judge(results, state.rules, state.reference, state.reference_warnings)
+        finished.comparisons = judged.comparisons
+        if judged.comparisons:
+            results["comparisons"] = [comparison.to_dict() for comparison in judged.comparisons]
             if finished.compare_path:
                 results["compared_with"] = finished.compare_path
-        finished.regressions = regressions(comparisons, state.rules)
-        finished.notes += unchecked_rules(comparisons, state.rules)
+        finished.regressions = judged.regressions
+        finished.notes += judged.notes
+        finished.held = judged.held
         if finished.regressions and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if state.run_dir:
@@ -412,8 +400,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             write(line, yellow=line.startswith("WARNING"), red=line.endswith(" worse"))
     for regression in finished.regressions:
         write(f"REGRESSION: {regression}", red=True, bold=True)
-    if finished.comparisons and finished.rules and not finished.regressions:
-        write(f"no regression: no 'worse' verdict for {', '.join(str(rule) for rule in finished.rules)}", green=True)
+    if finished.held:
+        write(finished.held, green=True)
     for note in finished.notes:
         write(f"note: {note}", yellow=True)
     for error in finished.errors:

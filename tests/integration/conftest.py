@@ -6,6 +6,7 @@ import itertools
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 from integration_helpers import Names, leftovers_of
@@ -38,8 +39,7 @@ def names() -> Names:
     return _new_names()
 
 
-@pytest.fixture
-def clean_host(names: Names):
+def _checked_afterwards(names: Names) -> Iterator[Names]:
     """Hand the test its names; afterwards assert nothing is left, then clean up regardless."""
     yield names
     left = leftovers_of(names)
@@ -48,13 +48,14 @@ def clean_host(names: Names):
 
 
 @pytest.fixture
-def second_host():
+def clean_host(names: Names) -> Iterator[Names]:
+    yield from _checked_afterwards(names)
+
+
+@pytest.fixture
+def second_host() -> Iterator[Names]:
     """Names of a second experiment for a test that runs two at once; checked afterwards like clean_host."""
-    names = _new_names()
-    yield names
-    left = leftovers_of(names)
-    takedown.takedown(names.root, names.tag, names.bridge)
-    assert not left, f"left behind: {left}"
+    yield from _checked_afterwards(_new_names())
 
 
 @pytest.fixture

@@ -5,12 +5,14 @@ Fixtures live in conftest.py; these are imported (`from integration_helpers impo
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -91,6 +93,27 @@ def session_args(names: Names, *options: str) -> list[str]:
 def run_pytest(pytester: pytest.Pytester, names: Names, *options: str, timeout: float = 300) -> pytest.RunResult:
     """A pytest session in a subprocess, in pytester's folder, run to its end."""
     return pytester.runpytest_subprocess(*session_args(names, *options), timeout=timeout)
+
+
+def reported_run(
+    pytester: pytest.Pytester, names: Names, *options: str, timeout: float = 300
+) -> tuple[pytest.RunResult, dict]:
+    """A pytest session (run_pytest) that reports into pytester's folder reports/: its outcome,
+    and the one results.json it wrote there."""
+    reports = pytester.path / "reports"
+    result = run_pytest(pytester, names, *options, f"--ve-report-dir={reports}", timeout=timeout)
+    return result, results_in(reports, result.stdout.str())
+
+
+def results_path(reports: Path, output: str = "") -> Path:
+    """The results.json of the one run reported into the folder `reports` (--ve-report-dir)."""
+    written = list(reports.glob("*/results.json"))
+    assert len(written) == 1, f"expected one results.json in {reports}: {written}\n{output[-3000:]}"
+    return written[0]
+
+
+def results_in(reports: Path, output: str = "") -> dict:
+    return json.loads(results_path(reports, output).read_text())
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from integration_helpers import PING_SUITE, Names, run_pytest
+from integration_helpers import PING_SUITE, Names, reported_run
 
 # Upstream LXC's source as a git bundle (this machine's copy unless LXCEXP_LXC_BUNDLE names another).
 BUNDLE = os.environ.get("LXCEXP_LXC_BUNDLE", "/work/shared/lxc-source/lxc.bundle")
@@ -56,8 +56,7 @@ def test_bad_sources_are_refused_before_anything_is_built(tmp_path) -> None:  # 
 
 def test_the_system_and_upstream_v606_side_by_side(pytester: pytest.Pytester, clean_host: Names, v606: str) -> None:
     pytester.makepyfile(test_ping=PING_SUITE)
-    reports = pytester.path / "reports"
-    result = run_pytest(
+    result, results = reported_run(
         pytester,
         clean_host,
         "--ve-count=4",
@@ -66,11 +65,8 @@ def test_the_system_and_upstream_v606_side_by_side(pytester: pytest.Pytester, cl
         "--ve-tmpfs-size=128M",
         "--ve-lxc=system",
         f"--ve-lxc=v6={v606}",
-        f"--ve-report-dir={reports}",
     )
     result.assert_outcomes(passed=2)
-    (results_file,) = reports.glob("*/results.json")
-    results = json.loads(results_file.read_text())
     ves = results["ves"]
     assert [ve["build"] for ve in ves] == ["system", "v6", "system", "v6"]
     assert all(ve["completed"] for ve in ves)

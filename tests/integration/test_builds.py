@@ -7,13 +7,12 @@ preload to prove in its monitors. A build from source is exercised by test_build
 
 from __future__ import annotations
 
-import json
 import pathlib
 import shutil
 import subprocess
 
 import pytest
-from integration_helpers import PING_SUITE, Names, run_pytest, running_experiment
+from integration_helpers import PING_SUITE, Names, reported_run, run_pytest, running_experiment
 
 from pytest_lxcexp.engine import builds, cgroups
 from pytest_lxcexp.engine.config import DEFAULT_VE_CGROUPS
@@ -40,8 +39,7 @@ def test_two_builds_run_interleaved_each_proven_and_recorded(
     pytester: pytest.Pytester, clean_host: Names, shim: str
 ) -> None:
     pytester.makepyfile(test_ping=PING_SUITE)
-    reports = pytester.path / "reports"
-    result = run_pytest(
+    result, results = reported_run(
         pytester,
         clean_host,
         "--ve-count=6",
@@ -52,11 +50,8 @@ def test_two_builds_run_interleaved_each_proven_and_recorded(
         "--ve-parallel=1",  # one starter: the start order is the assignment order
         "--ve-lxc=system",
         f"--ve-lxc=slow=system+preload:{shim}",
-        f"--ve-report-dir={reports}",
     )
     result.assert_outcomes(passed=4)
-    (results_file,) = reports.glob("*/results.json")
-    results = json.loads(results_file.read_text())
 
     ves = results["ves"]
     assert [ve["build"] for ve in ves] == ["system", "slow"] * 3

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from integration_helpers import results_path
 
 from pytest_lxcexp.suites import SUITES_DIR, suite_names
 
@@ -91,7 +92,7 @@ def test_ve_count_with_two_workers_and_a_report(clean_host, leftovers, tmp_path)
     assert result.returncode == 0, out[-3000:] + result.stderr[-2000:]
     assert NOTE in out  # said by the controller, which collects nothing itself
     assert " 10 passed" in out and "Total VEs        : 50" in out and "Takedown: nothing left behind" in out
-    (results_file,) = reports.glob("*/results.json")
+    results_file = results_path(reports)
     results = json.loads(results_file.read_text())
     assert results["summary"]["total"] == 50 and results["summary"]["completed"] == 50
     assert (results_file.parent / "report.html").is_file()

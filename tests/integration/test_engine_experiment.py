@@ -6,7 +6,7 @@ import os
 import subprocess
 
 import pytest
-from integration_helpers import alive
+from integration_helpers import alive, running_experiment
 from pyroute2 import IPRoute
 
 from pytest_lxcexp.engine import addressing, cgroups, network, storage
@@ -111,14 +111,7 @@ def test_bridge_experiment_end_to_end(clean_host, leftovers):
 
 def test_network_none_gives_loopback_only(clean_host, leftovers):
     names = clean_host
-    config = build_config(
-        count=3, root=names.root, network="none", bridge=names.bridge, pings=2, ping_interval=0.2, tmpfs_size="64M"
-    )
-    experiment = Experiment(config)
-    experiment.check()
-    experiment.lock()
-    try:
-        experiment.setup()
+    with running_experiment(names, count=3, network="none", pings=2, tmpfs_size="64M") as experiment:
         assert network.bridge_owner(names.bridge) is None  # no bridge made
         results = experiment.start(1, 3)
         # The VE's own network namespace holds only lo.
@@ -127,9 +120,6 @@ def test_network_none_gives_loopback_only(clean_host, leftovers):
         assert interfaces == ["lo"]
         records = experiment.wait(1, 3, timeout=30)
         assert all(r.completed for r in records)
-        experiment.takedown()
-    finally:
-        experiment.unlock()
     assert leftovers(names) == []
 
 
@@ -194,15 +184,8 @@ def _tree(directory: str) -> dict[str, bytes]:
 
 def _run_two_ves(names, cgroups_option: str) -> tuple[dict[str, str], dict[str, str]]:
     """Start two VEs; the VE's and its monitor's cgroups, by controller, then take them down."""
-    config = build_config(
-        count=2, root=names.root, bridge=names.bridge, subnet=names.subnet, pings=1, tmpfs_size="64M",
-        workload="idle", cgroups=cgroups_option,
-    )  # fmt: skip
-    experiment = Experiment(config)
-    experiment.check()
-    experiment.lock()
-    try:
-        experiment.setup()
+    options = {"count": 2, "pings": 1, "tmpfs_size": "64M", "workload": "idle", "cgroups": cgroups_option}
+    with running_experiment(names, **options) as experiment:
         etc_before = _tree("/etc/lxc")
         results = experiment.start(1, 2)
         assert all(r.ok for r in results), [r.error for r in results]
@@ -213,9 +196,6 @@ def _run_two_ves(names, cgroups_option: str) -> tuple[dict[str, str], dict[str, 
         mon = {c: _cgroup_of(monitor, c) for c in ("pids", "memory")}
         # The host's /etc/lxc is untouched: liblxc saw the tool's own only in the starters.
         assert _tree("/etc/lxc") == etc_before
-        experiment.takedown()
-    finally:
-        experiment.unlock()
     return ve, mon
 
 

@@ -8,11 +8,8 @@ holding the bridge's name (test_bad_input.py).
 
 from __future__ import annotations
 
-import json
-import pathlib
-
 import pytest
-from integration_helpers import Names, run_pytest
+from integration_helpers import Names, reported_run
 
 WORKLOAD_SUITE = """
 import os, signal, time
@@ -60,23 +57,16 @@ def test_completed(ve_range):
 """
 
 
-def _run_faults(
-    pytester: pytest.Pytester, names: Names, suite: str, *options: str
-) -> tuple[pytest.RunResult, pathlib.Path]:
-    """Run a suite that injects faults, its results written under reports/: the run, and that folder."""
+def _run_faults(pytester: pytest.Pytester, names: Names, suite: str, *options: str) -> tuple[pytest.RunResult, dict]:
+    """Run a suite that injects faults: the run, and its VEs in results.json by name."""
     pytester.makepyfile(test_faults=suite)
-    reports = pytester.path / "reports"
-    return run_pytest(pytester, names, *options, f"--ve-report-dir={reports}"), reports
-
-
-def _ves(report_dir: pathlib.Path) -> dict[str, dict]:
-    (results,) = report_dir.glob("*/results.json")
-    return {ve["name"]: ve for ve in json.loads(results.read_text())["ves"]}
+    result, results = reported_run(pytester, names, *options)
+    return result, {ve["name"]: ve for ve in results["ves"]}
 
 
 def test_crashed_and_broken_workloads_are_named_and_the_rest_complete(pytester, clean_host, leftovers):
     names = clean_host
-    result, reports = _run_faults(
+    result, ves = _run_faults(
         pytester,
         names,
         WORKLOAD_SUITE,
@@ -95,7 +85,6 @@ def test_crashed_and_broken_workloads_are_named_and_the_rest_complete(pytester, 
         ]
     )
     result.stdout.fnmatch_lines(["25-ping VEs      : 4", "Incomplete VEs   : 2", "Takedown: nothing left behind"])
-    ves = _ves(reports)
     assert [name for name, ve in ves.items() if ve["completed"]] == ["ve1", "ve4", "ve5", "ve6"]
     assert all(ves[name]["pings"] == 25 for name in ("ve1", "ve4", "ve5", "ve6"))
     assert "killed by SIGKILL" in ves["ve2"]["failure"] and ves["ve2"]["fault"]
@@ -136,7 +125,7 @@ def test_completed(ve_range):
 
 def test_a_full_tmpfs_is_named_as_the_reason(pytester, clean_host, leftovers):
     names = clean_host
-    result, reports = _run_faults(
+    result, ves = _run_faults(
         pytester,
         names,
         ENOSPC_SUITE,
@@ -150,7 +139,6 @@ def test_a_full_tmpfs_is_named_as_the_reason(pytester, clean_host, leftovers):
     result.stdout.fnmatch_lines(["*4 of 4 VEs did not complete:*"])
     for name in ("ve1", "ve2", "ve3", "ve4"):
         result.stdout.fnmatch_lines([f"*{name}: *{full}*"])
-    ves = _ves(reports)
     assert all(full in ve["failure"] for ve in ves.values()), {n: v["failure"] for n, v in ves.items()}
     assert "Takedown: nothing left behind" in result.stdout.str()
     assert leftovers(names) == []
@@ -192,7 +180,7 @@ def test_two_more_hit_the_limit(ve_experiment):
 
 def test_a_pids_limit_reached_mid_run_is_named(pytester, clean_host, leftovers):
     names = clean_host
-    result, reports = _run_faults(
+    result, ves = _run_faults(
         pytester,
         names,
         PIDS_SUITE,
@@ -205,7 +193,6 @@ def test_a_pids_limit_reached_mid_run_is_named(pytester, clean_host, leftovers):
     result.assert_outcomes(passed=2, failed=1)
     limit = "host limit: out of processes (fork failed with EAGAIN"
     result.stdout.fnmatch_lines(["*2 of 2 VEs did not complete:*", f"*ve3: *{limit}*", f"*ve4: *{limit}*"])
-    ves = _ves(reports)
     assert ves["ve1"]["completed"] and ves["ve2"]["completed"]
     assert limit in ves["ve3"]["failure"] and limit in ves["ve4"]["failure"]
     assert "Takedown: nothing left behind" in result.stdout.str()

@@ -14,7 +14,6 @@ Two ways to hit a phase:
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import signal
@@ -23,7 +22,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from integration_helpers import PING_SUITE, Names, lxc_monitors, run_pytest, started_pytest, wait_for
+from integration_helpers import PING_SUITE, Names, lxc_monitors, results_in, run_pytest, started_pytest, wait_for
 
 from pytest_lxcexp.engine.storage import Layout
 
@@ -118,12 +117,6 @@ def _run_options(report_dir: pathlib.Path, pings: int = 3) -> list[str]:
     ]
 
 
-def _results(report_dir: pathlib.Path) -> dict:
-    written = list(report_dir.glob("*/results.json"))
-    assert len(written) == 1, f"expected one results.json in {report_dir}: {written}"
-    return json.loads(written[0].read_text())
-
-
 @pytest.mark.parametrize(("where", "signame", "words", "started"), PHASES, ids=[f"{p[0]}-{p[1]}" for p in PHASES])
 def test_signal_at_each_phase_takes_everything_down(
     pytester, clean_host, leftovers, monkeypatch, where, signame, words, started
@@ -146,7 +139,7 @@ def test_signal_at_each_phase_takes_everything_down(
         assert "no VE was started" in out
     elif isinstance(started, tuple):
         assert any(f"{n} of 6 VEs were started, {6 - n} never were" in out for n in started), out
-    results = _results(report_dir)
+    results = results_in(report_dir)
     interrupted = results["session"]["interrupted"]
     assert interrupted["signal"] == signame and interrupted["description"] == f"{signame} {words}"
     assert results["session"]["exitstatus"] == pytest.ExitCode.INTERRUPTED or where in ("takedown", "reporting")
@@ -191,7 +184,7 @@ def test_ctrl_c_from_a_terminal_while_ves_run(pytester, clean_host, leftovers):
     )
     assert "INTERRUPTED by SIGINT" in out, out
     assert leftovers(names) == []
-    results = _results(pytester.path / "reports")
+    results = results_in(pytester.path / "reports")
     assert results["session"]["interrupted"]["signal"] == "SIGINT"
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import json
 import re
 
-from integration_helpers import PING_SUITE, XDIST_RUN, run_pytest
+from integration_helpers import PING_SUITE, XDIST_RUN, reported_run, results_path
 
 
 def _spec(host: str, names) -> str:
@@ -24,13 +23,12 @@ def test_two_hosts_each_run_their_own_ves_and_report_as_one(pytester, names, lef
     host_b = dataclasses.replace(names, root=names.root + "-b", bridge=names.bridge + "b", subnet=str(high))
     pytester.makepyfile(test_ping=PING_SUITE)
     try:
-        result = run_pytest(
+        result, results = reported_run(
             pytester,
             host_a,  # the controller's own options; each worker's spec overrides them
             *("-d", "--tx", _spec("hosta", host_a), "--tx", _spec("hostb", host_b)),
             *XDIST_RUN,
             "--ve-workload=ping-gateway",  # each VE reaches its own host's bridge
-            f"--ve-report-dir={pytester.path / 'reports'}",
         )
         result.assert_outcomes(passed=8)
         # Each range's tests ran on the worker of the host that owns it: ve1-ve20 on the first.
@@ -51,8 +49,6 @@ def test_two_hosts_each_run_their_own_ves_and_report_as_one(pytester, names, lef
                 "Takedown: nothing left behind",
             ]
         )
-        (results_file,) = (pytester.path / "reports").glob("*/results.json")
-        results = json.loads(results_file.read_text())
         hosts = results["hosts"]
         assert [(h["name"], h["root"], h["bridge"], h["first"], h["last"]) for h in hosts] == [
             ("hosta", host_a.root, host_a.bridge, 1, 20),
@@ -74,7 +70,7 @@ def test_two_hosts_each_run_their_own_ves_and_report_as_one(pytester, names, lef
         assert summary["disk_used"] == sum(h["disk_used"] for h in hosts) > 0
         assert results["session"]["workers"] == 2
         # The combined HTML report has a line per host.
-        html = (results_file.parent / "report.html").read_text()
+        html = (results_path(pytester.path / "reports").parent / "report.html").read_text()
         assert 'id="lxcexp-hosts"' in html and host_a.root in html and host_b.root in html
         assert leftovers(host_a) == [] and leftovers(host_b) == []
     finally:

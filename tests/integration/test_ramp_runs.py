@@ -3,10 +3,8 @@ results.json, and leaves nothing behind. Small on purpose: steps of a few VEs.""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from integration_helpers import PING_SUITE, run_pytest
+from integration_helpers import PING_SUITE, reported_run, run_pytest
 
 from pytest_lxcexp.suites import SUITES_DIR
 
@@ -15,11 +13,7 @@ RAMP_SUITE = (SUITES_DIR / "ramp" / "test_ramp.py").read_text()
 
 def ramp(pytester: pytest.Pytester, names, *options: str) -> tuple[pytest.RunResult, dict]:
     pytester.makepyfile(test_ramp=RAMP_SUITE)
-    report_dir = pytester.path / "reports"
-    result = run_pytest(pytester, names, "--ve-count=max", f"--ve-report-dir={report_dir}", *options, timeout=300)
-    found = list(report_dir.glob("*/results.json"))
-    assert len(found) == 1, result.stdout.str()
-    return result, json.loads(found[0].read_text())
+    return reported_run(pytester, names, "--ve-count=max", *options)
 
 
 def test_a_ramp_with_a_small_tmpfs_stops_for_the_tmpfs(pytester, clean_host, leftovers):

@@ -181,7 +181,8 @@ def test_archived_runs_compare_and_render(pytester, clean_host, leftovers, tmp_p
     assert images == ["start latency", "VEs over time", "memory over time", "start latency against VEs running"]
     failed_table = re.search(r'<table id="lxcexp-failed">(.*?)</table>', dom, re.S).group(1)
     assert "ve2" in failed_table and "ve4" in failed_table and "failed to start: liblxc: " in failed_table
-    assert "lxcexp-begin" in failed_table  # ve2's log tail
+    # ve2's log tail: its last lines, which on a slow host no longer reach back to its begin line.
+    assert "lxcexp-begin" in failed_table or "bytes from 127.0.0.1" in failed_table
     # pytest-html builds its table in JavaScript: rows in the DOM prove the page's script ran.
     assert len(re.findall(r'class="col-result[^"]*">Failed<', dom)) == 2
     assert len(re.findall(r'class="col-result[^"]*">Passed<', dom)) == 4

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import time
 
-from integration_helpers import PING_SUITE, run_pytest, run_to_completion, running_experiment
+from integration_helpers import (
+    PING_SUITE,
+    reported_run,
+    results_path,
+    run_to_completion,
+    running_experiment,
+)
 from pyroute2 import IPRoute
 
 from pytest_lxcexp.engine import addressing, cgroups, network
@@ -150,16 +155,12 @@ def test_hooks_give_the_workload_and_fields(pytester, clean_host, leftovers, tmp
     names = clean_host
     pytester.makeconftest(HOOK_CONFTEST)
     pytester.makepyfile(test_ping=PING_SUITE)
-    reports = tmp_path / "reports"
-    result = run_pytest(
-        pytester, names, "--ve-count=3", "--ve-tmpfs-size=64M", "--ve-network=none", f"--ve-report-dir={reports}"
-    )
+    result, results = reported_run(pytester, names, "--ve-count=3", "--ve-tmpfs-size=64M", "--ve-network=none")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*1 of 3 VEs did not complete:*"])
     # The reason, then the hook's fields at the end of the line.
     assert re.search(r"ve2: workload exited with status 1 \(expected 0\).* \[colour=vec\]$", result.stdout.str(), re.M)
-    (results_json,) = reports.glob("*/results.json")
-    ves = {ve["name"]: ve for ve in json.loads(results_json.read_text())["ves"]}
+    ves = {ve["name"]: ve for ve in results["ves"]}
     assert {name: ve["fields"] for name, ve in ves.items()} == {
         "ve1": {"colour": "veb"},
         "ve2": {"colour": "vec"},
@@ -167,7 +168,7 @@ def test_hooks_give_the_workload_and_fields(pytester, clean_host, leftovers, tmp
     }
     assert ves["ve2"]["workload"] == "hook" and ves["ve2"]["exit_status"] == 1
     # The HTML report's table of failed VEs shows them after the reason too.
-    (report_html,) = reports.glob("*/report.html")
+    report_html = results_path(pytester.path / "reports").parent / "report.html"
     row = r"ve2</td><td[^>]*>workload exited with status 1 \(expected 0\)[^<]*\[colour=vec\]"
     assert re.search(row, report_html.read_text())
     assert leftovers(names) == []

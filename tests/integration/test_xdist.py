@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
-from integration_helpers import PING_SUITE, XDIST_RUN, run_pytest
+from integration_helpers import PING_SUITE, XDIST_RUN, reported_run
 
 from pytest_lxcexp.engine.storage import lock_path
 
@@ -14,7 +13,7 @@ from pytest_lxcexp.engine.storage import lock_path
 def test_two_workers_share_one_experiment(pytester, clean_host, leftovers):
     names = clean_host
     pytester.makepyfile(test_ping=PING_SUITE)
-    result = run_pytest(pytester, names, "-n", "2", *XDIST_RUN, f"--ve-report-dir={pytester.path / 'reports'}")
+    result, results = reported_run(pytester, names, "-n", "2", *XDIST_RUN)
     result.assert_outcomes(passed=8)
     # Both workers started ranges of the one experiment.
     starters = set(re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED test_ping.py::test_start", result.stdout.str()))
@@ -30,8 +29,6 @@ def test_two_workers_share_one_experiment(pytester, clean_host, leftovers):
         ]
     )
     # The controller's results file covers every worker's VEs.
-    (results_file,) = (pytester.path / "reports").glob("*/results.json")
-    results = json.loads(results_file.read_text())
     assert len(results["ves"]) == 40 and results["summary"]["completed"] == 40
     assert {ve["index"] for ve in results["ves"] if ve.get("started_at")} == set(range(1, 41))
     base = lock_path(names.root)[: -len(".lock")]
@@ -51,22 +48,11 @@ def test_terminal_and_results_file_agree_under_xdist_with_a_workload_hook(pytest
     names = clean_host
     pytester.makeconftest(HOOK_CONFTEST)
     pytester.makepyfile(test_ping=PING_SUITE)
-    reports = pytester.path / "reports"
-    result = run_pytest(
-        pytester,
-        names,
-        "-n",
-        "2",
-        "--ve-count=8",
-        "--ve-batch=2",
-        "--ve-network=none",
-        "--ve-tmpfs-size=64M",
-        f"--ve-report-dir={reports}",
+    result, results = reported_run(
+        pytester, names, "-n", "2", "--ve-count=8", "--ve-batch=2", "--ve-network=none", "--ve-tmpfs-size=64M"
     )
     result.assert_outcomes(passed=7, failed=1)  # ve2 exits 1: only its range fails
     printed = _printed_block(result.stdout.str())
-    (results_file,) = reports.glob("*/results.json")
-    results = json.loads(results_file.read_text())
     summary, timings = results["summary"], results["timings"]
     # The one merge feeds both: the same counts, the same workload's words, the same spans.
     assert summary["workload"] == "hook"

@@ -109,3 +109,12 @@ def test_option_parsing_needs_no_kernel_access() -> None:
         for name in pulled | {"pytest_lxcexp.engine.config"}
     )
     assert "pyroute2" not in source and "import lxc" not in source
+
+
+def test_the_engine_imports_nothing_above_it() -> None:
+    # The plugin and the CLI are skins over the engine: session state, membership, fixtures
+    # and reports stay out of it, however deep an import hides.
+    graph = import_graph()
+    engine = {module for module in graph if module.startswith("pytest_lxcexp.engine")}
+    above = {module: sorted(reachable(graph, module) - engine) for module in engine}
+    assert {module: found for module, found in above.items() if found} == {}

@@ -19,6 +19,7 @@ from pytest_lxcexp.report.compare import (
     build_groups,
     compare_builds,
     compare_runs,
+    judge,
     load_ref,
     min_effects,
     parse_fail_rule,
@@ -145,6 +146,27 @@ def test_runs_with_the_same_builds_compare_build_by_build() -> None:
     comparisons = compare_runs(before, now)
     assert [c.now_label.split()[-2:] for c in comparisons] == [["build", "a"], ["build", "b"]]
     assert comparisons[0].verdict("start_latency").n_candidate == 30
+
+
+def test_a_judgement_holds_the_builds_and_the_reference_to_the_rules() -> None:
+    # The plugin and `lxcexp compare` both judge through this: builds first, then the reference.
+    before = make_results(latencies=SPREAD, builds=["a", "b"])
+    slow_b = [value * (1.5 if index % 2 else 1.0) for index, value in enumerate(SPREAD)]
+    now = make_results(latencies=slow_b, builds=["a", "b"])
+    rules = parse_fail_rules(["start_latency:10%", "memory_per_ve:10%"])
+    judged = judge(now, rules, before)
+    assert [c.kind for c in judged.comparisons] == ["builds", "runs", "runs"]
+    assert {(r.rule.metric, r.verdict.candidate) for r in judged.regressions} == {
+        ("start_latency", "b"),
+        ("start_latency", "now build b"),
+    }
+    assert judged.notes == []  # both rules checked: memory per VE is compared across runs
+    assert judge(now, rules).notes == ["memory_per_ve:10%: no memory_per_ve verdict in this comparison; not checked"]
+    assert judged.held is None
+    assert [c.kind for c in judge(now, rules, before, builds=False).comparisons] == ["runs", "runs"]
+    alike = judge(make_results(latencies=SPREAD), [FailRule("start_latency", 10.0)], make_results(latencies=SPREAD))
+    assert alike.regressions == [] and alike.held == "no regression: no 'worse' verdict for start_latency:10%"
+    assert judge(make_results(latencies=SPREAD), [FailRule("completed", None)]).held is None  # nothing compared
 
 
 def test_rules_without_a_verdict_are_said_not_checked() -> None:

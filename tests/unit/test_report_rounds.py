@@ -146,10 +146,10 @@ def test_running_at_start_counts_only_the_ves_of_its_own_round() -> None:
 
 def test_html_shows_each_round() -> None:
     results = round_results(rounds=2)
-    html = report_sections(Finished(run_dir=None, rules=[], notes=[], results=results))
+    html = report_sections(Finished(run_dir=None, notes=[], results=results))
     assert '<table id="lxcexp-rounds">' in html
     assert "<td>2</td><td>b</td><td>4 of 4</td>" in html
-    assert "<h3>Rounds" not in report_sections(Finished(run_dir=None, rules=[], notes=[], results=make_results()))
+    assert "<h3>Rounds" not in report_sections(Finished(run_dir=None, notes=[], results=make_results()))
 
 
 def test_terminal_summary_says_each_round() -> None:
