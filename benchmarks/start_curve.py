@@ -83,7 +83,7 @@ def main() -> int:
                 os.makedirs(args.perf, exist_ok=True)
                 output = os.path.join(args.perf, f"chunk-{first}.data")
                 recorder = subprocess.Popen(
-                    ["perf", "record", "-a", "-g", "-o", output], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    ["perf", "record", "-F", "200", "-a", "-g", "-o", output], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
                 )
                 time.sleep(0.5)
             started = time.monotonic()

@@ -111,6 +111,15 @@ def test_ipv6_sysctls_only_on_a_host_with_ipv6(monkeypatch: pytest.MonkeyPatch, 
     assert "lxc.net.0.ipv4.address = 10.213.0.3/16" in text
 
 
+def test_a_ves_veth_gets_its_bridges_mtu_written_out() -> None:
+    # Written out, so liblxc never dumps every link on the host to inherit it.
+    with open("/sys/class/net/lo/mtu") as handle:
+        assert fleet.bridge_mtu("lo") == int(handle.read())
+    assert fleet.bridge_mtu("no-such-link") == fleet.DEFAULT_MTU
+    config = build_config(count=3, bridge="venosuchlink")
+    assert "lxc.net.0.mtu = 1500" in fleet.ve_config_text(config, Layout("/exp"), 1).splitlines()
+
+
 # -- a firewall that drops bridged traffic ----------------------------------------------
 
 
