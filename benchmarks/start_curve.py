@@ -47,9 +47,13 @@ def takedown_steps(tag: str) -> None:
     step("SIGKILL to every VE and monitor", began)
     survivors = cgroups.kill_experiment_processes(tag, timeout=120)
     step(f"until no process is left ({len(survivors)} left)", step_began[0])
-    while network.our_veths(tag) and time.monotonic() - step_began[0] < 120:
+
+    def ve_veths() -> list[str]:  # not the bridges and their uplinks, which the takedown deletes
+        return [name for name in network.our_veths(tag) if name.startswith(network.veth_prefix(tag))]
+
+    while ve_veths() and time.monotonic() - step_began[0] < 120:
         time.sleep(0.1)
-    step(f"until the kernel freed the veths ({len(network.our_veths(tag))} left)", step_began[0])
+    step(f"until the kernel freed the VEs' veths ({len(ve_veths())} left)", step_began[0])
     left = cgroups.remove_subtrees(tag)
     step(f"cgroups removed ({len(left)} left)", step_began[0])
 
@@ -83,7 +87,9 @@ def main() -> int:
                 os.makedirs(args.perf, exist_ok=True)
                 output = os.path.join(args.perf, f"chunk-{first}.data")
                 recorder = subprocess.Popen(
-                    ["perf", "record", "-F", "200", "-a", "-g", "-o", output], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    ["perf", "record", "-F", "200", "-a", "-g", "-o", output],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 time.sleep(0.5)
             started = time.monotonic()
