@@ -82,7 +82,7 @@ def halves(results: Results) -> list[Comparison]:
     even = [ve for ve in ves if ve["index"] % 2 == 0]
     baseline = Group("odd VEs", odd, [(0, (ve["index"] + 1) // 2) for ve in odd])
     candidate = Group("even VEs", even, [(0, ve["index"] // 2) for ve in even])
-    return [Comparison("halves", "odd VEs", "even VEs", group_verdicts(baseline, candidate), [])]
+    return [Comparison("halves", "odd VEs", "even VEs", group_verdicts(baseline, candidate, paired=True), [])]
 
 
 def within(results: Results) -> list[Comparison]:
