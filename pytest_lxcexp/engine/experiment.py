@@ -89,10 +89,11 @@ class Experiment:
 
     def builds_metadata(self) -> list[dict[str, Any]]:
         """Each build as results.json's metadata.builds records it: what it is, and its proof."""
-        return [
-            build.to_dict() | {"proof": self.proofs[build.name].to_dict() if build.name in self.proofs else None}
-            for build in self.builds
-        ]
+        described = []
+        for build in self.builds:
+            proof = self.proofs[build.name].to_dict() if build.name in self.proofs else None
+            described.append(build.to_dict() | {"proof": proof, "proofs": [proof] if proof else []})
+        return described
 
     def build_of(self, index: int) -> builds.LXCBuild:
         """The build that starts veN in this round: interleaved, ve1 the first build's."""
