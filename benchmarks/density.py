@@ -91,9 +91,19 @@ def running_memory(before: int, count: int) -> float:
     return (host_memory_used() - before) / count / 1024**2
 
 
+TUNE_HOST = False  # --tune-host: the tool raises the host limits 10,000 VEs need, and restores them
+
+
 def run_tool(count: int) -> dict[str, float]:
     config = build_config(
-        count=count, root=BENCH_ROOT, bridge=BRIDGE, subnet=SUBNET, pings=PINGS, ping_interval=INTERVAL, tmpfs_size="4G"
+        count=count,
+        root=BENCH_ROOT,
+        bridge=BRIDGE,
+        subnet=SUBNET,
+        pings=PINGS,
+        ping_interval=INTERVAL,
+        tmpfs_size=f"{max(4, count // 1500)}G",
+        tune_host=TUNE_HOST,
     )
     experiment = Experiment(config)
     experiment.check()
@@ -259,7 +269,10 @@ def main() -> int:
     parser.add_argument("--counts", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--ways", nargs="+", default=list(WAYS), choices=list(WAYS))
+    parser.add_argument("--tune-host", action="store_true", help="the tool's --ve-tune-host (10,000 VEs need it)")
     args = parser.parse_args()
+    global TUNE_HOST
+    TUNE_HOST = args.tune_host
     if os.geteuid() != 0:
         print("benchmarks/density.py must run as root", file=sys.stderr)
         return 2
@@ -302,6 +315,15 @@ def main() -> int:
             print(f"{'':>5} tool start / floor start: {tool_start / medians['floor']['start']:.2f}x")
         if tool_start and "shell" in medians:
             print(f"{'':>5} shell start / tool start: {medians['shell']['start'] / tool_start:.2f}x")
+    if "tool" in args.ways and len(args.counts) > 1:
+        # Near-linear starts: the ms per VE at each count against the smallest count's.
+        def per_ve(count: int) -> float:
+            return statistics.median(r["start"] for r in results[(count, "tool")]) / count
+
+        smallest = min(args.counts)
+        for count in sorted(args.counts):
+            if count != smallest:
+                print(f"tool ms/VE at {count} / at {smallest}: {per_ve(count) / per_ve(smallest):.2f}x")
     return 0
 
 

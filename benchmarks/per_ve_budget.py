@@ -12,6 +12,13 @@ work on the host, but blind to kernel objects charged elsewhere),
 the growth of host memory in use, and the growth of the experiment's tmpfs from just before
 the first start, each over COUNT. Medians over the repeats; the table is what
 pytest_lxcexp/engine/host.py's PER_VE_BUDGET holds.
+
+    .venv/bin/python benchmarks/per_ve_budget.py --combos busybox/workload --count 300 \
+        --repeat 3 --workloads idle cmd:true
+
+compares what a VE's init costs after the tool's own workload (it sleeps in the shell's
+place) with after a user's command (the shell stays, to reap what the command left).
+Workloads are interleaved within each repeat, so the host's drift hits them alike.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from pytest_lxcexp.report.sampler import host_memory_used  # noqa: E402
 
 ROOT = "/tmp/lxcexp-budget"
 BRIDGE = "vebudget"
-SUBNET = "10.103.200.0/24"
+SUBNET = "10.103.192.0/20"
 COMBOS = [("busybox", "workload"), ("busybox", "system"), ("debian", "workload"), ("debian", "system")]
 SETTLE_S = 5.0
 MEMORY_HIERARCHY = "/sys/fs/cgroup/memory"  # cgroup v1 (this host); hierarchical accounting
@@ -92,14 +99,27 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=2)
     # A workload process that stays while measured, as ping does for its pings.
-    parser.add_argument("--workload", default="cmd:sleep 600")
+    parser.add_argument("--workloads", nargs="+", default=["cmd:sleep 600"])
+    parser.add_argument("--combos", nargs="+", default=[f"{b}/{i}" for b, i in COMBOS], metavar="BASE/INIT")
     args = parser.parse_args()
-    print(f"{args.count} VEs per run running {args.workload!r}, {args.repeat} runs each, medians")
-    print(f"{'base/init':<18} {'processes/VE':>13} {'cgroup MiB/VE':>14} {'host MiB/VE':>12} {'tmpfs KiB/VE':>13}")
-    for base, init in COMBOS:
-        runs = [measure(base, init, args.count, args.workload) for _ in range(args.repeat)]
-        pids, charged, host, tmpfs = (statistics.median(values) for values in zip(*runs, strict=True))
-        print(f"{base + '/' + init:<18} {pids:>13.1f} {charged:>14.2f} {host:>12.2f} {tmpfs:>13.0f}", flush=True)
+    combos = [tuple(combo.split("/", 1)) for combo in args.combos]
+    print(f"{args.count} VEs per run, {args.repeat} runs each, medians")
+    print(
+        f"{'base/init':<18} {'workload':<14} {'processes/VE':>13} {'cgroup KiB/VE':>14} "
+        f"{'host MiB/VE':>12} {'tmpfs KiB/VE':>13}"
+    )
+    for base, init in combos:
+        runs: dict[str, list] = {workload: [] for workload in args.workloads}
+        for _ in range(args.repeat):
+            for workload in args.workloads:
+                runs[workload].append(measure(base, init, args.count, workload))
+        for workload, measured in runs.items():
+            pids, charged, host, tmpfs = (statistics.median(values) for values in zip(*measured, strict=True))
+            print(
+                f"{base + '/' + init:<18} {workload:<14} {pids:>13.2f} {charged * 1024:>14.0f} "
+                f"{host:>12.2f} {tmpfs:>13.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

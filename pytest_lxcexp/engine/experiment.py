@@ -234,6 +234,9 @@ class Experiment:
 
     # -- running --------------------------------------------------------------------
 
+    def _host_veth(self, index: int) -> str:
+        return network.veth_name(self.config.tag, index)
+
     def start(self, first: int, last: int) -> list[fleet.StartResult]:
         self.phase = "start"
         began = time.monotonic()
@@ -288,6 +291,7 @@ class Experiment:
                 starter_args=starter_args,
                 build_names=[build.name for build in lxc_builds],
                 build_of=lambda index: builds.build_index(index, len(lxc_builds), self.round),
+                veth_of=self._host_veth if self.config.network == "bridge" else None,
             )
             results = [dataclasses.replace(result, round=self.round) for result in results]
         except BaseException:

@@ -17,7 +17,7 @@ from .config import ExperimentConfig
 from .network import host_has_ipv6, veth_name
 from .safefs import UnsafeVEFile
 from .storage import Layout
-from .workload import VE_ENV_PATH, init_command, mount_auto, ve_env
+from .workload import VE_ENV_PATH, init_brings_up_network, init_command, mount_auto, ve_env
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,11 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
             f"lxc.net.0.link = {BridgeLayout(config.bridge, config.tag, config.count).bridge_for(index)}",
             f"lxc.net.0.veth.pair = {veth_name(config.tag, index)}",
             "lxc.net.0.name = eth0",
-            "lxc.net.0.flags = up",
             f"lxc.net.0.ipv4.address = {plan.ve_address(index)}/{plan.prefixlen}",
-            f"lxc.net.0.ipv4.gateway = {plan.gateway}",
         ]
+        if not init_brings_up_network(config):
+            # liblxc adds a gateway only to an interface it brings up itself.
+            lines += ["lxc.net.0.flags = up", f"lxc.net.0.ipv4.gateway = {plan.gateway}"]
     else:
         # A network namespace of its own with loopback only.
         lines.append("lxc.net.0.type = empty")
@@ -213,11 +214,12 @@ def start_range(
     starter_args: Iterable[str] = (),
     build_names: Sequence[str] = (),
     build_of: Callable[[int], int] | None = None,
+    veth_of: Callable[[int], str] | None = None,
 ) -> list[StartResult]:
     """Start VEs from `workers` starter processes (starter.py), `delay` seconds apart within each,
     in the order given; `starter_args` are its options (cgroups.starter_cgroup_args and the
     builds, builds.starter_build_args), `build_of(index)` the number of the build that starts
-    veN, named by `build_names`."""
+    veN, named by `build_names`; `veth_of(index)` its host-side veth (the starter turns its IPv6 off)."""
     wanted = list(indexes)
     results: list[StartResult] = []
 
@@ -254,7 +256,7 @@ def start_range(
 
     # -I: the starter imports only the standard library; nothing from the environment or cwd.
     argv = [sys.executable, "-I", STARTER, layout.root, str(delay), *starter_args]
-    lines = [f"{layout.ve_name(index)}\t{number(index)}" for index in wanted]
+    lines = [f"{layout.ve_name(index)}\t{number(index)}\t{veth_of(index) if veth_of else ''}" for index in wanted]
     children.map_in_processes(argv, lines, workers, on_result=collect)
     seen = {result.index for result in results}
     for index in wanted:

@@ -1,7 +1,7 @@
 """The starter: a small process of its own that starts VEs, one `lxc-start -d` each, run as a script.
 
     python starter.py LXCPATH DELAY [--builds JSON] [--lxc-etc DIR [--config-dir DIR]...] [--join CGROUP]...
-        <"NAME" or "NAME<TAB>BUILD" on stdin, one per line>
+        <"NAME", "NAME<TAB>BUILD" or "NAME<TAB>BUILD<TAB>VETH" on stdin, one per line>
 
 It prints one JSON line per VE: {"name", "ok", "latency", "started_at", "pid", "monitor",
 "build"}, or {"name", "ok": false, "error"} when the start could not even be tried.
@@ -19,6 +19,13 @@ container, which made each start walk a longer /proc/self/fd. The starter itself
 freshly executed interpreter importing only the standard library, not a fork of the
 tool: a fork costs in proportion to the process forked.
 
+VETH: the VE's host-side veth, whose IPv6 the starter turns off as soon as lxc-start
+returned. liblxc brings it up with the host's IPv6 defaults: a link-local address and
+three routes each, and every later link event walks the whole IPv6 routing table (at
+3000 VEs, IPv6 address and route work took a fifth of the host's CPU during starts:
+docs/benchmarks.md). Off, the table stays as small as the number of starts in flight.
+The experiment is IPv4; the VEs' own IPv6 is off through lxc.sysctl.
+
 --lxc-etc DIR: liblxc takes the cgroup controllers it gives each VE (lxc.cgroup.use) only
 from its global config, /etc/lxc/lxc.conf for the distribution's (`<prefix>/etc/lxc` for a
 build under a prefix: each --config-dir). The starter shows liblxc the tool's own copy, DIR
@@ -34,6 +41,7 @@ import argparse
 import ctypes
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -68,7 +76,21 @@ class Build:
                 self.env[key] = value
 
 
-def start(name: str, lxcpath: str, build: Build, number: int = 0) -> dict:
+_VETH_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+
+
+def quiet_ipv6(veth: str) -> None:
+    """Turn the host-side veth's IPv6 off (nothing to do where the host has no IPv6)."""
+    if not _VETH_NAME.fullmatch(veth) or veth in (".", ".."):
+        return
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{veth}/disable_ipv6", "w") as handle:
+            handle.write("1")
+    except OSError:
+        pass  # no IPv6 on this host, or the VE (and its veth) already gone
+
+
+def start(name: str, lxcpath: str, build: Build, number: int = 0, veth: str = "") -> dict:
     pid_file = os.path.join(lxcpath, name, "monitor.pid")
     # -d: returns once the VE runs (or failed); -C: lxc-start closes fds it inherits
     # instead of refusing to run (subprocess passes none but the standard three).
@@ -85,6 +107,8 @@ def start(name: str, lxcpath: str, build: Build, number: int = 0) -> dict:
     )
     latency = time.monotonic() - began
     ok = done.returncode == 0
+    if ok and veth:
+        quiet_ipv6(veth)
     monitor, pid = monitor_and_init(pid_file) if ok else (None, None)
     return {
         "name": name,
@@ -150,6 +174,7 @@ def main() -> int:
     lines = [line.strip().split("\t") for line in sys.stdin if line.strip()]
     names = [fields[0] for fields in lines]
     numbers = [int(fields[1]) if len(fields) > 1 else 0 for fields in lines]
+    veths = [fields[2] if len(fields) > 2 else "" for fields in lines]
     try:
         if args.lxc_etc:
             show_liblxc_config(args.lxc_etc, args.config_dir or ["/etc/lxc"])
@@ -166,7 +191,7 @@ def main() -> int:
         if args.delay and position:
             time.sleep(args.delay)
         try:
-            result = start(name, args.lxcpath, builds[numbers[position]], numbers[position])
+            result = start(name, args.lxcpath, builds[numbers[position]], numbers[position], veths[position])
         except OSError as error:
             # Out of processes or memory (a full host), or no lxc-start: said for this VE, the others go on.
             result = {"name": name, "ok": False, "error": f"could not run lxc-start: {error}"}

@@ -43,7 +43,7 @@ from .workload_kinds import COMMAND_PREFIX, NETWORK_WORKLOADS, REACH_TIMEOUT, wo
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
-WORKLOAD_VERSION = 3
+WORKLOAD_VERSION = 4
 INIT_PATH = "/sbin/lxcexp-workload"
 SYSTEM_INIT_PATH = "/sbin/init"
 ENV_PATH = "etc/lxcexp/workload.env"
@@ -68,6 +68,11 @@ began_at=$EPOCHREALTIME
 exec >>/var/log/lxcexp/workload.log 2>&1 </dev/null
 echo "lxcexp-begin $(date +%s) $(hostname) workload=$WORKLOAD at=$began_at"
 ip link set lo up || echo "lxcexp-error lo-up"
+# eth0 comes up here, not in liblxc (GATEWAY set): liblxc brings it up before it turns
+# the VE's IPv6 off, and what IPv6 sends meanwhile is flooded to every port of the bridge.
+if [ -n "$GATEWAY" ]; then
+    { ip link set eth0 up && ip route add default via "$GATEWAY"; } || echo "lxcexp-error eth0-up"
+fi
 rc=
 case "$WORKLOAD" in
 ping-gateway|ping-neighbour|ping-localhost)
@@ -109,7 +114,11 @@ fi
 # As a service the distribution's init keeps the VE up; as init, stay up as the
 # original's VEs did: the experiment measures running containers.
 [ "$$" = 1 ] || exit 0
-while :; do sleep 86400; done
+# A user's command may leave processes behind, which init must reap: the shell stays.
+[ "$WORKLOAD" = command ] && while :; do sleep 86400; done
+# The tool's own workloads leave nothing: sleep in place of the shell, one process fewer
+# per VE (140 KiB of host memory each; docs/benchmarks.md).
+exec sleep 2147483647
 """.replace("@VERSION@", str(WORKLOAD_VERSION))
 
 SYSTEMD_UNIT_TEXT = f"""[Unit]
@@ -162,8 +171,10 @@ def workload_env(
     target: str = "127.0.0.1",
     workload: str = "ping-localhost",
     poweroff: bool = False,
+    gateway: str = "",
 ) -> str:
-    """/etc/lxcexp/workload.env: sourced by the init script, shared by every VE through the base."""
+    """/etc/lxcexp/workload.env: sourced by the init script, shared by every VE through the base.
+    GATEWAY, when set, tells the init script to bring eth0 up itself (init_brings_up_network)."""
     lines = [
         f"WORKLOAD={workload_kind(workload)}",
         f"PINGS={pings}",
@@ -172,6 +183,8 @@ def workload_env(
         f"REACH_TIMEOUT={REACH_TIMEOUT}",
         f"POWEROFF={int(poweroff)}",
     ]
+    if gateway:
+        lines.append(f"GATEWAY={gateway}")
     command = workload_command(workload)
     if command is not None:
         # shlex.quote is POSIX sh quoting: the command reaches `sh -c` byte for byte.
@@ -179,9 +192,16 @@ def workload_env(
     return "\n".join(lines) + "\n"
 
 
+def init_brings_up_network(config: ExperimentConfig) -> bool:
+    """Whether the tool's own init script (PID 1, not a hook's script or a distribution's
+    init) brings eth0 up, after liblxc turned the VE's IPv6 off (see INIT_SCRIPT)."""
+    return config.network == "bridge" and config.init == "workload" and config.workload_script is None
+
+
 def env_for(config: ExperimentConfig) -> str:
     target = ping_target(config) or "127.0.0.1"
-    return workload_env(config.pings, config.ping_interval, target, config.workload, config.poweroff)
+    gateway = str(AddressPlan(config.subnet).gateway) if init_brings_up_network(config) else ""
+    return workload_env(config.pings, config.ping_interval, target, config.workload, config.poweroff, gateway)
 
 
 def ve_env(config: ExperimentConfig, index: int) -> str | None:

@@ -6,11 +6,12 @@ import json
 import os
 import re
 import signal
+import time
 
 from integration_helpers import PING_SUITE, run_pytest, run_to_completion, running_experiment
 from pyroute2 import IPRoute
 
-from pytest_lxcexp.engine import addressing, network
+from pytest_lxcexp.engine import addressing, cgroups, network
 from pytest_lxcexp.engine.experiment import Experiment
 from pytest_lxcexp.engine.stats import results_block
 from pytest_lxcexp.engine.workload import read_log
@@ -33,6 +34,14 @@ def test_ping_gateway_is_answered_by_the_bridge(clean_host, leftovers):
         assert all(result.ok for result in experiment.start(1, 3))
         # The bridge keeps its MAC as ports join: a VE's resolved gateway stays valid.
         assert _mac(names.bridge) == mac == network.bridge_mac(names.bridge)
+        # The starter turned the host-side veths' IPv6 off: no link-local address or route
+        # of theirs in the host's tables.
+        veths = [network.veth_name(experiment.config.tag, index) for index in (1, 2, 3)]
+        for veth in veths:
+            with open(f"/proc/sys/net/ipv6/conf/{veth}/disable_ipv6") as handle:
+                assert handle.read().strip() == "1"
+        with open("/proc/net/if_inet6") as handle:
+            assert not [line for line in handle if line.split()[-1] in veths]
         records = experiment.wait(1, 3, timeout=60)
         assert [r.failure for r in records] == [None, None, None]
         assert {r.target for r in records} == {gateway}
@@ -161,4 +170,40 @@ def test_hooks_give_the_workload_and_fields(pytester, clean_host, leftovers, tmp
     (report_html,) = reports.glob("*/report.html")
     row = r"ve2</td><td[^>]*>workload exited with status 1 \(expected 0\)[^<]*\[colour=vec\]"
     assert re.search(row, report_html.read_text())
+    assert leftovers(names) == []
+
+
+def _ve_processes(experiment: Experiment, index: int) -> dict[int, tuple[str, str]]:
+    """Each process in the VE's own cgroup: its name and its state letter (Z: a zombie)."""
+    found = {}
+    for pid in cgroups.ve_pids(experiment.config.tag, experiment.layout.ve_name(index)):
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)
+        except OSError:
+            continue
+        found[pid] = (fields[0].split("(", 1)[1], fields[1].split()[0])
+    return found
+
+
+def test_init_after_the_tools_workload_is_one_sleep_and_a_command_keeps_its_reaper(clean_host, leftovers):
+    # ve1 pings; ve2 runs a command that leaves an orphan, which exits a second later.
+    names = clean_host
+    with running_experiment(names, count=1, workload="ping-localhost") as experiment:
+        records = run_to_completion(experiment, timeout=60)
+        processes = _ve_processes(experiment, 1)
+        # Only PID 1 is left, and it is sleep: the shell made way for it.
+        assert list(processes.values()) == [("sleep", "S")], processes
+        assert records[0].pid in processes
+    with running_experiment(names, count=1, workload="cmd:(sleep 1; true) & echo left") as experiment:
+        run_to_completion(experiment, timeout=60)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            processes = _ve_processes(experiment, 1)
+            if len(processes) == 2:
+                break  # the orphan ended
+            time.sleep(0.2)
+        names_and_states = sorted(processes.values())
+        # The shell init reaped the orphan: no zombie, the shell and its sleep.
+        assert names_and_states == [("lxcexp-workload", "S"), ("sleep", "S")], processes
     assert leftovers(names) == []
