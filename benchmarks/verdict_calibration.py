@@ -175,6 +175,28 @@ def analyse(runs: list[tuple[str, Results]], across_runs: bool = True) -> None:
         print(by_effect(across))
 
 
+def pooled(runs: list[tuple[str, Results]], size: int) -> list[Verdict]:
+    """Start latency of each build against the first over `size` consecutive runs at once: every
+    run's pairs in one paired comparison (places keyed by run), a stand-in for `size` rounds of
+    one session (--ve-repeat; there, rounds also alternate which build starts first)."""
+    verdicts = []
+    for first in range(0, len(runs) - size + 1, size):
+        chunk = [build_groups(results) for _, results in runs[first : first + size]]
+        if any(len(groups) < 2 or len(groups) != len(chunk[0]) for groups in chunk):
+            continue
+        merged = [
+            Group(
+                chunk[0][side].name,
+                [ve for groups in chunk for ve in groups[side].ves],
+                [(number, *place) for number, groups in enumerate(chunk) for place in groups[side].places],
+            )
+            for side in range(len(chunk[0]))
+        ]
+        for candidate in merged[1:]:
+            verdicts += [v for v in group_verdicts(merged[0], candidate, paired=True) if v.metric == "start_latency"]
+    return verdicts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="real pytest sessions (default 5)")
@@ -189,6 +211,13 @@ def main() -> int:
     parser.add_argument("--subnet", default="10.199.0.0/16", help="VE subnet")
     parser.add_argument("--analyse-only", action="store_true", help="only analyse the runs already in --dir")
     parser.add_argument("--within-only", action="store_true", help="skip the run-against-run comparisons")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        action="append",
+        default=[],
+        help="also compare the pairs of N consecutive runs at once (repeatable): what N rounds would give",
+    )
     parser.add_argument("extra", nargs="*", help="more pytest options, after --")
     args = parser.parse_args()
     if not args.analyse_only:
@@ -210,7 +239,12 @@ def main() -> int:
     if not saved:
         print(f"no runs in {args.dir}", file=sys.stderr)
         return 1
-    analyse([(run.name, run.results) for run in saved], across_runs=not args.within_only)
+    runs = [(run.name, run.results) for run in saved]
+    analyse(runs, across_runs=not args.within_only)
+    for size in args.pool:
+        verdicts = pooled(runs, size)
+        if verdicts:
+            print(count_line(f"start_latency, the pairs of {size} runs at once", verdicts))
     return 0
 
 
