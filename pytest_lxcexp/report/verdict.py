@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -138,28 +138,20 @@ def hodges_lehmann(baseline: Sequence[float], candidate: Sequence[float], seed: 
     return float(np.median(y[j] - x[i]))
 
 
-def shift_ci(
-    baseline: Sequence[float],
-    candidate: Sequence[float],
-    confidence: float = 0.95,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = SEED,
+def _percentile_interval(
+    data: tuple[np.ndarray, ...],
+    statistic: Callable[..., np.ndarray],
+    confidence: float,
+    resamples: int,
+    rng: np.random.Generator,
 ) -> tuple[float, float]:
-    """Bootstrap (percentile) confidence interval of the Hodges-Lehmann shift."""
-    import numpy as np
+    """scipy's bootstrap, percentile method, of a vectorized statistic (resampled in batches)."""
     from scipy import stats
 
-    x, y = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
-    rng = np.random.default_rng(seed)
-    i, j = _pair_indexes(x.size, y.size, rng, PAIRS)
-
-    def statistic(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.median(ys[..., j] - xs[..., i], axis=-1)
-
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # identical samples: a degenerate (zero-width) interval is the answer
+        warnings.simplefilter("ignore")  # identical values: a degenerate (zero-width) interval is the answer
         result = stats.bootstrap(
-            (x, y),
+            data,
             statistic,
             n_resamples=resamples,
             batch=50,
@@ -169,6 +161,26 @@ def shift_ci(
             rng=rng,
         )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def shift_ci(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = SEED,
+) -> tuple[float, float]:
+    """Bootstrap (percentile) confidence interval of the Hodges-Lehmann shift."""
+    import numpy as np
+
+    x, y = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
+    rng = np.random.default_rng(seed)
+    i, j = _pair_indexes(x.size, y.size, rng, PAIRS)
+
+    def statistic(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.median(ys[..., j] - xs[..., i], axis=-1)
+
+    return _percentile_interval((x, y), statistic, confidence, resamples, rng)
 
 
 def decide(
@@ -298,7 +310,6 @@ def paired_shift_ci(
 ) -> tuple[float, float]:
     """Bootstrap (percentile) confidence interval of the paired Hodges-Lehmann shift, resampling pairs."""
     import numpy as np
-    from scipy import stats
 
     d = np.asarray(differences, dtype=float)
     rng = np.random.default_rng(seed)
@@ -307,19 +318,7 @@ def paired_shift_ci(
     def statistic(ds: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.median((ds[..., i] + ds[..., j]) / 2, axis=-1)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # identical differences: a zero-width interval is the answer
-        result = stats.bootstrap(
-            (d,),
-            statistic,
-            n_resamples=resamples,
-            batch=50,
-            vectorized=True,
-            confidence_level=confidence,
-            method="percentile",
-            rng=rng,
-        )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return _percentile_interval((d,), statistic, confidence, resamples, rng)
 
 
 def signed_rank_p(differences: Sequence[float]) -> float:
