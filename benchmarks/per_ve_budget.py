@@ -19,6 +19,12 @@ pytest_lxcexp/engine/host.py's PER_VE_BUDGET holds.
 compares what a VE's init costs after the tool's own workload (it sleeps in the shell's
 place) with after a user's command (the shell stays, to reap what the command left).
 Workloads are interleaved within each repeat, so the host's drift hits them alike.
+
+"peak/VE" is the most processes any one VE had at once from its start until the end of the
+settle time (each VE's own pids.current, read every 10 ms, so a shorter-lived burst can be
+missed: a lower bound), the maximum over the repeats; the default per-VE pids.max
+(config.DEFAULT_VE_PIDS_MAX, --ve-pids-max) must stay far above it. The runs set no per-VE
+limit of their own.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import contextlib
 import os
 import statistics
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -56,17 +63,41 @@ def charged_memory(tag: str) -> int:
     return total
 
 
-def measure(base: str, init: str, count: int, workload: str) -> tuple[float, float, float, float]:
+class PeakProcesses(threading.Thread):
+    """The most processes each VE had at once, polled from its own pids.current until stopped."""
+
+    def __init__(self, tag: str, count: int) -> None:
+        super().__init__(daemon=True)
+        self.paths = [cgroups.ve_pids_cgroup(tag, f"ve{index}") for index in range(1, count + 1)]
+        self.peak = [0] * count
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.01):
+            for number, path in enumerate(self.paths):
+                with contextlib.suppress(OSError, ValueError, TypeError), open(f"{path}/pids.current") as handle:
+                    self.peak[number] = max(self.peak[number], int(handle.read()))
+
+    def stop(self) -> int:
+        self.done.set()
+        self.join()
+        return max(self.peak)
+
+
+def measure(
+    base: str, init: str, count: int, workload: str, where: argparse.Namespace
+) -> tuple[float, float, float, float, int]:
     config = build_config(
-        root=ROOT,
-        bridge=BRIDGE,
-        subnet=SUBNET,
+        root=where.root,
+        bridge=where.bridge,
+        subnet=where.subnet,
         count=count,
         base=base,
         init=init,
         workload=workload,
         tmpfs_size="2G",
         timeout=300,
+        pids_max="max",  # no per-VE limit: measure what a VE takes, not what it is allowed
     )
     experiment = Experiment(config)
     stale = experiment.check()
@@ -76,7 +107,9 @@ def measure(base: str, init: str, count: int, workload: str) -> tuple[float, flo
             experiment.clean_stale(stale)
         experiment.setup()
         host_before = host_memory_used()
-        tmpfs_before = storage.tmpfs_used_bytes(ROOT)
+        tmpfs_before = storage.tmpfs_used_bytes(where.root)
+        peak = PeakProcesses(config.tag, count)
+        peak.start()
         results = experiment.start(1, count)
         assert all(result.ok for result in results), [r.error for r in results if not r.ok]
         deadline = time.monotonic() + 300
@@ -84,11 +117,12 @@ def measure(base: str, init: str, count: int, workload: str) -> tuple[float, flo
             assert time.monotonic() < deadline, "not every VE's workload began"
             time.sleep(0.5)
         time.sleep(SETTLE_S)
+        most = peak.stop()
         pids = len(cgroups.experiment_pids(config.tag)) / count
         charged = charged_memory(config.tag) / count / 2**20
         host = (host_memory_used() - host_before) / count / 2**20
-        tmpfs = (storage.tmpfs_used_bytes(ROOT) - tmpfs_before) / count / 2**10
-        return pids, charged, host, tmpfs
+        tmpfs = (storage.tmpfs_used_bytes(where.root) - tmpfs_before) / count / 2**10
+        return pids, charged, host, tmpfs, most
     finally:
         experiment.takedown()
         experiment.unlock()
@@ -101,22 +135,26 @@ def main() -> None:
     # A workload process that stays while measured, as ping does for its pings.
     parser.add_argument("--workloads", nargs="+", default=["cmd:sleep 600"])
     parser.add_argument("--combos", nargs="+", default=[f"{b}/{i}" for b, i in COMBOS], metavar="BASE/INIT")
+    parser.add_argument("--root", default=ROOT)
+    parser.add_argument("--bridge", default=BRIDGE)
+    parser.add_argument("--subnet", default=SUBNET)
     args = parser.parse_args()
     combos = [tuple(combo.split("/", 1)) for combo in args.combos]
-    print(f"{args.count} VEs per run, {args.repeat} runs each, medians")
+    print(f"{args.count} VEs per run, {args.repeat} runs each, medians (peak/VE: the highest)")
     print(
-        f"{'base/init':<18} {'workload':<14} {'processes/VE':>13} {'cgroup KiB/VE':>14} "
+        f"{'base/init':<18} {'workload':<14} {'processes/VE':>13} {'peak/VE':>8} {'cgroup KiB/VE':>14} "
         f"{'host MiB/VE':>12} {'tmpfs KiB/VE':>13}"
     )
     for base, init in combos:
         runs: dict[str, list] = {workload: [] for workload in args.workloads}
         for _ in range(args.repeat):
             for workload in args.workloads:
-                runs[workload].append(measure(base, init, args.count, workload))
+                runs[workload].append(measure(base, init, args.count, workload, args))
         for workload, measured in runs.items():
-            pids, charged, host, tmpfs = (statistics.median(values) for values in zip(*measured, strict=True))
+            pids, charged, host, tmpfs = (statistics.median(values) for values in list(zip(*measured, strict=True))[:4])
+            most = max(run[4] for run in measured)
             print(
-                f"{base + '/' + init:<18} {workload:<14} {pids:>13.2f} {charged * 1024:>14.0f} "
+                f"{base + '/' + init:<18} {workload:<14} {pids:>13.2f} {most:>8} {charged * 1024:>14.0f} "
                 f"{host:>12.2f} {tmpfs:>13.0f}",
                 flush=True,
             )

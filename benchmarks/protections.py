@@ -6,12 +6,16 @@
 Variants, all the tool's engine on the same busybox base and workload (density.py's):
 
 - baseline:     the VE config before issue 12 (a list of capabilities dropped; no seccomp,
-                no device allow-list);
+                no device allow-list, no per-VE pids limit);
 - caps:         baseline + every capability the workload does not need dropped (lxc.cap.keep);
 - seccomp:      baseline + LXC's seccomp policy;
 - devices:      baseline + a devices cgroup per VE with LXC's allow-list (--ve-cgroups=cpu,pids,devices);
-- protected:    what a privileged VE gets by default now (protections.LAYERS);
+- protected:    what a privileged VE gets by default now (protections.LAYERS, and its own
+                pids.max of config.DEFAULT_VE_PIDS_MAX);
+- no-pids-max:  protected without the per-VE pids.max (--ve-pids-max=max): what the default limit costs;
 - unprivileged: protected, in a user namespace (--ve-unprivileged).
+
+    .venv/bin/python benchmarks/protections.py --count 300 --rounds 4 --variants protected no-pids-max
 
 Each round runs every variant once, in a new random order, so that drift of a shared,
 noisy host hits them alike. Per run: "start" (first start until every VE's log has its
@@ -42,12 +46,15 @@ from pytest_lxcexp.engine.experiment import Experiment  # noqa: E402
 from pytest_lxcexp.report.sampler import CgroupProbe, host_memory_used  # noqa: E402
 
 # name: (build_config options, protection layers)
+# Before issue 12 no VE had a pids limit of its own.
+UNLIMITED = {"pids_max": "max"}
 VARIANTS: dict[str, tuple[dict[str, object], tuple[str, ...]]] = {
-    "baseline": ({}, ()),
-    "caps": ({}, ("caps",)),
-    "seccomp": ({}, ("seccomp",)),
-    "devices": ({"cgroups": "cpu,pids,devices"}, ("devices",)),
+    "baseline": (UNLIMITED, ()),
+    "caps": (UNLIMITED, ("caps",)),
+    "seccomp": (UNLIMITED, ("seccomp",)),
+    "devices": ({**UNLIMITED, "cgroups": "cpu,pids,devices"}, ("devices",)),
     "protected": ({}, protections.LAYERS),
+    "no-pids-max": (UNLIMITED, protections.LAYERS),
     "unprivileged": ({"unprivileged": True}, protections.LAYERS),
 }
 METRICS = ("start", "p50_ms", "host_mib", "cgroup_mib")

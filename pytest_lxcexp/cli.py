@@ -101,6 +101,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
     if config.ramp:
         # A ramp sets up as it goes and measures each step: it is a pytest run, not a setup.
         raise CliError("N: max (a ramp) runs under pytest: pytest --ve-count=max")
+    if config.repeat > 1:
+        # Rounds are set up, run and taken down in turn: only a session runs them.
+        raise CliError(
+            f"--ve-repeat: setup sets one experiment up; rounds run under pytest: pytest --ve-repeat={config.repeat}"
+        )
     experiment = Experiment(config, progress=print)
     try:
         stale = experiment.check()

@@ -28,7 +28,9 @@ from .engine.takedown import TakedownReport, takedown_network, takedown_root, ta
 from .session import RunState, run_state_key
 
 # A test using any of these needs the host (preflight, root); ve_config alone only reads options.
-HOST_FIXTURES = frozenset({"ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range", "ve_ramp"})
+HOST_FIXTURES = frozenset(
+    {"ve_round", "ve_root", "ve_base", "ve_network", "ve_clones", "ve_experiment", "ve_range", "ve_ramp"}
+)
 EXPERIMENT_FIXTURES = HOST_FIXTURES | {"ve_config"}
 
 
@@ -152,10 +154,28 @@ def ve_config(request: pytest.FixtureRequest) -> ExperimentConfig:
 
 
 @pytest.fixture(scope="session")
-def ve_root(request: pytest.FixtureRequest) -> Iterator[Experiment]:
+def ve_round(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The round being run (0-based), at the root of the chain: --ve-repeat N parametrizes it
+    (round1..roundN, session scope), so pytest runs each round's tests before the next round's
+    and tears the whole chain down, the takedown, between them."""
+    state = _state(request)
+    number = getattr(request, "param", 0)
+    if state.config.repeat > 1:
+        _say(request, f"lxcexp: round {number + 1} of {state.config.repeat}", bold=True)
+    state.begin_round(number)
+    yield number
+    experiment = state.experiment
+    # Looked at now, before the next round's set up: what this round's takedown left behind.
+    taken_down = experiment is not None and experiment.taken_down
+    state.end_round(experiment.leftovers() if taken_down else None)
+
+
+@pytest.fixture(scope="session")
+def ve_root(request: pytest.FixtureRequest, ve_round: int) -> Iterator[Experiment]:
     """Lock the root, clean a stale run of ours, mount the tmpfs and mark it ours."""
     state = _state(request)
     experiment = state.experiment or Experiment(state.config)
+    experiment.round = ve_round
     experiment.progress = _progress(request)
     experiment.record_fields = ve_fields_from_hooks(request.config, experiment)
     status = StatusLine(request)
@@ -249,8 +269,7 @@ def ve_clones(request: pytest.FixtureRequest, ve_network: Experiment) -> Iterato
         if experiment.starts:
             experiment.phase = "records"
             records = experiment.records(experiment.config.ve_first, experiment.created_last)
-            state.records = {record.index: record for record in records}
-            state.summary = experiment.summary(records)
+            state.round_records(records, experiment.summary(records))
     finally:
         try:
             if experiment.share is not None:

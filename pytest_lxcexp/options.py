@@ -33,9 +33,18 @@ OPTIONS: list[tuple[str, str, str, str]] = [
         "--ve-pids-max",
         "ve_pids_max",
         "",
-        "at most N processes in all VEs together (pids.max on the experiment's cgroup subtree; default: none)",
+        "processes a VE may have: N or max (no limit) for each VE's own pids.max (default 1024), "
+        "total:N for all VEs together (the experiment's cgroup subtree; default none); e.g. 512,total:20000",
     ),
     ("--ve-batch", "ve_batch", "100", "VEs per test range (default 100)"),
+    (
+        "--ve-repeat",
+        "ve_repeat",
+        "1",
+        "rounds in one pytest session (default 1): each sets up, starts, completes and takes down all VEs; "
+        "with several --ve-lxc builds the first build alternates (not with pytest-xdist, a ramp, --ve-keep "
+        "or `lxcexp setup`, which sets up once)",
+    ),
     ("--ve-root", "ve_root", "/exp", "experiment root; a tmpfs is mounted there (default /exp)"),
     ("--ve-tmpfs-size", "ve_tmpfs_size", "2G", "size of the tmpfs at the root (default 2G)"),
     (

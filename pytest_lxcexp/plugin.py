@@ -20,6 +20,7 @@ from .fixtures import (  # noqa: F401 - fixtures are found through this plugin m
     ve_ramp,
     ve_range,
     ve_root,
+    ve_round,
 )
 from .interrupts import InterruptPlugin, guard_of, interruption
 from .options import FLAGS, LISTS, OPTIONS
@@ -77,6 +78,11 @@ def apply_workload_hook(config: pytest.Config, state: RunState) -> None:
         raise pytest.UsageError(str(error)) from None
 
 
+def under_xdist(config: pytest.Config) -> bool:
+    """This session is a pytest-xdist controller (-n, -d) or one of its workers."""
+    return hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lxcexp: a test that runs VEs of the experiment")
     # Ctrl-C and SIGTERM end the session with a full takedown (see interrupts.py).
@@ -92,19 +98,28 @@ def pytest_configure(config: pytest.Config) -> None:
         experiment_config = config_from_pytest(config)
     except ConfigError as error:
         raise pytest.UsageError(str(error)) from None
+    if experiment_config.repeat > 1 and under_xdist(config):
+        raise pytest.UsageError(
+            "--ve-repeat: rounds run in one process, not under pytest-xdist (-n, -d): "
+            "its workers would need a shared takedown and set up between rounds"
+        )
     xdist_support = config.pluginmanager.get_plugin("lxcexp-xdist")
     if xdist_support is not None:
         # Several hosts: the controller assigns each its VEs; a worker narrows its config to them.
         experiment_config = xdist_support.configure_hosts(config, experiment_config)
-    if experiment_config.ramp and (hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no"):
+    if experiment_config.ramp and under_xdist(config):
         raise pytest.UsageError("--ve-count=max: a ramp runs in one process, not under pytest-xdist (-n, -d)")
     config.stash[run_state_key] = RunState(experiment_config)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    experiment_config = metafunc.config.stash[run_state_key].config
+    if "ve_round" in metafunc.fixturenames and experiment_config.repeat > 1:
+        # Session scope: pytest groups the items by round and tears the chain down between rounds.
+        rounds = list(range(experiment_config.repeat))
+        metafunc.parametrize("ve_round", rounds, ids=[f"round{n + 1}" for n in rounds], indirect=True, scope="session")
     if "ve_range" not in metafunc.fixturenames:
         return
-    experiment_config = metafunc.config.stash[run_state_key].config
     if experiment_config.ramp:
         return  # refused after collection (check_ramp_items), with the reason
     ranges = ve_ranges(experiment_config.count, experiment_config.batch)

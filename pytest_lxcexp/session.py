@@ -6,14 +6,17 @@ import it; it imports none of them."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from .engine.config import ConfigError, ExperimentConfig, build_config
 from .engine.experiment import Experiment
-from .engine.stats import Summary, VERecord
+from .engine.fleet import StartResult
+from .engine.stats import Summary, VERecord, summarize
 from .options import build_config_values
 from .report.results import Results, merge_worker_results
 
@@ -46,13 +49,39 @@ class HostFigures:
 
 
 @dataclass
+class RoundState:
+    """One round of --ve-repeat (a session without it has one): what it measured, kept when
+    the next round's experiment replaces its own."""
+
+    number: int  # 0-based, as ves[].round; shown 1-based (round1, "round 1 of 2")
+    began_at: float  # epoch of its set up
+    first_build: str | None = None  # the --ve-lxc build that starts its first VE
+    experiment: Experiment | None = None
+    summary: Summary | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    starts: dict[int, StartResult] = field(default_factory=dict)
+    waited_until: float | None = None
+    # What its takedown left on the host, looked at before the next round's set up (None: not looked at).
+    left_behind: list[str] | None = None
+    waits: list[dict[str, Any]] = field(default_factory=list)  # each range's wait (engine/waits.py)
+
+    def take_from(self, experiment: Experiment) -> None:
+        self.timings = dict(experiment.timings)
+        self.starts = dict(experiment.starts)
+        self.waited_until = experiment.waited_until
+        self.waits = [wait.to_dict() for wait in experiment.waits]
+
+
+@dataclass
 class RunState:
     """What this session's experiment produced; the terminal summary reads it."""
 
     config: ExperimentConfig
-    experiment: Experiment | None = None
-    records: dict[int, VERecord] = field(default_factory=dict)
+    experiment: Experiment | None = None  # the round being run (the last one, once all ran)
+    # Every round's records, by (round, VE index); `summary` counts them all.
+    records: dict[tuple[int, int], VERecord] = field(default_factory=dict)
     summary: Summary | None = None
+    rounds: list[RoundState] = field(default_factory=list)
     kept: bool = False
     # xdist controller: each host's figures, and what the hosts' own takedowns left behind.
     hosts: list[HostFigures] = field(default_factory=list)
@@ -62,7 +91,7 @@ class RunState:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     tuned: dict[str, tuple[int, int]] = field(default_factory=dict)
-    started: set[int] = field(default_factory=set)
+    started: set[tuple[int, int]] = field(default_factory=set)  # (round, index) of each VE asked to start
     # xdist controller: each worker's results file (as report/plugin built it there), merged
     # once (merged_results) for both the terminal summary and results.json.
     worker_results: list[Results] = field(default_factory=list)
@@ -73,12 +102,52 @@ class RunState:
             self._merged = merge_worker_results(self.worker_results)
         return self._merged
 
+    def begin_round(self, number: int) -> RoundState:
+        """Round `number` begins: the first runs on the experiment the preflight made, each
+        later one on a fresh one (a new set up: nothing of the last round's state carries over)."""
+        experiment = self.experiment
+        if experiment is not None and self.rounds:
+            experiment = self.experiment = experiment.next_round(number)
+        elif experiment is not None:
+            experiment.round = number
+        state = RoundState(number, time.time(), experiment=experiment)
+        if experiment is not None:
+            state.first_build = experiment.build_of(self.config.ve_first).name
+        self.rounds.append(state)
+        return state
+
+    def round_records(self, records: list[VERecord], summary: Summary) -> None:
+        """The round being run has its final records (its VEs about to be stopped)."""
+        for record in records:
+            self.records[(record.round, record.index)] = record
+        if self.rounds:
+            self.rounds[-1].summary = summary
+        self.summary = summarize(
+            self.records.values(),
+            disk_used=max((r.summary.disk_used for r in self.rounds if r.summary), default=summary.disk_used),
+            root=summary.root,
+            expected_pings=summary.expected_pings,
+            workload=summary.workload,
+        )
+
+    def end_round(self, left_behind: list[str] | None) -> None:
+        """The round being run is taken down: keep what it measured before the next replaces it."""
+        if not self.rounds:
+            return
+        current = self.rounds[-1]
+        if current.experiment is not None:
+            current.take_from(current.experiment)
+        current.left_behind = left_behind
+
     def take_from(self, experiment: Experiment) -> None:
         """A local run: what its experiment measured, for the summary."""
         self.timings = dict(experiment.timings)
         self.warnings = list(experiment.warnings)
         self.tuned = dict(experiment.tuned)
-        self.started = set(experiment.starts)
+        self.started = {(r.number, index) for r in self.rounds[:-1] for index in r.starts}
+        self.started |= {(experiment.round, index) for index in experiment.starts}
+        if self.rounds and self.rounds[-1].experiment is experiment:
+            self.rounds[-1].take_from(experiment)  # also a round cut short before its end
 
 
 run_state_key = pytest.StashKey[RunState]()

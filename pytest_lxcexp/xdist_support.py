@@ -202,10 +202,12 @@ def merge_into(state: RunState, parts: list[dict[str, Any]]) -> None:
     merged = state.merged_results()
     if merged is not None:
         records = records_of(merged)
-        state.records = {record.index: record for record in records}
+        state.records = {(record.round, record.index): record for record in records}
         state.summary = summary_of(merged, records)
         state.timings = {name: seconds for name, seconds in merged["timings"]["phases"].items() if seconds is not None}
-        state.started = {ve["index"] for ve in merged["ves"] if ve.get("started_at") is not None}
+        state.started = {
+            (ve.get("round") or 0, ve["index"]) for ve in merged["ves"] if ve.get("started_at") is not None
+        }
     for part in parts:
         state.warnings += [warning for warning in part["warnings"] if warning not in state.warnings]
         state.tuned.update({path: (old, new) for path, (old, new) in part["tuned"].items()})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import signal
 import time
@@ -372,6 +373,22 @@ def subtree_counter(tag: str, controller: str, file: str) -> int | None:
     values = [_read_words(os.path.join(hierarchy, name, file)) for name in (container_dir(tag), monitor_dir(tag))]
     numbers = [int(words[0]) for words in values if words and words[0].isdigit()]
     return sum(numbers) if numbers else None
+
+
+def ve_pids_cgroup(tag: str, name: str) -> str | None:
+    """One VE's own cgroup in the pids hierarchy (its pids.max, pids.current, pids.events);
+    None where the host has no pids controller."""
+    hierarchy = _v1_or_unified("pids")
+    return None if hierarchy is None else os.path.join(hierarchy, container_dir(tag), name)
+
+
+@functools.lru_cache(maxsize=8)  # once per run, not once per VE: the host's mounts stay
+def ve_pids_max_line(limit: int) -> str:
+    """The LXC config line that caps one VE's processes (--ve-pids-max), for this host's cgroups:
+    every VE has a pids cgroup of its own (--ve-cgroups always holds pids)."""
+    with open("/proc/self/mounts") as handle:
+        v1_pids = any(line.split()[2] == "cgroup" and "pids" in line.split()[3].split(",") for line in handle)
+    return f"lxc.cgroup.pids.max = {limit}" if v1_pids else f"lxc.cgroup2.pids.max = {limit}"
 
 
 def pids_budget_path(tag: str) -> str | None:

@@ -27,6 +27,8 @@ MAX_VE_COUNT = 100_000
 IFNAME_MAX = 15
 # More starter processes than this only queue on liblxc's and the kernel's locks.
 MAX_PARALLEL = 64
+# Rounds of one session (--ve-repeat): each is a whole set up and takedown; more is a script's job.
+MAX_REPEAT = 1000
 NETWORK_MODES = ("bridge", "none")
 # Named bases; besides them --ve-base takes lxc:NAME[@LXCPATH] and a rootfs directory or tarball.
 BASES = ("busybox", "debian")
@@ -39,6 +41,12 @@ CGROUP_CONTROLLERS = (
     "net_cls", "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc",
 )  # fmt: skip
 DEFAULT_VE_CGROUPS = ("cpu", "pids")
+# Each VE's own pids.max unless --ve-pids-max says otherwise: a fork bomb in one VE stops
+# there, not at the host's pid_max. Far above what any base and init runs (benchmarks/
+# per_ve_budget.py: at most a few dozen at once; docs/reliability.md).
+DEFAULT_VE_PIDS_MAX = 1024
+# The kernel's own bound on pid numbers (PID_MAX_LIMIT on 64-bit): pids.max takes no more.
+PID_MAX_LIMIT = 4_194_304
 SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-", "sk-ssh-ed25519@", "sk-ecdsa-sha2-")
 
 # Directories no experiment may take over: mounting a tmpfs on one hides the system.
@@ -92,6 +100,31 @@ def parse_positive_int(option: str, text: str | int, maximum: int | None = None)
     if maximum is not None and value > maximum:
         raise ConfigError(option, f"{value} is more than the supported maximum of {maximum}")
     return value
+
+
+def parse_pids_max(option: str, text: str | int) -> tuple[int, int]:
+    """--ve-pids-max: `N` or `max` for each VE's own pids.max, `total:N` for all VEs
+    together, comma-separated (`512,total:20000`); a part not given keeps its default
+    (DEFAULT_VE_PIDS_MAX each, no total). `max` (or 0) is no limit, as the kernel spells it.
+    Returns (each VE's, all VEs'), 0 for no limit."""
+    each, total = DEFAULT_VE_PIDS_MAX, 0
+    seen: set[str] = set()
+    for part in (word.strip() for word in str(text).split(",")):
+        if not part:
+            continue
+        kind, _, value = part.rpartition(":")
+        kind = kind or "ve"
+        if kind not in ("ve", "total"):
+            raise ConfigError(option, f"{part!r} is not N, max, ve:N or total:N")
+        if kind in seen:
+            raise ConfigError(option, f"{part!r}: the {kind} limit is given twice")
+        seen.add(kind)
+        limit = 0 if value.strip() in ("max", "none", "0") else parse_positive_int(option, value, PID_MAX_LIMIT)
+        if kind == "ve":
+            each = limit
+        else:
+            total = limit
+    return each, total
 
 
 def parse_seconds(option: str, text: str | float, allow_zero: bool = False) -> float:
@@ -410,8 +443,11 @@ class ExperimentConfig:
     ramp_growth: float = 1.5
     slo: tuple[Slo, ...] = ()  # start-latency objectives a ramp stops at
     pids_max: int = 0  # pids.max on the experiment's cgroup subtree (all VEs together); 0: none
+    ve_pids_max: int = DEFAULT_VE_PIDS_MAX  # each VE's own pids.max; 0: none
     # --ve-lxc: the LXC builds that start the VEs, interleaved (normalized specs; none: the system's).
     lxc: tuple[str, ...] = ()
+    # --ve-repeat: rounds of set up, start, complete, take down in one pytest session.
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         if self.ve_last == 0:
@@ -437,6 +473,10 @@ class ExperimentConfig:
             raise ConfigError("--ve-apt-proxy", "the busybox base has no apt to configure")
         if self.slo and not self.ramp:
             raise ConfigError("--ve-slo", "applies to a ramp only: use it with --ve-count=max")
+        if self.repeat > 1 and self.ramp:
+            raise ConfigError("--ve-repeat", "a ramp runs once, up to what stops it: repeat it in separate runs")
+        if self.repeat > 1 and self.keep:
+            raise ConfigError("--ve-repeat", "each round takes its VEs down before the next; --ve-keep keeps them up")
         if self.cgroups not in ("auto", "all"):
             listed = self.cgroups.split(",")
             if self.init == "system":
@@ -490,6 +530,8 @@ class ExperimentConfig:
         values = {k: v for k, v in data.items() if k in known}
         # A root set up before --ve-cgroups existed: its VEs got liblxc's default, every hierarchy.
         values.setdefault("cgroups", "all")
+        # ... and before --ve-pids-max had a per-VE part: no limit of their own.
+        values.setdefault("ve_pids_max", 0)
         if "subnet" in values:
             values["subnet"] = ipaddress.IPv4Network(values["subnet"])
         if "slo" in values:
@@ -533,6 +575,7 @@ def build_config(
     slo: str = "",
     pids_max: str | int = "",
     lxc: Iterable[str] | str | None = None,
+    repeat: str | int = 1,
 ) -> ExperimentConfig:
     """Parse raw option values (strings from the command line) into a validated config."""
     base_value = parse_base("--ve-base", base)
@@ -559,6 +602,7 @@ def build_config(
     network_value = parse_choice("--ve-network", network, NETWORK_MODES)
     subnet_value = parse_subnet("--ve-subnet", subnet)
     ramp = str(count).strip() == "max"
+    ve_pids_max_value, pids_max_value = parse_pids_max("--ve-pids-max", pids_max)
     return ExperimentConfig(
         count=ramp_ceiling(network_value, subnet_value) if ramp else parse_count("--ve-count", count),
         batch=parse_positive_int("--ve-batch", batch),
@@ -595,8 +639,10 @@ def build_config(
         ramp_step=parse_positive_int("--ve-ramp-step", ramp_step, MAX_VE_COUNT),
         ramp_growth=parse_growth("--ve-ramp-growth", ramp_growth),
         slo=parse_slos("--ve-slo", slo),
-        pids_max=parse_positive_int("--ve-pids-max", pids_max) if str(pids_max).strip() not in ("", "0") else 0,
+        pids_max=pids_max_value,
+        ve_pids_max=ve_pids_max_value,
         lxc=parse_builds([lxc] if isinstance(lxc, str) else lxc or ()),
+        repeat=parse_positive_int("--ve-repeat", repeat, MAX_REPEAT),
     )
 
 

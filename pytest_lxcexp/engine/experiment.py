@@ -18,6 +18,7 @@ from .progress import Counts, status_text
 from .shared import SharedRun
 from .stats import Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
+from .waits import RangeWait, range_first_start, wait_deadline
 from .workload import LogFollower, WorkloadLog, expected_exit_status, ping_target
 from .workload_kinds import workload_kind
 
@@ -67,18 +68,30 @@ class Experiment:
         self._last_start_end: float | None = None
         self._last_completion: float | None = None
         self._builds: list[builds.LXCBuild] | None = None
-        # The round being run (0-based; --ve-repeat, not built yet, would advance it): it shifts which build starts ve1.
+        # The round being run (0-based, --ve-repeat): it shifts which build starts ve1.
         self.round = 0
         # The proof that each build ran as asked, from its first VE that could be looked at.
         self.proofs: dict[str, builds.Proof] = {}
         # Epoch of the last wait's end: parts of one run (xdist workers) measure "complete all"
         # from their own first start, so only this lets a merge make one span of them.
         self.waited_until: float | None = None
+        # Every range's wait: its deadline, when it began and ended (results.json timings.waits).
+        self.waits: list[RangeWait] = []
         self._running_watch: contextlib.ExitStack | None = None
         self._running_times = phases.RunningTimes()
         # Each VE's memory (monitor PSS, own cgroup's charge), read once per start: by the first
         # records after it (the end of its range's wait), keyed by index with that start's time.
         self._memory: dict[int, tuple[float, int | None, int | None]] = {}
+
+    def next_round(self, number: int) -> Experiment:
+        """The experiment of round `number` (--ve-repeat), set up anew after this one's takedown:
+        only what the session found once (the preflight's warnings, the resolved builds) carries over."""
+        fresh = Experiment(self.config, self.progress)
+        fresh.round = number
+        fresh.warnings = list(self.warnings)
+        fresh._builds = self._builds
+        fresh.ramp_bound_by = self.ramp_bound_by
+        return fresh
 
     @property
     def builds(self) -> list[builds.LXCBuild]:
@@ -462,8 +475,8 @@ class Experiment:
     # -- churn: LXC's own concurrency test modes (create, start, stop, destroy) ----------
 
     def stop(self, first: int, last: int) -> set[str]:
-        self.end_running_watch()
         """Stop veFIRST..veLAST and wait until their processes and veths are gone (a restart reuses both)."""
+        self.end_running_watch()
         indexes = range(first, last + 1)
         stopped = fleet.stop_all(self.layout, indexes, workers=self.config.parallel)
         deadline = time.monotonic() + 30
@@ -506,15 +519,22 @@ class Experiment:
         return replace(record, fault=fault)
 
     def wait(self, first: int, last: int, timeout: float | None = None) -> list[VERecord]:
+        """Wait until every VE of the range has finished its workload (or cannot), then report.
+        The range gives up `timeout` after its own first start (waits.wait_deadline)."""
         self.end_running_watch()
-        """Wait until every VE of the range has finished its workload (or cannot), then report."""
         self.phase = "wait"
         pending = set(range(first, last + 1))
-        deadline = self._range_deadline(pending, timeout if timeout is not None else self.config.effective_timeout)
+        timeout = timeout if timeout is not None else self.config.effective_timeout
+        began = time.time()
+        first_start = range_first_start(self.starts[i].started_at for i in pending if i in self.starts)
+        deadline_at = wait_deadline(first_start, timeout, began)
+        deadline = time.monotonic() + max(0.0, deadline_at - began)
         # A full tmpfs stops every log from growing: do not wait out the whole timeout for it.
         full = FullTmpfsWatch(self.config.root, patience=max(5.0, 3 * self.config.ping_interval))
         waiting_since, completed_before = time.monotonic(), len(self.completed)
-        while pending and time.monotonic() < deadline:
+        # Every VE is looked at at least once, even when the range's deadline passed before this
+        # wait began (a later range, waited on after an earlier one's timeout): its count is right.
+        while pending:
             if full.hopeless([self.layout.ve_workload_log(index) for index in sorted(pending)], time.monotonic()):
                 self.progress(f"lxcexp: {tmpfs_full_words(self.config.root)}; not waiting any longer")
                 break
@@ -531,7 +551,7 @@ class Experiment:
                 elif start is not None and start.pid and not os.path.exists(f"/proc/{start.pid}"):
                     # Its init is gone: it will never finish, so do not wait out the timeout.
                     pending.discard(index)
-            if pending:
+            if pending and time.monotonic() < deadline:
                 failed = sum(not result.ok for result in self.starts.values())
                 self.status(
                     status_text(
@@ -549,20 +569,17 @@ class Experiment:
                     )
                 )
                 time.sleep(0.5)
+            else:
+                break
         self.status_end()
         self._last_completion = time.monotonic()
         self.waited_until = time.time()
+        self.waits.append(
+            RangeWait(first, last, timeout, first_start, began, deadline_at, self.waited_until, len(pending))
+        )
         if self._first_start is not None:
             self.timings["complete all"] = self._last_completion - self._first_start
         return self.records(first, last)
-
-    def _range_deadline(self, indexes: set[int], timeout: float) -> float:
-        """When a range's wait gives up (monotonic): `timeout` after the range's first start,
-        not after the wait began. All ranges start before any is waited on, so ten ranges
-        with a hung VE each would otherwise wait ten timeouts."""
-        started = [self.starts[index].started_at for index in indexes if index in self.starts]
-        elapsed = max(0.0, time.time() - min(started)) if started else 0.0
-        return time.monotonic() + max(0.0, timeout - elapsed)
 
     def summary(self, records: list[VERecord]) -> Summary:
         try:

@@ -31,7 +31,7 @@ class StartResult:
     build: str | None = None  # the --ve-lxc build that started it
     monitor: int | None = None  # its LXC monitor's PID
     running: float | None = None  # seconds from the request until its monitor announced RUNNING
-    round: int = 0  # the round it was started in (always 0 until --ve-repeat is built)
+    round: int = 0  # the round it was started in (--ve-repeat; 0-based)
 
 
 def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
@@ -63,6 +63,9 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         lines += userns.root_id_map().config_lines()
     if config.nice:
         lines.append(cgroups.low_cpu_priority_line())
+    if config.ve_pids_max:
+        # A fork bomb in this VE stops at its own pids.max, not at the host's pid_max.
+        lines.append(cgroups.ve_pids_max_line(config.ve_pids_max))
     if config.network == "bridge":
         plan = AddressPlan(config.subnet)
         lines += [
@@ -178,9 +181,13 @@ def _failure_reason(layout: Layout, index: int) -> str:
 
 def record_start(layout: Layout, result: StartResult) -> None:
     # State: root's only (0600), and never written through a symlink.
-    fd = os.open(layout.starts_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    fd = os.open(layout.starts_log, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "a") as handle:
-        handle.write(json.dumps(asdict(result)) + "\n")
+        # A line left half written (a writer killed, or cut short by a full tmpfs) must not
+        # swallow this one: start on a line of its own. Whole lines are single appends.
+        size = os.fstat(fd).st_size
+        lead = "\n" if size and os.pread(fd, 1, size - 1) != b"\n" else ""
+        handle.write(lead + json.dumps(asdict(result)) + "\n")
 
 
 def load_starts(layout: Layout) -> dict[int, StartResult]:

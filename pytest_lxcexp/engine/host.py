@@ -151,9 +151,18 @@ def require_controllers(config: ExperimentConfig) -> None:
 
 
 def require_pids_budget(config: ExperimentConfig) -> None:
-    """--ve-pids-max writes pids.max in the pids hierarchy: the host must have one."""
-    if config.pids_max and "pids" not in cgroups.host_controllers():
-        raise ConfigError("--ve-pids-max", "this host has no pids cgroup controller")
+    """--ve-pids-max writes pids.max in the pids hierarchy (each VE's, by default): the host must have one."""
+    if (config.pids_max or config.ve_pids_max) and "pids" not in cgroups.host_controllers():
+        raise ConfigError(
+            "--ve-pids-max", "this host has no pids cgroup controller to limit processes in (--ve-pids-max=max: none)"
+        )
+    # What one VE runs (its monitor is outside its cgroup): a lower limit could never work.
+    runs = ve_budget(config).processes - 1
+    if config.ve_pids_max and config.ve_pids_max < runs:
+        raise ConfigError(
+            "--ve-pids-max",
+            f"{config.ve_pids_max} per VE is below the {runs} processes one {config.base}/{config.init} VE runs",
+        )
 
 
 def require_unified_choice(config: ExperimentConfig) -> None:
@@ -256,6 +265,7 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
         found.append(
             _requirement(PIDS_BUDGET, count, figures.processes - 1, 0, config.pids_max, fix="raise --ve-pids-max")
         )
+
     return found
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ class VERecord:
     output: str | None = None  # a command's last lines of output
     target: str | None = None  # the address a ping workload pings
     build: str | None = None  # the --ve-lxc build that started it
-    round: int = 0  # the round it ran in (rounds, --ve-repeat, are designed in docs/design.md, not built: 0)
+    round: int = 0  # the round it ran in (--ve-repeat; 0-based)
     # Seconds from its start request to each phase of its start (engine/phases.py); {} if it never started.
     phases: dict[str, float | None] = field(default_factory=dict, hash=False)
     # Memory per VE, read while it ran (engine/ve_memory.py), bytes: its LXC monitor's PSS, and
@@ -223,3 +224,31 @@ def timings_lines(timings: dict[str, float], summary: Summary) -> list[str]:
             )
         )
     return lines
+
+
+def median_timings(rounds: Sequence[Mapping[str, float | None]]) -> dict[str, float]:
+    """Each phase's median over rounds (--ve-repeat) that measured it, in the phases' first order:
+    a typical round's times, not their sum (every round sets up and takes down on its own)."""
+    names = list(dict.fromkeys(name for phases in rounds for name in phases))
+    found = {}
+    for name in names:
+        values = [phases[name] for phases in rounds if phases.get(name) is not None]
+        if values:
+            found[name] = statistics.median(values)
+    return found
+
+
+def round_line(number: int, first_build: str | None, summary: Summary | None, timings: Mapping[str, float]) -> str:
+    """One round of --ve-repeat in one line: its counts, phase times and start latency p50 (shown 1-based)."""
+    counts = f"{summary.completed} of {summary.total} completed" if summary else "no records"
+    phases = [
+        f"{label} {timings[name]:.2f} s"
+        for name, label in (("start all", "start all"), ("complete all", "complete all"), ("takedown", "takedown"))
+        if name in timings
+    ]
+    setup = sum(seconds for name, seconds in timings.items() if name.startswith("setup "))
+    phases.insert(0, f"setup {setup:.2f} s")
+    latency = latency_stats(summary.start_latencies) if summary else {}
+    p50 = f", start p50 {latency['p50'] * 1000:.1f} ms" if latency else ""
+    first = f" (first build {first_build})" if first_build else ""
+    return f"  round {number + 1}{first}: {counts}; {', '.join(phases)}{p50}"

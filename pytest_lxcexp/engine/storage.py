@@ -92,7 +92,13 @@ def open_private(path: str, flags: int = os.O_RDWR | os.O_CREAT) -> int:
     """Open a file of ours (a lock, gate or share file) beside the root, which may sit in a
     directory others can write (/tmp): never through a symlink, and only a regular file of
     ours with one link (not a hard link someone made to a file they want us to truncate)."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        # Planted where we would write: named, never followed.
+        raise RootError(f"{path} is a symlink, not a file of ours; remove it if it is not yours") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
         os.close(fd)

@@ -87,10 +87,22 @@ def ecdf_chart(series: list[tuple[str, list[float]]], title: str = "Start latenc
     return _data_uri(figure)
 
 
-def _cumulative(times: list[float], end: float) -> tuple[list[float], list[int]]:
-    """A count that rises by one at each time: the x and y of a step line, from 0 to `end`."""
+def _cumulative(
+    times: list[float], end: float, rounds: list[int] | None = None, round_begins: dict[int, float] | None = None
+) -> tuple[list[float], list[int]]:
+    """A count that rises by one at each time: the x and y of a step line, from 0 to `end`.
+    With rounds (--ve-repeat; one per time), the count starts again from 0 as each round begins."""
+    rounds = rounds if rounds is not None else [0] * len(times)
+    round_begins = round_begins or {}
     xs, ys = [0.0], [0]
-    for count, at in enumerate(sorted(times), start=1):
+    count, current = 0, None
+    for at, number in sorted(zip(times, rounds, strict=True)):
+        if number != current:
+            if current is not None:
+                xs.append(min(round_begins.get(number, at), at))
+                ys.append(0)
+            current, count = number, 0
+        count += 1
         xs.append(at)
         ys.append(count)
     xs.append(max(end, xs[-1]))
@@ -107,15 +119,25 @@ def timeline_chart(timeline: dict[str, Any], ves: list[dict[str, Any]]) -> str |
     if len(t) < 2 or not available():
         return None
     t0 = timeline.get("t0") or 0.0
-    started = [
-        ve["started_at"] + (ve.get("start_latency") or 0.0) - t0
-        for ve in ves
-        if ve.get("started_at") is not None and not ve.get("start_error")
-    ]
-    completed = [ve["completed_at"] - t0 for ve in ves if ve.get("completed_at") is not None]
+    up = [ve for ve in ves if ve.get("started_at") is not None and not ve.get("start_error")]
+    started = [ve["started_at"] + (ve.get("start_latency") or 0.0) - t0 for ve in up]
+    done = [ve for ve in ves if ve.get("completed_at") is not None]
+    completed = [ve["completed_at"] - t0 for ve in done]
+    # --ve-repeat: started and completed count the VEs of the round going on.
+    begins: dict[int, float] = {}
+    for at, number in zip(t, timeline.get("round") or [0] * len(t), strict=True):
+        begins.setdefault(number, at)
+    up_rounds = [ve.get("round") or 0 for ve in up]
+    done_rounds = [ve.get("round") or 0 for ve in done]
     figure = _figure()
     axes = figure.add_subplot()
-    axes.step(*_cumulative(started, t[-1]), where="post", label="started", color=COLORS["started"], linewidth=1.8)
+    axes.step(
+        *_cumulative(started, t[-1], up_rounds, begins),
+        where="post",
+        label="started",
+        color=COLORS["started"],
+        linewidth=1.8,
+    )
     axes.step(
         t,
         timeline["running"],
@@ -126,7 +148,13 @@ def timeline_chart(timeline: dict[str, Any], ves: list[dict[str, Any]]) -> str |
         marker=".",
         markersize=5,
     )
-    axes.step(*_cumulative(completed, t[-1]), where="post", label="completed", color=COLORS["completed"], linewidth=1.8)
+    axes.step(
+        *_cumulative(completed, t[-1], done_rounds, begins),
+        where="post",
+        label="completed",
+        color=COLORS["completed"],
+        linewidth=1.8,
+    )
     axes.set_xlabel("seconds since the session began")
     axes.set_ylabel("VEs")
     axes.set_title("VEs started / running / completed")
@@ -176,16 +204,20 @@ def memory_chart(timeline: dict[str, Any]) -> str | None:
 
 def running_at_start(ves: list[dict[str, Any]]) -> list[tuple[int, float]]:
     """(VEs running when it started, start latency) for each VE that started: running counts
-    the VEs whose own start had finished before this one began."""
+    the VEs of its round (--ve-repeat) whose own start had finished before this one began."""
     started = [
-        (ve["started_at"], ve["started_at"] + ve["start_latency"], ve["start_latency"])
+        (ve["started_at"], ve["started_at"] + ve["start_latency"], ve["start_latency"], ve.get("round") or 0)
         for ve in ves
         if ve.get("started_at") is not None and ve.get("start_latency") is not None and not ve.get("start_error")
     ]
-    ends = sorted(end for _, end, _ in started)
+    ends: dict[int, list[float]] = {}
+    for _, end, _, number in started:
+        ends.setdefault(number, []).append(end)
+    for values in ends.values():
+        values.sort()
     points = []
-    for began, _, latency in sorted(started):
-        points.append((bisect.bisect_right(ends, began), latency))
+    for began, _, latency, number in sorted(started):
+        points.append((bisect.bisect_right(ends[number], began), latency))
     return points
 
 

@@ -47,6 +47,11 @@ def _fmt_time(epoch: float | None) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _in_rounds(results: Results) -> str:
+    rounds = len(results.get("rounds") or [])
+    return f" in {rounds} rounds" if rounds > 1 else ""
+
+
 def headline(finished: Finished) -> str:
     """One line at the top of pytest-html's summary."""
     results = finished.results or {}
@@ -56,7 +61,7 @@ def headline(finished: Finished) -> str:
         ok = summary["completed"] == summary["total"]
         verdict = (
             f'<span class="{"ok" if ok else "bad"}">{summary["completed"]} of {summary["total"]} VEs completed '
-            f"their {summary['expected_pings']} pings</span>"
+            f"their {summary['expected_pings']} pings{_in_rounds(results)}</span>"
         )
     else:
         verdict = '<span class="bad">the experiment did not run</span>'
@@ -264,18 +269,23 @@ def charts_section(results: Results) -> str:
     return f'<h3>Charts</h3><div class="cards charts" id="lxcexp-charts">{figures}</div>'
 
 
+def _ve_label(ve: dict[str, Any], rounds: bool) -> str:
+    return f"round {(ve.get('round') or 0) + 1} {ve['name']}" if rounds else ve["name"]
+
+
 def failed_section(results: Results) -> str:
     failed = [ve for ve in results.get("ves", []) if not ve.get("completed")]
     if not failed:
         return ""
     rows = []
+    rounds = len(results.get("rounds") or []) > 1
     for ve in failed[:FAILED_VES_SHOWN]:
         tail = ve.get("log_tail")
         # Extra per-VE fields from pytest_lxcexp_ve_fields hooks follow the reason, as in the terminal.
         fields = ve.get("fields") or {}
         extra = " [" + ", ".join(f"{key}={value}" for key, value in fields.items()) + "]" if fields else ""
         rows.append(
-            f'<tr><td class="k">{e(ve["name"])}</td><td class="k">{e(str(ve.get("failure")) + extra)}</td>'
+            f'<tr><td class="k">{e(_ve_label(ve, rounds))}</td><td class="k">{e(str(ve.get("failure")) + extra)}</td>'
             f'<td class="k"><pre>{e(tail) if tail else "(no log)"}</pre></td></tr>'
         )
     more = (
@@ -357,6 +367,41 @@ def hosts_section(results: Results) -> str:
     return f"<h3>Hosts ({len(hosts)})</h3>{table}"
 
 
+def rounds_section(results: Results) -> str:
+    """--ve-repeat: each round's counts and its own times (one round: nothing, Timings says it all)."""
+    rounds = results.get("rounds") or []
+    if len(rounds) < 2:
+        return ""
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    heads = ("round", "first build", "completed", "setup s", "start all s", "complete all s", "takedown s")
+    heads += ("start p50 ms", "left behind")
+    rows = []
+    for entry in rounds:
+        counts, timings = entry.get("summary") or {}, entry.get("timings") or {}
+        p50 = (timings.get("start_latency") or {}).get("p50")
+        left = entry.get("left_behind")
+        css = "bad" if left or counts.get("completed") != counts.get("total") else ""
+        cells = [
+            str(entry["round"] + 1),
+            e(str(entry.get("first_build") or "-")),
+            f"{counts.get('completed', 0)} of {counts.get('total', 0)}",
+            seconds(timings.get("setup_s")),
+            seconds(timings.get("start_all_s")),
+            seconds(timings.get("complete_all_s")),
+            seconds(timings.get("takedown_s")),
+            "-" if p50 is None else f"{p50 * 1000:.1f}",
+            "not looked at" if left is None else e(", ".join(left)) or "nothing",
+        ]
+        rows.append(f'<tr class="{css}">' + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    head = "".join(f"<th>{name}</th>" for name in heads)
+    table = f'<table id="lxcexp-rounds"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    note = "<p>Timings below: each phase's median over the rounds; start latency and verdicts: every round's VEs.</p>"
+    return f"<h3>Rounds ({len(rounds)})</h3>{table}{note}"
+
+
 def report_sections(finished: Finished) -> str:
     """The block shown above pytest-html's table."""
     parts = [f"<style>{CSS}</style>", '<div class="lxcexp" id="lxcexp-report">']
@@ -369,7 +414,8 @@ def report_sections(finished: Finished) -> str:
                     results, finished.reference, finished.comparisons, finished.regressions, finished.notes
                 )
             )
-        parts += [hosts_section(results), ramp_section(results), timings_section(results), charts_section(results)]
+        parts += [hosts_section(results), rounds_section(results), ramp_section(results), timings_section(results)]
+        parts.append(charts_section(results))
         parts += [failed_section(results), metadata_section(results)]
     parts += [f'<p class="bad">lxcexp report: {e(error)}</p>' for error in finished.errors]
     if finished.run_dir:

@@ -42,7 +42,7 @@ from .compare import (
     unchecked_rules,
 )
 from .outcome import Finished
-from .results import Results, StartTimes, VECapture, build_results, host_entry, write_results
+from .results import Results, RoundTimes, StartTimes, VECapture, build_results, host_entry, write_results
 from .sampler import CgroupProbe, Sampler
 
 LOG_TAIL_LINES = 10
@@ -62,7 +62,7 @@ class ReportState:
     copy_html_from: str | None = None
     started_at: float = field(default_factory=time.time)
     sampler: Sampler | None = None
-    capture: VECapture | None = None
+    captures: dict[int, VECapture] = field(default_factory=dict)  # each round's, by its number
     notes: list[str] = field(default_factory=list)
     finished: Finished | None = None
 
@@ -224,19 +224,22 @@ def _tree_bytes(path: str) -> int:
 
 
 def capture_ves(experiment: Experiment, run: RunState) -> VECapture:
-    """Read each VE's log end and (for failed VEs) log tail, and disk use, from the tmpfs."""
+    """Read each VE's log end and (for failed VEs) log tail, and disk use, from the tmpfs (the
+    round being run's: its VEs' logs go with its takedown)."""
     layout = experiment.layout
     capture = VECapture()
-    indexes = sorted(run.records) or list(experiment.config.ves)
+    number = experiment.round
+    indexes = sorted(index for round_, index in run.records if round_ == number) or list(experiment.config.ves)
     disk = 0
     for index in indexes:
+        key = (number, index)
         path = layout.ve_workload_log(index)
         log = experiment.workload_log(index)
-        capture.log_began[index] = log.began
-        capture.log_ended[index] = log.ended
-        record = run.records.get(index)
+        capture.log_began[key] = log.began
+        capture.log_ended[key] = log.ended
+        record = run.records.get(key)
         if record is not None and not record.completed:
-            capture.log_tails[index] = log_tail(path, LOG_TAIL_LINES)
+            capture.log_tails[key] = log_tail(path, LOG_TAIL_LINES)
         disk += _tree_bytes(layout.ve_dir(index))
     if indexes and os.path.isdir(layout.root):
         capture.disk_per_ve = disk / len(indexes)
@@ -251,12 +254,12 @@ def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef, request: pytest
         return
     state = request.config.stash.get(report_state_key, None)
     run = _run_state(request.config)
-    if state is None or run is None or run.experiment is None or state.capture is not None:
+    if state is None or run is None or run.experiment is None or run.experiment.round in state.captures:
         return
     try:
-        state.capture = capture_ves(run.experiment, run)
+        state.captures[run.experiment.round] = capture_ves(run.experiment, run)
     except OSError as error:
-        state.capture = VECapture()  # the results then lack log times and tails, and say why
+        state.captures[run.experiment.round] = VECapture()  # the results then lack log times and tails, and say why
         state.notes.append(f"could not read the VEs' logs: {error}")
 
 
@@ -275,9 +278,18 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
         return None
     experiment = run.experiment
     samples = state.sampler.stop() if state.sampler else []
+    run.take_from(experiment)  # the last round's times, also if it was cut short
     starts = {
-        index: StartTimes(result.started_at, result.latency, result.ok) for index, result in experiment.starts.items()
+        (r.number, index): StartTimes(result.started_at, result.latency, result.ok)
+        for r in run.rounds
+        for index, result in r.starts.items()
     }
+    if not run.rounds:  # no round began (nothing set up): what the experiment has
+        starts = {(0, i): StartTimes(r.started_at, r.latency, r.ok) for i, r in experiment.starts.items()}
+    capture = None
+    for number in sorted(state.captures):
+        capture = capture or VECapture()
+        capture.add(state.captures[number])
     ended_at = time.time()
     meta = metadata.collect(run.config.to_dict(), state.started_at, ended_at, pytest.__version__)
     try:
@@ -293,7 +305,7 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
         summary=run.summary,
         records=run.records.values(),
         starts=starts,
-        capture=state.capture,
+        capture=capture,
         samples=samples,
         session={
             "exitstatus": int(session.exitstatus),
@@ -304,7 +316,13 @@ def own_results(config: pytest.Config, state: ReportState, session: pytest.Sessi
             "interrupted": interrupted.to_dict() if (interrupted := interruption(config)) else None,
         },
         waited_until=experiment.waited_until,
+        # Every round's (the last one's was just taken from the experiment).
+        waits=[wait for r in run.rounds for wait in r.waits] or [wait.to_dict() for wait in experiment.waits],
         ramp=experiment.ramp_result.to_dict() if experiment.ramp_result is not None else None,
+        rounds=[
+            RoundTimes(r.number, r.timings, r.began_at, r.waited_until, r.first_build, r.left_behind, r.waits)
+            for r in run.rounds
+        ],
     )
 
 

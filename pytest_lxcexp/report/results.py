@@ -10,11 +10,11 @@ import json
 import os
 import statistics
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.stats import Summary, VERecord, latency_stats, summarize
+from ..engine.stats import Summary, VERecord, latency_stats, median_timings, summarize
 from .metrics import key_figures
 from .sampler import Sample
 
@@ -23,6 +23,8 @@ SCHEMA_VERSION = 1
 SETUP_PHASES = ("setup tmpfs", "setup base", "setup network", "setup clones")
 
 Results = dict[str, Any]
+# A VE of one round: (round, index). Rounds (--ve-repeat) reuse ve1..veN, so an index alone is not one VE.
+VEKey = tuple[int, int]
 
 
 class ResultsError(ValueError):
@@ -31,13 +33,35 @@ class ResultsError(ValueError):
 
 @dataclass
 class VECapture:
-    """What only the tmpfs knows, read after the VEs stopped and before it is unmounted."""
+    """What only the tmpfs knows, read after the VEs stopped and before it is unmounted (each
+    round's, with --ve-repeat: its tmpfs is gone with its takedown)."""
 
-    log_began: dict[int, int | None] = field(default_factory=dict)
-    log_ended: dict[int, int | None] = field(default_factory=dict)
-    log_tails: dict[int, str] = field(default_factory=dict)
+    log_began: dict[VEKey, int | None] = field(default_factory=dict)
+    log_ended: dict[VEKey, int | None] = field(default_factory=dict)
+    log_tails: dict[VEKey, str] = field(default_factory=dict)
     disk_per_ve: float | None = None
     disk_base: int | None = None
+
+    def add(self, other: VECapture) -> None:
+        """Another round's capture into this one (disk: the largest round's)."""
+        self.log_began.update(other.log_began)
+        self.log_ended.update(other.log_ended)
+        self.log_tails.update(other.log_tails)
+        self.disk_per_ve = max(filter(None, (self.disk_per_ve, other.disk_per_ve)), default=None)
+        self.disk_base = max(filter(None, (self.disk_base, other.disk_base)), default=None)
+
+
+@dataclass(frozen=True)
+class RoundTimes:
+    """One round's own phase times (--ve-repeat; a session without it is one round)."""
+
+    number: int
+    phases: Mapping[str, float]
+    began_at: float | None = None  # epoch of its set up
+    waited_until: float | None = None
+    first_build: str | None = None  # the build that started its first VE
+    left_behind: list[str] | None = None  # what its takedown left on the host (None: not looked at)
+    waits: Sequence[Mapping[str, Any]] = ()  # each range's wait in the round (engine/waits.py)
 
 
 @dataclass(frozen=True)
@@ -54,16 +78,17 @@ def _round(value: float | None, digits: int = 6) -> float | None:
 
 
 def ve_entries(
-    records: Iterable[VERecord], starts: Mapping[int, StartTimes], capture: VECapture | None
+    records: Iterable[VERecord], starts: Mapping[VEKey, StartTimes], capture: VECapture | None
 ) -> list[dict[str, Any]]:
     entries = []
-    for record in sorted(records, key=lambda r: r.index):
+    for record in sorted(records, key=lambda r: (r.round, r.index)):
+        key = (record.round, record.index)
         data = record.to_dict()
-        start = starts.get(record.index)
+        start = starts.get(key)
         data["started_at"] = _round(start.started_at) if start else None
-        data["log_began"] = capture.log_began.get(record.index) if capture else None
-        data["log_ended"] = capture.log_ended.get(record.index) if capture else None
-        data["log_tail"] = capture.log_tails.get(record.index) if capture and not record.completed else None
+        data["log_began"] = capture.log_began.get(key) if capture else None
+        data["log_ended"] = capture.log_ended.get(key) if capture else None
+        data["log_tail"] = capture.log_tails.get(key) if capture and not record.completed else None
         entries.append(data)
     return entries
 
@@ -88,11 +113,16 @@ def completion_times(ves: list[dict[str, Any]], seen_by: float | None) -> None:
 
 
 def timings_section(
-    phases: Mapping[str, float], latencies: list[float], waited_until: float | None = None
+    phases: Mapping[str, float],
+    latencies: list[float],
+    waited_until: float | None = None,
+    waits: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     setups = [phases[name] for name in SETUP_PHASES if name in phases]
     return {
         "waited_until": _round(waited_until),
+        # Each range's wait (several workers' merged), in the order they began.
+        "waits": sorted((dict(wait) for wait in waits), key=lambda wait: wait["began"]),
         "phases": {name: _round(seconds) for name, seconds in phases.items()},
         "setup_s": _round(sum(setups)) if setups else None,
         "start_all_s": _round(phases.get("start all")),
@@ -103,24 +133,40 @@ def timings_section(
     }
 
 
-def timeline_section(samples: list[Sample], t0: float, ves: list[dict[str, Any]]) -> dict[str, Any]:
-    """Samples as columns, with started/completed counted from each VE's own timestamps."""
+def round_at(at: float, round_starts: Sequence[tuple[float, int]]) -> int:
+    """The round going on at `at` (epoch): the last one set up by then; round 0 before any."""
+    going = 0
+    for began, number in sorted(round_starts):
+        if began <= at:
+            going = number
+    return going
+
+
+def timeline_section(
+    samples: list[Sample], t0: float, ves: list[dict[str, Any]], round_starts: Sequence[tuple[float, int]] = ()
+) -> dict[str, Any]:
+    """Samples as columns, with started/completed counted from each VE's own timestamps; with
+    rounds, the VEs of the round going on at each sample (column `round`)."""
     started = sorted(
-        ve["started_at"] + (ve["start_latency"] or 0.0)
+        (ve["started_at"] + (ve["start_latency"] or 0.0), ve.get("round") or 0)
         for ve in ves
         if ve.get("started_at") is not None and not ve.get("start_error")
     )
-    ended = sorted(ve["completed_at"] for ve in ves if ve.get("completed_at") is not None)
+    ended = sorted((ve["completed_at"], ve.get("round") or 0) for ve in ves if ve.get("completed_at") is not None)
     ordered = sorted(samples, key=lambda s: s.at)
-    return {
+    rounds = [round_at(s.at, round_starts) for s in ordered]
+    timeline = {
         "t0": _round(t0, 3),
         "t": [round(s.at - t0, 3) for s in ordered],
         "memory_used": [s.memory_used for s in ordered],
         "cgroup_memory": [s.cgroup_memory for s in ordered],
         "running": [s.running for s in ordered],
-        "started": [sum(1 for at in started if at <= s.at) for s in ordered],
-        "completed": [sum(1 for at in ended if at <= s.at) for s in ordered],
+        "started": [sum(1 for at, r in started if at <= s.at and r == n) for s, n in zip(ordered, rounds, strict=True)],
+        "completed": [sum(1 for at, r in ended if at <= s.at and r == n) for s, n in zip(ordered, rounds, strict=True)],
     }
+    if len(round_starts) > 1:
+        timeline["round"] = rounds
+    return timeline
 
 
 def memory_section(timeline: dict[str, Any], first_start: float | None) -> dict[str, Any]:
@@ -171,24 +217,38 @@ def build_results(
     session: dict[str, Any],
     waited_until: float | None = None,
     ramp: dict[str, Any] | None = None,
+    rounds: Sequence[RoundTimes] = (),
+    waits: Iterable[Mapping[str, Any]] = (),
 ) -> Results:
-    """One run as the results file's dict (see docs/results-schema.md)."""
+    """One run as the results file's dict (see docs/results-schema.md). `rounds`: each round's
+    own times (--ve-repeat); without them the run is one round of `phases`. With several, the
+    run's `phases` are each phase's median over the rounds."""
     records = list(records)
     ves = ve_entries(records, starts, capture)
+    rounds = list(rounds) or [RoundTimes(0, phases, waited_until=waited_until)]
+    if len(rounds) > 1:
+        phases = median_timings([r.phases for r in rounds])
+        waited_until = rounds[-1].waited_until
     latencies = summary.start_latencies if summary else []
     summary_data = summary.to_dict() if summary else None
     if summary_data is not None:
         summary_data.pop("start_latency", None)  # lives in timings, once
     first_start = min((s.started_at for s in starts.values()), default=None)
-    complete_all = phases.get("complete all")
-    completion_times(ves, first_start + complete_all if first_start is not None and complete_all is not None else None)
-    timeline = timeline_section(samples, metadata.get("started_at") or 0.0, ves)
+    by_round = {r.number: r for r in rounds}
+    for number, its_ves in _by_round(ves).items():
+        its_first = min((ve["started_at"] for ve in its_ves if ve.get("started_at") is not None), default=None)
+        its_phases = by_round[number].phases if number in by_round else {}
+        complete_all = its_phases.get("complete all")
+        seen_by = its_first + complete_all if its_first is not None and complete_all is not None else None
+        completion_times(its_ves, seen_by)
+    round_starts = [(r.began_at, r.number) for r in rounds if r.began_at is not None]
+    timeline = timeline_section(samples, metadata.get("started_at") or 0.0, ves, round_starts)
     resources = memory_section(timeline, first_start)
     resources["cgroup_memory_per_ve"] = cgroup_memory_per_ve(timeline, resources["running_peak"])
     resources["disk_used"] = summary.disk_used if summary else None
     resources["disk_base"] = capture.disk_base if capture else None
     resources["disk_per_ve"] = _round(capture.disk_per_ve, 1) if capture else None
-    timings = timings_section(phases, latencies, waited_until)
+    timings = timings_section(phases, latencies, waited_until, waits)
     if summary is None or summary.completed != summary.total:
         timings["complete_all_s"] = None  # "all completed" never happened
     results: Results = {
@@ -203,10 +263,46 @@ def build_results(
         "timeline": timeline,
         "ves": ves,
     }
+    results["rounds"] = rounds_section(rounds, records)
     if ramp is not None:
         results["ramp"] = ramp  # --ve-count=max: the curve by step and the named stop
     results["metrics"] = key_figures(results)
     return results
+
+
+def _key(ve: dict[str, Any]) -> VEKey:
+    return (ve.get("round") or 0, ve["index"])
+
+
+def _by_round(ves: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    grouped: dict[int, list[dict[str, Any]]] = {}
+    for ve in ves:
+        grouped.setdefault(ve.get("round") or 0, []).append(ve)
+    return grouped
+
+
+ROUND_COUNTS = ("total", "completed", "incomplete", "no_log", "failed_to_start", "crashed")
+
+
+def rounds_section(rounds: list[RoundTimes], records: list[VERecord]) -> list[dict[str, Any]]:
+    """Each round: when it began, its first build, its counts and its own timings."""
+    section = []
+    for entry in rounds:
+        its = summarize(record for record in records if record.round == entry.number)
+        timings = timings_section(entry.phases, its.start_latencies, entry.waited_until, entry.waits)
+        if its.completed != its.total or not its.total:
+            timings["complete_all_s"] = None  # "all completed" never happened in this round
+        section.append(
+            {
+                "round": entry.number,
+                "began_at": _round(entry.began_at),
+                "first_build": entry.first_build,
+                "summary": {name: getattr(its, name) for name in ROUND_COUNTS},
+                "timings": timings,
+                "left_behind": entry.left_behind,
+            }
+        )
+    return section
 
 
 def write_results(path: str, results: Results) -> None:
@@ -329,18 +425,18 @@ def _merge_host(parts: list[Results]) -> Results:
     """
     if len(parts) == 1:
         return parts[0]
-    ves: dict[int, dict[str, Any]] = {}
+    ves: dict[VEKey, dict[str, Any]] = {}
     for part in parts:
         for ve in part["ves"]:
-            known = ves.get(ve["index"])
+            known = ves.get(_key(ve))
             # Each worker's record is a snapshot taken as it left; a VE only progresses, so the
             # furthest one is the latest (a worker that left early saw others' VEs mid-run).
             if known is None or _progress(ve) > _progress(known):
-                ves[ve["index"]] = ve
+                ves[_key(ve)] = ve
     summaries = _summaries(parts)
     results = _combine(
         parts,
-        [ves[index] for index in sorted(ves)],
+        [ves[key] for key in sorted(ves)],
         disk_used=max(s.get("disk_used") or 0 for s in summaries),
         root=summaries[0].get("root", ""),
         disk_per_ve=max((p["resources"].get("disk_per_ve") or 0.0 for p in parts), default=None) or None,
@@ -392,14 +488,14 @@ def _combine(
     metadata["started_at"] = min(p["metadata"].get("started_at") or 0 for p in parts)
     metadata["ended_at"] = max(p["metadata"].get("ended_at") or 0 for p in parts)
     starts = {
-        ve["index"]: StartTimes(ve["started_at"], ve.get("start_latency") or 0.0, not ve.get("start_error"))
+        _key(ve): StartTimes(ve["started_at"], ve.get("start_latency") or 0.0, not ve.get("start_error"))
         for ve in ves
         if ve.get("started_at") is not None
     }
     capture = VECapture(
-        log_began={ve["index"]: ve.get("log_began") for ve in ves},
-        log_ended={ve["index"]: ve.get("log_ended") for ve in ves},
-        log_tails={ve["index"]: ve["log_tail"] for ve in ves if ve.get("log_tail")},
+        log_began={_key(ve): ve.get("log_began") for ve in ves},
+        log_ended={_key(ve): ve.get("log_ended") for ve in ves},
+        log_tails={_key(ve): ve["log_tail"] for ve in ves if ve.get("log_tail")},
         disk_per_ve=disk_per_ve,
         disk_base=first["resources"].get("disk_base"),
     )
@@ -418,6 +514,7 @@ def _combine(
         samples=samples,
         session={**first["session"], "outcomes": outcomes, "workers": workers},
         waited_until=max(waited, default=None),
+        waits=[wait for part in parts for wait in part["timings"].get("waits", [])],
     )
 
 

@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from integration_helpers import Names, alive, lxc_monitors
+from integration_helpers import Names, leftovers_of
 
 from pytest_lxcexp.engine import takedown
-from pytest_lxcexp.engine.storage import lock_path
 
 _serial = itertools.count(1)
 
@@ -25,8 +24,7 @@ def _require_root_and_lxc() -> None:
     assert subprocess.run(["lxc-ls", "--version"], capture_output=True).returncode == 0, "lxc is not installed"
 
 
-@pytest.fixture
-def names() -> Names:
+def _new_names() -> Names:
     serial = next(_serial)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     tag = f"{os.getpid() % 1000}-{worker}-{serial}"
@@ -35,35 +33,24 @@ def names() -> Names:
     return Names(root=f"/tmp/lxcexp-it-{tag}", bridge=f"veit{os.getpid() % 1000}x{serial}", subnet=subnet)
 
 
-def leftovers_of(names: Names) -> list[str]:
-    """Everything of the experiment that can still be seen on the host."""
-    found = takedown.leftovers(names.root, names.tag, names.bridge)
-    # Any live process whose cgroup is one of the experiment's. A zombie runs nothing and holds
-    # no resource but its PID; here PID 1 (not an init that reaps) leaves orphans' zombies for a while.
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if not alive(int(pid)):
-            continue
-        try:
-            with open(f"/proc/{pid}/cgroup") as handle:
-                if f"lxcexp-{names.tag}" in handle.read():
-                    found.append(f"process {pid} in the experiment's cgroups")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    found += [f"lxc monitor {pid}" for pid in lxc_monitors(names.root)]
-    with open("/proc/self/mountinfo") as handle:
-        found += [f"mount: {line.strip()}" for line in handle if names.root in line]
-    if os.path.exists(names.root):
-        found.append(f"directory {names.root}")
-    if os.path.exists(lock_path(names.root)):
-        found.append(f"lock file {lock_path(names.root)}")
-    listed = subprocess.run(["lxc-ls", "-P", names.root], capture_output=True, text=True).stdout.split()
-    found += [f"container {name}" for name in listed]
-    return found
+@pytest.fixture
+def names() -> Names:
+    return _new_names()
 
 
 @pytest.fixture
 def clean_host(names: Names):
     """Hand the test its names; afterwards assert nothing is left, then clean up regardless."""
+    yield names
+    left = leftovers_of(names)
+    takedown.takedown(names.root, names.tag, names.bridge)
+    assert not left, f"left behind: {left}"
+
+
+@pytest.fixture
+def second_host():
+    """Names of a second experiment for a test that runs two at once; checked afterwards like clean_host."""
+    names = _new_names()
     yield names
     left = leftovers_of(names)
     takedown.takedown(names.root, names.tag, names.bridge)

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from pytest_lxcexp.engine import takedown
 from pytest_lxcexp.engine.config import build_config, root_tag
 from pytest_lxcexp.engine.experiment import Experiment
 from pytest_lxcexp.engine.stats import VERecord
+from pytest_lxcexp.engine.storage import lock_path
 from pytest_lxcexp.suites import suite_path
 
 # The built-in suite users start from: every VE started in ranges, then waited on to complete.
@@ -191,4 +193,30 @@ def lxc_monitors(root: str) -> list[int]:
                     found.append(int(pid))
         except OSError:
             continue
+    return found
+
+
+def leftovers_of(names: Names) -> list[str]:
+    """Everything of the experiment that can still be seen on the host."""
+    found = takedown.leftovers(names.root, names.tag, names.bridge)
+    # Any live process whose cgroup is one of the experiment's. A zombie runs nothing and holds
+    # no resource but its PID; here PID 1 (not an init that reaps) leaves orphans' zombies for a while.
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if not alive(int(pid)):
+            continue
+        try:
+            with open(f"/proc/{pid}/cgroup") as handle:
+                if f"lxcexp-{names.tag}" in handle.read():
+                    found.append(f"process {pid} in the experiment's cgroups")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    found += [f"lxc monitor {pid}" for pid in lxc_monitors(names.root)]
+    with open("/proc/self/mountinfo") as handle:
+        found += [f"mount: {line.strip()}" for line in handle if names.root in line]
+    if os.path.exists(names.root):
+        found.append(f"directory {names.root}")
+    if os.path.exists(lock_path(names.root)):
+        found.append(f"lock file {lock_path(names.root)}")
+    listed = subprocess.run(["lxc-ls", "-P", names.root], capture_output=True, text=True).stdout.split()
+    found += [f"container {name}" for name in listed]
     return found

@@ -58,6 +58,17 @@ BAD_INPUTS = [
     (["--ve-start-delay=-1"], "--ve-start-delay", "must be zero or more"),
     (["--ve-network=wifi"], "--ve-network", "is not one of"),
     (["--ve-parallel=0"], "--ve-parallel", "is not a positive whole number"),
+    (["--ve-repeat=0"], "--ve-repeat", "is not a positive whole number"),
+    (["--ve-repeat=-2"], "--ve-repeat", "is not a positive whole number"),
+    (["--ve-repeat=1.5"], "--ve-repeat", "is not a positive whole number"),
+    (["--ve-repeat=twice"], "--ve-repeat", "is not a positive whole number"),
+    (["--ve-repeat=2", "-n", "2"], "--ve-repeat", "rounds run in one process, not under pytest-xdist"),
+    (["--ve-repeat=2", "--ve-keep"], "--ve-repeat", "each round takes its VEs down before the next"),
+    (["--ve-repeat=2", "--ve-count=max"], "--ve-repeat", "a ramp runs once"),
+    (["--ve-root={root} x"], "--ve-root", "contains ' '"),
+    (["--ve-pids-max=lots"], "--ve-pids-max", "is not a positive whole number"),
+    (["--ve-pids-max=each:5"], "--ve-pids-max", "is not N, max, ve:N or total:N"),
+    (["--ve-pids-max=1"], "--ve-pids-max", "1 per VE is below the 2 processes one busybox/workload VE runs"),
 ]
 
 
@@ -199,6 +210,8 @@ def test_cli_bad_input_is_one_line_and_touches_nothing(clean_host, leftovers, cl
         (["setup", "3", "--root", names.root, "--bridge", "x" * 16], "lxcexp setup: --ve-bridge: "),
         (["setup", "3", "--root", names.root, "--tmpfs-size", "big"], "--ve-tmpfs-size: 'big' is not a size"),
         (["start", "1", "2", "--root", names.root], f"lxcexp start: --ve-root: {names.root} holds no experiment"),
+        (["setup", "3", "--root", names.root, "--repeat", "2"], "lxcexp setup: --ve-repeat: setup sets one"),
+        (["setup", "3", "--root", names.root, "--repeat", "0"], "--ve-repeat: 0 is not a positive whole number"),
     ]:
         done = cli(*args)
         assert done.returncode == 2, (args, done.stderr)

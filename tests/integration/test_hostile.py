@@ -2,14 +2,16 @@
 
 The attacks themselves run as the built-in suite `hostile` (test_builtin_suites);
 here: the signal that must always end the run, the takedown when reporting fails, the
-tmpfs's mount options, and the xdist files a crashed run leaves.
+tmpfs's mount options, the xdist files a crashed run leaves, and hung VEs in several ranges.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pathlib
+import select
 import signal
 import subprocess
 import sys
@@ -18,8 +20,9 @@ import time
 import pytest
 from integration_helpers import PING_SUITE, lxc_monitors, run_pytest, running_experiment, started_pytest, wait_for
 
-from pytest_lxcexp.engine import shared
-from pytest_lxcexp.engine.storage import mounts
+from pytest_lxcexp.engine import shared, storage
+from pytest_lxcexp.engine.fleet import load_starts
+from pytest_lxcexp.engine.storage import lock_path, mounts
 
 # ve1 swaps its log for a FIFO (the run once blocked in open() on it for good); ve2 never ends.
 FIFO_THEN_HANG = (
@@ -57,6 +60,56 @@ Experiment.summary = broken_summary  # fails in ve_clones' teardown, before the 
 """
 
 
+# One hung VE in each range of two (ve2, ve4, ve6: their command never ends); the others end at once.
+HUNG_IN_EACH_RANGE = "cmd:case $(hostname) in ve2|ve4|ve6) sleep 100000;; esac; echo done"
+RANGE_TIMEOUT = 20
+
+
+def test_ranges_with_a_hung_ve_each_wait_one_timeout_from_their_own_start(pytester, clean_host, leftovers):
+    # The ping suite starts all three ranges, then waits on each in turn. Each range's wait
+    # must give up `timeout` after the range's own first start: counted from the moment its
+    # test began to wait, the second range would wait until about two timeouts after the
+    # run's first start, the third until three.
+    names = clean_host
+    pytester.makepyfile(test_ping=PING_SUITE)
+    reports = pytester.path / "reports"
+    result = run_pytest(
+        pytester,
+        names,
+        "--ve-count=6",
+        "--ve-batch=2",
+        f"--ve-workload={HUNG_IN_EACH_RANGE}",
+        f"--ve-timeout={RANGE_TIMEOUT}",
+        "--ve-network=none",
+        "--ve-tmpfs-size=64M",
+        f"--ve-report-dir={reports}",
+    )
+    out = result.stdout.str()
+    result.assert_outcomes(passed=3, failed=3)  # every start; every range's wait has its hung VE
+    (results_file,) = reports.glob("*/results.json")
+    results = json.loads(results_file.read_text())
+    ves = {ve["index"]: ve for ve in results["ves"]}
+    assert [index for index, ve in sorted(ves.items()) if ve["completed"]] == [1, 3, 5], out
+    for index in (2, 4, 6):
+        assert "its command has not ended" in ves[index]["failure"], ves[index]
+    waits = results["timings"]["waits"]
+    assert [(wait["first"], wait["last"]) for wait in waits] == [(1, 2), (3, 4), (5, 6)], waits
+    for wait in waits:
+        # The range's first start as the starters stamped it, per VE.
+        first_start = min(ves[index]["started_at"] for index in range(wait["first"], wait["last"] + 1))
+        assert wait["timeout"] == RANGE_TIMEOUT
+        assert wait["first_start"] == pytest.approx(first_start, abs=1e-3)
+        assert wait["deadline"] == pytest.approx(first_start + RANGE_TIMEOUT, abs=1e-3), wait
+        assert wait["pending"] == 1, wait  # its hung VE, given up on
+        assert wait["ended"] >= wait["deadline"], wait  # not before its deadline...
+        # ...and not a whole timeout more: waits do not add up, one range after another.
+        assert wait["ended"] < wait["deadline"] + RANGE_TIMEOUT, wait
+    # The later ranges' waits began once the first had waited out its timeout.
+    assert waits[1]["began"] >= waits[0]["ended"] and waits[2]["began"] >= waits[1]["ended"]
+    assert "Takedown: nothing left behind" in out, out
+    assert leftovers(names) == []
+
+
 def test_a_failure_while_reading_records_still_takes_everything_down(pytester, clean_host, leftovers):
     names = clean_host
     pytester.makepyfile(test_ping=PING_SUITE)
@@ -80,6 +133,117 @@ def test_the_tmpfs_is_nosuid_nodev_and_0711(clean_host):
         assert {"nosuid", "nodev"} <= set(line.split()[5].split(",")), line
         assert os.stat(names.root).st_mode & 0o7777 == 0o711
         assert entry["fstype"] == "tmpfs"
+
+
+@pytest.mark.parametrize("planted", ["symlink", "hard link"])
+def test_a_lock_file_planted_beside_the_root_is_refused_and_left_alone(pytester, clean_host, leftovers, planted):
+    # The root's parent is /tmp, where anyone may plant the lock file's name: a symlink or a hard
+    # link to a file root would then truncate or lock. The run must refuse in one line, touch
+    # nothing through it and create nothing.
+    names = clean_host
+    victim = pytester.path / "victim"
+    victim.write_text("keep me")
+    lock = lock_path(names.root)
+    (os.symlink if planted == "symlink" else os.link)(victim, lock)
+    try:
+        pytester.makepyfile(test_ping=PING_SUITE)
+        result = run_pytest(pytester, names, "--ve-count=1", "--ve-tmpfs-size=64M", timeout=120)
+        out = result.stdout.str() + result.stderr.str()
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, out
+        words = "is a symlink, not a file of ours" if planted == "symlink" else "is not a file of ours"
+        assert f"--ve-root: {names.root}: {lock} {words}" in out, out
+        assert "Traceback" not in out, out
+        assert victim.read_text() == "keep me" and os.lstat(lock).st_nlink == (1 if planted == "symlink" else 2)
+        assert not os.path.exists(names.root)
+    finally:
+        os.unlink(lock)
+    assert leftovers(names) == []
+
+
+def _waits_for_flock(pid: int, path: str) -> bool:
+    """Whether process `pid` is blocked in flock() on the file at `path` (the kernel's /proc/locks:
+    a waiter's line has `->` and the file's major:minor:inode)."""
+    info = os.stat(path)
+    file_id = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    with open("/proc/locks") as handle:
+        for line in handle:
+            words = line.split()
+            if "->" in words and "FLOCK" in words and str(pid) in words and file_id in words:
+                return True
+    return False
+
+
+# Waits for the lock at argv[1] like any process of a run (a gate, a cache build), says which
+# file it got, and holds it until its stdin closes.
+LOCK_WAITER = """
+import fcntl, os, sys
+from pytest_lxcexp.engine.storage import lock_file
+handle = lock_file(sys.argv[1], fcntl.LOCK_EX)
+print(os.fstat(handle.fileno()).st_ino, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_lock_never_has_two_holders_across_processes(tmp_path):
+    # A holder that releases unlinks the lock file. A process already waiting in flock() on
+    # the old file wakes up holding an inode nobody else sees, while a newcomer may meanwhile
+    # have made and locked a new file at the path: both would "hold" the lock.
+    path = str(tmp_path / ".exp.lxcexp.lock")
+    first = storage.lock_file(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert first is not None
+    old = os.fstat(first.fileno()).st_ino
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", LOCK_WAITER, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    newcomer = None
+    try:
+        wait_for(lambda: _waits_for_flock(waiter.pid, path), waiter, what="the waiter blocked on the lock")
+        os.unlink(path)  # the first holder releases: unlink, then close
+        newcomer = storage.lock_file(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert newcomer is not None
+        new = os.fstat(newcomer.fileno()).st_ino
+        assert new != old
+        first.close()
+        # The waiter got the old inode, saw the path names another, and now waits on the new one.
+        wait_for(lambda: _waits_for_flock(waiter.pid, path), waiter, what="the waiter blocked on the new file")
+        assert not select.select([waiter.stdout], [], [], 0)[0], "the waiter holds the lock with the newcomer"
+        newcomer.close()
+        got = waiter.stdout.readline().strip()
+        assert got == str(new), (got, old, new)
+    finally:
+        first.close()
+        if newcomer is not None:
+            newcomer.close()
+        waiter.kill()
+        waiter.wait()
+
+
+def test_a_busybox_cache_refresh_waits_for_the_build_in_progress(tmp_path, cli):
+    # Two runs (or simulated hosts) building or refreshing the same busybox cache entry must
+    # take turns, as the debian tarball's builds do: a refresh must not remove a rootfs
+    # another process is building or using, nor two renames cross.
+    cache = tmp_path / "cache"
+    built = cli("createbase", "--cache", str(cache))
+    assert built.returncode == 0, built.stderr
+    rootfs = built.stdout.split("base: ", 1)[1].strip()
+    lock = os.path.dirname(rootfs) + ".lock"
+    holder = storage.lock_file(lock, fcntl.LOCK_EX)  # as a run building this entry holds it
+    refresh = subprocess.Popen(
+        [sys.executable, "-m", "pytest_lxcexp.cli", "createbase", "--cache", str(cache), "--refresh"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _waits_for_flock(refresh.pid, lock), refresh, what="the refresh waiting on the cache lock")
+        assert os.path.isfile(os.path.join(rootfs, "bin", "busybox"))  # untouched while the lock is held
+    finally:
+        holder.close()
+    out, _ = refresh.communicate(timeout=120)
+    assert refresh.returncode == 0, out
+    assert f"base: {rootfs}" in out
+    assert os.path.isfile(os.path.join(rootfs, "bin", "busybox"))
+    assert [name for name in os.listdir(os.path.dirname(rootfs)) if ".building-" in name] == []
 
 
 def _crashed_run_files(root: str) -> list[str]:
@@ -156,3 +320,42 @@ def test_a_setup_failure_under_xdist_releases_the_other_workers(pytester, clean_
     assert "the first process of this run failed to set the experiment up" in out, out
     assert leftovers(names) == []
     assert not [path for path in (shared.share_path(names.root), shared.gate_path(names.root)) if os.path.exists(path)]
+
+
+CUT_LINE = '{"index": 2, "ok": tr'
+
+
+def test_a_half_written_starts_line_loses_no_start(clean_host, leftovers, cli):
+    # The starts log in the root is what every process of a run (xdist workers, CLI calls)
+    # merges. A writer killed mid-line (or cut short by a full tmpfs) leaves a line without
+    # its end: it is skipped, and the next start is still recorded.
+    names = clean_host
+    setup = cli("setup", "3", *names.cli_options(), "--network", "none", "--workload", "idle", "--tmpfs-size", "32M")
+    assert setup.returncode == 0, setup.stderr
+    assert cli("start", "1", "1", "--root", names.root).returncode == 0
+    with open(storage.Layout(names.root).starts_log, "a") as handle:
+        handle.write(CUT_LINE)  # a crashed writer's line, no newline
+    info = cli("info", "--root", names.root)
+    assert info.returncode == 0, info.stderr
+    rows = {line.split()[0]: line for line in info.stdout.splitlines()[1:]}
+    assert rows["ve1"].split()[1] == "RUNNING" and rows["ve2"].endswith(" never started"), info.stdout
+    started = cli("start", "2", "3", "--root", names.root)
+    assert started.returncode == 0, started.stderr
+    info = cli("info", "--root", names.root)
+    rows = {line.split()[0]: line.split() for line in info.stdout.splitlines()[1:]}
+    # Every start is known: its state and its init's PID, none "never started".
+    assert [(rows[name][1], rows[name][2].isdigit()) for name in ("ve1", "ve2", "ve3")] == [("RUNNING", True)] * 3, (
+        info.stdout
+    )
+    assert "never started" not in info.stdout
+    # What another process of the run merges (an xdist worker adopting a range's starts):
+    # every start, ve2's too, which was appended after the cut line.
+    recorded = load_starts(storage.Layout(names.root))
+    assert sorted(recorded) == [1, 2, 3] and all(result.ok and result.pid for result in recorded.values()), recorded
+    # The cut line is still a line of its own (nothing glued to it and lost), every later one whole.
+    lines = pathlib.Path(storage.Layout(names.root).starts_log).read_text().splitlines()
+    cut = lines.index(CUT_LINE)
+    # ve2 and ve3 in the order their starts returned (two starters), then their RUNNING re-records.
+    assert {2, 3} <= {json.loads(line)["index"] for line in lines[cut + 1 :]}, lines
+    assert cli("takedown", "--root", names.root).returncode == 0
+    assert leftovers(names) == []

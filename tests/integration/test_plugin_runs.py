@@ -53,9 +53,7 @@ def test_failures_name_each_ve_and_its_reason(pytester, clean_host, leftovers):
     pytester.makepyfile(test_faulty=FAULTY_SUITE)
     # ve2 is killed once all six have started: it must still be pinging then, also where six
     # starts take 14 s (a TCG VM of make test-hosts, where 5 s of pings had ended).
-    result = run_pytest(
-        pytester, names, "--ve-count=6", "--ve-pings=25", "--ve-ping-interval=1", "--ve-tmpfs-size=64M"
-    )
+    result = run_pytest(pytester, names, "--ve-count=6", "--ve-pings=25", "--ve-ping-interval=1", "--ve-tmpfs-size=64M")
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(
         [

@@ -53,12 +53,12 @@ def make_results(
     `builds`, VEs are assigned to them in turn."""
     latencies = latencies if latencies is not None else [0.010 * n for n in range(1, 11)]
     records = make_records(latencies, completed)
-    starts = {r.index: StartTimes(T0 + 1 + 0.1 * r.index, r.start_latency or 0.0, True) for r in records}
+    starts = {(0, r.index): StartTimes(T0 + 1 + 0.1 * r.index, r.start_latency or 0.0, True) for r in records}
     capture = VECapture(
-        log_began={r.index: int(T0 + 2) for r in records},
-        log_ended={r.index: int(T0 + 2) if r.completed else None for r in records},
+        log_began={(0, r.index): int(T0 + 2) for r in records},
+        log_ended={(0, r.index): int(T0 + 2) if r.completed else None for r in records},
         log_tails={
-            r.index: f"64 bytes from 127.0.0.1: seq=0\n<b>{r.name}</b> stopped" for r in records if not r.completed
+            (0, r.index): f"64 bytes from 127.0.0.1: seq=0\n<b>{r.name}</b> stopped" for r in records if not r.completed
         },
         disk_per_ve=8192.0,
         disk_base=2_000_000,

@@ -127,15 +127,10 @@ def test_the_follower_starts_again_on_a_replaced_or_truncated_log(log: Path) -> 
 
 
 def test_a_range_deadline_counts_from_its_first_start() -> None:
-    import time
+    from pytest_lxcexp.engine.waits import range_first_start, wait_deadline
 
-    from pytest_lxcexp.engine.config import build_config
-    from pytest_lxcexp.engine.experiment import Experiment
-    from pytest_lxcexp.engine.fleet import StartResult
-
-    experiment = Experiment(build_config(root="/tmp/lxcexp-unit-deadline"))
-    long_ago = time.time() - 100
-    experiment.starts = {1: StartResult(1, True, 0.1, long_ago, 10), 2: StartResult(2, True, 0.1, long_ago + 1, 11)}
-    # Started 100 s ago with a 60 s timeout: nothing left to wait; a range nobody started gets all of it.
-    assert experiment._range_deadline({1, 2}, 60) <= time.monotonic()  # noqa: SLF001
-    assert experiment._range_deadline({3}, 60) > time.monotonic() + 50  # noqa: SLF001
+    now = 1_000_000.0
+    first = range_first_start([now - 100, now - 99])
+    # Started 100 s ago with a 60 s timeout: its deadline has passed; a range nobody started gets all of it.
+    assert wait_deadline(first, 60, now) == now - 40
+    assert wait_deadline(range_first_start([]), 60, now) == now + 60

@@ -49,6 +49,10 @@ def test_config_is_available(pytestconfig):
         ("--ve-network=foo", "--ve-network", "not one of"),
         ("--ve-timeout=-3", "--ve-timeout", "must be more than zero"),
         ("--ve-lxc=opt/lxc", "--ve-lxc", "is not an absolute path"),
+        ("--ve-repeat=0", "--ve-repeat", "positive whole number"),
+        ("--ve-repeat=-1", "--ve-repeat", "positive whole number"),
+        ("--ve-repeat=2.5", "--ve-repeat", "positive whole number"),
+        ("--ve-repeat=1001", "--ve-repeat", "supported maximum of 1000"),
     ],
 )
 def test_bad_option_is_a_usage_error(pytester: pytest.Pytester, arg: str, option: str, reason: str) -> None:
@@ -110,6 +114,46 @@ def test_collect_only_lists_the_ranges(pytester: pytest.Pytester) -> None:
         "test_ranges.py::test_x[ve1-ve100]",
         "test_ranges.py::test_x[ve101-ve200]",
         "test_ranges.py::test_x[ve201-ve250]",
+    ]
+
+
+ROUND_MODULE = """
+def test_start(ve_range):
+    pass
+
+def test_settings(ve_config):
+    pass
+
+def test_completed(ve_range):
+    pass
+"""
+
+
+def test_collect_only_lists_each_round_before_the_next(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_rounds=ROUND_MODULE)
+    result = pytester.runpytest_subprocess("--collect-only", "-q", "--ve-count=4", "--ve-batch=2", "--ve-repeat=2")
+    assert result.ret == pytest.ExitCode.OK
+    # Within a round the module's order stands; a test without the experiment (ve_config) runs once.
+    assert [line for line in result.outlines if "::" in line] == [
+        "test_rounds.py::test_start[round1-ve1-ve2]",
+        "test_rounds.py::test_start[round1-ve3-ve4]",
+        "test_rounds.py::test_completed[round1-ve1-ve2]",
+        "test_rounds.py::test_completed[round1-ve3-ve4]",
+        "test_rounds.py::test_start[round2-ve1-ve2]",
+        "test_rounds.py::test_start[round2-ve3-ve4]",
+        "test_rounds.py::test_completed[round2-ve1-ve2]",
+        "test_rounds.py::test_completed[round2-ve3-ve4]",
+        "test_rounds.py::test_settings",
+    ]
+
+
+def test_one_round_keeps_the_ids_of_before(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_rounds=ROUND_MODULE)
+    result = pytester.runpytest_subprocess("--collect-only", "-q", "--ve-count=2", "--ve-repeat=1")
+    assert [line for line in result.outlines if "::" in line] == [
+        "test_rounds.py::test_start[ve1-ve2]",
+        "test_rounds.py::test_settings",
+        "test_rounds.py::test_completed[ve1-ve2]",
     ]
 
 

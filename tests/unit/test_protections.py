@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_lxcexp.engine import protections
-from pytest_lxcexp.engine.config import build_config
+from pytest_lxcexp.engine import cgroups, protections
+from pytest_lxcexp.engine.config import DEFAULT_VE_PIDS_MAX, build_config
 from pytest_lxcexp.engine.fleet import ve_config_text
 from pytest_lxcexp.engine.storage import Layout
 
@@ -94,3 +94,12 @@ def test_a_privileged_system_init_is_warned_about() -> None:
     assert warning and "CAP_SYS_ADMIN" in warning and "--ve-unprivileged" in warning
     assert protections.weaker_protection_warning(build_config(init="system", unprivileged=True)) is None
     assert protections.weaker_protection_warning(build_config()) is None
+
+
+def test_each_ve_gets_a_pids_limit_by_default_and_none_with_max() -> None:
+    # This host: pids in a v1 hierarchy (lxc.cgroup.*); a v2-only host gets lxc.cgroup2.pids.max.
+    key = cgroups.ve_pids_max_line(1).split(" = ")[0]
+    assert key in ("lxc.cgroup.pids.max", "lxc.cgroup2.pids.max")
+    assert values(config_lines(), key) == [str(DEFAULT_VE_PIDS_MAX)]
+    assert values(config_lines(pids_max="64,total:1000"), key) == ["64"]
+    assert values(config_lines(pids_max="max"), key) == []

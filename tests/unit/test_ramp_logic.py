@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from pytest_lxcexp.engine import host
-from pytest_lxcexp.engine.config import ConfigError, build_config
+from pytest_lxcexp.engine.config import DEFAULT_VE_PIDS_MAX, ConfigError, build_config
 from pytest_lxcexp.engine.faults import classify, tmpfs_limit
 from pytest_lxcexp.engine.progress import Counts, eta_text, status_text
 from pytest_lxcexp.engine.ramp import Headroom, StepObservation, VEFailure, bound_stop, decide, headroom_stop
@@ -76,6 +76,10 @@ def test_count_max_is_a_ramp_bounded_by_the_subnet() -> None:
         ({"count": "max", "ramp_growth": "x"}, "--ve-ramp-growth: 'x' is not a number"),
         ({"count": "max", "ramp_step": "0"}, "--ve-ramp-step: 0 is not a positive whole number (must be at least 1)"),
         ({"pids_max": "many"}, "--ve-pids-max: 'many' is not a positive whole number"),
+        ({"pids_max": "total:many"}, "--ve-pids-max: 'many' is not a positive whole number"),
+        ({"pids_max": "each:5"}, "--ve-pids-max: 'each:5' is not N, max, ve:N or total:N"),
+        ({"pids_max": "512,ve:64"}, "--ve-pids-max: 've:64': the ve limit is given twice"),
+        ({"pids_max": "5000000"}, "--ve-pids-max: 5000000 is more than the supported maximum of 4194304"),
     ],
 )
 def test_bad_ramp_options_are_usage_errors(values: dict[str, str], message: str) -> None:
@@ -198,7 +202,35 @@ def test_the_preflight_counts_the_per_ve_figures_of_the_base_and_init() -> None:
     system = per_ve(init="system")  # every hierarchy: each VE's own memory cgroups cost more
     assert system["kernel.pid_max"] == 4 and system["memory available"] == 3 * MIB // 2 + host.MEMORY_CGROUPS_PER_VE
     assert "processes (--ve-pids-max)" not in busybox
-    assert per_ve(pids_max="100")["processes (--ve-pids-max)"] == 2  # the monitor is outside the budget
+    assert per_ve(pids_max="total:100")["processes (--ve-pids-max)"] == 2  # the monitor is outside the budget
+
+
+@pytest.mark.parametrize(
+    ("text", "each", "total"),
+    [
+        ("", DEFAULT_VE_PIDS_MAX, 0),
+        ("512", 512, 0),
+        ("ve:512", 512, 0),
+        ("max", 0, 0),
+        ("0", 0, 0),
+        ("total:11", DEFAULT_VE_PIDS_MAX, 11),
+        ("total:max", DEFAULT_VE_PIDS_MAX, 0),
+        (" 256 , total:20000 ", 256, 20000),
+        ("max,total:300", 0, 300),
+    ],
+)
+def test_pids_max_each_and_total(text: str, each: int, total: int) -> None:
+    config = build_config(pids_max=text)
+    assert (config.ve_pids_max, config.pids_max) == (each, total)
+
+
+def test_a_ve_pids_limit_below_what_a_ve_runs_is_refused() -> None:
+    host.require_pids_budget(build_config(pids_max="2"))  # a busybox VE's init and its ping
+    with pytest.raises(ConfigError) as caught:
+        host.require_pids_budget(build_config(pids_max="1"))
+    assert str(caught.value) == "--ve-pids-max: 1 per VE is below the 2 processes one busybox/workload VE runs"
+    with pytest.raises(ConfigError, match="below the 5 processes one debian/system VE runs"):
+        host.require_pids_budget(build_config(pids_max="4", base="debian", init="system", base_release="bookworm"))
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def test_a_lock_file_that_is_not_ours_is_refused(tmp_path: Path) -> None:
     assert target.read_text() == "keep me"
     os.unlink(storage.lock_path(root))
     os.symlink(target, storage.lock_path(root))
-    with pytest.raises(OSError):
+    with pytest.raises(storage.RootError, match="is a symlink, not a file of ours"):
         storage.RunLock(root).acquire()
     assert target.read_text() == "keep me"
 

@@ -6,7 +6,7 @@ Each VE runs one attack (its /etc/lxcexp/attack.sh, written into its overlay bef
 starts) through the ordinary command workload. An attack is *contained* when the tool
 stays in charge: the VE's verdict names what it did (a log that is not a plain file is
 refused by name), the attack failed inside the VE (a remount, a write, a mknod the VE
-may not do), or a host limit held it (the pids limit, the tmpfs size). The run ends by
+may not do), or a limit held it (the VE's default pids limit, the tmpfs size). The run ends by
 itself, the host's sysctls are unchanged, and the takedown leaves nothing behind.
 
 An attack that got through exits 1 after saying `ATTACK SUCCEEDED: ...`; its test fails
@@ -22,13 +22,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_lxcexp.engine.cgroups import container_dir
+from pytest_lxcexp.engine.cgroups import ve_pids_cgroup
 from pytest_lxcexp.engine.experiment import Experiment
 from pytest_lxcexp.engine.stats import VERecord
 
 LOG = "/var/log/lxcexp/workload.log"
-# The fork bomb's VE gets this pids limit: the bomb must meet it, not the host's pid_max.
-BOMB_PIDS_MAX = 64
 
 
 def refused_as(words: str) -> Callable[[VERecord], bool]:
@@ -119,8 +117,11 @@ ATTACKS = [
     ),
     Attack(
         "fork-bomb",
-        # Forks until the pids limit refuses (the subshell then dies), waits for its children to go.
-        "( while :; do sleep 5 & done ) 2>/dev/null; sleep 6; echo 'the pids limit held'",
+        # Forks until its VE's pids limit (the default --ve-pids-max) refuses, and the subshell
+        # dies; each child waits on a FIFO, however long the bomb takes. A writer held open
+        # for 2 s then lets them all read EOF and end, so the VE can fork its end line again.
+        "mkfifo /tmp/hold; ( while :; do read x < /tmp/hold & done ) 2>/dev/null; "
+        "sleep 2 > /tmp/hold; sleep 1; echo 'the pids limit held'",
         completed,
     ),
 ]
@@ -156,10 +157,6 @@ def _prepare(experiment: Experiment, index: int, attack: Attack) -> None:
     os.makedirs(etc, exist_ok=True)
     with open(os.path.join(etc, "attack.sh"), "w") as handle:
         handle.write(attack.script + "\n")
-    if attack.name == "fork-bomb":
-        key = "lxc.cgroup.pids.max" if os.path.isdir("/sys/fs/cgroup/pids") else "lxc.cgroup2.pids.max"
-        with open(experiment.layout.ve_config(index), "a") as handle:
-            handle.write(f"{key} = {BOMB_PIDS_MAX}\n")
 
 
 @pytest.fixture(scope="module")
@@ -184,13 +181,13 @@ def test_attack_is_contained(attack: Attack, verdicts: dict[str, VERecord]) -> N
 
 
 def test_the_fork_bomb_met_its_pids_limit(ve_experiment: Experiment, verdicts: dict[str, VERecord]) -> None:
-    index = VE_OF["fork-bomb"]
-    for hierarchy in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
-        directory = os.path.join(hierarchy, container_dir(ve_experiment.config.tag), f"ve{index}")
-        if os.path.isfile(os.path.join(directory, "pids.events")):
-            break
+    # No limit set by this suite: the run's own per-VE default (--ve-pids-max) holds the bomb.
+    limit = ve_experiment.config.ve_pids_max
+    assert limit > 0, "--ve-pids-max=max: the VEs have no process limit to contain a fork bomb"
+    directory = ve_pids_cgroup(ve_experiment.config.tag, f"ve{VE_OF['fork-bomb']}")
+    assert directory is not None, "this host has no pids cgroup controller"
     with open(os.path.join(directory, "pids.max")) as handle:
-        assert handle.read().strip() == str(BOMB_PIDS_MAX)
+        assert handle.read().strip() == str(limit)
     with open(os.path.join(directory, "pids.events")) as handle:
         refused_forks = int(handle.read().split()[1])
     assert refused_forks > 0, "the bomb never reached its pids limit"
