@@ -15,8 +15,12 @@ Each run is a real pytest session of the ping suite (--ve-suite=ping) with
 
 and A/A across runs: each run against the one before it, every sample of both
 (compare_runs, as --ve-compare does). It prints each verdict and how many of the N came
-out "worse", how long one run took, and for several minimum effects how many
-start-latency comparisons would have been "worse" (p <= alpha and a shift beyond it).
+out "worse", how long one run took and the host's load average around it, and for
+several minimum effects how many start-latency comparisons would have been "worse"
+(p <= alpha and a shift beyond it). Within runs, builds are compared pair by pair (the
+tool's method, docs/verdicts.md); the same VEs compared as two independent samples
+(Mann-Whitney, the method before pairing) are counted beside it, and the per-VE memory
+(monitor PSS) verdicts where the runs recorded it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pytest_lxcexp.report.archive import list_runs  # noqa: E402
 from pytest_lxcexp.report.compare import (  # noqa: E402
     Comparison,
     Group,
+    build_groups,
     compare_builds,
     compare_runs,
     group_verdicts,
@@ -47,7 +52,8 @@ EFFECTS = (0.0, 2.0, 5.0, 10.0, 20.0)
 
 
 def run_once(args: argparse.Namespace, runs_dir: str) -> tuple[float, int]:
-    """One real pytest session; (wall seconds, exit status)."""
+    """One real pytest session; (wall seconds, exit status). The batch size is the count: every
+    VE started in one go, interleaved between the builds."""
     command = [
         os.path.join(REPO, ".venv", "bin", "pytest"),
         "--ve-suite=ping",
@@ -82,22 +88,36 @@ def halves(results: Results) -> list[Comparison]:
     even = [ve for ve in ves if ve["index"] % 2 == 0]
     baseline = Group("odd VEs", odd, [(0, (ve["index"] + 1) // 2) for ve in odd])
     candidate = Group("even VEs", even, [(0, ve["index"] // 2) for ve in even])
-    return [Comparison("halves", "odd VEs", "even VEs", group_verdicts(baseline, candidate), [])]
+    return [Comparison("halves", "odd VEs", "even VEs", group_verdicts(baseline, candidate, paired=True), [])]
 
 
 def within(results: Results) -> list[Comparison]:
     return compare_builds(results) or halves(results)
 
 
-def start_verdicts(comparisons: list[Comparison]) -> list[Verdict]:
-    return [v for c in comparisons for v in c.verdicts if v.metric == "start_latency"]
+def start_verdicts(comparisons: list[Comparison], metric: str = "start_latency") -> list[Verdict]:
+    return [v for c in comparisons for v in c.verdicts if v.metric == metric]
+
+
+def unpaired(results: Results) -> list[Verdict]:
+    """The builds' start latencies as two independent samples (Mann-Whitney), as before pairing."""
+    groups = build_groups(results)
+    return [
+        v for group in groups[1:] for v in group_verdicts(groups[0], group, paired=False) if v.metric == "start_latency"
+    ]
 
 
 def count_line(title: str, verdicts: list[Verdict]) -> str:
     worse = sum(v.verdict == WORSE for v in verdicts)
     kinds = {kind: sum(v.verdict == kind for v in verdicts) for kind in ("worse", "better", "same", "can't tell")}
-    shifts = [abs(v.shift_percent) for v in verdicts if v.shift_percent is not None]
-    spread = f"; |shift| median {statistics.median(shifts):.1f}%, max {max(shifts):.1f}%" if shifts else ""
+    shifts = [v.shift_percent for v in verdicts if v.shift_percent is not None]
+    widths = [ci[1] - ci[0] for v in verdicts if (ci := v.ci_percent) is not None]
+    spread = (
+        f"; shift median {statistics.median(shifts):+.1f}% (|shift| max {max(map(abs, shifts)):.1f}%), "
+        f"95% CI width median {statistics.median(widths):.1f}%"
+        if shifts
+        else ""
+    )
     shown = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
     return f"{title}: worse in {worse} of {len(verdicts)} ({shown}){spread}"
 
@@ -111,14 +131,16 @@ def by_effect(verdicts: list[Verdict]) -> str:
     return f"    'worse' at a minimum effect of {', '.join(counts)} (of {len(verdicts)})"
 
 
-def analyse(runs: list[tuple[str, Results]]) -> None:
+def analyse(runs: list[tuple[str, Results]], across_runs: bool = True) -> None:
     inside: list[Verdict] = []
     others: list[Verdict] = []
+    independent: list[Verdict] = []
     print(f"\nalpha {ALPHA:g}, minimum effect {DEFAULT_MIN_EFFECT:g}% (the defaults)")
     print("\n== within each run (builds against the first; without builds: odd VEs against even) ==")
     for name, results in runs:
         comparisons = within(results)
         inside += start_verdicts(comparisons)
+        independent += unpaired(results)
         others += [v for c in comparisons for v in c.verdicts if v.metric != "start_latency"]
         print(f"-- {name}")
         for comparison in comparisons:
@@ -126,7 +148,7 @@ def analyse(runs: list[tuple[str, Results]]) -> None:
                 print("   " + line)
     across: list[Verdict] = []
     print("\n== each run against the one before it (every sample of both, as --ve-compare) ==")
-    for (old_name, old), (new_name, new) in zip(runs, runs[1:], strict=False):
+    for (old_name, old), (new_name, new) in zip(runs, runs[1:] if across_runs else [], strict=False):
         comparisons = compare_runs(old, new)
         verdicts = start_verdicts(comparisons)
         across += verdicts
@@ -138,13 +160,41 @@ def analyse(runs: list[tuple[str, Results]]) -> None:
                 f"[{ci[0]:+.1f}%, {ci[1]:+.1f}%], p {verdict.p_value:.2g}: {verdict.verdict}"
             )
     print("\n== counts ==")
-    print(count_line("start_latency within runs", inside))
+    print(count_line("start_latency within runs (paired)", inside))
     print(by_effect(inside))
+    if independent:
+        print(count_line("start_latency within runs, unpaired (Mann-Whitney)", independent))
+    for metric in ("monitor_pss", "cgroup_memory"):
+        memory = [v for v in others if v.metric == metric and v.p_value is not None]
+        if memory:
+            print(count_line(f"{metric} within runs (paired)", memory))
     worse_other = [v for v in others if v.verdict == WORSE]
     print(f"other metrics within runs: worse in {len(worse_other)} of {len(others)}")
     if across:
         print(count_line("start_latency run against run", across))
         print(by_effect(across))
+
+
+def pooled(runs: list[tuple[str, Results]], size: int) -> list[Verdict]:
+    """Start latency of each build against the first over `size` consecutive runs at once: every
+    run's pairs in one paired comparison (places keyed by run), a stand-in for `size` rounds of
+    one session (--ve-repeat; there, rounds also alternate which build starts first)."""
+    verdicts = []
+    for first in range(0, len(runs) - size + 1, size):
+        chunk = [build_groups(results) for _, results in runs[first : first + size]]
+        if any(len(groups) < 2 or len(groups) != len(chunk[0]) for groups in chunk):
+            continue
+        merged = [
+            Group(
+                chunk[0][side].name,
+                [ve for groups in chunk for ve in groups[side].ves],
+                [(number, *place) for number, groups in enumerate(chunk) for place in groups[side].places],
+            )
+            for side in range(len(chunk[0]))
+        ]
+        for candidate in merged[1:]:
+            verdicts += [v for v in group_verdicts(merged[0], candidate, paired=True) if v.metric == "start_latency"]
+    return verdicts
 
 
 def main() -> int:
@@ -160,25 +210,41 @@ def main() -> int:
     parser.add_argument("--bridge", default="vecalib", help="bridge name")
     parser.add_argument("--subnet", default="10.199.0.0/16", help="VE subnet")
     parser.add_argument("--analyse-only", action="store_true", help="only analyse the runs already in --dir")
+    parser.add_argument("--within-only", action="store_true", help="skip the run-against-run comparisons")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        action="append",
+        default=[],
+        help="also compare the pairs of N consecutive runs at once (repeatable): what N rounds would give",
+    )
     parser.add_argument("extra", nargs="*", help="more pytest options, after --")
     args = parser.parse_args()
     if not args.analyse_only:
         if os.path.isdir(args.dir) and os.listdir(args.dir):
             parser.error(f"--dir {args.dir} is not empty: give a new one, or --analyse-only")
-        took = []
+        took, loads = [], []
         for number in range(1, args.runs + 1):
             seconds, status = run_once(args, args.dir)
             took.append(seconds)
-            print(f"run {number}/{args.runs}: {seconds:.1f} s, exit status {status}", flush=True)
+            loads.append(os.getloadavg()[0])  # the host's 1-minute load average, as the run ended
+            print(f"run {number}/{args.runs}: {seconds:.1f} s, exit status {status}, load {loads[-1]:.1f}", flush=True)
         spread = f"{min(took):.1f}-{max(took):.1f}"
         print(f"one run of {args.count} VEs took {statistics.median(took):.1f} s (median; {spread})")
+        load = f"median {statistics.median(loads):.1f}, {min(loads):.1f}-{max(loads):.1f}"
+        print(f"load average (1 min) after each run: {load}")
     saved, skipped = list_runs(args.dir)
     for line in skipped:
         print(f"skipped: {line}")
     if not saved:
         print(f"no runs in {args.dir}", file=sys.stderr)
         return 1
-    analyse([(run.name, run.results) for run in saved])
+    runs = [(run.name, run.results) for run in saved]
+    analyse(runs, across_runs=not args.within_only)
+    for size in args.pool:
+        verdicts = pooled(runs, size)
+        if verdicts:
+            print(count_line(f"start_latency, the pairs of {size} runs at once", verdicts))
     return 0
 
 

@@ -351,6 +351,11 @@ def _v1_or_unified(controller: str) -> str | None:
     return None
 
 
+def memory_hierarchy() -> str | None:
+    """The hierarchy holding the memory controller (its v1 mount, or the v2 tree); None without one."""
+    return _v1_or_unified("memory")
+
+
 def _read_words(path: str) -> list[str]:
     try:
         with open(path) as handle:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import addressing, base, builds, cgroups, fleet, host, network, phases, storage, takedown, tuning
+from . import addressing, base, builds, cgroups, fleet, host, network, phases, storage, takedown, tuning, ve_memory
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .progress import NO_STATUS, Counts, Status, status_text
@@ -68,6 +69,9 @@ class Experiment:
         self.waits: list[RangeWait] = []
         self._running_watch: contextlib.ExitStack | None = None
         self._running_times = phases.RunningTimes()
+        # Each VE's memory (monitor PSS, own cgroup's charge), read once per start: by the first
+        # records after it (the end of its range's wait), keyed by index with that start's time.
+        self._memory: dict[int, tuple[float, int | None, int | None]] = {}
 
     def next_round(self, number: int) -> Experiment:
         """The experiment of round `number` (--ve-repeat), set up anew after this one's takedown:
@@ -88,10 +92,11 @@ class Experiment:
 
     def builds_metadata(self) -> list[dict[str, Any]]:
         """Each build as results.json's metadata.builds records it: what it is, and its proof."""
-        return [
-            build.to_dict() | {"proof": self.proofs[build.name].to_dict() if build.name in self.proofs else None}
-            for build in self.builds
-        ]
+        described = []
+        for build in self.builds:
+            proof = self.proofs[build.name].to_dict() if build.name in self.proofs else None
+            described.append(build.to_dict() | {"proof": proof, "proofs": [proof] if proof else []})
+        return described
 
     def build_of(self, index: int) -> builds.LXCBuild:
         """The build that starts veN in this round: interleaved, ve1 the first build's."""
@@ -373,10 +378,32 @@ class Experiment:
                     build=start.build if start else None,
                     round=start.round if start else self.round,
                     phases=self._phases(start, log),
+                    **self._ve_memory(start),
                 )
             )
         # A host limit (full tmpfs, no more PIDs, ...) named for each VE it stopped.
         return [self._with_fault(record) for record in records]
+
+    @functools.cached_property
+    def _memory_hierarchy(self) -> str | None:
+        """Where the VEs' own memory cgroups are; None where they have none (--ve-cgroups without memory)."""
+        return ve_memory.memory_hierarchy(cgroups.ves_get_memory_cgroups(self.config.ve_controllers))
+
+    def _ve_memory(self, start: fleet.StartResult | None) -> dict[str, int | None]:
+        """veN's monitor PSS and own cgroup's charge, read while it runs, once per start (about
+        0.5-1 ms a VE on a host at load 95, smaps_rollup most of it; docs/benchmarks.md)."""
+        if start is None or not start.ok:
+            return {}
+        known = self._memory.get(start.index)
+        if known is None or known[0] != start.started_at:
+            name = self.layout.ve_name(start.index)
+            known = (
+                start.started_at,
+                ve_memory.monitor_pss(start.monitor, self.config.tag, name),
+                ve_memory.cgroup_charge(self.config.tag, name, self._memory_hierarchy),
+            )
+            self._memory[start.index] = known
+        return {"monitor_pss": known[1], "cgroup_memory": known[2]}
 
     @staticmethod
     def _phases(start: fleet.StartResult | None, log: WorkloadLog) -> dict[str, float | None]:

@@ -40,6 +40,10 @@ class VERecord:
     round: int = 0  # the round it ran in (--ve-repeat; 0-based)
     # Seconds from its start request to each phase of its start (engine/phases.py); {} if it never started.
     phases: dict[str, float | None] = field(default_factory=dict, hash=False)
+    # Memory per VE, read while it ran (engine/ve_memory.py), bytes: its LXC monitor's PSS, and
+    # what its own memory cgroup was charged (None where it has none: charged with all VEs together).
+    monitor_pss: int | None = None
+    cgroup_memory: int | None = None
     fields: dict[str, Any] = field(default_factory=dict, hash=False)  # from pytest_lxcexp_ve_fields
     started: bool = True  # a start was asked for (by this run, or recorded in the root)
     # What the host found in place of its workload log and would not read (a FIFO, a device...).

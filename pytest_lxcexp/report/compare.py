@@ -1,8 +1,10 @@
 """Hold a candidate against a baseline: verdicts per metric, for two runs or for the builds of one run.
 
 The groups: a run without builds is one group; a run whose VEs carry `build` (--ve-lxc)
-has one group per build, the first build being the baseline. Across runs every per-VE
-sample of both runs is used (per build when both runs have the same builds). The
+has one group per build, the first build being the baseline. Builds of one run are
+compared pair by pair: the k-th VE of each build started side by side, at the same
+"place", and met the same host (paired test). Across runs every per-VE sample of both
+runs is used as two independent samples (per build when both runs have the same builds). The
 statistics are report/verdict.py's; which run may be a reference is comparable.py's.
 
 --ve-compare-fail METRIC[:N%] fails the session when METRIC's verdict is "worse"; N is
@@ -20,7 +22,7 @@ from typing import Any
 
 from .archive import RESULTS_FILE, latest_run
 from .comparable import RunKey, key_of, latest_comparable, mismatches
-from .metrics import ALIASES, METRICS, OUTCOMES, RUN_VALUES, VE_METRICS
+from .metrics import ALIASES, METRICS, OUTCOMES, RUN_VALUES, VE_METRICS, VEMetric
 from .results import Results, ResultsError, load_results
 from .verdict import (
     CANT_TELL,
@@ -29,6 +31,7 @@ from .verdict import (
     WORSE,
     Verdict,
     compare_outcomes,
+    compare_paired,
     compare_samples,
     compare_values,
 )
@@ -188,14 +191,29 @@ def build_groups(results: Results) -> list[Group]:
 # -- verdicts ----------------------------------------------------------------------------
 
 
+def pairs_by_place(metric: VEMetric, baseline: Group, candidate: Group) -> list[tuple[float, float]]:
+    """(baseline, candidate) values of the VEs at the same place, in place order; a place where
+    either VE has no value (it failed to start) drops out (its outcome verdicts count it)."""
+    before = {place: metric.value(ve) for place, ve in zip(baseline.places, baseline.ves, strict=True)}
+    now = {place: metric.value(ve) for place, ve in zip(candidate.places, candidate.ves, strict=True)}
+    return [
+        (value, now[place])  # type: ignore[misc]
+        for place, value in sorted(before.items())
+        if value is not None and now.get(place) is not None
+    ]
+
+
 def group_verdicts(
     baseline: Group,
     candidate: Group,
     effects: dict[str, float] | None = None,
     names: tuple[str, str] | None = None,
     default_effect: float = DEFAULT_MIN_EFFECT,
+    paired: bool = False,
 ) -> list[Verdict]:
-    """Every per-VE metric either side has samples of, and every outcome; `names` label the sides."""
+    """Every per-VE metric either side has samples of, and every outcome; `names` label the sides.
+    `paired`: the sides' VEs at the same place met the same host (builds interleaved in one run):
+    each metric is compared pair by pair (verdict.compare_paired), else as two samples."""
     effects = effects or {}
     names = names or (baseline.name, candidate.name)
     verdicts = []
@@ -203,16 +221,12 @@ def group_verdicts(
         before, now = metric.samples(baseline.ves), metric.samples(candidate.ves)
         if not before and not now:
             continue  # not measured in these runs (a phase of --ve-lxc builds' runs)
-        verdicts.append(
-            compare_samples(
-                metric.name,
-                *names,
-                before,
-                now,
-                worse=metric.worse,
-                min_effect=effects.get(metric.name, default_effect),
-            )
-        )
+        effect = effects.get(metric.name, default_effect)
+        if paired:
+            pairs = pairs_by_place(metric, baseline, candidate)
+            verdicts.append(compare_paired(metric.name, *names, pairs, worse=metric.worse, min_effect=effect))
+        else:
+            verdicts.append(compare_samples(metric.name, *names, before, now, worse=metric.worse, min_effect=effect))
     for name, bad in OUTCOMES.items():
         verdicts.append(
             compare_outcomes(
@@ -331,7 +345,11 @@ def compare_builds(results: Results, effects: dict[str, float] | None = None) ->
     baseline = groups[0]
     return [
         Comparison(
-            "builds", f"build {baseline.name}", f"build {group.name}", group_verdicts(baseline, group, effects), []
+            "builds",
+            f"build {baseline.name}",
+            f"build {group.name}",
+            group_verdicts(baseline, group, effects, paired=True),
+            [],
         )
         for group in groups[1:]
     ]
@@ -474,6 +492,7 @@ ACROSS_RUNS_NOTE = (
     "two runs: how the host drifted between them is not in the CI (docs/verdicts.md); builds interleaved "
     "in one run (--ve-lxc) are"
 )
+PAIRED_NOTE = "builds of one run: each VE paired with the other build's VE started beside it (Wilcoxon signed-rank)"
 HEADER = f"{'metric':<30} {'baseline':>9} {'candidate':>9} {'shift':>8}  {'95% CI':<18} {'p':>7}  verdict"
 
 
@@ -483,6 +502,8 @@ def table_lines(comparison: Comparison) -> list[str]:
     lines += [f"WARNING: {warning}" for warning in comparison.warnings]
     if comparison.kind == "runs":
         lines.append(f"note: {ACROSS_RUNS_NOTE}")
+    elif comparison.kind == "builds":
+        lines.append(f"note: {PAIRED_NOTE}")
     lines.append(HEADER)
     for verdict in comparison.verdicts:
         c = cells(verdict)

@@ -16,7 +16,7 @@ import pytest
 from ..engine.stats import Summary, results_block
 from ..engine.storage import human_size
 from . import charts
-from .compare import ACROSS_RUNS_NOTE, Comparison, Regression, build_groups, cells
+from .compare import ACROSS_RUNS_NOTE, PAIRED_NOTE, Comparison, Regression, build_groups, cells
 from .metrics import METRICS, VE_METRICS
 from .outcome import Finished
 from .results import Results
@@ -155,13 +155,17 @@ def comparison_section(
         sides = f"<p>baseline: {e(comparison.before_label)}<br>candidate: {e(comparison.now_label)}</p>"
         if comparison.kind == "runs":
             sides += f'<p class="warn">{e(ACROSS_RUNS_NOTE)}</p>'
+        elif comparison.kind == "builds":
+            sides += f"<p>{e(PAIRED_NOTE)}</p>"
 
         # The sides' names above; the chart beside its table (long names would push the table under it).
         blocks.append(f'{sides}{warnings}<div class="cards charts">{chart}<div>{verdict_table(comparison)}</div></div>')
     verdicts = "".join(f'<p class="bad">Regression: {e(str(r))}</p>' for r in regressions)
     verdicts += "".join(f'<p class="warn">{e(note)}</p>' for note in notes)
     method = (
-        "<p>Verdicts: Mann-Whitney U on the per-VE values, Hodges-Lehmann shift with a bootstrap 95% CI; "
+        "<p>Verdicts: builds of one run pair by pair (the VEs started side by side): Wilcoxon signed-rank, "
+        "the paired Hodges-Lehmann shift with a bootstrap 95% CI over the pairs; two runs: Mann-Whitney U on "
+        "the per-VE values, Hodges-Lehmann shift with a bootstrap 95% CI; "
         "worse/better when p &lt;= 0.01 and the shift is beyond the minimum effect, same when the CI lies inside "
         "it, else can't tell. Outcomes: Fisher's exact test, and any place fine on the baseline and bad on the "
         "candidate is worse. See docs/verdicts.md.</p>"

@@ -106,15 +106,17 @@ class VEMetric:
     worse: str
     field: str
 
-    def samples(self, ves: list[dict[str, Any]]) -> list[float]:
-        """The VEs' values; a VE that failed to start has no latency worth comparing."""
-        values = []
+    def value(self, ve: dict[str, Any]) -> float | None:
+        """One VE's value; None where it has none (a VE that failed to start has no latency worth comparing)."""
         section, _, key = self.field.rpartition(".")
-        for ve in ves:
-            value = (ve.get(section) or {}).get(key) if section else ve.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool) and not ve.get("start_error"):
-                values.append(float(value))
-        return values
+        value = (ve.get(section) or {}).get(key) if section else ve.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and not ve.get("start_error"):
+            return float(value)
+        return None
+
+    def samples(self, ves: list[dict[str, Any]]) -> list[float]:
+        """The VEs' values, where they have one."""
+        return [value for value in map(self.value, ves) if value is not None]
 
     def shown(self, value: float | None) -> str:
         if value is None:

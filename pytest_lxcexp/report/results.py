@@ -483,6 +483,8 @@ def _combine(
     phases |= spans(parts, ves)
     waited = [part["timings"]["waited_until"] for part in parts if part["timings"].get("waited_until") is not None]
     metadata = dict(first["metadata"])
+    if any("builds" in part["metadata"] for part in parts):
+        metadata["builds"] = merge_builds([part["metadata"].get("builds") or [] for part in parts])
     metadata["started_at"] = min(p["metadata"].get("started_at") or 0 for p in parts)
     metadata["ended_at"] = max(p["metadata"].get("ended_at") or 0 for p in parts)
     starts = {
@@ -514,6 +516,32 @@ def _combine(
         waited_until=max(waited, default=None),
         waits=[wait for part in parts for wait in part["timings"].get("waits", [])],
     )
+
+
+def _ve_number(proof: dict[str, Any]) -> int:
+    name = str(proof.get("ve") or "")
+    return int(name[2:]) if name[2:].isdigit() else 0
+
+
+def merge_builds(parts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """metadata.builds of several parts (xdist workers, hosts) -> one list: each build once, in the
+    order the parts name them, described by the first part that has it. Each part proved the
+    builds on the first VEs it started: `proofs` holds them all (by VE), and `proof` is the first
+    that failed, else the one of the lowest VE, as one process would have proven it."""
+    merged: dict[str, dict[str, Any]] = {}
+    proofs: dict[str, list[dict[str, Any]]] = {}
+    for builds in parts:
+        for build in builds:
+            merged.setdefault(build["name"], dict(build))
+            found = proofs.setdefault(build["name"], [])
+            own = build.get("proofs") or ([build["proof"]] if build.get("proof") else [])
+            found += [proof for proof in own if proof not in found]
+    for name, build in merged.items():
+        found = sorted(proofs[name], key=_ve_number)
+        failed = [proof for proof in found if not proof.get("ok")]
+        build["proof"] = (failed or found or [None])[0]
+        build["proofs"] = found
+    return list(merged.values())
 
 
 def spans(parts: list[Results], ves: list[dict[str, Any]]) -> dict[str, float]:

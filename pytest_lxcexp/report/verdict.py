@@ -4,11 +4,16 @@ Pure numbers in, a Verdict out: no results files, no LXC (compare.py feeds this)
 The method, its defaults and their sources (asv, Chromium's Pinpoint, Google
 benchmark's compare.py) are written down in docs/verdicts.md:
 
-- samples (per-VE latencies, memory): two-sided Mann-Whitney U; the shift is the
-  Hodges-Lehmann estimate (median of all candidate - baseline differences) with a
-  bootstrap 95% CI; "worse" needs p <= ALPHA *and* a shift beyond the minimum effect
-  (asv's factor) the bad way, "same" needs the whole CI inside +-minimum effect,
-  anything else is "can't tell" (Pinpoint's UNKNOWN): more samples would decide it;
+- samples (per-VE latencies, memory) of two independent groups (two runs): two-sided
+  Mann-Whitney U; the shift is the Hodges-Lehmann estimate (median of all candidate -
+  baseline differences) with a bootstrap 95% CI;
+- paired samples (builds interleaved in one run: the k-th VE of each build started side
+  by side, at the same "place"): the Wilcoxon signed-rank test on the differences
+  candidate - baseline of each place; the shift is the paired Hodges-Lehmann estimate
+  (median of the differences' Walsh averages) with a bootstrap 95% CI over the pairs;
+- either way "worse" needs p <= ALPHA *and* a shift beyond the minimum effect (asv's
+  factor) the bad way, "same" needs the whole CI inside +-minimum effect, anything else
+  is "can't tell" (Pinpoint's UNKNOWN): more samples would decide it;
 - outcomes (completed, failed to start, ...): Fisher's exact test on the counts, and
   any VE that was fine on the baseline and bad on the candidate at the same place
   (round and position) is "worse" outright;
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +56,8 @@ BOOTSTRAP_RESAMPLES = 1000
 PAIRS = 10_000
 EXACT_PAIRS = 4_000_000
 SEED = 20261130  # fixed, so the same samples give the same CI every time
+MANN_WHITNEY = "Mann-Whitney U"
+WILCOXON = "Wilcoxon signed-rank (paired)"
 
 
 @dataclass(frozen=True)
@@ -60,10 +67,10 @@ class Verdict:
     metric: str
     baseline: str  # group names: a build, a run
     candidate: str
-    method: str  # "Mann-Whitney U", "Fisher exact", "one value each"
+    method: str  # MANN_WHITNEY, WILCOXON, "Fisher exact", "one value each"
     verdict: str  # WORSE, BETTER, SAME, CANT_TELL
     reason: str  # why, in a few words
-    n_baseline: int
+    n_baseline: int  # samples; for paired samples, the pairs (both sides)
     n_candidate: int
     baseline_value: float | None  # median of the samples, or the count / the one value
     candidate_value: float | None
@@ -131,28 +138,20 @@ def hodges_lehmann(baseline: Sequence[float], candidate: Sequence[float], seed: 
     return float(np.median(y[j] - x[i]))
 
 
-def shift_ci(
-    baseline: Sequence[float],
-    candidate: Sequence[float],
-    confidence: float = 0.95,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = SEED,
+def _percentile_interval(
+    data: tuple[np.ndarray, ...],
+    statistic: Callable[..., np.ndarray],
+    confidence: float,
+    resamples: int,
+    rng: np.random.Generator,
 ) -> tuple[float, float]:
-    """Bootstrap (percentile) confidence interval of the Hodges-Lehmann shift."""
-    import numpy as np
+    """scipy's bootstrap, percentile method, of a vectorized statistic (resampled in batches)."""
     from scipy import stats
 
-    x, y = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
-    rng = np.random.default_rng(seed)
-    i, j = _pair_indexes(x.size, y.size, rng, PAIRS)
-
-    def statistic(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.median(ys[..., j] - xs[..., i], axis=-1)
-
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # identical samples: a degenerate (zero-width) interval is the answer
+        warnings.simplefilter("ignore")  # identical values: a degenerate (zero-width) interval is the answer
         result = stats.bootstrap(
-            (x, y),
+            data,
             statistic,
             n_resamples=resamples,
             batch=50,
@@ -162,6 +161,26 @@ def shift_ci(
             rng=rng,
         )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def shift_ci(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = SEED,
+) -> tuple[float, float]:
+    """Bootstrap (percentile) confidence interval of the Hodges-Lehmann shift."""
+    import numpy as np
+
+    x, y = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
+    rng = np.random.default_rng(seed)
+    i, j = _pair_indexes(x.size, y.size, rng, PAIRS)
+
+    def statistic(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.median(ys[..., j] - xs[..., i], axis=-1)
+
+    return _percentile_interval((x, y), statistic, confidence, resamples, rng)
 
 
 def decide(
@@ -189,6 +208,36 @@ def decide(
     return CANT_TELL, f"p > {alpha:g} and the CI reaches past +-{min_effect:g}%"
 
 
+def _finite_values(values: Sequence[float | None]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def _samples_verdict(
+    common: dict[str, Any],
+    tested: tuple[float, float, float, float] | None,
+    min_effect: float,
+    worse: str,
+    alpha: float,
+    too_few: str,
+) -> Verdict:
+    """A Verdict from a test's (p-value, shift, CI low, CI high), or "can't tell" (`too_few`) without one."""
+    if tested is None:
+        return Verdict(**common, verdict=CANT_TELL, reason=too_few, shift=None, ci_low=None, ci_high=None, p_value=None)
+    p_value, shift, low, high = tested
+    base = common["baseline_value"]
+    pct = _percent(shift, base)
+    ci_pct = _percent(low, base), _percent(high, base)
+    verdict, reason = decide(
+        p_value,
+        pct,
+        None if None in ci_pct else ci_pct,  # type: ignore[arg-type]
+        min_effect,
+        worse,
+        alpha,
+    )
+    return Verdict(**common, verdict=verdict, reason=reason, shift=shift, ci_low=low, ci_high=high, p_value=p_value)
+
+
 def compare_samples(
     metric: str,
     baseline_name: str,
@@ -202,52 +251,135 @@ def compare_samples(
     min_samples: int = MIN_SAMPLES,
     resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> Verdict:
-    """Per-VE samples of one metric on both sides -> a Verdict (Mann-Whitney U, Hodges-Lehmann, bootstrap CI)."""
+    """Per-VE samples of one metric on both sides, independent of each other (two runs) -> a
+    Verdict (Mann-Whitney U, Hodges-Lehmann, bootstrap CI)."""
     import numpy as np
     from scipy import stats
 
-    x = [float(v) for v in baseline if v is not None and math.isfinite(v)]
-    y = [float(v) for v in candidate if v is not None and math.isfinite(v)]
-    base_median = float(np.median(x)) if x else None
-    cand_median = float(np.median(y)) if y else None
+    x, y = _finite_values(baseline), _finite_values(candidate)
     common = {
         "metric": metric,
         "baseline": baseline_name,
         "candidate": candidate_name,
-        "method": "Mann-Whitney U",
+        "method": MANN_WHITNEY,
         "n_baseline": len(x),
         "n_candidate": len(y),
-        "baseline_value": base_median,
-        "candidate_value": cand_median,
+        "baseline_value": float(np.median(x)) if x else None,
+        "candidate_value": float(np.median(y)) if y else None,
         "min_effect": min_effect,
         "worse_direction": worse,
     }
-    if len(x) < min_samples or len(y) < min_samples:
-        return Verdict(
-            **common,
-            verdict=CANT_TELL,
-            reason=f"too few samples ({len(x)} and {len(y)}; at least {min_samples} a side)",
-            shift=None,
-            ci_low=None,
-            ci_high=None,
-            p_value=None,
+    tested = None
+    if len(x) >= min_samples and len(y) >= min_samples:
+        p_value = float(stats.mannwhitneyu(y, x, alternative="two-sided").pvalue)
+        if math.isnan(p_value):  # every value the same on both sides
+            p_value = 1.0
+        tested = (p_value, hodges_lehmann(x, y), *shift_ci(x, y, resamples=resamples))
+    too_few = f"too few samples ({len(x)} and {len(y)}; at least {min_samples} a side)"
+    return _samples_verdict(common, tested, min_effect, worse, alpha, too_few)
+
+
+def _walsh_indexes(n: int, rng: np.random.Generator, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i <= j) of the Walsh averages of n differences: all n(n+1)/2 of them when
+    there are at most `limit`, else `limit` random ones (an incomplete U-statistic, as above)."""
+    import numpy as np
+
+    if n * (n + 1) // 2 <= limit:
+        return np.triu_indices(n)
+    first, second = rng.integers(0, n, limit), rng.integers(0, n, limit)
+    return np.minimum(first, second), np.maximum(first, second)
+
+
+def paired_hodges_lehmann(differences: Sequence[float], seed: int = SEED) -> float:
+    """The shift of paired samples: the median of the Walsh averages (d_i + d_j) / 2, i <= j,
+    of the differences candidate - baseline; the estimate that belongs to the signed-rank test."""
+    import numpy as np
+
+    d = np.asarray(differences, dtype=float)
+    if d.size == 0:
+        raise ValueError("paired_hodges_lehmann needs at least one difference")
+    i, j = _walsh_indexes(d.size, np.random.default_rng(seed), EXACT_PAIRS)
+    return float(np.median((d[i] + d[j]) / 2))
+
+
+def paired_shift_ci(
+    differences: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = SEED,
+) -> tuple[float, float]:
+    """Bootstrap (percentile) confidence interval of the paired Hodges-Lehmann shift, resampling pairs."""
+    import numpy as np
+
+    d = np.asarray(differences, dtype=float)
+    rng = np.random.default_rng(seed)
+    i, j = _walsh_indexes(d.size, rng, PAIRS)
+
+    def statistic(ds: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.median((ds[..., i] + ds[..., j]) / 2, axis=-1)
+
+    return _percentile_interval((d,), statistic, confidence, resamples, rng)
+
+
+def signed_rank_p(differences: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of the differences (zeros dropped, as Wilcoxon
+    did); 1.0 when every difference is zero: nothing to tell apart."""
+    from scipy import stats
+
+    if not any(differences):
+        return 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few non-zero differences: the normal approximation is said to be rough
+        p_value = float(stats.wilcoxon(differences, zero_method="wilcox", alternative="two-sided").pvalue)
+    return 1.0 if math.isnan(p_value) else p_value
+
+
+def compare_paired(
+    metric: str,
+    baseline_name: str,
+    candidate_name: str,
+    pairs: Sequence[tuple[float, float]],
+    *,
+    worse: str = "higher",
+    min_effect: float = DEFAULT_MIN_EFFECT,
+    alpha: float = ALPHA,
+    min_samples: int = MIN_SAMPLES,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> Verdict:
+    """Paired per-VE samples (baseline, candidate) of one metric, one pair per place (the k-th VE
+    of each build, started side by side) -> a Verdict (Wilcoxon signed-rank, paired
+    Hodges-Lehmann, bootstrap CI over the pairs). A pair with a value missing is left out."""
+    import numpy as np
+
+    kept = [
+        (float(b), float(c))
+        for b, c in pairs
+        if b is not None and c is not None and math.isfinite(b) and math.isfinite(c)
+    ]
+    x = [b for b, _ in kept]
+    y = [c for _, c in kept]
+    common = {
+        "metric": metric,
+        "baseline": baseline_name,
+        "candidate": candidate_name,
+        "method": WILCOXON,
+        "n_baseline": len(kept),
+        "n_candidate": len(kept),
+        "baseline_value": float(np.median(x)) if x else None,
+        "candidate_value": float(np.median(y)) if y else None,
+        "min_effect": min_effect,
+        "worse_direction": worse,
+    }
+    tested = None
+    if len(kept) >= min_samples:
+        differences = [c - b for b, c in kept]
+        tested = (
+            signed_rank_p(differences),
+            paired_hodges_lehmann(differences),
+            *paired_shift_ci(differences, resamples=resamples),
         )
-    p_value = float(stats.mannwhitneyu(y, x, alternative="two-sided").pvalue)
-    if math.isnan(p_value):  # every value the same on both sides
-        p_value = 1.0
-    shift = hodges_lehmann(x, y)
-    low, high = shift_ci(x, y, resamples=resamples)
-    pct = _percent(shift, base_median)
-    ci_pct = _percent(low, base_median), _percent(high, base_median)
-    verdict, reason = decide(
-        p_value,
-        pct,
-        None if None in ci_pct else ci_pct,
-        min_effect,
-        worse,
-        alpha,  # type: ignore[arg-type]
-    )
-    return Verdict(**common, verdict=verdict, reason=reason, shift=shift, ci_low=low, ci_high=high, p_value=p_value)
+    too_few = f"too few pairs ({len(kept)}; at least {min_samples})"
+    return _samples_verdict(common, tested, min_effect, worse, alpha, too_few)
 
 
 def compare_outcomes(

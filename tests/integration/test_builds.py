@@ -75,6 +75,44 @@ def test_two_builds_run_interleaved_each_proven_and_recorded(
         assert proof["liblxc"] == [build["library"]]
         assert proof["cgroups"] == expected_own_hierarchies()
     assert system["proof"]["preload_mapped"] is None and slow["proof"]["preload_mapped"] is True
+    # Memory per VE: each monitor's PSS, read while it ran (a monitor is a forked lxc-start:
+    # hundreds of KiB); no memory cgroup of its own per VE by default, so nothing per VE there.
+    assert all(64 * 1024 < ve["monitor_pss"] < 64 * 1024**2 for ve in ves), [ve["monitor_pss"] for ve in ves]
+    assert all(ve["cgroup_memory"] is None for ve in ves)
+    [comparison] = results["comparisons"]
+    verdicts = {verdict["metric"]: verdict for verdict in comparison["verdicts"]}
+    assert verdicts["monitor_pss"]["method"] == verdicts["start_latency"]["method"] == "Wilcoxon signed-rank (paired)"
+    assert verdicts["monitor_pss"]["n_baseline"] == 3 and "cgroup_memory" not in verdicts
+
+
+def test_memory_per_ve_with_memory_cgroups_of_their_own_is_compared_pair_by_pair(
+    pytester: pytest.Pytester, clean_host: Names
+) -> None:
+    pytester.makepyfile(test_ping=PING_SUITE)
+    result, results = reported_run(
+        pytester,
+        clean_host,
+        "--ve-count=20",
+        "--ve-batch=20",
+        "--ve-pings=1",
+        "--ve-ping-interval=0.2",
+        "--ve-tmpfs-size=128M",
+        "--ve-cgroups=cpu,pids,memory",
+        "--ve-lxc=base=system",
+        "--ve-lxc=same=system",
+    )
+    result.assert_outcomes(passed=2)
+    ves = results["ves"]
+    assert all(ve["completed"] for ve in ves)
+    # Each VE's own memory cgroup was charged for its processes and pages: more than nothing,
+    # less than the whole tmpfs.
+    assert all(64 * 1024 < ve["cgroup_memory"] < 128 * 1024**2 for ve in ves), [ve["cgroup_memory"] for ve in ves]
+    assert all(64 * 1024 < ve["monitor_pss"] < 64 * 1024**2 for ve in ves)
+    [comparison] = results["comparisons"]
+    verdicts = {verdict["metric"]: verdict for verdict in comparison["verdicts"]}
+    for metric in ("monitor_pss", "cgroup_memory"):
+        assert verdicts[metric]["method"] == "Wilcoxon signed-rank (paired)"
+        assert verdicts[metric]["n_baseline"] == 10 and verdicts[metric]["p_value"] is not None
 
 
 def test_a_library_swapped_under_the_run_stops_it_before_any_figure(

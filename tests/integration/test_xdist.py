@@ -13,7 +13,7 @@ from pytest_lxcexp.engine.storage import lock_path
 def test_two_workers_share_one_experiment(pytester, clean_host, leftovers):
     names = clean_host
     pytester.makepyfile(test_ping=PING_SUITE)
-    result, results = reported_run(pytester, names, "-n", "2", *XDIST_RUN)
+    result, results = reported_run(pytester, names, "-n", "2", *XDIST_RUN, "--ve-lxc=a=system", "--ve-lxc=b=system")
     result.assert_outcomes(passed=8)
     # Both workers started ranges of the one experiment.
     starters = set(re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED test_ping.py::test_start", result.stdout.str()))
@@ -31,6 +31,15 @@ def test_two_workers_share_one_experiment(pytester, clean_host, leftovers):
     # The controller's results file covers every worker's VEs.
     assert len(results["ves"]) == 40 and results["summary"]["completed"] == 40
     assert {ve["index"] for ve in results["ves"] if ve.get("started_at")} == set(range(1, 41))
+    # Both builds, each proven by both workers on the first VEs each started (not the first
+    # worker's alone); `proof` is the one of the lowest VE, as one process would have it.
+    builds = results["metadata"]["builds"]
+    assert [build["name"] for build in builds] == ["a", "b"]
+    for build in builds:
+        proven_on = [int(proof["ve"][2:]) for proof in build["proofs"]]
+        assert len(proven_on) == 2 and all(proof["ok"] for proof in build["proofs"]), build["proofs"]
+        assert build["proof"] == build["proofs"][0] and proven_on == sorted(proven_on)
+    assert all(ve["monitor_pss"] for ve in results["ves"])  # each VE's, whichever worker started it
     base = lock_path(names.root)[: -len(".lock")]
     assert not [path for path in (base + ".lock", base + ".gate", base + ".share.json") if os.path.exists(path)]
     assert leftovers(names) == []

@@ -22,6 +22,7 @@ from pytest_lxcexp.report.compare import (
     judge,
     load_ref,
     min_effects,
+    pairs_by_place,
     parse_fail_rule,
     parse_fail_rules,
     regressions,
@@ -29,9 +30,9 @@ from pytest_lxcexp.report.compare import (
     table_lines,
     unchecked_rules,
 )
-from pytest_lxcexp.report.metrics import METRICS
+from pytest_lxcexp.report.metrics import METRICS, VE_METRICS
 from pytest_lxcexp.report.results import write_results
-from pytest_lxcexp.report.verdict import CANT_TELL, SAME, WORSE
+from pytest_lxcexp.report.verdict import CANT_TELL, MANN_WHITNEY, SAME, WILCOXON, WORSE
 
 SPREAD = [0.010 + 0.0001 * (n % 17) for n in range(60)]  # 60 VEs, 10.0-11.6 ms, no two runs alike
 
@@ -138,6 +139,26 @@ def test_builds_of_one_run_each_against_the_first() -> None:
     assert same.verdict("setup_s") is None  # one value for the whole run: not a build's
     assert compare_builds(make_results(latencies=SPREAD)) == []  # one build: nothing to compare
     json.dumps([comparison.to_dict() for comparison in (same, slow)], allow_nan=False)
+
+
+def test_builds_pair_by_place_and_a_ve_that_failed_to_start_drops_out() -> None:
+    results = make_results(latencies=SPREAD[:40], builds=["base", "slow"])
+    for ve in results["ves"]:
+        ve["monitor_pss"] = 400 * 1024 + (8 * 1024 if ve["build"] == "slow" else 0) + 16 * (ve["index"] % 5)
+    results["ves"][7]["start_error"] = "Failed to start"  # ve8, build slow, place (1, 4)
+    base, slow = build_groups(results)
+    pairs = pairs_by_place(VE_METRICS["start_latency"], base, slow)
+    assert len(pairs) == 19 and (SPREAD[6], SPREAD[7]) not in pairs
+    assert pairs[:3] == [(SPREAD[0], SPREAD[1]), (SPREAD[2], SPREAD[3]), (SPREAD[4], SPREAD[5])]
+    [comparison] = compare_builds(results)
+    latency, pss = comparison.verdict("start_latency"), comparison.verdict("monitor_pss")
+    assert latency.method == pss.method == WILCOXON and latency.n_baseline == latency.n_candidate == 19
+    # Every slow monitor 8 KiB (2%) heavier, paired: a sure difference, too small for the 5% minimum effect.
+    assert pss.p_value < 0.001 and pss.verdict == SAME and pss.shift == pytest.approx(8 * 1024, abs=64)
+    assert comparison.verdict("failed_to_start").verdict == WORSE  # the dropped place counts here
+    assert "Wilcoxon signed-rank" in "\n".join(table_lines(comparison))
+    # Two runs are not paired: Mann-Whitney on every sample.
+    assert compare_runs(results, results)[0].verdict("start_latency").method == MANN_WHITNEY
 
 
 def test_runs_with_the_same_builds_compare_build_by_build() -> None:

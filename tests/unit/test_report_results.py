@@ -15,6 +15,7 @@ from pytest_lxcexp.report.results import (
     host_entry,
     load_results,
     memory_section,
+    merge_builds,
     merge_worker_results,
     summed_samples,
     write_results,
@@ -181,6 +182,32 @@ def test_merge_of_xdist_workers_gives_one_run() -> None:
     assert merged["timings"]["start_latency"]["p90"] == pytest.approx(0.090)
     assert merged["session"]["workers"] == 2
     assert len(merged["timeline"]["t"]) == 14  # both workers' samples, one timeline
+
+
+def _build(name: str, ve: int | None, ok: bool = True) -> dict:
+    proof = None if ve is None else {"ve": f"ve{ve}", "monitor": 100 + ve, "ok": ok, "differs": None if ok else "x"}
+    return {"name": name, "prefix": "system", "sha256": "ab" * 32, "proof": proof, "proofs": [proof] if proof else []}
+
+
+def test_merged_builds_hold_every_workers_proofs() -> None:
+    # Worker 1 started ve11-ve20 first (proofs on ve11, ve12), worker 2 ve1-ve10 (ve1, ve2);
+    # an older worker file has `proof` only; a worker that started nothing proved nothing.
+    first = [_build("a", 11), _build("b", 12)]
+    second = [{k: v for k, v in _build("a", 1).items() if k != "proofs"}, _build("b", 2)]
+    idle = [_build("a", None), _build("b", None)]
+    merged = merge_builds([first, second, idle])
+    assert [build["name"] for build in merged] == ["a", "b"]
+    assert [p["ve"] for p in merged[0]["proofs"]] == ["ve1", "ve11"] and merged[0]["proof"]["ve"] == "ve1"
+    assert [p["ve"] for p in merged[1]["proofs"]] == ["ve2", "ve12"] and merged[1]["proof"]["ve"] == "ve2"
+    # A proof that failed on any worker is the build's proof, whatever VE it was on.
+    failing = merge_builds([[_build("a", 1)], [_build("a", 7, ok=False)]])
+    assert failing[0]["proof"]["ve"] == "ve7" and not failing[0]["proof"]["ok"]
+    assert merge_builds([idle]) == [{**b, "proof": None, "proofs": []} for b in idle]
+    # Through the one merge of worker results: metadata.builds is every worker's, not the first's.
+    whole = make_results(completed=10)
+    parts = [json.loads(json.dumps(whole)), json.loads(json.dumps(whole))]
+    parts[0]["metadata"]["builds"], parts[1]["metadata"]["builds"] = first, second
+    assert merge_worker_results(parts)["metadata"]["builds"] == merge_builds([first, second])
 
 
 def _host(results: dict, key: str, first: int, last: int, disk: int) -> dict:

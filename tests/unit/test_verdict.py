@@ -13,13 +13,18 @@ from pytest_lxcexp.report.verdict import (
     BETTER,
     CANT_TELL,
     DEFAULT_MIN_EFFECT,
+    MANN_WHITNEY,
     SAME,
+    WILCOXON,
     WORSE,
     compare_outcomes,
+    compare_paired,
     compare_samples,
     compare_values,
     decide,
     hodges_lehmann,
+    paired_hodges_lehmann,
+    paired_shift_ci,
     shift_ci,
 )
 
@@ -29,6 +34,18 @@ MEDIAN = 0.010  # 10 ms, a start latency on a quiet host
 def latencies(rng: np.random.Generator, n: int, factor: float = 1.0, spread: float = 0.3) -> list[float]:
     """Right-skewed like real start latencies (log-normal), scaled by factor."""
     return list(rng.lognormal(np.log(MEDIAN * factor), spread, n))
+
+
+def drifting_pairs(
+    rng: np.random.Generator, n: int, factor: float = 1.0, noise: float = 0.08
+) -> list[tuple[float, float]]:
+    """Interleaved builds on a host that slows down as VEs pile up: the latency at place k
+    grows from 10 to 40 ms over the run, the same for both VEs of the place (they started
+    side by side), each with its own noise; the candidate's `factor` slower."""
+    level = MEDIAN * np.linspace(1.0, 4.0, n)
+    baseline = level * rng.lognormal(0.0, noise, n)
+    candidate = level * factor * rng.lognormal(0.0, noise, n)
+    return list(zip(baseline.tolist(), candidate.tolist(), strict=True))
 
 
 def test_identical_distributions_are_almost_never_worse() -> None:
@@ -177,3 +194,70 @@ def test_verdicts_are_json_without_infinities() -> None:
     loaded = json.loads(text)
     assert loaded[0]["metric"] == "start_latency" and loaded[0]["method"] == "Mann-Whitney U"
     assert loaded[2]["shift_percent"] is None and loaded[2]["verdict"] == WORSE
+
+
+def test_paired_hodges_lehmann_is_the_median_of_walsh_averages() -> None:
+    assert paired_hodges_lehmann([1.0, 2.0, 3.0]) == 2.0
+    # Walsh averages of 0, 0, 10: 0, 0, 0, 5, 5, 10 -> 2.5 (the median of the differences, 0,
+    # would ignore the third pair entirely; the mean, 3.3, would follow the outlier).
+    assert paired_hodges_lehmann([0.0, 0.0, 10.0]) == 2.5
+    rng = np.random.default_rng(12)
+    d = rng.normal(0.5, 1.0, 2900)  # 4.2 M Walsh averages: the random-pairs path
+    i, j = np.triu_indices(d.size)
+    assert paired_hodges_lehmann(d) == pytest.approx(float(np.median((d[i] + d[j]) / 2)), abs=0.01)
+
+
+def test_paired_interval_covers_the_shift_and_is_reproducible() -> None:
+    rng = np.random.default_rng(13)
+    d = rng.normal(1.0, 1.0, 200)
+    low, high = paired_shift_ci(d)
+    assert low < 1.0 < high and high - low < 0.6
+    assert paired_shift_ci(d) == (low, high)
+    assert paired_shift_ci([0.0] * 20) == (0.0, 0.0)
+
+
+def test_drift_hides_a_slowdown_from_the_unpaired_test_and_pairs_find_it() -> None:
+    # 100 places a side, the host slowing 4x over the run, the candidate 8% slower: the spread
+    # between places (10-40 ms) swamps 8% for two independent samples; within each place
+    # it does not, so the pairs tell.
+    rng = np.random.default_rng(21)
+    pairs = drifting_pairs(rng, 100, 1.08)
+    baseline, candidate = [b for b, _ in pairs], [c for _, c in pairs]
+    unpaired = compare_samples("start_latency", "A", "B", baseline, candidate)
+    paired = compare_paired("start_latency", "A", "B", pairs)
+    assert unpaired.method == MANN_WHITNEY and unpaired.verdict == CANT_TELL and unpaired.p_value > 0.1
+    assert paired.method == WILCOXON and paired.verdict == WORSE and paired.p_value < 1e-6
+    assert paired.n_baseline == paired.n_candidate == 100
+    assert 5 < paired.shift_percent < 11 and paired.ci_low < paired.shift < paired.ci_high
+
+
+def test_paired_identical_builds_on_a_drifting_host_are_almost_never_worse() -> None:
+    # A/A on the same drifting host: at most the binomial bound of alpha/2 over 200 seeds.
+    seeds = 200
+    bound = stats.binom.ppf(0.999, seeds, ALPHA / 2)
+    found = [
+        compare_paired("start_latency", "A", "B", drifting_pairs(np.random.default_rng(500 + s), 100), resamples=100)
+        for s in range(seeds)
+    ]
+    verdicts = [v.verdict for v in found]
+    assert verdicts.count(WORSE) <= bound and verdicts.count(BETTER) <= bound
+    # With pairs the CI is narrow enough to show "same" (inside +-5%) most of the time.
+    assert verdicts.count(SAME) > seeds / 2, verdicts
+
+
+def test_a_ten_percent_slowdown_of_100_pairs_on_a_drifting_host_is_worse() -> None:
+    verdicts = [
+        compare_paired(
+            "start_latency", "A", "B", drifting_pairs(np.random.default_rng(900 + s), 100, 1.10), resamples=300
+        )
+        for s in range(20)
+    ]
+    assert sum(v.verdict == WORSE for v in verdicts) >= 19
+
+
+def test_paired_too_few_or_missing_values() -> None:
+    verdict = compare_paired("start_latency", "A", "B", [(0.01, 0.02)] * 9 + [(0.01, None)])  # type: ignore[list-item]
+    assert verdict.verdict == CANT_TELL and "too few pairs (9; at least 10)" in verdict.reason
+    assert verdict.p_value is None and verdict.n_baseline == 9
+    same = compare_paired("monitor_pss", "A", "B", [(400_000.0, 400_000.0)] * 20)
+    assert same.verdict == SAME and same.p_value == 1.0 and same.shift == 0.0
