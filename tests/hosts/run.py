@@ -26,7 +26,7 @@ import tempfile
 import time
 
 from . import guestconfig, vmimage
-from .vm import Vm, VmError, kvm_works, registry_forwards, require_tools
+from .vm import BOOT_ATTEMPTS, Vm, VmError, kvm_works, registry_forwards, require_tools
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The same path as here: a run over several hosts (--two-hosts) sends its test paths as
@@ -202,8 +202,9 @@ def run_release(
                 while True:
                     time.sleep(60)
     finally:
-        with contextlib.suppress(OSError):
-            shutil.copy(os.path.join(run_dir, "serial.log"), os.path.join(out, "serial.log"))
+        for name in ("serial.log", *(f"serial.log.{attempt}" for attempt in range(1, BOOT_ATTEMPTS))):
+            with contextlib.suppress(OSError):
+                shutil.copy(os.path.join(run_dir, name), os.path.join(out, name))
         shutil.rmtree(run_dir, ignore_errors=True)
         record["total_s"] = round(time.monotonic() - started, 1)
     return record

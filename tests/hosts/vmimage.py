@@ -50,7 +50,9 @@ ExecStart=/sbin/ip route add default via 10.0.2.2
 WantedBy=multi-user.target
 """
 IMAGE_HEADROOM_BYTES = 4 << 30  # the venv, pip's cache, logs: the disk is sparse
-KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0 apparmor=1 security=apparmor"
+# panic=1: a guest kernel that panics reboots, which -no-reboot turns into qemu exiting, so a
+# boot that died says so at once (Vm.start boots once more) instead of waiting out ssh.
+KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0 apparmor=1 security=apparmor panic=1"
 
 
 @dataclass(frozen=True)
