@@ -238,6 +238,33 @@ def _samples_verdict(
     return Verdict(**common, verdict=verdict, reason=reason, shift=shift, ci_low=low, ci_high=high, p_value=p_value)
 
 
+def _sample_fields(
+    metric: str,
+    baseline_name: str,
+    candidate_name: str,
+    method: str,
+    x: Sequence[float],
+    y: Sequence[float],
+    min_effect: float,
+    worse: str,
+) -> dict[str, Any]:
+    """What every samples verdict says of its two sides, whatever the test."""
+    import numpy as np
+
+    return {
+        "metric": metric,
+        "baseline": baseline_name,
+        "candidate": candidate_name,
+        "method": method,
+        "n_baseline": len(x),
+        "n_candidate": len(y),
+        "baseline_value": float(np.median(x)) if x else None,
+        "candidate_value": float(np.median(y)) if y else None,
+        "min_effect": min_effect,
+        "worse_direction": worse,
+    }
+
+
 def compare_samples(
     metric: str,
     baseline_name: str,
@@ -253,22 +280,10 @@ def compare_samples(
 ) -> Verdict:
     """Per-VE samples of one metric on both sides, independent of each other (two runs) -> a
     Verdict (Mann-Whitney U, Hodges-Lehmann, bootstrap CI)."""
-    import numpy as np
     from scipy import stats
 
     x, y = _finite_values(baseline), _finite_values(candidate)
-    common = {
-        "metric": metric,
-        "baseline": baseline_name,
-        "candidate": candidate_name,
-        "method": MANN_WHITNEY,
-        "n_baseline": len(x),
-        "n_candidate": len(y),
-        "baseline_value": float(np.median(x)) if x else None,
-        "candidate_value": float(np.median(y)) if y else None,
-        "min_effect": min_effect,
-        "worse_direction": worse,
-    }
+    common = _sample_fields(metric, baseline_name, candidate_name, MANN_WHITNEY, x, y, min_effect, worse)
     tested = None
     if len(x) >= min_samples and len(y) >= min_samples:
         p_value = float(stats.mannwhitneyu(y, x, alternative="two-sided").pvalue)
@@ -349,7 +364,6 @@ def compare_paired(
     """Paired per-VE samples (baseline, candidate) of one metric, one pair per place (the k-th VE
     of each build, started side by side) -> a Verdict (Wilcoxon signed-rank, paired
     Hodges-Lehmann, bootstrap CI over the pairs). A pair with a value missing is left out."""
-    import numpy as np
 
     kept = [
         (float(b), float(c))
@@ -358,18 +372,7 @@ def compare_paired(
     ]
     x = [b for b, _ in kept]
     y = [c for _, c in kept]
-    common = {
-        "metric": metric,
-        "baseline": baseline_name,
-        "candidate": candidate_name,
-        "method": WILCOXON,
-        "n_baseline": len(kept),
-        "n_candidate": len(kept),
-        "baseline_value": float(np.median(x)) if x else None,
-        "candidate_value": float(np.median(y)) if y else None,
-        "min_effect": min_effect,
-        "worse_direction": worse,
-    }
+    common = _sample_fields(metric, baseline_name, candidate_name, WILCOXON, x, y, min_effect, worse)
     tested = None
     if len(kept) >= min_samples:
         differences = [c - b for b, c in kept]
