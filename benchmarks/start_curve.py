@@ -58,11 +58,29 @@ def takedown_steps(tag: str) -> None:
     step(f"cgroups removed ({len(left)} left)", step_began[0])
 
 
+def start_perf(output: str) -> subprocess.Popen:
+    """A system-wide `perf record -g` at 200 Hz into `output`, running once this returns."""
+    recorder = subprocess.Popen(
+        ["perf", "record", "-F", "200", "-a", "-g", "-o", output],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    return recorder
+
+
+def stop_perf(recorder: subprocess.Popen | None) -> None:
+    if recorder:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--chunk", type=int, default=500)
     parser.add_argument("--perf", metavar="DIR", help="record each chunk with perf into DIR")
+    parser.add_argument("--perf-takedown", metavar="FILE", help="record the takedown with perf into FILE")
     parser.add_argument("--tune-host", action="store_true", help="the tool's --ve-tune-host")
     args = parser.parse_args()
     config = build_config(
@@ -85,19 +103,11 @@ def main() -> int:
             recorder = None
             if args.perf:
                 os.makedirs(args.perf, exist_ok=True)
-                output = os.path.join(args.perf, f"chunk-{first}.data")
-                recorder = subprocess.Popen(
-                    ["perf", "record", "-F", "200", "-a", "-g", "-o", output],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                time.sleep(0.5)
+                recorder = start_perf(os.path.join(args.perf, f"chunk-{first}.data"))
             started = time.monotonic()
             results = experiment.start(first, last)
             spent = time.monotonic() - started
-            if recorder:
-                recorder.send_signal(signal.SIGINT)
-                recorder.wait()
+            stop_perf(recorder)
             failed = sum(not result.ok for result in results)
             print(
                 f"ve{first}-ve{last}: {1000 * spent / (last - first + 1):6.1f} ms/VE with {first - 1:>5} running"
@@ -106,9 +116,11 @@ def main() -> int:
             )
         total = time.monotonic() - began
         print(f"all {args.count}: {total:.1f} s, {1000 * total / args.count:.1f} ms/VE", flush=True)
+        recorder = start_perf(args.perf_takedown) if args.perf_takedown else None
         down = time.monotonic()
         takedown_steps(config.tag)
         experiment.takedown()
+        stop_perf(recorder)
         print(f"  the rest of the takedown: {time.monotonic() - step_began[0]:.1f} s", flush=True)
         print(f"takedown of {args.count}: {time.monotonic() - down:.1f} s", flush=True)
     finally:

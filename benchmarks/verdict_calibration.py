@@ -197,6 +197,28 @@ def pooled(runs: list[tuple[str, Results]], size: int) -> list[Verdict]:
     return verdicts
 
 
+def single_rounds(runs: list[tuple[str, Results]]) -> list[Verdict]:
+    """Start latency of each build against the first within each round alone (runs made with
+    --ve-repeat): what one round of the same sessions would have said."""
+    verdicts = []
+    for _, results in runs:
+        groups = build_groups(results)
+        if len(groups) < 2:
+            continue
+        for number in sorted({place[0] for place in groups[0].places}):
+
+            def of_round(group: Group, number: int = number) -> Group:
+                kept = [(ve, place) for ve, place in zip(group.ves, group.places, strict=True) if place[0] == number]
+                return Group(group.name, [ve for ve, _ in kept], [place for _, place in kept])
+
+            base = of_round(groups[0])
+            for candidate in groups[1:]:
+                verdicts += [
+                    v for v in group_verdicts(base, of_round(candidate), paired=True) if v.metric == "start_latency"
+                ]
+    return verdicts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="real pytest sessions (default 5)")
@@ -241,6 +263,8 @@ def main() -> int:
         return 1
     runs = [(run.name, run.results) for run in saved]
     analyse(runs, across_runs=not args.within_only)
+    if any(len({place[0] for place in build_groups(results)[0].places}) > 1 for _, results in runs):
+        print(count_line("start_latency, each round alone", single_rounds(runs)))
     for size in args.pool:
         verdicts = pooled(runs, size)
         if verdicts:
