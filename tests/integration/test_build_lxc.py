@@ -68,7 +68,7 @@ def test_the_system_and_upstream_v606_side_by_side(pytester: pytest.Pytester, cl
     )
     result.assert_outcomes(passed=2)
     ves = results["ves"]
-    assert [ve["build"] for ve in ves] == ["system", "v6", "system", "v6"]
+    assert [ve["build"] for ve in ves] == ["system", "v6", "v6", "system"]
     assert all(ve["completed"] for ve in ves)
     # Every phase stamped, in seconds from the VE's own start request.
     for ve in ves:

@@ -81,11 +81,11 @@ def test_two_rounds_of_two_builds_alternate_and_each_takedown_is_complete(pytest
         its = [ve for ve in ves if ve["round"] == number]
         assert sorted(ve["index"] for ve in its) == [1, 2, 3, 4, 5, 6]
         assert all(ve["completed"] and ve["started_at"] is not None for ve in its), its
-        # Each round's builds are interleaved, shifted by one a round: the first build alternates.
+        # Each round's builds are interleaved (A B, B A, ...), shifted by one a round: the first build alternates.
         first = min(its, key=lambda ve: ve["started_at"])
         assert (first["index"], first["build"]) == (1, "ab"[number]), [(v["index"], v["started_at"]) for v in its]
         assert [ve["build"] for ve in sorted(its, key=lambda ve: ve["index"])] == list(
-            "ab" * 3 if number == 0 else "ba" * 3
+            "abbaab" if number == 0 else "baabba"
         )
     # Round 2 began after round 1's VEs had all completed: it is a round of its own, not more VEs.
     assert min(ve["started_at"] for ve in ves if ve["round"] == 1) > max(

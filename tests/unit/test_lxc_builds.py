@@ -94,9 +94,14 @@ def test_the_global_config_path_is_the_one_compiled_into_the_library(tmp_path: P
 
 
 def test_ves_are_interleaved_and_each_round_starts_with_the_next_build() -> None:
-    assert [builds.build_index(index, 2) for index in range(1, 7)] == [0, 1, 0, 1, 0, 1]
-    assert [builds.build_index(index, 3) for index in range(1, 7)] == [0, 1, 2, 0, 1, 2]
-    assert [builds.build_index(index, 2, round_number=1) for index in range(1, 5)] == [1, 0, 1, 0]
+    assert [builds.build_index(index, 2) for index in range(1, 9)] == [0, 1, 1, 0, 0, 1, 1, 0]
+    assert [builds.build_index(index, 3) for index in range(1, 10)] == [0, 1, 2, 1, 2, 0, 2, 0, 1]
+    assert [builds.build_index(index, 2, round_number=1) for index in range(1, 5)] == [1, 0, 0, 1]
+    # Each block holds every build once, so the k-th VE of each build sits in block k.
+    for count in (2, 3, 4):
+        for block in range(5):
+            indexes = range(block * count + 1, block * count + count + 1)
+            assert sorted(builds.build_index(index, count) for index in indexes) == list(range(count))
     assert [builds.build_index(index, 1, round_number=3) for index in range(1, 4)] == [0, 0, 0]
 
 
