@@ -45,7 +45,7 @@ def takedown_steps(tag: str) -> None:
     began = time.monotonic()
     cgroups.kill_all_ves(tag)
     step("SIGKILL to every VE and monitor", began)
-    survivors = cgroups.kill_experiment_processes(tag, timeout=120)
+    _, survivors = cgroups.kill_experiment_processes(tag, timeout=120)
     step(f"until no process is left ({len(survivors)} left)", step_began[0])
 
     def ve_veths() -> list[str]:  # not the bridges and their uplinks, which the takedown deletes

@@ -103,7 +103,9 @@ def _add_bridge(ip: IPRoute, name: str, tag: str) -> int:
     # could never be proven ours, and takedown would leave it behind.
     with signals_deferred():
         try:
-            ip.link("add", ifname=name, kind="bridge")
+            # No IGMP snooping: VEs use no multicast, and each port would cost timers and
+            # a walk of the bridge's multicast state as it joins and leaves.
+            ip.link("add", ifname=name, kind="bridge", br_mcast_snooping=0)
         except NetlinkError as error:
             raise NetworkError(f"creating bridge {name} failed: {error}") from None
         index = ip.link_lookup(ifname=name)[0]

@@ -42,9 +42,8 @@ def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
     # after their VEs took 14 s; killed, their cgroups go in one pass below (3 s) and the
     # kernel drops each veth with its VE's network namespace.
     killed_ves, report.killed = cgroups.kill_all_ves(tag)
-    before = cgroups.experiment_pids(tag)
-    survivors = cgroups.kill_experiment_processes(tag, timeout=30 + len(before) / 100)
-    report.killed += len(before - survivors)
+    signalled, survivors = cgroups.kill_experiment_processes(tag, timeout=30 + report.killed / 100)
+    report.killed += signalled
     if survivors:
         report.leftovers.append(f"processes that would not die: {sorted(survivors)}")
     stopped_by_lxc: set[str] = set()

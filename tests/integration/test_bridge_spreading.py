@@ -8,7 +8,7 @@ from pytest_lxcexp.engine import addressing, network
 from pytest_lxcexp.engine.config import build_config
 from pytest_lxcexp.engine.experiment import Experiment
 
-COUNT = 1030  # one past a bridge's limit, with room: two sub-bridges (1000 + 30)
+COUNT = 1030  # past a bridge's limit (1023): five sub-bridges (4 x 250 + 30)
 
 
 def _unreachable_from_host(addresses: list[str], batch: int = 8) -> list[str]:
@@ -42,13 +42,17 @@ def test_more_than_1023_ves_on_sub_bridges_all_reachable(clean_host, leftovers):
     try:
         experiment.setup()
         layout = experiment.bridge_layout
-        sub1, sub2 = layout.sub_bridge(1), layout.sub_bridge(2)
+        sub1, sub2 = layout.sub_bridge(1), layout.sub_bridge(5)
         assert network.bridge_owner(sub1) == names.tag and network.bridge_owner(sub2) == names.tag
-        assert sorted(network.bridge_ports(names.bridge)) == sorted([layout.uplink(1)[0], layout.uplink(2)[0]])
+        assert sorted(network.bridge_ports(names.bridge)) == sorted(layout.uplink(k)[0] for k in range(1, 6))
 
         results = experiment.start(1, COUNT)
         assert [r.index for r in results if not r.ok] == []
-        assert len(network.bridge_ports(sub1)) == 1000 + 1 and len(network.bridge_ports(sub2)) == 30 + 1
+        assert len(network.bridge_ports(sub1)) == 250 + 1 and len(network.bridge_ports(sub2)) == 30 + 1
+        # No IGMP snooping on any of our bridges (each port would cost its timers).
+        for bridge in layout.all_bridges():
+            with open(f"/sys/class/net/{bridge}/bridge/multicast_snooping") as handle:
+                assert handle.read().strip() == "0", bridge
 
         plan = addressing.AddressPlan(config.subnet)
         assert _unreachable_from_host([str(plan.ve_address(i)) for i in range(1, COUNT + 1)]) == []

@@ -284,8 +284,9 @@ def test_bridge_count_limits() -> None:
     ("count", "subs", "bridge_of"),
     [
         (1023, 0, {1: "vebr", 1023: "vebr"}),
-        (1024, 2, {1: "vexxxxxb1", 1000: "vexxxxxb1", 1001: "vexxxxxb2", 1024: "vexxxxxb2"}),
-        (4000, 4, {3001: "vexxxxxb4", 4000: "vexxxxxb4"}),
+        (1024, 5, {1: "vexxxxxb1", 250: "vexxxxxb1", 251: "vexxxxxb2", 1024: "vexxxxxb5"}),
+        (4000, 16, {3751: "vexxxxxb16", 4000: "vexxxxxb16"}),
+        (100_000, 400, {100_000: "vexxxxxb400"}),
     ],
 )
 def test_bridge_layout_spreads_ves_over_sub_bridges(count: int, subs: int, bridge_of: dict[int, str]) -> None:
