@@ -229,6 +229,40 @@ def build_index(index: int, builds: int, round_number: int = 0) -> int:
     return (position + block + round_number) % builds
 
 
+# LXC 7 dropped cgroup v1's keys (lxc.cgroup.<controller>.<key>; lxc.cgroup2.* and the
+# lxc.cgroup.dir* placement keys stay): its lxc-start refuses a config holding one
+# ("Unsupported config key"), so on a host with v1 controllers every VE of it would fail.
+FIRST_MAJOR_WITHOUT_V1_KEYS = 7
+_V1_KEY = re.compile(r"^lxc\.cgroup\.(?!dir\b|relative\b|use\b)([a-z_]+)\.", re.MULTILINE)
+# Which option put each controller's v1 key into a VE's config, and what to give instead.
+_V1_KEY_OPTIONS = {
+    "pids": ("--ve-pids-max", "give --ve-pids-max=max,total:N (one budget for all VEs, the same for every build)"),
+    "cpu": ("--ve-nice", "leave out --ve-nice"),
+    "devices": ("--ve-cgroups", "leave devices out of --ve-cgroups"),
+}
+
+
+def major_version(build: LXCBuild) -> int | None:
+    match = re.match(r"\s*(\d+)", build.version)
+    return int(match.group(1)) if match else None
+
+
+def refuse_v1_keys(lxc_builds: Iterable[LXCBuild], ve_config: str) -> None:
+    """A usage error, before anything is made, when a build cannot read the v1 cgroup keys
+    a VE's config holds on this host."""
+    keys = _V1_KEY.findall(ve_config)
+    without = [b for b in lxc_builds if (major_version(b) or 0) >= FIRST_MAJOR_WITHOUT_V1_KEYS]
+    if not keys or not without:
+        return
+    option, instead = _V1_KEY_OPTIONS.get(keys[0], ("--ve-lxc", "leave that build out"))
+    names = ", ".join(f"{b.name} (LXC {b.version})" for b in without)
+    raise ConfigError(
+        option,
+        f"{names} has no cgroup v1 keys, and this host's {keys[0]} controller is cgroup v1, so its "
+        f"lxc-start would refuse every VE's lxc.cgroup.{keys[0]} line: {instead}",
+    )
+
+
 # -- the proof ------------------------------------------------------------------------------
 
 

@@ -155,6 +155,8 @@ class Experiment:
                 )
         base.check_base(self.config)
         self.builds  # noqa: B018 - resolves every --ve-lxc build now: a bad one is a usage error
+        layout = storage.Layout(self.config.root)
+        builds.refuse_v1_keys(self.builds, fleet.ve_config_text(self.config, layout, self.config.ve_first))
         return stale
 
     def lock(self) -> None:

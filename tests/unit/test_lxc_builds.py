@@ -133,3 +133,37 @@ def test_a_prefix_without_lxc_start_is_a_usage_error_before_anything_is_made(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: --ve-lxc: prefix: {prefix}/bin/lxc-start is missing or not executable*"])
     assert not root.exists()
+
+
+def _build(name: str, version: str) -> builds.LXCBuild:
+    return builds.LXCBuild(
+        name=name,
+        prefix=f"/opt/{name}",
+        lxc_start=f"/opt/{name}/bin/lxc-start",
+        library=f"/opt/{name}/lib/liblxc.so.1",
+        library_path=None,
+        preload=None,
+        config_dir=f"/opt/{name}/etc/lxc",
+        version=version,
+        sha256="0" * 64,
+        rpath=True,
+    )
+
+
+def test_a_build_without_cgroup_v1_keys_is_refused_where_a_ve_config_holds_one() -> None:
+    # LXC 7's lxc-start refuses lxc.cgroup.<controller>.<key> ("Unsupported config key"):
+    # found on this host when the default --ve-pids-max put lxc.cgroup.pids.max in every config.
+    v1 = "lxc.cgroup.dir.container = lxcexp-x/ve1\nlxc.cgroup.dir.monitor = x.monitor/ve1\nlxc.cgroup.pids.max = 1024\n"
+    with pytest.raises(
+        ConfigError, match=r"v7 \(LXC 7\.0\.0\) has no cgroup v1 keys.*--ve-pids-max=max,total:N"
+    ) as caught:
+        builds.refuse_v1_keys([_build("debian", "5.0.2"), _build("v7", "7.0.0")], v1)
+    assert caught.value.option == "--ve-pids-max"
+    builds.refuse_v1_keys([_build("v6", "6.0.6"), _build("v5", "5.0.2")], v1)  # they read them
+    builds.refuse_v1_keys([_build("v7", "7.0.0")], "lxc.cgroup.dir.container = x\nlxc.cgroup2.pids.max = 1024\n")
+    with pytest.raises(ConfigError) as caught:
+        builds.refuse_v1_keys([_build("v7", "7.0.0")], "lxc.cgroup.relative = 0\nlxc.cgroup.cpu.shares = 102\n")
+    assert caught.value.option == "--ve-nice"
+    assert (
+        builds.major_version(_build("git", "7.0.0~git20250101")) == 7 and builds.major_version(_build("x", "?")) is None
+    )
