@@ -41,6 +41,14 @@ def hierarchies() -> list[str]:
     return found
 
 
+def unified_hierarchy() -> str | None:
+    """Where the v2 tree is mounted, if it is."""
+    for hierarchy in hierarchies():
+        if os.path.isfile(os.path.join(hierarchy, "cgroup.controllers")):
+            return hierarchy
+    return None
+
+
 def low_cpu_priority_line() -> str:
     """The LXC config line that gives a VE a low CPU weight (--ve-nice), for this host's cgroups.
 
@@ -66,9 +74,7 @@ def _v1_hierarchy_controllers() -> list[list[str]]:
 
 def unified_only() -> bool:
     """A cgroup v2-only host: one unified tree, no v1 controller hierarchy."""
-    return not _v1_hierarchy_controllers() and any(
-        os.path.isfile(os.path.join(hierarchy, "cgroup.controllers")) for hierarchy in hierarchies()
-    )
+    return not _v1_hierarchy_controllers() and unified_hierarchy() is not None
 
 
 def unified_controllers() -> list[str]:
@@ -77,12 +83,11 @@ def unified_controllers() -> list[str]:
 
 
 def _unified_controllers() -> list[str]:
-    for hierarchy in hierarchies():
-        path = os.path.join(hierarchy, "cgroup.controllers")
-        if os.path.isfile(path):
-            with open(path) as handle:
-                return handle.read().split()
-    return []
+    unified = unified_hierarchy()
+    if unified is None:
+        return []
+    with open(os.path.join(unified, "cgroup.controllers")) as handle:
+        return handle.read().split()
 
 
 def cgroup_use_for(wanted: tuple[str, ...], v1_hierarchies: list[list[str]], unified: list[str]) -> str | None:
@@ -265,14 +270,6 @@ def _subtree_pids(tag: str, name: str, within: Iterable[str] | None = None) -> d
                 ve = os.path.relpath(directory, top).split("/")[0]
                 found.setdefault(ve, set()).update(pids)
     return found
-
-
-def unified_hierarchy() -> str | None:
-    """Where the v2 tree is mounted, if it is."""
-    for hierarchy in hierarchies():
-        if os.path.isfile(os.path.join(hierarchy, "cgroup.controllers")):
-            return hierarchy
-    return None
 
 
 def _inside_our_subtrees(tag: str, pids: Iterable[int]) -> bool:
