@@ -2,9 +2,10 @@
 # lives there), and this package. Every target is idempotent.
 VENV        := .venv
 PY          := $(VENV)/bin/python
-APT_PKGS    := lxc python3-lxc python3-venv busybox-static chromium debootstrap \
+APT_PKGS    := lxc lxc-dev python3-lxc python3-venv busybox-static chromium debootstrap \
                meson ninja-build pkg-config gcc libc6-dev libcap-dev libseccomp-dev
-# (the second line: `lxcexp build-lxc` builds LXC from source, and the tests build a second LXC)
+# (lxc-dev and gcc: the fork server that starts VEs is compiled against liblxc's header;
+# the second line: `lxcexp build-lxc` builds LXC from source, and the tests build a second LXC)
 VE_COUNT    ?= 100
 RUN_ARGS    ?= --ve-ping-interval=0.5
 TEST_ARGS   ?=

@@ -2,10 +2,12 @@
 
     .venv/bin/python benchmarks/density.py --counts 200 1000 --repeat 3
 
-For each count and repetition, three ways to run N VEs of the same busybox base
+For each count and repetition, up to four ways to run N VEs of the same busybox base
 and the same workload (the tool's init script, a few pings of localhost):
 
-- tool:  the engine (tmpfs, overlay clones, bridge, liblxc starts from --parallel children);
+- tool:  the engine (tmpfs, overlay clones, bridge, liblxc starts from --parallel children,
+         through the fork server, engine/forkstart.c);
+- exec:  the same engine with an executed lxc-start per VE (LXCEXP_START_WITH=lxc-start);
 - shell: the original's way, with the LXC command line: `lxc-copy -s -B overlay` per VE,
          then `lxc-start -d` per VE, in a shell loop;
 - floor: no LXC at all: per VE `unshare` (mount, pid, uts, ipc, net namespaces) + an
@@ -35,7 +37,7 @@ from contextlib import suppress
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pytest_lxcexp.engine import base, storage  # noqa: E402
+from pytest_lxcexp.engine import base, forkstart, storage  # noqa: E402
 from pytest_lxcexp.engine.config import build_config  # noqa: E402
 from pytest_lxcexp.engine.experiment import Experiment  # noqa: E402
 from pytest_lxcexp.engine.takedown import lxc_lock_dir, remove_lxc_locks  # noqa: E402
@@ -261,7 +263,21 @@ def run_floor(count: int) -> dict[str, float]:
             os.rmdir(root)
 
 
-WAYS: dict[str, Callable[[int], dict[str, float]]] = {"tool": run_tool, "shell": run_shell, "floor": run_floor}
+def run_tool_exec(count: int) -> dict[str, float]:
+    """The tool as it was before the fork server: an executed lxc-start per VE."""
+    os.environ[forkstart.CHOICE_VARIABLE] = forkstart.LXC_START
+    try:
+        return run_tool(count)
+    finally:
+        del os.environ[forkstart.CHOICE_VARIABLE]
+
+
+WAYS: dict[str, Callable[[int], dict[str, float]]] = {
+    "tool": run_tool,
+    "exec": run_tool_exec,
+    "shell": run_shell,
+    "floor": run_floor,
+}
 
 
 def main() -> int:
@@ -313,6 +329,12 @@ def main() -> int:
             )
         if tool_start and "floor" in medians:
             print(f"{'':>5} tool start / floor start: {tool_start / medians['floor']['start']:.2f}x")
+        if tool_start and "exec" in medians:
+            exec_start, tool_memory = medians["exec"]["start"], medians["tool"]["memory"]
+            print(
+                f"{'':>5} tool / exec (fork server / lxc-start per VE): start {tool_start / exec_start:.2f}x, "
+                f"memory {tool_memory / medians['exec']['memory']:.2f}x"
+            )
         if tool_start and "shell" in medians:
             print(f"{'':>5} shell start / tool start: {medians['shell']['start'] / tool_start:.2f}x")
     if "tool" in args.ways and len(args.counts) > 1:

@@ -11,7 +11,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import addressing, base, builds, cgroups, fleet, host, network, phases, storage, takedown, tuning, ve_memory
+from . import (
+    addressing,
+    base,
+    builds,
+    cgroups,
+    fleet,
+    forkstart,
+    host,
+    network,
+    phases,
+    storage,
+    takedown,
+    tuning,
+    ve_memory,
+)
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .progress import NO_STATUS, Counts, Status, status_text
@@ -271,7 +285,7 @@ class Experiment:
         starter_args = cgroups.starter_cgroup_args(
             self.config.tag, self.config.ve_controllers, self.layout.lxc_etc, config_dirs
         )
-        starter_args += builds.starter_build_args(lxc_builds)
+        starter_args += builds.starter_build_args(lxc_builds) + forkstart.starter_args()
         prover = self._prover()
 
         def started_and_proven(result: fleet.StartResult) -> None:

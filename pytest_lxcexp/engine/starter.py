@@ -1,7 +1,12 @@
-"""The starter: a small process of its own that starts VEs, one `lxc-start -d` each, run as a script.
+"""The starter: a small process of its own that starts VEs, run as a script.
 
-    python starter.py LXCPATH DELAY [--builds JSON] [--lxc-etc DIR [--config-dir DIR]...] [--join CGROUP]...
-        <"NAME", "NAME<TAB>BUILD" or "NAME<TAB>BUILD<TAB>VETH" on stdin, one per line>
+    python starter.py LXCPATH DELAY [--builds JSON] [--forkstart PATH] [--lxc-etc DIR [--config-dir DIR]...]
+        [--join CGROUP]... <"NAME", "NAME<TAB>BUILD" or "NAME<TAB>BUILD<TAB>VETH" on stdin, one per line>
+
+--forkstart PATH: the fork server (forkstart.c, built by forkstart.py): one runs per build,
+with the build's environment, and starts each of its VEs through liblxc's API as `lxc-start
+-d` would, without an exec per VE (docs/design.md, "The fork server"). Without it, each VE
+gets an executed `lxc-start -d`.
 
 It prints one JSON line per VE: {"name", "ok", "latency", "started_at", "pid", "monitor",
 "build"}, or {"name", "ok": false, "error"} when the start could not even be tried.
@@ -38,6 +43,7 @@ when the VEs get none of their own).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -63,8 +69,54 @@ def monitor_and_init(monitor_pid_file: str) -> tuple[int | None, int | None]:
     return monitor, int(children[0]) if children else None
 
 
+class ForkServer:
+    """forkstart.c, running for one build: a line per start, its exit status back."""
+
+    def __init__(self, path: str, lxcpath: str, env: dict) -> None:
+        self.argv = [path, lxcpath]
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    def run(self, name: str, log_file: str, pid_file: str) -> int:
+        """The start's exit status (0: running); OSError when it could not be tried."""
+        if self.process is None or self.process.poll() is not None:
+            # Started on first use, again if it died: its death costs one start, not the rest.
+            self.process = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.env, text=True, bufsize=1
+            )
+        assert self.process.stdin and self.process.stdout
+        try:
+            self.process.stdin.write(f"{name}\t{log_file}\t{pid_file}\n")
+            self.process.stdin.flush()
+            reply = self.process.stdout.readline().strip()
+        except BrokenPipeError:
+            reply = ""
+        if not reply:
+            self._forget()
+            raise OSError("the fork server exited before answering")
+        if reply.startswith("E"):
+            error = int(reply[1:])
+            raise OSError(error, f"the fork server could not fork: {os.strerror(error)}")
+        return int(reply)
+
+    def _forget(self) -> None:
+        """It died: reap it, and the next start begins another."""
+        assert self.process
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+        self.process.wait()
+        self.process = None
+
+    def close(self) -> None:
+        if self.process and self.process.poll() is None:
+            assert self.process.stdin
+            self.process.stdin.close()  # EOF: it exits after the start in hand
+            self.process.wait()
+
+
 class Build:
-    """One LXC build's lxc-start and the environment its starts run with."""
+    """One LXC build's lxc-start (or fork server) and the environment its starts run with."""
 
     def __init__(self, lxc_start: str = "lxc-start", env: dict | None = None) -> None:
         self.lxc_start = lxc_start
@@ -74,6 +126,7 @@ class Build:
                 self.env.pop(key, None)
             else:
                 self.env[key] = value
+        self.server: ForkServer | None = None
 
 
 _VETH_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
@@ -98,15 +151,19 @@ def start(name: str, lxcpath: str, build: Build, number: int = 0, veth: str = ""
     # The log file and level on the command line too, as in the VE's config: liblxc 6.0
     # (Debian 13) left the config's lxc.log.file empty when a start failed, so the tool
     # could not say why.
-    argv += ["-o", os.path.join(lxcpath, name, "lxc.log"), "-l", "WARN"]
+    log_file = os.path.join(lxcpath, name, "lxc.log")
+    argv += ["-o", log_file, "-l", "WARN"]
     started_at = time.time()
     began = time.monotonic()
-    # Its error lines go to the VE's lxc.log too, where the tool reads the reason of a failure.
-    done = subprocess.run(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=build.env
-    )
+    if build.server:
+        status = build.server.run(name, log_file, pid_file)
+    else:
+        # Its error lines go to the VE's lxc.log too, where the tool reads the reason of a failure.
+        status = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=build.env
+        ).returncode
     latency = time.monotonic() - began
-    ok = done.returncode == 0
+    ok = status == 0
     if ok and veth:
         quiet_ipv6(veth)
     monitor, pid = monitor_and_init(pid_file) if ok else (None, None)
@@ -169,8 +226,12 @@ def main() -> int:
     parser.add_argument("--config-dir", action="append", default=[])
     parser.add_argument("--join", action="append", default=[])
     parser.add_argument("--builds", default="[{}]")
+    parser.add_argument("--forkstart")
     args = parser.parse_args()
     builds = [Build(**build) for build in json.loads(args.builds)]
+    if args.forkstart:
+        for build in builds:
+            build.server = ForkServer(args.forkstart, args.lxcpath, build.env)
     lines = [line.strip().split("\t") for line in sys.stdin if line.strip()]
     names = [fields[0] for fields in lines]
     numbers = [int(fields[1]) if len(fields) > 1 else 0 for fields in lines]
@@ -187,6 +248,15 @@ def main() -> int:
         except BrokenPipeError:
             return stop_listening()
         return 1
+    try:
+        return start_all(args, names, numbers, veths, builds)
+    finally:
+        for build in builds:
+            if build.server:
+                build.server.close()
+
+
+def start_all(args: argparse.Namespace, names: list[str], numbers: list[int], veths: list[str], builds: list) -> int:
     for position, name in enumerate(names):
         if args.delay and position:
             time.sleep(args.delay)
@@ -194,7 +264,7 @@ def main() -> int:
             result = start(name, args.lxcpath, builds[numbers[position]], numbers[position], veths[position])
         except OSError as error:
             # Out of processes or memory (a full host), or no lxc-start: said for this VE, the others go on.
-            result = {"name": name, "ok": False, "error": f"could not run lxc-start: {error}"}
+            result = {"name": name, "ok": False, "error": f"could not start it: {error}"}
         try:
             say(result)
         except BrokenPipeError:

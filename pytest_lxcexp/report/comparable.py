@@ -3,7 +3,9 @@
 A verdict compares per-VE samples of two runs; it means something only when nothing but
 the thing under test differs. So a reference must match on the host fingerprint (kernel,
 cgroup layout, the lxc.cgroup.use liblxc got, CPU count) and on the options that shape
-the experiment (SHAPE_OPTIONS and the number of xdist workers). `latest` is the newest
+the experiment (SHAPE_OPTIONS and the number of xdist workers). How VEs were started (the fork
+server or lxc-start per VE, engine/forkstart.py) is part of the fingerprint: their monitors'
+memory differs. `latest` is the newest
 run that matches and was successful; a reference that does not match is a usage error
 unless --ve-compare-force.
 """
@@ -14,12 +16,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine import cgroups
+from ..engine import cgroups, forkstart
 from .archive import RESULTS_FILE, list_runs
 from .results import Results
 
 SHAPE_OPTIONS = ("count", "base", "workload", "network", "cgroups", "parallel")
-FINGERPRINT_KEYS = ("kernel", "cgroup_layout", "lxc_cgroup_use", "cpu_count")
+FINGERPRINT_KEYS = ("kernel", "cgroup_layout", "lxc_cgroup_use", "cpu_count", "start_path")
 
 
 def host_fingerprint(ve_controllers: tuple[str, ...] | None) -> dict[str, Any]:
@@ -31,6 +33,7 @@ def host_fingerprint(ve_controllers: tuple[str, ...] | None) -> dict[str, Any]:
         # Sorted: liblxc reads it as a set; the order only follows /proc/self/cgroup's.
         "lxc_cgroup_use": ",".join(sorted(use.split(","))) if use else "all (liblxc's default)",
         "cpu_count": os.cpu_count(),
+        "start_path": forkstart.start_path(),
     }
 
 

@@ -15,6 +15,7 @@ FINGERPRINT = {
     "cgroup_layout": {"v1": [["cpu", "cpuacct"], ["memory"], ["pids"]], "unified": []},
     "lxc_cgroup_use": "cpu,cpuacct,pids",
     "cpu_count": 2,
+    "start_path": "forkstart",
 }
 
 

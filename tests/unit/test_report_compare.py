@@ -245,6 +245,7 @@ def _key(results: dict) -> RunKey:
     [
         ({"kernel": "6.18.0"}, "kernel '6.1.0' here '6.18.0'"),
         ({"cpu_count": 4}, "cpu_count 2 here 4"),
+        ({"start_path": "lxc-start"}, "start_path 'forkstart' here 'lxc-start'"),
         ({"lxc_cgroup_use": "all (liblxc's default)"}, "lxc_cgroup_use 'cpu,cpuacct,pids' here"),
         ({"cgroup_layout": {"v1": [], "unified": ["cpu", "pids"]}}, "cgroup_layout {'v1': [['cpu', 'cpuacct']"),
     ],
@@ -365,3 +366,4 @@ def test_this_host_fingerprint() -> None:
     assert "pids" in found["lxc_cgroup_use"].split(",") or found["lxc_cgroup_use"] == "all (liblxc's default)"
     assert comparable.host_fingerprint(None)["lxc_cgroup_use"] == "all (liblxc's default)"
     assert isinstance(found["cgroup_layout"]["v1"], list)
+    assert found["start_path"] == "forkstart"  # lxc-dev and gcc are installed by `make deps`

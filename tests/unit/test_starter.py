@@ -67,7 +67,7 @@ def test_without_lxc_start_every_ve_gets_the_reason(tmp_path: Path) -> None:
     results, done = _run(tmp_path, ["ve1", "ve2"], with_lxc_start=False)
     assert done.returncode == 0
     assert [r["name"] for r in results] == ["ve1", "ve2"]
-    assert all(not r["ok"] and "could not run lxc-start" in r["error"] for r in results)
+    assert all(not r["ok"] and "could not start it" in r["error"] for r in results)
 
 
 def test_a_closed_pipe_stops_the_starter_quietly(tmp_path: Path) -> None:
@@ -90,3 +90,34 @@ def test_a_closed_pipe_stops_the_starter_quietly(tmp_path: Path) -> None:
     process.stdout.close()
     assert process.wait(timeout=30) == 2
     assert process.stderr.read() == b""  # no "Exception ignored ... BrokenPipeError"
+
+
+# A stand-in fork server: "0" for ve*, "3" (a failed start) otherwise, and for a VE named
+# ve-crash* it dies without answering: the starter must start another for the next VE.
+STAND_IN_SERVER = """#!/bin/sh
+while read -r name log pidfile; do
+    case "$name" in ve-crash*) exit 9;; ve*) echo 0;; *) echo 3;; esac
+done
+"""
+
+
+def test_a_fork_server_that_dies_costs_one_start_not_the_rest(tmp_path: Path) -> None:
+    server = tmp_path / "server"
+    server.write_text(STAND_IN_SERVER)
+    server.chmod(0o755)
+    names = ["ve1", "ve-crash2", "ve3", "x4"]
+    for name in names:
+        (tmp_path / name).mkdir()
+    done = subprocess.run(
+        [sys.executable, "-I", STARTER, str(tmp_path), "0", "--forkstart", str(server)],
+        input="".join(f"{name}\n" for name in names),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0, done.stderr
+    expected = [("ve1", True), ("ve-crash2", False), ("ve3", True), ("x4", False)]
+    assert [(r["name"], r["ok"]) for r in results] == expected
+    assert "the fork server exited before answering" in results[1]["error"]
+    assert "error" not in results[3]  # a start that failed: its reason is read from its lxc.log by the tool
