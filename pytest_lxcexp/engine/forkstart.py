@@ -52,9 +52,12 @@ def build(cache_dir: str = CACHE_DIR) -> str | None:
 
 
 def _compile(compiler: str, path: str) -> str | None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    # Compiled beside its final name and renamed: concurrent sessions never run half a file.
-    handle, scratch = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".forkstart-")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # Compiled beside its final name and renamed: concurrent sessions never run half a file.
+        handle, scratch = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".forkstart-")
+    except OSError:
+        return None  # a cache directory we cannot write: lxc-start per VE
     os.close(handle)
     try:
         done = subprocess.run(
