@@ -17,7 +17,7 @@ import tempfile
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forkstart.c")
 HEADER = "/usr/include/lxc/lxccontainer.h"
-CACHE_DIR = "/var/cache/pytest-lxcexp"
+CACHE_DIR = "/var/cache/lxcexp/forkstart"  # beside lxc-builds/ and vm-images/
 CHOICE_VARIABLE = "LXCEXP_START_WITH"
 FORK_SERVER = "forkstart"
 LXC_START = "lxc-start"
