@@ -120,8 +120,12 @@ def run_tool(count: int) -> dict[str, float]:
         running = wait_all_began([experiment.layout.ve_workload_log(i) for i in range(1, count + 1)]) - started
         memory = running_memory(before, count)
         down = time.monotonic()
-        experiment.takedown()
-        return {"setup": setup, "start": running, "takedown": time.monotonic() - down, "memory": memory}
+        report = experiment.takedown()
+        took = time.monotonic() - down
+        # The takedown's own steps, printed per run: where a slow one went.
+        steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in report.seconds.items())
+        print(f"    takedown: {steps}; {len(report.links_deleted)} links deleted, {report.killed} processes killed")
+        return {"setup": setup, "start": running, "takedown": took, "memory": memory}
     finally:
         experiment.unlock()
 

@@ -54,7 +54,7 @@ def takedown_steps(tag: str) -> None:
     while ve_veths() and time.monotonic() - step_began[0] < 120:
         time.sleep(0.1)
     step(f"until the kernel freed the VEs' veths ({len(ve_veths())} left)", step_began[0])
-    left = cgroups.remove_subtrees(tag)
+    left = cgroups.remove_subtrees(tag).left
     step(f"cgroups removed ({len(left)} left)", step_began[0])
 
 

@@ -16,6 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from .storage import write_new
 
@@ -349,38 +350,46 @@ def _populated(top: str) -> bool:
         raise
 
 
-def _wait_until_empty(tag: str, until: float) -> None:
+def wait_until_empty(tag: str, until: float) -> bool:
     """Until the v2 tree says our subtrees hold no live process (or `until`): two reads per
     poll, where walking every cgroup of 10,000 VEs takes seconds of the CPU the kernel needs
-    to tear them down. Returns at once where that cannot tell (no v2 tree, or this process
-    inside)."""
+    to tear them down. True when the v2 tree said so; returns False at once where it cannot
+    tell (no v2 tree, or this process inside)."""
     unified = _killable_in_v2(tag)
     if unified is None:
         time.sleep(0.05)
-        return
+        return False
     tops = [os.path.join(unified, name) for name in (container_dir(tag), monitor_dir(tag))]
-    while any(_populated(top) for top in tops) and time.monotonic() < until:
+    while any(_populated(top) for top in tops):
+        if time.monotonic() >= until:
+            return False
         time.sleep(0.05)
+    return True
 
 
 def kill_experiment_processes(tag: str, timeout: float = 10.0) -> tuple[int, set[int]]:
     """SIGKILL every process in our cgroups until none is left; returns how many it signalled
     and any that survived.
 
+    Where the v2 tree proves our subtrees empty, the walk of every hierarchy is skipped (4.3 s
+    of a 10,000-VE takedown on a hybrid host): a process that only a v1 hierarchy still holds
+    keeps its cgroup busy, and remove_subtrees kills it there.
+
     Never this process or its ancestors: liblxc can move a caller into a VE's monitor
     cgroup, and killing the tool that runs the takedown would leave everything behind.
     """
     deadline = time.monotonic() + timeout
+    if wait_until_empty(tag, deadline):  # what kill_all_ves killed, dying
+        return 0, set()
     spared = _self_and_ancestors()
     signalled: set[int] = set()
-    _wait_until_empty(tag, deadline)  # what kill_all_ves killed, dying
     pids = experiment_pids(tag) - spared
     while pids and time.monotonic() < deadline:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         signalled |= pids
-        _wait_until_empty(tag, min(deadline, time.monotonic() + 1.0))
+        wait_until_empty(tag, min(deadline, time.monotonic() + 1.0))
         pids = experiment_pids(tag) - spared
     return len(signalled), pids
 
@@ -409,23 +418,44 @@ def flush_subtree_stats(tag: str) -> None:
                 raise
 
 
-def remove_subtrees(tag: str) -> list[str]:
-    """rmdir our cgroup directories (deepest first); returns those that could not go."""
+@dataclass
+class RemovedSubtrees:
+    left: list[str] = field(default_factory=list)  # cgroups that would not go
+    killed: set[int] = field(default_factory=set)  # processes found in them, and killed
+    survivors: set[int] = field(default_factory=set)  # of those, the ones still there at the end
+
+
+def remove_subtrees(tag: str) -> RemovedSubtrees:
+    """rmdir our cgroup directories (deepest first). A cgroup that stays busy still holds a
+    process (one the v2 kill could not see, in a v1 hierarchy only): it is killed, and the
+    rmdir tried again."""
     flush_subtree_stats(tag)
-    left = []
+    removed = RemovedSubtrees()
+    spared = _self_and_ancestors()
     for subtree in _subtrees(tag):
         for directory in _walk_dirs_deepest_first(subtree):
-            for _ in range(50):
-                try:
-                    os.rmdir(directory)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)  # EBUSY while the kernel reaps the last task
-            else:
-                left.append(directory)
-    return left
+            if not _remove_cgroup(directory, spared, removed.killed):
+                removed.left.append(directory)
+                removed.survivors |= _procs(directory) - spared
+    return removed
+
+
+def _remove_cgroup(directory: str, spared: set[int], killed: set[int]) -> bool:
+    for attempt in range(50):
+        try:
+            os.rmdir(directory)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as error:
+            if error.errno == errno.EBUSY and attempt % 10 == 1:
+                # Still busy past a moment's wait (EBUSY also while the kernel reaps the last task).
+                for pid in _procs(directory) - spared:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                    killed.add(pid)
+            time.sleep(0.02)
+    return False
 
 
 def _v1_or_unified(controller: str) -> str | None:

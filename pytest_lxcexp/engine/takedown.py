@@ -12,6 +12,8 @@ import contextlib
 import os
 import re
 import stat
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from . import cgroups, network, phases, tuning
@@ -33,6 +35,16 @@ class TakedownReport:
     bridge_deleted: bool = False
     restored: dict[str, int] = field(default_factory=dict)
     leftovers: list[str] = field(default_factory=list)
+    # Seconds per step, in the order run: where a slow takedown spent its time.
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.monotonic() - began
 
 
 def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
@@ -41,21 +53,31 @@ def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
     # Every VE and its monitor at once. Left to themselves, 1000 monitors cleaning up
     # after their VEs took 14 s; killed, their cgroups go in one pass below (3 s) and the
     # kernel drops each veth with its VE's network namespace.
-    killed_ves, report.killed = cgroups.kill_all_ves(tag)
-    signalled, survivors = cgroups.kill_experiment_processes(tag, timeout=30 + report.killed / 100)
+    with report.timed("kill"):
+        killed_ves, report.killed = cgroups.kill_all_ves(tag)
+    timeout = 30 + report.killed / 100
+    with report.timed("exits"):
+        cgroups.wait_until_empty(tag, time.monotonic() + timeout)
+    with report.timed("sweep"):  # and what the kill could not see
+        signalled, survivors = cgroups.kill_experiment_processes(tag, timeout=timeout)
     report.killed += signalled
     if survivors:
         report.leftovers.append(f"processes that would not die: {sorted(survivors)}")
     stopped_by_lxc: set[str] = set()
-    if read_marker(root) is not None:
-        # A VE outside our cgroups (which the kill could not reach) stops the LXC way. Only
-        # VEs whose monitor still listens are asked: loading all 1000 VEs took 12 s.
-        defined = defined_ves(layout)
-        live = live_ves(layout, defined)
-        stopped_by_lxc = stop_all(layout, defined if live is None else live, workers=os.cpu_count() or 1)
+    with report.timed("lxc stop"):
+        if read_marker(root) is not None:
+            # A VE outside our cgroups (which the kill could not reach) stops the LXC way. Only
+            # VEs whose monitor still listens are asked: loading all 1000 VEs took 12 s.
+            defined = defined_ves(layout)
+            live = live_ves(layout, defined)
+            stopped_by_lxc = stop_all(layout, defined if live is None else live, workers=os.cpu_count() or 1)
     report.stopped = len(killed_ves | stopped_by_lxc)
-    report.leftovers += [f"cgroup {path}" for path in cgroups.remove_subtrees(tag)]
-
+    with report.timed("cgroups"):
+        removed = cgroups.remove_subtrees(tag)
+    report.killed += len(removed.killed)
+    if removed.survivors:
+        report.leftovers.append(f"processes that would not die: {sorted(removed.survivors)}")
+    report.leftovers += [f"cgroup {path}" for path in removed.left]
 
 # liblxc's lock files: one per VE it ever loaded, /run/lxc/lock/<lxcpath>/.<name>, which
 # nothing of LXC's removes (44 000 had piled up on this machine).
@@ -106,18 +128,27 @@ def remove_monitor_fifo(root: str) -> None:
 
 def takedown_network(tag: str, bridge: str | None, report: TakedownReport) -> None:
     """Delete our veths (normally gone with their VEs) and our bridge."""
-    leftover_veths = network.our_veths(tag)
-    if leftover_veths:
-        network.delete_links(leftover_veths)
-        report.links_deleted = leftover_veths
-    if bridge:
-        report.bridge_deleted = network.delete_bridge(bridge, tag)
+    with report.timed("veths freed"):
+        network.wait_for_ve_veths_to_go(tag)
+    with report.timed("links"):
+        leftover_veths = network.our_veths(tag)
+        if leftover_veths:
+            network.delete_links(leftover_veths)
+            report.links_deleted = leftover_veths
+    with report.timed("bridge"):
+        if bridge:
+            report.bridge_deleted = network.delete_bridge(bridge, tag)
 
 
 def takedown_root(root: str, report: TakedownReport) -> None:
     """Unmount what is under the root, then our tmpfs, then remove the empty directory."""
     if read_marker(root) is None:
         return  # not ours (or already gone): touch nothing
+    with report.timed("storage"):
+        _takedown_marked_root(root, report)
+
+
+def _takedown_marked_root(root: str, report: TakedownReport) -> None:
     # Here, while the marker still proves the root ours (the lock files are named after it).
     remove_lxc_locks(root)
     remove_monitor_fifo(root)

@@ -159,6 +159,34 @@ def test_takedown_is_idempotent_and_kills_stray_processes(clean_host, leftovers)
     assert leftovers(names) == []
 
 
+def test_takedown_kills_a_process_only_a_v1_hierarchy_holds(clean_host, leftovers):
+    """The v2 tree's `populated` cannot see a process that sits in one of our v1 cgroups only
+    (it stays in the tool's own v2 cgroup): the cgroup's removal must find and kill it."""
+    names = clean_host
+    with running_experiment(names, count=1, pings=1, tmpfs_size="64M", workload="idle") as experiment:
+        results = experiment.start(1, 1)
+        assert all(r.ok for r in results), [r.error for r in results]
+        stray = subprocess.Popen(["sleep", "600"])
+        try:
+            v1 = [h for h in cgroups.hierarchies() if h != cgroups.unified_hierarchy()]
+            placed = [
+                procs
+                for hierarchy in v1 or cgroups.hierarchies()  # a v2-only host: its one tree
+                if os.path.exists(procs := os.path.join(hierarchy, f"lxcexp-{names.tag}", "ve1", "cgroup.procs"))
+            ][:1]
+            assert placed, "no cgroup of ve1 to put the stray in"
+            with open(placed[0], "w") as handle:
+                handle.write(str(stray.pid))
+            report = experiment.takedown()
+            assert stray.wait(timeout=10) == -9
+        finally:
+            if stray.poll() is None:
+                stray.kill()
+    assert report.killed >= 2 and report.leftovers == []
+    assert not any(alive(r.pid) for r in results)
+    assert leftovers(names) == []
+
+
 def _cgroup_of(pid: int, controller: str) -> str:
     """The pid's cgroup path in the v1 hierarchy of `controller`; on a cgroup v2-only host,
     its one cgroup in the unified tree, which holds every controller."""
