@@ -211,6 +211,37 @@ def _walk_dirs_deepest_first(top: str) -> list[str]:
     return [dirpath for dirpath, _, _ in os.walk(top, topdown=False, followlinks=False)]
 
 
+def _child_dirs(top: str) -> list[str]:
+    try:
+        with os.scandir(top) as entries:
+            return [entry.path for entry in entries if entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _nr_descendants(top: str) -> int | None:
+    """How many cgroups are below `top` (v2's cgroup.stat); None where it cannot tell (v1)."""
+    try:
+        with open(os.path.join(top, "cgroup.stat")) as handle:
+            for line in handle:
+                key, _, value = line.partition(" ")
+                if key == "nr_descendants":
+                    return int(value)
+    except OSError:
+        pass
+    return None
+
+
+def _cgroup_dirs_deepest_first(top: str) -> list[str]:
+    """The cgroups of a subtree, deepest first. Where v2 counts no cgroup below its children
+    (a VE that made none), one listing: a cgroup directory lists some 40 control files, and
+    reading 20,000 of them took most of a 10,000-VE takedown's kill step."""
+    children = _child_dirs(top)
+    if _nr_descendants(top) == len(children):
+        return [*children, top]
+    return _walk_dirs_deepest_first(top)
+
+
 # A cgroup going away under the reader: gone (ENOENT), or being removed (ENODEV, seen
 # while the kernel offlines hundreds of VEs' cgroups at once), or its task gone (ESRCH).
 _GONE = (errno.ENOENT, errno.ENODEV, errno.ESRCH)
@@ -265,7 +296,7 @@ def _subtree_pids(tag: str, name: str, within: Iterable[str] | None = None) -> d
         top = os.path.join(hierarchy, name)
         if not os.path.isdir(top) or os.path.islink(top):
             continue
-        for directory in _walk_dirs_deepest_first(top):
+        for directory in _cgroup_dirs_deepest_first(top):
             pids = _procs(directory)
             if pids:
                 ve = os.path.relpath(directory, top).split("/")[0]
@@ -433,11 +464,24 @@ def remove_subtrees(tag: str) -> RemovedSubtrees:
     removed = RemovedSubtrees()
     spared = _self_and_ancestors()
     for subtree in _subtrees(tag):
-        for directory in _walk_dirs_deepest_first(subtree):
+        # Each VE's cgroup first without a look inside (a listing costs as much as the rmdir):
+        # only one still busy (a cgroup below it, or a process) is walked.
+        busy = [child for child in _child_dirs(subtree) if not _rmdir_at_once(child)]
+        for directory in [*(d for child in busy for d in _walk_dirs_deepest_first(child)), subtree]:
             if not _remove_cgroup(directory, spared, removed.killed):
                 removed.left.append(directory)
                 removed.survivors |= _procs(directory) - spared
     return removed
+
+
+def _rmdir_at_once(directory: str) -> bool:
+    try:
+        os.rmdir(directory)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
 
 
 def _remove_cgroup(directory: str, spared: set[int], killed: set[int]) -> bool:

@@ -187,6 +187,38 @@ def test_takedown_kills_a_process_only_a_v1_hierarchy_holds(clean_host, leftover
     assert leftovers(names) == []
 
 
+def test_takedown_finds_cgroups_a_ve_made_below_its_own(clean_host, leftovers):
+    """A VE may make cgroups below its own (cgroup namespaces allow it): the takedown's
+    one-listing shortcut must notice them, kill what runs there and remove them."""
+    names = clean_host
+    with running_experiment(names, count=2, pings=1, tmpfs_size="64M", workload="idle") as experiment:
+        results = experiment.start(1, 2)
+        assert all(r.ok for r in results), [r.error for r in results]
+        stray = subprocess.Popen(["sleep", "600"])
+        nested = []
+        try:
+            for hierarchy in cgroups.hierarchies():
+                ve1 = os.path.join(hierarchy, f"lxcexp-{names.tag}", "ve1")
+                if os.path.isdir(ve1):
+                    inner = os.path.join(ve1, "inner", "deeper")
+                    os.makedirs(inner)
+                    with open(os.path.join(inner, "cgroup.procs"), "w") as handle:
+                        handle.write(str(stray.pid))
+                    nested.append(inner)
+            assert nested
+            running = cgroups.experiment_pids(names.tag)
+            assert stray.pid in running
+            report = experiment.takedown()
+            assert stray.wait(timeout=10) == -9
+        finally:
+            if stray.poll() is None:
+                stray.kill()
+    assert (report.stopped, report.killed, report.leftovers) == (2, len(running), [])
+    assert not any(os.path.exists(path) for path in nested)
+    assert not any(alive(r.pid) for r in results)
+    assert leftovers(names) == []
+
+
 def _cgroup_of(pid: int, controller: str) -> str:
     """The pid's cgroup path in the v1 hierarchy of `controller`; on a cgroup v2-only host,
     its one cgroup in the unified tree, which holds every controller."""
