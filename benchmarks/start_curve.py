@@ -6,8 +6,7 @@
 Idle busybox VEs (no workload traffic), the tool's own engine. With --perf DIR, each
 chunk's starts run under a system-wide `perf record -g` (DIR/chunk-<first>.data), to see
 which kernel paths grow with the number of VEs running (`perf report --children -i ...`).
-Then the takedown, timed step by step (kill, wait for the processes to go, the network
-namespaces and veths the kernel frees, the cgroups, the rest). One run; the host's load
+Then the takedown, with the time of each of its steps (the takedown report's). One run; the host's load
 average is printed beside each chunk, since other work on the host moves these numbers.
 """
 
@@ -22,40 +21,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pytest_lxcexp.engine import cgroups, network  # noqa: E402
 from pytest_lxcexp.engine.config import build_config  # noqa: E402
 from pytest_lxcexp.engine.experiment import Experiment  # noqa: E402
 
 ROOT = "/tmp/lxcexp-curve"
 BRIDGE = "vecurve"
 SUBNET = "10.241.0.0/16"
-
-
-step_began = [0.0]
-
-
-def step(name: str, began: float) -> None:
-    now = time.monotonic()
-    print(f"  {name:<40} {now - began:6.1f} s", flush=True)
-    step_began[0] = now
-
-
-def takedown_steps(tag: str) -> None:
-    """The takedown's first steps one by one, as takedown_ves and takedown_network do them."""
-    began = time.monotonic()
-    cgroups.kill_all_ves(tag)
-    step("SIGKILL to every VE and monitor", began)
-    _, survivors = cgroups.kill_experiment_processes(tag, timeout=120)
-    step(f"until no process is left ({len(survivors)} left)", step_began[0])
-
-    def ve_veths() -> list[str]:  # not the bridges and their uplinks, which the takedown deletes
-        return [name for name in network.our_veths(tag) if name.startswith(network.veth_prefix(tag))]
-
-    while ve_veths() and time.monotonic() - step_began[0] < 120:
-        time.sleep(0.1)
-    step(f"until the kernel freed the VEs' veths ({len(ve_veths())} left)", step_began[0])
-    left = cgroups.remove_subtrees(tag).left
-    step(f"cgroups removed ({len(left)} left)", step_began[0])
 
 
 def start_perf(output: str) -> subprocess.Popen:
@@ -118,10 +89,10 @@ def main() -> int:
         print(f"all {args.count}: {total:.1f} s, {1000 * total / args.count:.1f} ms/VE", flush=True)
         recorder = start_perf(args.perf_takedown) if args.perf_takedown else None
         down = time.monotonic()
-        takedown_steps(config.tag)
-        experiment.takedown()
+        report = experiment.takedown()
         stop_perf(recorder)
-        print(f"  the rest of the takedown: {time.monotonic() - step_began[0]:.1f} s", flush=True)
+        for name, seconds in report.seconds.items():
+            print(f"  {name:<12} {seconds:6.1f} s", flush=True)
         print(f"takedown of {args.count}: {time.monotonic() - down:.1f} s", flush=True)
     finally:
         experiment.unlock()
