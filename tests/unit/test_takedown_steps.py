@@ -38,15 +38,23 @@ def test_waits_while_the_kernel_frees_the_veths(monkeypatch: pytest.MonkeyPatch)
     veths = [network.veth_name(tag, i) for i in range(1, 6)]
     others = ["eth0", "lo", f"ve{tag}b1"]  # a sub-bridge of ours is not a VE's veth
     reads = _sysfs(monkeypatch, [others + veths, others + veths[2:], others + veths[2:], others + veths[4:], others])
-    assert network.wait_for_ve_veths_to_go(tag, quiet_for=2.0) == 0
+    assert network.wait_for_ve_veths_to_go(tag, quiet_for=2.0, few=0) == 0
     assert len(reads) == 5
+
+
+def test_a_few_left_are_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    tag = "t4"
+    veths = [network.veth_name(tag, i) for i in range(1, 21)]
+    reads = _sysfs(monkeypatch, [veths, veths[10:]])
+    assert network.wait_for_ve_veths_to_go(tag, few=16) == 10
+    assert len(reads) == 2
 
 
 def test_gives_up_on_veths_that_stay(monkeypatch: pytest.MonkeyPatch) -> None:
     tag = "t2"
     veths = [network.veth_name(tag, i) for i in range(1, 4)]
     reads = _sysfs(monkeypatch, [veths, veths[1:]])
-    assert network.wait_for_ve_veths_to_go(tag, quiet_for=0.5) == 2
+    assert network.wait_for_ve_veths_to_go(tag, quiet_for=0.5, few=0) == 2
     assert len(reads) >= 3  # it watched them stay before giving up
 
 
