@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -89,6 +90,8 @@ def test_sigkilled_run_is_cleaned_by_lxcexp_takedown(pytester, clean_host, lefto
     down = cli("takedown", "--root", names.root)
     assert down.returncode == 0, down.stderr
     assert "4 VEs stopped" in down.stdout and "bridge deleted" in down.stdout, down.stdout
+    # Where its time went, step by step.
+    assert re.search(r"steps: kill [\d.]+ s, exits [\d.]+ s, .*storage [\d.]+ s", down.stdout), down.stdout
     assert leftovers(names) == []
     again = cli("takedown", "--root", names.root)  # safe to repeat
     assert again.returncode == 0, again.stderr
