@@ -39,7 +39,7 @@ GUEST_RESULTS = "/root/results"
 DEFAULT_SELECTION = (
     "test_ping_suite_completes_every_ve_and_leaves_nothing or test_failures_name_each_ve_and_its_reason"
     " or test_sigterm_from_outside_while_waiting or test_takedown_is_idempotent_and_kills_stray_processes"
-    " or test_host_kinds"
+    " or test_host_kinds or test_takedown_finds_cgroups_a_ve_made_below_its_own"
 )
 # --wide: also Ctrl-C, the CLI's steps, the engine end to end, cgroup lists, a pids limit,
 # crashed workloads, capabilities, and the archived report compared and rendered (which
