@@ -55,11 +55,11 @@ def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
     # kernel drops each veth with its VE's network namespace.
     with report.timed("kill"):
         killed_ves, report.killed = cgroups.kill_all_ves(tag)
-    timeout = 30 + report.killed / 100
+    deadline = time.monotonic() + 30 + report.killed / 100
     with report.timed("exits"):
-        cgroups.wait_until_empty(tag, time.monotonic() + timeout)
-    with report.timed("sweep"):  # and what the kill could not see
-        signalled, survivors = cgroups.kill_experiment_processes(tag, timeout=timeout)
+        cgroups.wait_until_empty(tag, deadline)
+    with report.timed("sweep"):  # and what the kill could not see; a few seconds past a wait that ran out
+        signalled, survivors = cgroups.kill_experiment_processes(tag, timeout=max(5.0, deadline - time.monotonic()))
     report.killed += signalled
     if survivors:
         report.leftovers.append(f"processes that would not die: {sorted(survivors)}")
@@ -78,6 +78,7 @@ def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
     if removed.survivors:
         report.leftovers.append(f"processes that would not die: {sorted(removed.survivors)}")
     report.leftovers += [f"cgroup {path}" for path in removed.left]
+
 
 # liblxc's lock files: one per VE it ever loaded, /run/lxc/lock/<lxcpath>/.<name>, which
 # nothing of LXC's removes (44 000 had piled up on this machine).
