@@ -123,8 +123,10 @@ def run_tool(count: int) -> dict[str, float]:
         report = experiment.takedown()
         took = time.monotonic() - down
         # The takedown's own steps, printed per run: where a slow one went.
-        steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in report.seconds.items())
-        print(f"    takedown: {steps}; {len(report.links_deleted)} links deleted, {report.killed} processes killed")
+        print(
+            f"    takedown: {report.steps_text()}; {len(report.links_deleted)} links deleted, "
+            f"{report.killed} processes killed"
+        )
         return {"setup": setup, "start": running, "takedown": took, "memory": memory}
     finally:
         experiment.unlock()

@@ -203,7 +203,7 @@ def cmd_takedown(args: argparse.Namespace) -> int:
         f"takedown of {root}: {report.stopped} VEs stopped, {report.killed} processes killed, "
         f"{len(report.unmounted)} unmounted, bridge {'deleted' if report.bridge_deleted else 'not present'}"
     )
-    print("  steps: " + ", ".join(f"{step} {seconds:.2f} s" for step, seconds in report.seconds.items()))
+    print(f"  steps: {report.steps_text()}")
     if left:
         print(f"LEFT BEHIND: {', '.join(left)}", file=sys.stderr)
         return 1

@@ -46,6 +46,10 @@ class TakedownReport:
         finally:
             self.seconds[step] = self.seconds.get(step, 0.0) + time.monotonic() - began
 
+    def steps_text(self) -> str:
+        """'kill 1.85 s, exits 9.60 s, ...': the steps' times, in the order run."""
+        return ", ".join(f"{step} {seconds:.2f} s" for step, seconds in self.seconds.items())
+
 
 def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
     """Stop every VE and make sure no process of the experiment remains."""

@@ -18,6 +18,8 @@ def test_timed_steps_add_up_and_count_a_failed_step() -> None:
         pass
     assert list(report.seconds) == ["kill", "exits"]
     assert all(seconds >= 0 for seconds in report.seconds.values())
+    report.seconds = {"kill": 1.849, "exits": 9.6}
+    assert report.steps_text() == "kill 1.85 s, exits 9.60 s"
 
 
 def _sysfs(monkeypatch: pytest.MonkeyPatch, listings: list[list[str]]) -> list[int]:
