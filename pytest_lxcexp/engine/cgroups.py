@@ -466,7 +466,8 @@ def remove_subtrees(tag: str) -> RemovedSubtrees:
     for subtree in _subtrees(tag):
         # Each VE's cgroup first without a look inside (a listing costs as much as the rmdir):
         # only one still busy (a cgroup below it, or a process) is walked.
-        busy = [child for child in _child_dirs(subtree) if not _rmdir_at_once(child)]
+        children = _child_dirs(subtree)
+        busy = [child for child in children if not _remove_cgroup(child, spared, removed.killed, attempts=1)]
         for directory in [*(d for child in busy for d in _walk_dirs_deepest_first(child)), subtree]:
             if not _remove_cgroup(directory, spared, removed.killed):
                 removed.left.append(directory)
@@ -474,18 +475,10 @@ def remove_subtrees(tag: str) -> RemovedSubtrees:
     return removed
 
 
-def _rmdir_at_once(directory: str) -> bool:
-    try:
-        os.rmdir(directory)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return False
-    return True
-
-
-def _remove_cgroup(directory: str, spared: set[int], killed: set[int]) -> bool:
-    for attempt in range(50):
+def _remove_cgroup(directory: str, spared: set[int], killed: set[int], attempts: int = 50) -> bool:
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(0.02)  # EBUSY while the kernel reaps the last task
         try:
             os.rmdir(directory)
             return True
@@ -493,12 +486,11 @@ def _remove_cgroup(directory: str, spared: set[int], killed: set[int]) -> bool:
             return True
         except OSError as error:
             if error.errno == errno.EBUSY and attempt % 10 == 1:
-                # Still busy past a moment's wait (EBUSY also while the kernel reaps the last task).
+                # Still busy past a moment's wait: a process is in it.
                 for pid in _procs(directory) - spared:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                     killed.add(pid)
-            time.sleep(0.02)
     return False
 
 

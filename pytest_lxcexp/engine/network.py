@@ -205,10 +205,7 @@ def wait_for_ve_veths_to_go(tag: str, quiet_for: float = 5.0, few: int = 16) -> 
     prefix = veth_prefix(tag)
 
     def count() -> int:
-        try:
-            return sum(name.startswith(prefix) for name in os.listdir("/sys/class/net"))
-        except OSError:
-            return 0  # no sysfs: the takedown deletes what a netlink dump finds
+        return sum(name.startswith(prefix) for name in our_veths(tag))
 
     left, moved = count(), time.monotonic()
     while left > few and time.monotonic() - moved < quiet_for:
