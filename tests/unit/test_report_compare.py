@@ -274,6 +274,10 @@ def test_naming_options_pings_and_workers() -> None:
     assert mismatches(_key(make_results(fingerprint=None)), _key(make_results())) == [
         "it has no host fingerprint (written by an older pytest-lxcexp)"
     ]
+    # Either side without one: `lxcexp compare A B` must not pass A=new, B=old and refuse B=new, A=old.
+    assert mismatches(_key(make_results()), _key(make_results(fingerprint=None))) == [
+        "the run it is compared with has no host fingerprint (written by an older pytest-lxcexp)"
+    ]
 
 
 def test_successful_runs() -> None:
