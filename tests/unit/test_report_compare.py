@@ -371,3 +371,21 @@ def test_this_host_fingerprint() -> None:
     assert comparable.host_fingerprint(None)["lxc_cgroup_use"] == "all (liblxc's default)"
     assert isinstance(found["cgroup_layout"]["v1"], list)
     assert found["start_path"] == "forkstart"  # lxc-dev and gcc are installed by `make deps`
+
+
+def test_runs_of_several_builds_compare_build_by_build_by_name_whatever_their_order() -> None:
+    # Build b is 50% slower than a in the reference. Listed the other way round (--ve-lxc b
+    # first), and with b alone: each build must still be held against itself, never against
+    # a pool of both (where an unchanged b came out "worse" and a changed one "same").
+    slow_b = [value * (1.5 if index % 2 else 1.0) for index, value in enumerate(SPREAD)]
+    before = make_results(latencies=slow_b, builds=["a", "b"])
+    swapped = make_results(latencies=[value * (1.5 if index % 2 == 0 else 1.0) for index, value in enumerate(SPREAD)])
+    for ve in swapped["ves"]:
+        ve["build"], ve["round"] = ("b", "a")[(ve["index"] - 1) % 2], 1
+    comparisons = compare_runs(before, swapped)
+    assert [c.now_label.split()[-1] for c in comparisons] == ["b", "a"]
+    assert {c.verdict("start_latency").verdict for c in comparisons} == {SAME}
+    b_alone = make_results(latencies=[value * 1.5 for value in SPREAD[1::2]], builds=["b"])
+    [comparison] = compare_runs(before, b_alone)
+    assert comparison.now_label.endswith("build b") and comparison.verdict("start_latency").verdict == SAME
+    assert "builds in one run only, not compared: a (before only)" in comparison.warnings
