@@ -407,6 +407,14 @@ def unchecked_rules(comparisons: list[Comparison], rules: list[FailRule]) -> lis
             if v.metric == rule.verdict_metric
         ):
             notes.append(f"{rule}: {rule.verdict_metric} is missing in one of the runs; not checked")
+        elif all(
+            v.verdict == CANT_TELL and v.p_value is None and v.method != "one value each"
+            for c in comparisons
+            for v in c.verdicts
+            if v.metric == rule.verdict_metric
+        ):
+            # No test ran (too few samples or pairs): "no worse verdict" would be no evidence at all.
+            notes.append(f"{rule}: {rule.verdict_metric} had too few samples for a test; not checked")
     return notes
 
 
@@ -422,9 +430,11 @@ class Judgement:
     @property
     def held(self) -> str | None:
         """The line that says the rules held, when there were rules and something to hold them to."""
-        if not (self.comparisons and self.rules) or self.regressions:
+        unchecked = {note.partition(": ")[0] for note in self.notes}
+        checked = [str(rule) for rule in self.rules if str(rule) not in unchecked]
+        if not (self.comparisons and checked) or self.regressions:
             return None
-        return f"no regression: no 'worse' verdict for {', '.join(str(rule) for rule in self.rules)}"
+        return f"no regression: no 'worse' verdict for {', '.join(checked)}"
 
 
 def judge(

@@ -389,3 +389,17 @@ def test_runs_of_several_builds_compare_build_by_build_by_name_whatever_their_or
     [comparison] = compare_runs(before, b_alone)
     assert comparison.now_label.endswith("build b") and comparison.verdict("start_latency").verdict == SAME
     assert "builds in one run only, not compared: a (before only)" in comparison.warnings
+
+
+def test_a_rule_that_no_test_could_check_is_said_not_checked_and_never_held() -> None:
+    # Eight VEs a run, every start 3x slower: "can't tell (too few samples)" is no evidence that
+    # nothing regressed; the rule must be reported not checked, not "no regression".
+    before = make_results(latencies=SPREAD[:8])
+    now = make_results(latencies=[value * 3 for value in SPREAD[:8]])
+    judged = judge(now, parse_fail_rules(["start_latency"]), before, builds=False)
+    assert judged.comparisons[0].verdict("start_latency").verdict == CANT_TELL and not judged.regressions
+    assert judged.notes == ["start_latency: start_latency had too few samples for a test; not checked"]
+    assert judged.held is None
+    # With enough samples the same rule is checked, and held when nothing is worse.
+    enough = judge(make_results(latencies=SPREAD), parse_fail_rules(["start_latency"]), make_results(latencies=SPREAD))
+    assert enough.notes == [] and enough.held == "no regression: no 'worse' verdict for start_latency"
