@@ -29,7 +29,7 @@ from . import (
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .progress import NO_STATUS, Counts, Status, status_text
-from .stats import Summary, VERecord, summarize
+from .stats import TAKEDOWN_STEP_PREFIX, Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
 from .waits import RangeWait, range_first_start, wait_deadline
 from .workload import LogFollower, WorkloadLog, expected_exit_status, ping_target
@@ -146,6 +146,9 @@ class Experiment:
             yield
         finally:
             self.timings["takedown"] = self.timings.get("takedown", 0.0) + time.monotonic() - began
+            # Each step's time so far (the report adds up over the fixtures' takedowns).
+            for step, seconds in self.takedown_report.seconds.items():
+                self.timings[f"{TAKEDOWN_STEP_PREFIX}{step}"] = seconds
 
     # -- before anything is created -------------------------------------------------
 
@@ -580,7 +583,7 @@ class Experiment:
         self.end_running_watch()
         with self.timed_takedown():
             bridge = self.config.bridge if self.config.network == "bridge" else None
-            return takedown.takedown(self.config.root, self.config.tag, bridge)
+            return takedown.takedown(self.config.root, self.config.tag, bridge, self.takedown_report)
 
     def leftovers(self) -> list[str]:
         bridge = self.config.bridge if self.config.network == "bridge" else None
