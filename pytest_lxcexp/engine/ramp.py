@@ -440,9 +440,23 @@ class Ramp:
             latency={key: stats[key] for key in ("p50", "p90", "p99", "max") if key in stats},
             memory_used=baseline - host.memory_available(),
             cgroup_memory=cgroups.subtree_counter(self.config.tag, "memory", "memory.usage_in_bytes"),
-            processes=cgroups.subtree_counter(self.config.tag, "pids", "pids.current"),
+            processes=_steady_processes(self.config.tag),
             elapsed=round(time.monotonic() - began, 3),
         )
+
+
+def _steady_processes(tag: str, interval: float = 0.2, within: float = 1.0) -> int | None:
+    """The experiment's process count once two reads `interval` apart agree (or `within`
+    seconds passed): a VE that began its workload may still run a short-lived process of
+    its start, which a count taken right after the starts would add to the curve."""
+    deadline = time.monotonic() + within
+    count = cgroups.subtree_counter(tag, "pids", "pids.current")
+    while count is not None and time.monotonic() < deadline:
+        time.sleep(interval)
+        count, before = cgroups.subtree_counter(tag, "pids", "pids.current"), count
+        if count == before:
+            break
+    return count
 
 
 def _alive(pid: int | None) -> bool:

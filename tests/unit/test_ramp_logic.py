@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from pytest_lxcexp.engine import host
+from pytest_lxcexp.engine import host, ramp
 from pytest_lxcexp.engine.config import DEFAULT_VE_PIDS_MAX, ConfigError, build_config
 from pytest_lxcexp.engine.faults import classify, tmpfs_limit
 from pytest_lxcexp.engine.progress import Counts, eta_text, status_text
@@ -250,3 +250,28 @@ def test_host_limits_are_named_with_what_raises_them(text: str, name: str) -> No
     limit = classify(text)
     assert limit is not None and limit.name == name and limit.setting
     assert classify("no such thing") is None
+
+
+class _Clock:
+    """time for ramp: sleep() moves monotonic() on, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_process_count_is_taken_once_it_holds_still(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ramp, "time", _Clock())
+    reads = iter([7, 6, 6, 5])
+    monkeypatch.setattr(ramp.cgroups, "subtree_counter", lambda tag, controller, file: next(reads))
+    assert ramp._steady_processes("t") == 6
+    counts = iter(range(100, 0, -1))  # never still: the last count when the second is up
+    monkeypatch.setattr(ramp.cgroups, "subtree_counter", lambda tag, controller, file: next(counts))
+    assert ramp._steady_processes("t", interval=0.2, within=1.0) == 95
+    monkeypatch.setattr(ramp.cgroups, "subtree_counter", lambda tag, controller, file: None)
+    assert ramp._steady_processes("t") is None  # no pids controller: nothing to wait for
