@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..report.compare import build_groups, pairs_by_place, verdict_text
+from ..report.compare import build_groups, discount_failed_starts, pairs_by_place, verdict_text
 from ..report.metrics import ALIASES, OUTCOMES, VE_METRICS
 from ..report.verdict import BETTER, CANT_TELL, MIN_SAMPLES, SAME, WORSE, Verdict, compare_outcomes, compare_paired
 from .search import BAD, GOOD, SKIPPED
@@ -59,9 +59,10 @@ def verdict_of(ves: list[VE], metric: str, min_effect: float) -> Verdict:
             CANDIDATE_NAME,
             {place: bad(ve) for place, ve in zip(good.places, good.ves, strict=True)},
             {place: bad(ve) for place, ve in zip(candidate.places, candidate.ves, strict=True)},
+            paired=True,  # the builds were interleaved: the k-th VEs of a round started side by side
         )
     figure = VE_METRICS[name]
-    return compare_paired(
+    verdict = compare_paired(
         name,
         GOOD_NAME,
         CANDIDATE_NAME,
@@ -69,6 +70,7 @@ def verdict_of(ves: list[VE], metric: str, min_effect: float) -> Verdict:
         worse=figure.worse,
         min_effect=min_effect,
     )
+    return discount_failed_starts(verdict, good, candidate)
 
 
 def samples_of(ves: list[VE], metric: str, build: str) -> int:

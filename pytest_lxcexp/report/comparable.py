@@ -3,7 +3,7 @@
 A verdict compares per-VE samples of two runs; it means something only when nothing but
 the thing under test differs. So a reference must match on the host fingerprint (kernel,
 cgroup layout, the lxc.cgroup.use liblxc got, CPU count) and on the options that shape
-the experiment (SHAPE_OPTIONS and the number of xdist workers). How VEs were started (the fork
+the experiment (SHAPE_OPTIONS, WORK_OPTIONS and the number of xdist workers). How VEs were started (the fork
 server or lxc-start per VE, engine/forkstart.py) is part of the fingerprint: their monitors'
 memory differs. `latest` is the newest
 run that matches and was successful; a reference that does not match is a usage error
@@ -21,6 +21,26 @@ from .archive import RESULTS_FILE, list_runs
 from .results import Results
 
 SHAPE_OPTIONS = ("count", "base", "workload", "network", "cgroups", "parallel")
+# Options that change how a VE is made or started (its user namespace, init, AppArmor
+# profile, CPU weight, pids limit, workload, busybox, base release, pace and batching of
+# starts): a run with another value measures other work. Options that only change how
+# long a workload runs (pings, intervals, poweroff) or the host's limits warn instead
+# (compare.differences). A run written before an option existed does not record it, and
+# is not refused for it.
+WORK_OPTIONS = (
+    "unprivileged",
+    "init",
+    "apparmor",
+    "nice",
+    "ve_pids_max",
+    "pids_max",
+    "workload_script",
+    "busybox",
+    "base_release",
+    "start_delay",
+    "batch",
+    "ramp",
+)
 FINGERPRINT_KEYS = ("kernel", "cgroup_layout", "lxc_cgroup_use", "cpu_count", "start_path")
 
 
@@ -46,7 +66,8 @@ class RunKey:
 
 
 def shape_of(options: dict[str, Any], workers: int) -> dict[str, Any]:
-    return {**{name: options.get(name) for name in SHAPE_OPTIONS}, "workers": workers}
+    recorded = {name: options[name] for name in WORK_OPTIONS if name in options}
+    return {**{name: options.get(name) for name in SHAPE_OPTIONS}, **recorded, "workers": workers}
 
 
 def key_of(results: Results) -> RunKey:
@@ -73,6 +94,7 @@ def mismatches(reference: RunKey, current: RunKey) -> list[str]:
         f"{name} {reference.shape.get(name)!r} here {current.shape.get(name)!r}"
         for name in current.shape
         if reference.shape.get(name) != current.shape.get(name)
+        and not (name in WORK_OPTIONS and name not in reference.shape)
     ]
     return reasons
 

@@ -13,6 +13,7 @@ the minimum effect (verdict.DEFAULT_MIN_EFFECT without it).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -25,9 +26,12 @@ from .comparable import RunKey, key_of, latest_comparable, mismatches
 from .metrics import ALIASES, METRICS, OUTCOMES, RUN_VALUES, VE_METRICS, VEMetric
 from .results import Results, ResultsError, load_results
 from .verdict import (
+    BETTER,
     CANT_TELL,
     DEFAULT_MIN_EFFECT,
     DEFAULT_MIN_EFFECT_ACROSS_RUNS,
+    OUTCOME_METHODS,
+    SAME,
     WORSE,
     Verdict,
     compare_outcomes,
@@ -203,6 +207,31 @@ def pairs_by_place(metric: VEMetric, baseline: Group, candidate: Group) -> list[
     ]
 
 
+def discount_failed_starts(verdict: Verdict, baseline: Group, candidate: Group) -> Verdict:
+    """A start's timings exist only for VEs that started, and a start that failed (timed out,
+    refused) may have been one of the slowest. Where one side lost a larger share of its VEs
+    so, a timing verdict that the loss could explain is "can't tell": the side that lost more
+    found better or unchanged. (A 15% slower build whose slowest starts time out looked 12%
+    faster.) Memory figures are not timings and are left as they are."""
+    if VE_METRICS[verdict.metric].unit != "ms" or not baseline.ves or not candidate.ves:
+        return verdict
+    failed = OUTCOMES["failed_to_start"]
+    lost = [sum(map(failed, side.ves)) for side in (baseline, candidate)]
+    before, now = (count / len(side.ves) for count, side in zip(lost, (baseline, candidate), strict=True))
+    if now > before and verdict.verdict in (BETTER, SAME):
+        side, count = verdict.candidate, lost[1]
+    elif before > now and verdict.verdict in (WORSE, SAME):
+        side, count = verdict.baseline, lost[0]
+    else:
+        return verdict
+    reason = (
+        f"{side} lost more of its VEs to failed starts ({lost[0]} of {len(baseline.ves)} against "
+        f"{lost[1]} of {len(candidate.ves)}); its slowest starts may be among the {count} that failed "
+        f"(the test said {verdict.verdict})"
+    )
+    return dataclasses.replace(verdict, verdict=CANT_TELL, reason=reason)
+
+
 def group_verdicts(
     baseline: Group,
     candidate: Group,
@@ -224,9 +253,10 @@ def group_verdicts(
         effect = effects.get(metric.name, default_effect)
         if paired:
             pairs = pairs_by_place(metric, baseline, candidate)
-            verdicts.append(compare_paired(metric.name, *names, pairs, worse=metric.worse, min_effect=effect))
+            verdict = compare_paired(metric.name, *names, pairs, worse=metric.worse, min_effect=effect)
         else:
-            verdicts.append(compare_samples(metric.name, *names, before, now, worse=metric.worse, min_effect=effect))
+            verdict = compare_samples(metric.name, *names, before, now, worse=metric.worse, min_effect=effect)
+        verdicts.append(discount_failed_starts(verdict, baseline, candidate))
     for name, bad in OUTCOMES.items():
         verdicts.append(
             compare_outcomes(
@@ -234,6 +264,7 @@ def group_verdicts(
                 *names,
                 {place: bad(ve) for place, ve in zip(baseline.places, baseline.ves, strict=True)},
                 {place: bad(ve) for place, ve in zip(candidate.places, candidate.ves, strict=True)},
+                paired=paired,
             )
         )
     return verdicts
@@ -394,7 +425,8 @@ def regressions(comparisons: list[Comparison], rules: list[FailRule]) -> list[Re
 
 
 def unchecked_rules(comparisons: list[Comparison], rules: list[FailRule]) -> list[str]:
-    """Rules no comparison has a verdict for (the figure is missing, or needs two runs)."""
+    """Rules no comparison has a verdict for (the figure is missing, or needs two runs), had
+    too few samples to test, or could not decide ("can't tell"): none of them "held"."""
     found = {verdict.metric for comparison in comparisons for verdict in comparison.verdicts}
     notes = []
     for rule in rules:
@@ -415,6 +447,11 @@ def unchecked_rules(comparisons: list[Comparison], rules: list[FailRule]) -> lis
         ):
             # No test ran (too few samples or pairs): "no worse verdict" would be no evidence at all.
             notes.append(f"{rule}: {rule.verdict_metric} had too few samples for a test; not checked")
+        elif undecided := [
+            v for c in comparisons for v in c.verdicts if v.metric == rule.verdict_metric and v.verdict == CANT_TELL
+        ]:
+            # A test ran and could not tell: not a regression, and not shown to be none either.
+            notes.append(f"{rule}: can't tell ({undecided[0].reason}); neither a regression nor shown to be none")
     return notes
 
 
@@ -481,7 +518,7 @@ def _pct(value: float | None) -> str:
 def cells(verdict: Verdict) -> dict[str, str]:
     """One verdict's table cells, as text (terminal, HTML and `lxcexp compare` show the same)."""
     unit, scale = _unit(verdict.metric)
-    if verdict.method == "Fisher exact":
+    if verdict.method in OUTCOME_METHODS:
         label = f"{verdict.metric} (VEs bad)"
         base, cand = f"{verdict.baseline_value:.0f}", f"{verdict.candidate_value:.0f}"
         shift = f"{verdict.shift:+.0f}" if verdict.shift is not None else "n/a"
@@ -507,7 +544,7 @@ def cells(verdict: Verdict) -> dict[str, str]:
 
 def verdict_text(verdict: Verdict) -> str:
     c = cells(verdict)
-    unit = "VEs bad" if verdict.method == "Fisher exact" else _unit(verdict.metric)[0]
+    unit = "VEs bad" if verdict.method in OUTCOME_METHODS else _unit(verdict.metric)[0]
     ci = f", 95% CI {c['ci']}" if c["ci"] else ""
     p = f", p {c['p']}" if c["p"] else ""
     return f"{verdict.verdict}: {c['baseline']} -> {c['candidate']} {unit}, shift {c['shift']}{ci}{p}; {verdict.reason}"

@@ -168,8 +168,9 @@ def comparison_section(
         "the paired Hodges-Lehmann shift with a bootstrap 95% CI over the pairs; two runs: Mann-Whitney U on "
         "the per-VE values, Hodges-Lehmann shift with a bootstrap 95% CI; "
         "worse/better when p &lt;= 0.01 and the shift is beyond the minimum effect, same when the CI lies inside "
-        "it, else can't tell. Outcomes: Fisher's exact test, and any place fine on the baseline and bad on the "
-        "candidate is worse. See docs/verdicts.md.</p>"
+        "it, else can't tell. Outcomes: McNemar's exact test on the places bad on one side only (one run), "
+        "Fisher's exact test on the counts (two runs); each place fine on the baseline and bad on the candidate "
+        "is named. See docs/verdicts.md.</p>"
     )
     return f'<h3>Verdicts</h3><div id="lxcexp-compare">{builds_table(results)}{"".join(blocks)}{verdicts}{method}</div>'
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,9 @@ EXACT_PAIRS = 4_000_000
 SEED = 20261130  # fixed, so the same samples give the same CI every time
 MANN_WHITNEY = "Mann-Whitney U"
 WILCOXON = "Wilcoxon signed-rank (paired)"
+FISHER = "Fisher exact"
+MCNEMAR = "McNemar exact (paired)"
+OUTCOME_METHODS = (FISHER, MCNEMAR)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class Verdict:
     metric: str
     baseline: str  # group names: a build, a run
     candidate: str
-    method: str  # MANN_WHITNEY, WILCOXON, "Fisher exact", "one value each"
+    method: str  # MANN_WHITNEY, WILCOXON, FISHER, MCNEMAR, "one value each"
     verdict: str  # WORSE, BETTER, SAME, CANT_TELL
     reason: str  # why, in a few words
     n_baseline: int  # samples; for paired samples, the pairs (both sides)
@@ -191,18 +194,23 @@ def decide(
     worse: str,
     alpha: float = ALPHA,
 ) -> tuple[str, str]:
-    """(verdict, reason) from a test's p-value, the relative shift and its CI (percent of the baseline)."""
+    """(verdict, reason) from a test's p-value, the relative shift and its CI (percent of the baseline).
+
+    The minimum effect is a ratio: `min_effect`% worse is candidate/baseline beyond 1 + m, better
+    below 1 / (1 + m), so swapping the sides mirrors the verdict (+5.2% worse one way is -4.94%,
+    better, the other)."""
     if shift_pct is None or ci_pct is None:
         return CANT_TELL, "no baseline value to scale the shift by"
     bad_shift = _bad(shift_pct, worse)
+    good_effect = 100.0 * min_effect / (100.0 + min_effect)  # the same ratio, the other way
     significant = p_value <= alpha
     if significant and bad_shift > min_effect:
         return WORSE, f"p <= {alpha:g} and the shift is beyond the {min_effect:g}% minimum effect"
-    if significant and bad_shift < -min_effect:
-        return BETTER, f"p <= {alpha:g} and the shift is beyond the {min_effect:g}% minimum effect"
-    low, high = ci_pct
-    if -min_effect < low and high < min_effect:
-        return SAME, f"the 95% CI lies inside +-{min_effect:g}%"
+    if significant and bad_shift < -good_effect:
+        return BETTER, f"p <= {alpha:g} and the shift is beyond the {min_effect:g}% minimum effect (as a ratio)"
+    bad_low, bad_high = sorted((_bad(ci_pct[0], worse), _bad(ci_pct[1], worse)))
+    if -good_effect < bad_low and bad_high < min_effect:
+        return SAME, f"the 95% CI lies inside +-{min_effect:g}% (as a ratio)"
     if significant:
         return CANT_TELL, f"a difference (p <= {alpha:g}), but the CI reaches past +-{min_effect:g}%"
     return CANT_TELL, f"p > {alpha:g} and the CI reaches past +-{min_effect:g}%"
@@ -385,6 +393,16 @@ def compare_paired(
     return _samples_verdict(common, tested, min_effect, worse, alpha, too_few)
 
 
+def _places(keys: Iterable[Any]) -> tuple[str, ...]:
+    """Places as text, in their own order ((0, 2) before (0, 10))."""
+    keys = list(keys)
+    try:
+        keys.sort()
+    except TypeError:  # places of mixed kinds: their text's order
+        keys.sort(key=str)
+    return tuple(str(key) for key in keys)
+
+
 def compare_outcomes(
     metric: str,
     baseline_name: str,
@@ -392,42 +410,56 @@ def compare_outcomes(
     baseline: Mapping[Any, bool],
     candidate: Mapping[Any, bool],
     *,
+    paired: bool = False,
     alpha: float = ALPHA,
 ) -> Verdict:
     """Per-place bad outcomes (True = the VE there failed in this way) -> a Verdict.
 
-    Places are keys both sides share, e.g. (round, position): a place fine on the
-    baseline and bad on the candidate is "worse" whatever the test says; otherwise
-    Fisher's exact test on the two sides' counts decides worse/better, and "same" is
-    no significant difference (counts are exact: there is no CI to wait for).
+    `paired`: the places' VEs started side by side (builds interleaved in one run): McNemar's
+    exact test on the places bad on one side only (a binomial test of the candidate-only ones
+    among them). Else (two runs) Fisher's exact test on the two sides' counts. Worse or better
+    at p <= alpha; "same" when the sides do not differ at all (no place bad on one side only;
+    across runs, the same share bad); else "can't tell". A place fine on the baseline and bad
+    on the candidate is named in the reason, whatever the test says: a host where 0.5% of
+    starts fail now and then made an identical build "worse" in 42% of comparisons when any
+    such place was "worse" by rule (docs/verdicts.md).
     """
     from scipy import stats
 
     bad_base, bad_cand = sum(baseline.values()), sum(candidate.values())
     n_base, n_cand = len(baseline), len(candidate)
-    new = tuple(
-        sorted((str(key) for key in candidate if candidate[key] and key in baseline and not baseline[key]), key=str)
-    )
-    table = [[bad_cand, n_cand - bad_cand], [bad_base, n_base - bad_base]]
-    p_value = float(stats.fisher_exact(table).pvalue) if n_base and n_cand else 1.0
+    new = _places(key for key in candidate if candidate[key] and key in baseline and not baseline[key])
+    fixed = _places(key for key in baseline if baseline[key] and key in candidate and not candidate[key])
     rate_base = bad_base / n_base if n_base else 0.0
     rate_cand = bad_cand / n_cand if n_cand else 0.0
+    if paired:
+        method, discordant = MCNEMAR, len(new) + len(fixed)
+        p_value = float(stats.binomtest(len(new), discordant, 0.5).pvalue) if discordant else 1.0
+        more, fewer, alike = len(new) > len(fixed), len(new) < len(fixed), discordant == 0
+    else:
+        method = FISHER
+        table = [[bad_cand, n_cand - bad_cand], [bad_base, n_base - bad_base]]
+        p_value = float(stats.fisher_exact(table).pvalue) if n_base and n_cand else 1.0
+        more, fewer, alike = rate_cand > rate_base, rate_cand < rate_base, rate_cand == rate_base
+    test = "McNemar" if paired else "Fisher"
+    if not n_base or not n_cand:
+        verdict, reason = CANT_TELL, "no VEs on one side"
+    elif p_value <= alpha and more:
+        verdict, reason = WORSE, f"more VEs bad, {test} p <= {alpha:g}"
+    elif p_value <= alpha and fewer:
+        verdict, reason = BETTER, f"fewer VEs bad, {test} p <= {alpha:g}"
+    elif alike:
+        verdict, reason = SAME, "no place bad on one side only" if paired else "the same share of VEs bad"
+    else:
+        verdict, reason = CANT_TELL, f"a difference {test}'s test cannot tell from chance (p > {alpha:g})"
     if new:
         shown = ", ".join(new[:5]) + (" ..." if len(new) > 5 else "")
-        verdict, reason = WORSE, f"{len(new)} place(s) fine on the baseline are not on the candidate: {shown}"
-    elif p_value <= alpha and rate_cand > rate_base:
-        verdict, reason = WORSE, f"more VEs bad, Fisher p <= {alpha:g}"
-    elif p_value <= alpha and rate_cand < rate_base:
-        verdict, reason = BETTER, f"fewer VEs bad, Fisher p <= {alpha:g}"
-    elif not n_base or not n_cand:
-        verdict, reason = CANT_TELL, "no VEs on one side"
-    else:
-        verdict, reason = SAME, f"no place got worse, Fisher p > {alpha:g}"
+        reason += f"; {len(new)} place(s) fine on the baseline are not on the candidate: {shown}"
     return Verdict(
         metric=metric,
         baseline=baseline_name,
         candidate=candidate_name,
-        method="Fisher exact",
+        method=method,
         verdict=verdict,
         reason=reason,
         n_baseline=n_base,

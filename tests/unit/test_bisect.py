@@ -236,7 +236,10 @@ def test_the_percentile_names_judge_the_start_latency_and_outcomes_are_judged_by
     assert verdict_of(rows, "start_p50", 5.0).metric == "start_latency"
     rows[25] = {**rows[25], "completed": False}  # the candidate's 6th VE did not complete
     completed = verdict_of(rows, "completed", 5.0)
-    assert completed.verdict == "worse" and completed.new_failures == ("(0, 6)",)
+    assert completed.method == "McNemar exact (paired)" and completed.new_failures == ("(0, 6)",)
+    assert completed.verdict == "can't tell"  # one place in 20 is not told from chance
+    rows[20:30] = [{**row, "completed": False} for row in rows[20:30]]  # ten places bad on the candidate only
+    assert verdict_of(rows, "completed", 5.0).verdict == "worse"
 
 
 # -- the whole bisection ------------------------------------------------------------------

@@ -165,7 +165,7 @@ def test_ecdf_chart_draws_one_line_per_side() -> None:
 
 def test_report_sections_escape_what_the_run_wrote() -> None:
     reference = make_results()
-    results = make_results(completed=9)
+    results = make_results(completed=0)  # every VE failed: a regression by Fisher's test (p 1e-5)
     results["ves"][9]["failure"] = "<script>alert(1)</script>"
     comparisons = compare_runs(reference, results)
     finished = Finished(
@@ -179,7 +179,7 @@ def test_report_sections_escape_what_the_run_wrote() -> None:
     assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "&lt;b&gt;ve10&lt;/b&gt; stopped" in text  # the log tail, escaped
     assert 'id="lxcexp-results"' in text and "Total VEs        : 10" in text
-    assert "Regression: completed: worse: 0 -&gt; 1 VEs bad" in text
+    assert "Regression: completed: worse: 0 -&gt; 10 VEs bad" in text
     # latency histogram, VEs over time, memory over time, latency against VEs running; the ECDF of both runs
     assert text.count("data:image/png;base64,") == 5
     for label in ("p50", "p90", "p99", "max"):
@@ -187,10 +187,11 @@ def test_report_sections_escape_what_the_run_wrote() -> None:
     for title in ("baseline median", "candidate median", "shift", "95% CI", "p-value", "verdict"):
         assert f">{title}</th>" in text
     assert (
-        '<td class="worse" title="1 place(s) fine on the baseline are not on the candidate: (0, 10)">worse</td>' in text
+        '<td class="worse" title="more VEs bad, Fisher p &lt;= 0.01; 10 place(s) fine on the baseline are not on '
+        'the candidate: (0, 1), (0, 2), (0, 3), (0, 4), (0, 5) ...">worse</td>' in text
     )
     head = html.headline(finished)
-    assert "9 of 10 VEs completed" in head and "1 regression(s)" in head
+    assert "0 of 10 VEs completed" in head and "1 regression(s)" in head
 
 
 def test_report_shows_each_build_and_what_it_was() -> None:

@@ -7,6 +7,7 @@ import copy
 import json
 import os
 
+import numpy as np
 import pytest
 from report_helpers import FINGERPRINT, OPTIONS, make_results
 
@@ -121,11 +122,16 @@ def test_slower_starts_are_worse_and_the_rule_fails() -> None:
     assert faster.verdict == "better"
 
 
-def test_a_ve_that_failed_only_now_is_worse() -> None:
+def test_a_ve_that_failed_only_now_is_named_and_many_are_worse() -> None:
     comparisons = compare_runs(make_results(latencies=SPREAD), make_results(latencies=SPREAD, completed=59))
     completed = comparisons[0].verdict("completed")
-    assert completed.verdict == WORSE and completed.new_failures == ("(0, 60)",)  # ve60, by its index
-    assert [r.verdict.metric for r in regressions(comparisons, [FailRule("completed", None)])] == ["completed"]
+    # One VE of 60: Fisher's test cannot tell it from chance; the place is named all the same.
+    assert completed.verdict == CANT_TELL and completed.new_failures == ("(0, 60)",)  # ve60, by its index
+    assert "fine on the baseline are not on the candidate: (0, 60)" in completed.reason
+    assert regressions(comparisons, [FailRule("completed", None)]) == []
+    many = compare_runs(make_results(latencies=SPREAD), make_results(latencies=SPREAD, completed=45))
+    assert many[0].verdict("completed").verdict == WORSE  # 15 of 60
+    assert [r.verdict.metric for r in regressions(many, [FailRule("completed", None)])] == ["completed"]
 
 
 def test_builds_of_one_run_each_against_the_first() -> None:
@@ -139,6 +145,33 @@ def test_builds_of_one_run_each_against_the_first() -> None:
     assert same.verdict("setup_s") is None  # one value for the whole run: not a build's
     assert compare_builds(make_results(latencies=SPREAD)) == []  # one build: nothing to compare
     json.dumps([comparison.to_dict() for comparison in (same, slow)], allow_nan=False)
+
+
+def test_a_build_whose_slowest_starts_fail_does_not_look_faster() -> None:
+    # "slow" is 15% slower at every place, and its starts over 46 ms time out (start_error):
+    # the ones that remain are its fastest.
+    rng = np.random.default_rng(3)
+    results = make_results(
+        latencies=[float(rng.lognormal(np.log(0.040), 0.3)) for _ in range(400)], builds=["base", "slow"]
+    )
+    for ve in results["ves"]:
+        if ve["build"] == "slow":
+            ve["start_latency"] *= 1.15
+            if ve["start_latency"] > 0.046:
+                ve["start_error"] = "timed out"
+    [comparison] = compare_builds(results)
+    latency = comparison.verdict("start_latency")
+    assert (
+        latency.verdict == CANT_TELL
+        and "slow lost more of its VEs to failed starts (0 of 200 against" in latency.reason
+    )
+    assert "(the test said better)" in latency.reason
+    assert comparison.verdict("failed_to_start").verdict == WORSE
+    # Had the baseline lost them, a "worse" would be what the loss could explain.
+    swapped = compare_builds(
+        results | {"ves": [{**ve, "build": {"base": "slow", "slow": "base"}[ve["build"]]} for ve in results["ves"]]}
+    )
+    assert swapped[0].verdict("start_latency").verdict == CANT_TELL
 
 
 def test_builds_pair_by_place_and_a_ve_that_failed_to_start_drops_out() -> None:
@@ -155,7 +188,8 @@ def test_builds_pair_by_place_and_a_ve_that_failed_to_start_drops_out() -> None:
     assert latency.method == pss.method == WILCOXON and latency.n_baseline == latency.n_candidate == 19
     # Every slow monitor 8 KiB (2%) heavier, paired: a sure difference, too small for the 5% minimum effect.
     assert pss.p_value < 0.001 and pss.verdict == SAME and pss.shift == pytest.approx(8 * 1024, abs=64)
-    assert comparison.verdict("failed_to_start").verdict == WORSE  # the dropped place counts here
+    failed = comparison.verdict("failed_to_start")  # the dropped place counts here, named
+    assert failed.verdict == CANT_TELL and failed.new_failures == ("(1, 4)",)
     assert "Wilcoxon signed-rank" in "\n".join(table_lines(comparison))
     # Two runs are not paired: Mann-Whitney on every sample.
     assert compare_runs(results, results)[0].verdict("start_latency").method == MANN_WHITNEY
@@ -263,6 +297,32 @@ def test_another_host_fingerprint_is_not_comparable(change: dict, reason: str) -
 def test_options_that_shape_the_experiment_must_match(option: str, value: object) -> None:
     reasons = mismatches(_key(make_results()), _key(make_results(options={**OPTIONS, option: value})))
     assert len(reasons) == 1 and reasons[0].startswith(f"{option} ")
+
+
+@pytest.mark.parametrize(
+    ("option", "before", "value"),
+    [
+        ("unprivileged", False, True),
+        ("init", "workload", "system"),
+        ("apparmor", "auto", "unconfined"),
+        ("ve_pids_max", 1024, 0),
+        ("start_delay", 0.0, 0.1),
+    ],
+)
+def test_options_that_change_how_ves_start_must_match(option: str, before: object, value: object) -> None:
+    reference = make_results(options={**OPTIONS, option: before})
+    reasons = mismatches(_key(reference), _key(make_results(options={**OPTIONS, option: value})))
+    assert len(reasons) == 1 and reasons[0].startswith(f"{option} ")
+    # A run written before the option existed does not record it: not refused for it.
+    assert mismatches(_key(make_results()), _key(make_results(options={**OPTIONS, option: value}))) == []
+
+
+def test_latest_passes_over_a_newer_run_that_started_its_ves_otherwise(tmp_path) -> None:
+    reports = str(tmp_path)
+    same = _saved(reports, "20261101T000000Z-lxc5.0.2-h", options={**OPTIONS, "unprivileged": False})
+    _saved(reports, "20261102T000000Z-lxc5.0.2-h", options={**OPTIONS, "unprivileged": True})
+    current = _key(make_results(options={**OPTIONS, "unprivileged": False}))
+    assert latest_comparable(reports, current)[0] == os.path.join(same, RESULTS_FILE)
 
 
 def test_naming_options_pings_and_workers() -> None:
@@ -403,3 +463,15 @@ def test_a_rule_that_no_test_could_check_is_said_not_checked_and_never_held() ->
     # With enough samples the same rule is checked, and held when nothing is worse.
     enough = judge(make_results(latencies=SPREAD), parse_fail_rules(["start_latency"]), make_results(latencies=SPREAD))
     assert enough.notes == [] and enough.held == "no regression: no 'worse' verdict for start_latency"
+
+
+def test_a_rule_whose_test_could_not_tell_is_not_held() -> None:
+    # One VE of 60 failed only now: the verdict names it but cannot tell it from chance, and
+    # "no regression" would read as "nothing failed".
+    judged = judge(
+        make_results(latencies=SPREAD, completed=59), parse_fail_rules(["completed"]), make_results(latencies=SPREAD)
+    )
+    assert judged.regressions == [] and judged.held is None
+    [note] = judged.notes
+    assert note.startswith("completed: can't tell (a difference Fisher's test cannot tell from chance (p > 0.01); ")
+    assert "(0, 60)" in note and note.endswith("neither a regression nor shown to be none")

@@ -72,13 +72,14 @@ def test_plain():
         (
             {"ref.json": "THIS_HOST_20_VES"},
             ["--ve-compare=ref.json", "--ve-count=30"],
-            "ERROR: --ve-compare: ref.json is not comparable with this run: count 20 here 30 (--ve-compare-force)",
+            "ERROR: --ve-compare: ref.json is not comparable with this run: "
+            "count 20 here 30; batch 20 here 30 (--ve-compare-force)",
         ),
         (
             {"ref.json": "THIS_HOST_20_VES", "reports/20261101T000000Z-lxc5.0.2-h/results.json": "THIS_HOST_20_VES"},
             ["--ve-compare=latest", "--ve-report-dir=reports", "--ve-count=30"],
             "ERROR: --ve-compare: 'latest': no comparable successful run in */reports: 20261101T000000Z-lxc5.0.2-h: "
-            "count 20 here 30; --ve-compare-force compares anyway",
+            "count 20 here 30; batch 20 here 30; --ve-compare-force compares anyway",
         ),
         (
             {"other.json": '{"hello": 1}'},
