@@ -325,20 +325,43 @@ def _meta(results: Results, *keys: str) -> Any:
 
 
 def differences(before: Results, now: Results) -> list[str]:
-    """Options that differ without making the runs incomparable (pings, intervals, ...): worth a warning."""
+    """Options that differ without making the runs incomparable (pings, intervals, ...), and
+    another machine (host name, CPU model, memory): worth a warning."""
     old, new = _meta(before, "options") or {}, _meta(now, "options") or {}
     options = [
         f"{key} {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
         if key not in NAMING_OPTIONS and old.get(key) != new.get(key)
     ]
-    return ["the runs used different options: " + ", ".join(options)] if options else []
+    found = ["the runs used different options: " + ", ".join(options)] if options else []
+    # The fingerprint holds what VEs meet (kernel, cgroups, CPUs); another machine of that
+    # kind is comparable, but a reader should know it is another machine.
+    machine = [
+        f"{label} {old_value!r} -> {new_value!r}"
+        for label, old_value, new_value in (
+            ("host", _meta(before, "hostname"), _meta(now, "hostname")),
+            ("CPU", _meta(before, "cpu", "model"), _meta(now, "cpu", "model")),
+            ("memory", _meta(before, "memory_total"), _meta(now, "memory_total")),
+        )
+        if old_value is not None and new_value is not None and old_value != new_value
+    ]
+    return found + (["the runs ran on different machines: " + ", ".join(machine)] if machine else [])
 
 
 def run_label(results: Results) -> str:
-    lxc = _meta(results, "lxc", "version") or "?"
+    """The run, the LXC that started its VEs, its kernel and host. With --ve-lxc builds that is
+    each build (name, version, the start of its liblxc's sha256), not the liblxc the tool loaded."""
+    builds = _meta(results, "builds") or []
+    if builds:
+        lxc = "; ".join(
+            f"{build.get('name')} {build.get('version') or '?'} {str(build.get('sha256') or '')[:12]}".rstrip()
+            for build in builds
+        )
+        lxc = f"LXC {lxc}"
+    else:
+        lxc = f"liblxc {_meta(results, 'lxc', 'version') or '?'}"
     kernel = _meta(results, "kernel", "release") or "?"
-    return f"{results.get('run_id', '?')} (liblxc {lxc}, kernel {kernel}, host {_meta(results, 'hostname')})"
+    return f"{results.get('run_id', '?')} ({lxc}, kernel {kernel}, host {_meta(results, 'hostname')})"
 
 
 def compare_runs(

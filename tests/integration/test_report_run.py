@@ -157,7 +157,7 @@ def test_archived_runs_compare_and_render(pytester, clean_host, leftovers, tmp_p
             f"results: {reports}/*/results.json",
             f"index  : {reports}/index.html",
             f"compared with {run1}/results.json:",
-            f"baseline : {run1.name} (liblxc *",
+            f"baseline : {run1.name} (LXC system * * *",
             "WARNING: the runs used different options: pings 5 -> 25",
             "metric *baseline*candidate*shift*95% CI*p  verdict",
             "start_latency (ms) *",  # whatever the host did between the runs

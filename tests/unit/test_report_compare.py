@@ -20,6 +20,7 @@ from pytest_lxcexp.report.compare import (
     build_groups,
     compare_builds,
     compare_runs,
+    differences,
     judge,
     load_ref,
     min_effects,
@@ -28,6 +29,7 @@ from pytest_lxcexp.report.compare import (
     parse_fail_rules,
     regressions,
     resolve_ref,
+    run_label,
     table_lines,
     unchecked_rules,
 )
@@ -475,3 +477,20 @@ def test_a_rule_whose_test_could_not_tell_is_not_held() -> None:
     [note] = judged.notes
     assert note.startswith("completed: can't tell (a difference Fisher's test cannot tell from chance (p > 0.01); ")
     assert "(0, 60)" in note and note.endswith("neither a regression nor shown to be none")
+
+
+def test_labels_name_the_builds_that_started_the_ves_and_another_machine_warns() -> None:
+    before = make_results(latencies=SPREAD, lxc_version="5.0.2")
+    now = make_results(latencies=SPREAD, lxc_version="5.0.2")
+    now["metadata"]["builds"] = [
+        {"name": "a", "version": "6.0.6", "sha256": "0123456789abcdef" * 4},
+        {"name": "b", "version": "6.0.7", "sha256": "fedcba9876543210" * 4},
+    ]
+    # The tool's own liblxc (5.0.2) did not start these VEs: the builds did.
+    assert run_label(now).endswith("(LXC a 6.0.6 0123456789ab; b 6.0.7 fedcba987654, kernel 6.1.0, host host-a)")
+    assert "(liblxc 5.0.2," in run_label(before)
+    now["metadata"] |= {"hostname": "laptop", "memory_total": 4 << 30}
+    before["metadata"]["memory_total"] = 24 << 30
+    assert differences(before, now) == [
+        f"the runs ran on different machines: host 'host-a' -> 'laptop', memory {24 << 30} -> {4 << 30}"
+    ]
