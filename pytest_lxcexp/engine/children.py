@@ -31,12 +31,37 @@ Result = dict[str, Any]
 REAP_TIMEOUT = 60.0
 
 
+class _Feed:
+    """What is left to write to one process's stdin (a non-blocking pipe)."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.left = memoryview(payload)
+
+    def write(self, fd: int) -> bool:
+        """Write what the pipe takes now; True once all is written (or the reader is gone)."""
+        try:
+            self.left = self.left[os.write(fd, self.left[:65536]) :]
+        except BlockingIOError:
+            return False
+        except BrokenPipeError:
+            return True  # the process ended early: what it printed is still read
+        return not self.left
+
+
 def _gather(
     selector: selectors.BaseSelector, results: list[Result], on_result: Callable[[Result], None] | None
 ) -> None:
-    """Read JSON lines from every registered pipe until all are closed; results as they arrive."""
+    """Feed every process its items and read its JSON lines, both as the pipes allow, until
+    every output pipe is closed; results as they arrive. Both at once: a process prints as it
+    goes, so a parent that wrote all input first would wait on a full input pipe while the
+    process waits on a full output pipe (20,000 VEs' names are 160 KB; a pipe holds 64 KiB)."""
     while selector.get_map():
         for key, _ in selector.select():
+            if isinstance(key.data, _Feed):
+                if key.data.write(key.fd):
+                    selector.unregister(key.fd)
+                    os.close(key.fd)  # EOF: the process ends after its last item
+                continue
             # Raw reads: a buffered reader could hold lines that select() never reports.
             chunk_bytes = os.read(key.fd, 65536)
             pending: bytearray = key.data
@@ -83,8 +108,11 @@ def map_in_processes(
             assert process.stdin is not None and process.stdout is not None
             selector.register(os.dup(process.stdout.fileno()), selectors.EVENT_READ, data=bytearray())
             process.stdout.close()
-            process.stdin.write("".join(f"{item}\n" for item in items[start : start + size]).encode())
+            feed = os.dup(process.stdin.fileno())
             process.stdin.close()
+            os.set_blocking(feed, False)
+            payload = "".join(f"{item}\n" for item in items[start : start + size]).encode()
+            selector.register(feed, selectors.EVENT_WRITE, data=_Feed(payload))
         _gather(selector, results, on_result)
     finally:
         for process in processes:

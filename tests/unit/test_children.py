@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 import pytest
 
@@ -31,6 +32,19 @@ LARGE = (
 
 def run(program: str, items: list[int], **kwargs: object) -> list[dict]:
     return map_in_processes([sys.executable, "-c", program], [str(item) for item in items], **kwargs)  # type: ignore[arg-type]
+
+
+def test_more_input_than_a_pipe_holds_while_the_process_prints_as_it_goes() -> None:
+    # 20,000 VEs' names are 160 KB on one process's stdin, and it prints a line for each as
+    # it reads them: written all at once first, both pipes filled and both sides waited for
+    # ever (seen in a ramp at 20,725 VEs). A thread, so that a hang fails the test instead.
+    items = list(range(100_000, 140_000))  # 280 KB of input, 2 MB of output
+    found: list[dict] = []
+    worker = threading.Thread(target=lambda: found.extend(run(ECHO, items)), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "map_in_processes hung with more input than a pipe holds"
+    assert sorted(r["item"] for r in found) == items
 
 
 @pytest.mark.parametrize("workers", [1, 2, 5])
