@@ -388,4 +388,9 @@ def log_tail(path: str, lines: int = 5) -> str:
         text = read_ve_tail(path, TAIL_BYTES)
     except UnsafeVEFile as refusal:
         return f"(not read: {refusal.found})"
-    return "" if text is None else "\n".join(text.splitlines()[-lines:])
+    if text is None:
+        return ""
+    return "\n".join(
+        line[:OUTPUT_LINE_CHARS] + _CUT if len(line) > OUTPUT_LINE_CHARS else line
+        for line in text.splitlines()[-lines:]
+    )

@@ -13,7 +13,7 @@ import pytest
 
 from pytest_lxcexp.engine import faults
 from pytest_lxcexp.engine.safefs import UnsafeVEFile, open_ve_file, read_ve_tail, split_ve_path
-from pytest_lxcexp.engine.workload import LogFollower, parse_log, read_log
+from pytest_lxcexp.engine.workload import LogFollower, log_tail, parse_log, read_log
 
 LOG = "ve7/delta0/var/log/lxcexp/workload.log"
 
@@ -151,3 +151,10 @@ def test_endless_output_lines_are_kept_bounded(log: Path) -> None:
     assert len(done.output) == 20 and all(len(line) <= 600 for line in done.output)
     assert done.output[0].startswith("z" * 500) and done.output[0].endswith("(line cut)")
     assert parse_log(log.read_text()) == done
+
+
+def test_a_failed_ves_log_tail_is_kept_short(log: Path) -> None:
+    # The reports show a failed VE's last lines: five lines of 60 kB each were 390 kB of results.json per VE.
+    log.write_bytes(b"lxcexp-begin 1 ve7 workload=command\n" + (b"\0" * 12_000 + b"\n") * 5)
+    tail = log_tail(str(log))
+    assert len(tail.splitlines()) == 5 and len(tail) <= 5 * 600, len(tail)
