@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..report.compare import build_groups, verdict_text
+from ..report.compare import build_groups, pairs_by_place, verdict_text
 from ..report.metrics import ALIASES, OUTCOMES, VE_METRICS
-from ..report.verdict import BETTER, CANT_TELL, MIN_SAMPLES, SAME, WORSE, Verdict, compare_outcomes, compare_samples
+from ..report.verdict import BETTER, CANT_TELL, MIN_SAMPLES, SAME, WORSE, Verdict, compare_outcomes, compare_paired
 from .search import BAD, GOOD, SKIPPED
 
 GOOD_NAME, CANDIDATE_NAME = "good", "candidate"
@@ -43,7 +43,9 @@ def metric_name(metric: str) -> str:
 
 
 def verdict_of(ves: list[VE], metric: str, min_effect: float) -> Verdict:
-    """The candidate against the good build on one metric, over every VE given."""
+    """The candidate against the good build on one metric, over every VE given: per-VE figures
+    pair by pair, place by place (the builds were interleaved), as `lxcexp compare` judges the
+    same run (report/compare.py's compare_builds), so the bisect and the run's report agree."""
     name = metric_name(metric)
     groups = {group.name: group for group in build_groups({"ves": ves})}
     good, candidate = groups.get(GOOD_NAME), groups.get(CANDIDATE_NAME)
@@ -59,15 +61,20 @@ def verdict_of(ves: list[VE], metric: str, min_effect: float) -> Verdict:
             {place: bad(ve) for place, ve in zip(candidate.places, candidate.ves, strict=True)},
         )
     figure = VE_METRICS[name]
-    return compare_samples(
+    return compare_paired(
         name,
         GOOD_NAME,
         CANDIDATE_NAME,
-        figure.samples(good.ves),
-        figure.samples(candidate.ves),
+        pairs_by_place(figure, good, candidate),
         worse=figure.worse,
         min_effect=min_effect,
     )
+
+
+def samples_of(ves: list[VE], metric: str, build: str) -> int:
+    """How many values of a per-VE figure one build gave (a pair needs both builds' VE at a place)."""
+    figure = VE_METRICS[metric_name(metric)]
+    return len(figure.samples([ve for ve in ves if ve.get("build") == build]))
 
 
 @dataclass(frozen=True)
@@ -99,15 +106,15 @@ def judge(measure: Measure, metric: str, min_effect: float, max_rounds: int, say
         verdict = verdict_of(ves, metric, min_effect)
         shown = f"round {rounds}" if first == rounds else f"rounds {first}-{rounds}"
         say(f"{label} {shown}: {metric_name(metric)} {verdict_text(verdict)}")
-        if metric_name(metric) in VE_METRICS and verdict.n_baseline < MIN_SAMPLES:
+        if metric_name(metric) in VE_METRICS and (good := samples_of(ves, metric, GOOD_NAME)) < MIN_SAMPLES:
             raise MeasureError(
-                f"the good build gave {verdict.n_baseline} {metric_name(metric)} samples: its VEs did not start, "
+                f"the good build gave {good} {metric_name(metric)} samples: its VEs did not start, "
                 "or the runs do not record it per VE"
             )
-        if metric_name(metric) in VE_METRICS and verdict.n_candidate < MIN_SAMPLES:
+        if metric_name(metric) in VE_METRICS and (found := samples_of(ves, metric, CANDIDATE_NAME)) < MIN_SAMPLES:
             # Adding rounds does not help a build whose VEs do not start.
             name = metric_name(metric)
-            why = f"its build gave {verdict.n_candidate} {name} samples in {rounds} round(s) (its VEs did not start?)"
+            why = f"its build gave {found} {name} samples in {rounds} round(s) (its VEs did not start?)"
             return Judgement(SKIPPED, verdict, rounds, why)
         outcome = outcome_of(verdict)
         if outcome is not None:

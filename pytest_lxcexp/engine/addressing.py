@@ -73,5 +73,11 @@ class BridgeLayout:
             return self.main
         return self.sub_bridge((index - 1) // VES_PER_SUB_BRIDGE + 1)
 
+    def sub_bridges_for(self, first: int, last: int) -> list[int]:
+        """The numbers of the sub-bridges veFIRST..veLAST join (none: they join the main one)."""
+        if not self.sub_bridges:
+            return []
+        return list(range((first - 1) // VES_PER_SUB_BRIDGE + 1, (last - 1) // VES_PER_SUB_BRIDGE + 2))
+
     def all_bridges(self) -> list[str]:
         return [self.main] + [self.sub_bridge(k) for k in range(1, self.sub_bridges + 1)]

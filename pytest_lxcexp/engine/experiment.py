@@ -29,7 +29,7 @@ from . import (
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .progress import NO_STATUS, Counts, Status, status_text
-from .stats import Summary, VERecord, summarize
+from .stats import TAKEDOWN_STEP_PREFIX, Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
 from .waits import RangeWait, range_first_start, wait_deadline
 from .workload import LogFollower, WorkloadLog, expected_exit_status, ping_target
@@ -86,6 +86,7 @@ class Experiment:
         # Each VE's memory (monitor PSS, own cgroup's charge), read once per start: by the first
         # records after it (the end of its range's wait), keyed by index with that start's time.
         self._memory: dict[int, tuple[float, int | None, int | None]] = {}
+        self._sub_bridges_made: set[int] = set()  # a ramp's, made step by step (create())
 
     def next_round(self, number: int) -> Experiment:
         """The experiment of round `number` (--ve-repeat), set up anew after this one's takedown:
@@ -146,6 +147,9 @@ class Experiment:
             yield
         finally:
             self.timings["takedown"] = self.timings.get("takedown", 0.0) + time.monotonic() - began
+            # Each step's time so far (the report adds up over the fixtures' takedowns).
+            for step, seconds in self.takedown_report.seconds.items():
+                self.timings[f"{TAKEDOWN_STEP_PREFIX}{step}"] = seconds
 
     # -- before anything is created -------------------------------------------------
 
@@ -221,7 +225,10 @@ class Experiment:
         if self.config.network != "bridge":
             return
         with self._timed("setup network"):
-            network.create_network(self.bridge_layout, addressing.AddressPlan(self.config.subnet))
+            # A ramp's bound may be tens of thousands of VEs it never reaches: it adds each
+            # step's sub-bridges with the step's clones (create()), not 250 VEs' worth ahead.
+            sub_bridges = () if self.config.ramp else None
+            network.create_network(self.bridge_layout, addressing.AddressPlan(self.config.subnet), sub_bridges)
 
     def setup_clones(self) -> None:
         with self._timed("setup clones"):
@@ -484,7 +491,12 @@ class Experiment:
             self._logs.pop(index, None)
 
     def create(self, first: int, last: int) -> None:
-        """Create veFIRST..veLAST as fresh clones of the base (after destroy())."""
+        """Create veFIRST..veLAST as fresh clones of the base (after destroy()); a ramp's step
+        also gets the sub-bridges its VEs join that earlier steps did not make."""
+        if self.config.ramp and self.config.network == "bridge":
+            needed = [n for n in self.bridge_layout.sub_bridges_for(first, last) if n not in self._sub_bridges_made]
+            network.add_sub_bridges(self.bridge_layout, needed)
+            self._sub_bridges_made.update(needed)
         fleet.create_clones(self.config, self.layout, indexes=range(first, last + 1))
 
     def _with_fault(self, record: VERecord) -> VERecord:
@@ -580,7 +592,7 @@ class Experiment:
         self.end_running_watch()
         with self.timed_takedown():
             bridge = self.config.bridge if self.config.network == "bridge" else None
-            return takedown.takedown(self.config.root, self.config.tag, bridge)
+            return takedown.takedown(self.config.root, self.config.tag, bridge, self.takedown_report)
 
     def leftovers(self) -> list[str]:
         bridge = self.config.bridge if self.config.network == "bridge" else None

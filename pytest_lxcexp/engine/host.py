@@ -60,6 +60,9 @@ FILES_PER_VE = 32
 PROCESS_RESERVE = 1000
 MEMORY_RESERVE = 1024 * MiB
 PIDS_BUDGET = "processes (--ve-pids-max)"
+MEMORY_AVAILABLE = "memory available"
+# Limits a ramp meets step by step rather than being bounded by (ramp_bound).
+RAMP_MEASURES = (PIDS_BUDGET, MEMORY_AVAILABLE)
 
 
 class PreflightError(RuntimeError):
@@ -260,7 +263,7 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
         )
     )
     memory = figures.memory + (MEMORY_CGROUPS_PER_VE if cgroups.ves_get_memory_cgroups(config.ve_controllers) else 0)
-    found.append(_requirement("memory available", count, memory, 0, memory_available(), fix="fewer VEs or more memory"))
+    found.append(_requirement(MEMORY_AVAILABLE, count, memory, 0, memory_available(), fix="fewer VEs or more memory"))
     if config.pids_max:
         found.append(
             _requirement(PIDS_BUDGET, count, figures.processes - 1, 0, config.pids_max, fix="raise --ve-pids-max")
@@ -271,14 +274,14 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
 
 def ramp_bound(config: ExperimentConfig) -> tuple[int, Requirement | None]:
     """The most VEs a ramp may start, and the limit that sets it (None: the subnet or the
-    supported maximum, config.count). Sysctls --ve-tune-host raises do not bound it; memory
-    keeps MEMORY_RESERVE for the host, and --ve-pids-max is left for the ramp to run into."""
+    supported maximum, config.count). Sysctls --ve-tune-host raises do not bound it;
+    --ve-pids-max is left for the ramp to run into; memory is not a bound but measured step
+    by step, each step cut to what leaves MEMORY_RESERVE (engine/ramp.py): the budget per VE
+    is an estimate with a margin, and the ramp is there to find the host's real figure."""
     bound, limit = config.count, None
     for item in requirements(config):
-        if not item.hard or (config.tune_host and item.sysctl) or item.what == PIDS_BUDGET:
+        if not item.hard or (config.tune_host and item.sysctl) or item.what in RAMP_MEASURES:
             continue
-        if item.what.startswith("memory"):
-            item = Requirement(item.what, item.need, item.have - MEMORY_RESERVE, fix=item.fix, per_ve=item.per_ve)
         allows = item.allows
         if allows is not None and allows < bound:
             bound, limit = allows, item
@@ -313,8 +316,9 @@ def preflight(config: ExperimentConfig) -> list[str]:
             raise ConfigError("--ve-subnet", f"{config.subnet} overlaps host addresses: {', '.join(clashes)}")
     short = shortfalls(config)
     if config.ramp:
-        # A ramp's count is its bound, which the limits set; the budget is what it runs into.
-        short = [item for item in short if item.what != PIDS_BUDGET]
+        # A ramp's count is its bound, which the limits set; the pids budget is what it runs
+        # into, and memory what it measures as it goes.
+        short = [item for item in short if item.what not in RAMP_MEASURES]
     if config.tune_host:
         # --ve-tune-host raises the sysctls itself (after the checks, before setup).
         short = [item for item in short if item.sysctl is None]

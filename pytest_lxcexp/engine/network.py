@@ -135,12 +135,21 @@ def create_bridge(name: str, tag: str, plan: AddressPlan) -> None:
             raise
 
 
-def create_network(layout: BridgeLayout, plan: AddressPlan) -> None:
-    """The main bridge with the host's address, then any sub-bridges joined to it."""
+def create_network(layout: BridgeLayout, plan: AddressPlan, sub_bridges: Iterable[int] | None = None) -> None:
+    """The main bridge with the host's address, then the sub-bridges joined to it (all the
+    layout has, unless `sub_bridges` names which)."""
     create_bridge(layout.main, layout.tag, plan)
+    add_sub_bridges(layout, range(1, layout.sub_bridges + 1) if sub_bridges is None else sub_bridges)
+
+
+def add_sub_bridges(layout: BridgeLayout, numbers: Iterable[int]) -> None:
+    """Sub-bridges `numbers` of the layout, each joined to the main bridge by its uplink."""
+    numbers = list(numbers)
+    if not numbers:
+        return
     with IPRoute() as ip:
         main_index = ip.link_lookup(ifname=layout.main)[0]
-        for number in range(1, layout.sub_bridges + 1):
+        for number in numbers:
             sub_index = _add_bridge(ip, layout.sub_bridge(number), layout.tag)
             up_name, down_name = layout.uplink(number)
             ip.link("add", ifname=up_name, kind="veth", peer=down_name)

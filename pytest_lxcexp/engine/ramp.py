@@ -10,18 +10,22 @@ pure function of what it saw:
 3. the experiment's tmpfs is full;
 4. a VE of the step failed for no named limit;
 5. an objective (--ve-slo) broke on the step's start latencies;
-6. the next step would not fit: memory (a reserve is kept for the host) or PIDs;
+6. the next step would not fit: memory (a reserve is kept for the host) or PIDs; a step
+   is first cut to what fits, and the ramp stops when that is less than a tenth of it;
 7. the bound the preflight's limits set was reached.
 
 It never pushes the host into its hard limits where that would hurt the rest of the host
 (memory, pid_max): those are stopped before, by the measured per-VE figures (6) and the
-preflight's bound (7). The limits that are the experiment's own (its tmpfs, its pids
-budget) and the per-VE kernel objects (keys, ports, ptys, neighbours) are met for real.
+preflight's bound (7). Memory is not part of the bound: the per-VE budget is an estimate
+with a margin, and the count a ramp reports should be the host's. The limits that are the
+experiment's own (its tmpfs, its pids budget) and the per-VE kernel objects (keys, ports,
+ptys, neighbours) are met for real.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,11 +38,20 @@ from .faults import HostLimit, classify, tmpfs_full, tmpfs_limit, ve_limit
 from .fleet import StartResult
 from .progress import NO_STATUS, Status
 from .safefs import UnsafeVEFile
-from .slo import Slo, ramp_steps
+from .slo import Slo, step_sizes
 from .stats import latency_stats
 from .workload import expected_exit_status, read_log
 
 MIB = 1024 * 1024
+# Memory per VE is taken from the ramp's own measurement once this many VEs run (fewer:
+# the noise of the rest of the host is larger than what they take), with this margin: host
+# memory per VE grew from 0.89 to 1.09 MiB between 400 and 14,833 VEs (docs/benchmarks.md),
+# at most 3% from one step to the next.
+MEASURED_RUNNING = 200
+MEASURED_MARGIN = 1.2
+# A step cut to what the host has room for is run only if it keeps this share of its VEs:
+# a smaller one would add little to the count the ramp reports.
+SHORTEST_STEP_SHARE = 0.1
 # How long a step's VEs may take to begin their workload (a system init boots first).
 SETTLE_SECONDS = {"workload": 30.0, "system": 120.0}
 
@@ -132,6 +145,27 @@ class Headroom:
     processes_per_ve: float
     pid_limit: int
     next_step: int
+
+    @property
+    def fitting(self) -> int:
+        """How many of the next step's VEs fit in both (0 to next_step)."""
+        memory = (self.memory_available - host.MEMORY_RESERVE) / self.memory_per_ve
+        processes = (self.pid_limit - self.processes_in_use - host.PROCESS_RESERVE) / self.processes_per_ve
+        return max(0, min(self.next_step, int(memory), int(processes)))
+
+
+def memory_per_ve_ahead(points: list[RampPoint], budget: float) -> float:
+    """The memory a VE of the next step is counted at: the base and init's budget until a step
+    measured enough VEs, then what the last such step measured (host memory or, if larger,
+    the VEs' cgroups' charge) with a margin for what grows with the count. What the host has
+    available is read anew before every step, so an error is never carried further."""
+    measured = [point for point in points if point.running >= MEASURED_RUNNING]
+    if not measured:
+        return budget
+    last = measured[-1]
+    charged = last.cgroup_memory / last.running if last.cgroup_memory else None
+    figures = [figure for figure in (last.memory_per_ve, charged) if figure]
+    return max(figures) * MEASURED_MARGIN if figures else budget
 
 
 @dataclass
@@ -322,21 +356,31 @@ class Ramp:
         began = time.monotonic()
         baseline = host.memory_available()
         figures = host.ve_budget(config)
-        for number, (first, last) in enumerate(ramp_steps(config.ramp_step, config.ramp_growth, config.count), 1):
+        started = 0
+        sizes = step_sizes(config.ramp_step, config.ramp_growth)
+        for number in itertools.count(1):
+            if started >= config.count:
+                result.stop = bound_stop(config, self.bound_by)
+                break
             last_point = result.points[-1] if result.points else None
             room = Headroom(
                 memory_available=host.memory_available(),
-                memory_per_ve=max(last_point.memory_per_ve or 0.0, figures.memory) if last_point else figures.memory,
+                memory_per_ve=memory_per_ve_ahead(result.points, figures.memory),
                 processes_in_use=host.processes_in_use(),
                 processes_per_ve=max(last_point.processes_per_ve or 0.0, figures.processes)
                 if last_point
                 else figures.processes,
                 pid_limit=min(_sysctl("kernel/pid_max"), _sysctl("kernel/threads-max")),
-                next_step=last - first + 1,
+                next_step=min(next(sizes), config.count - started),
             )
-            result.stop = headroom_stop(room)
-            if result.stop is not None:
+            # Near the host's limits the step is cut to what fits, so the count reached is the
+            # host's, not the step size's; one cut to a sliver is not worth its starts.
+            step = room.fitting
+            if step < max(1, SHORTEST_STEP_SHARE * room.next_step):
+                result.stop = headroom_stop(room) or bound_stop(config, self.bound_by)
                 break
+            first, last = started + 1, started + step
+            started = last
             seen = self._step(first, last)
             result.points.append(self._measure(number, first, last, seen, baseline, began))
             self.status(
@@ -346,8 +390,6 @@ class Ramp:
             result.stop = decide(seen, config.slo, number)
             if result.stop is not None:
                 break
-        else:
-            result.stop = bound_stop(config, self.bound_by)
         experiment.progress(f"lxcexp: {result.describe()}")
         return result
 
@@ -440,9 +482,23 @@ class Ramp:
             latency={key: stats[key] for key in ("p50", "p90", "p99", "max") if key in stats},
             memory_used=baseline - host.memory_available(),
             cgroup_memory=cgroups.subtree_counter(self.config.tag, "memory", "memory.usage_in_bytes"),
-            processes=cgroups.subtree_counter(self.config.tag, "pids", "pids.current"),
+            processes=_steady_processes(self.config.tag),
             elapsed=round(time.monotonic() - began, 3),
         )
+
+
+def _steady_processes(tag: str, interval: float = 0.2, within: float = 1.0) -> int | None:
+    """The experiment's process count once two reads `interval` apart agree (or `within`
+    seconds passed): a VE that began its workload may still run a short-lived process of
+    its start, which a count taken right after the starts would add to the curve."""
+    deadline = time.monotonic() + within
+    count = cgroups.subtree_counter(tag, "pids", "pids.current")
+    while count is not None and time.monotonic() < deadline:
+        time.sleep(interval)
+        count, before = cgroups.subtree_counter(tag, "pids", "pids.current"), count
+        if count == before:
+            break
+    return count
 
 
 def _alive(pid: int | None) -> bool:

@@ -82,12 +82,11 @@ def parse_growth(option: str, text: str | float) -> float:
     return value
 
 
-def ramp_steps(first_step: int, growth: float, bound: int) -> Iterator[tuple[int, int]]:
-    """The ranges a ramp starts, (first, last) inclusive: the first `first_step` VEs, then
-    steps `growth` times the one before (rounded, at least one VE more), until `bound`."""
-    started, size = 0, float(first_step)
-    while started < bound:
-        step = min(max(1, round(size)), bound - started)
-        yield started + 1, started + step
-        started += step
+def step_sizes(first_step: int, growth: float) -> Iterator[int]:
+    """The planned size of each step of a ramp: `first_step` VEs, then each step `growth`
+    times the one before (rounded, at least one VE); the ramp cuts them to its bound and
+    to what the host has room for."""
+    size = float(first_step)
+    while True:
+        yield max(1, round(size))
         size *= growth

@@ -214,8 +214,26 @@ def results_block(summary: Summary, human_disk: str) -> list[str]:
     return lines
 
 
+# The takedown's own steps are phases too, named "takedown STEP" (engine/takedown.py's
+# TakedownReport.seconds): shown as one line under the takedown's total.
+TAKEDOWN_STEP_PREFIX = "takedown "
+
+
+def takedown_steps(timings: Mapping[str, float | None]) -> dict[str, float]:
+    """The takedown's steps among `timings`, by step name, in the order run."""
+    return {
+        name.removeprefix(TAKEDOWN_STEP_PREFIX): seconds
+        for name, seconds in timings.items()
+        if name.startswith(TAKEDOWN_STEP_PREFIX) and seconds is not None
+    }
+
+
 def timings_lines(timings: dict[str, float], summary: Summary) -> list[str]:
-    lines = [f"{phase:<22}: {seconds:8.2f} s" for phase, seconds in timings.items()]
+    phases = {name: seconds for name, seconds in timings.items() if not name.startswith(TAKEDOWN_STEP_PREFIX)}
+    lines = [f"{phase:<22}: {seconds:8.2f} s" for phase, seconds in phases.items()]
+    steps = takedown_steps(timings)
+    if steps:
+        lines.append(f"{'  of it':<22}: " + ", ".join(f"{step} {seconds:.2f} s" for step, seconds in steps.items()))
     stats = latency_stats(summary.start_latencies)
     if stats:
         lines.append(

@@ -178,9 +178,9 @@ def remove_abandoned_lock(root: str) -> None:
     remove_run_files(root)
 
 
-def takedown(root: str, tag: str, bridge: str | None) -> TakedownReport:
+def takedown(root: str, tag: str, bridge: str | None, report: TakedownReport | None = None) -> TakedownReport:
     """The whole takedown, in order; safe to repeat and to run after a crash."""
-    report = TakedownReport()
+    report = report if report is not None else TakedownReport()
     errors = []
     # Every step runs even when an earlier one failed: a stuck mount must not leave the bridge.
     for step in (

@@ -60,7 +60,10 @@ def mismatches(reference: RunKey, current: RunKey) -> list[str]:
     reasons = []
     if reference.fingerprint is None:
         reasons.append("it has no host fingerprint (written by an older pytest-lxcexp)")
-    elif current.fingerprint is not None:
+    elif current.fingerprint is None:
+        # `lxcexp compare A B` with an old B: the check must not depend on which side is the old one.
+        reasons.append("the run it is compared with has no host fingerprint (written by an older pytest-lxcexp)")
+    else:
         reasons += [
             f"{key} {reference.fingerprint.get(key)!r} here {current.fingerprint.get(key)!r}"
             for key in FINGERPRINT_KEYS

@@ -313,18 +313,33 @@ def run_label(results: Results) -> str:
 def compare_runs(
     before: Results, now: Results, effects: dict[str, float] | None = None, warnings: list[str] | None = None
 ) -> list[Comparison]:
-    """Every sample of `now` against every sample of `before`: per build when both runs ran the
-    same builds, else the whole runs; the first comparison also holds the one-value figures
+    """Every sample of `now` against every sample of `before`: per build (by name) when either run
+    ran several builds, else the whole runs; the first comparison also holds the one-value figures
     (setup, memory per VE, ...). `warnings`: why the runs were compared although incomparable."""
     effects = effects or {}
     warnings = [*(warnings or []), *differences(before, now)]
-    builds = builds_of(now)
-    # Per build only when the runs had several: a run of one build (every VE is `system`
-    # without --ve-lxc) is the whole run.
-    if len(builds) > 1 and builds == builds_of(before):
-        pairs = list(zip(build_groups(before), build_groups(now), strict=True))
-        suffixes = [f" build {build}" for build in builds]
+    builds, old_builds = builds_of(now), builds_of(before)
+    # Per build, matched by name, when either run had several: pooling a run's builds into one
+    # side would hold a build against a mixture of others (and its verdict would follow the
+    # order --ve-lxc listed them in). A run of one build each (every VE is `system` without
+    # --ve-lxc, or one --ve-lxc per run) is the whole run.
+    shared = [build for build in builds if build in old_builds]
+    several = len(builds) > 1 or len(old_builds) > 1
+    if several and shared:
+        alone = [f"{build} (before only)" for build in old_builds if build not in builds]
+        alone += [f"{build} (now only)" for build in builds if build not in old_builds]
+        if alone:
+            warnings.append(f"builds in one run only, not compared: {', '.join(alone)}")
+        old_groups = {group.name: group for group in build_groups(before)}
+        new_groups = {group.name: group for group in build_groups(now)}
+        pairs = [(old_groups[build], new_groups[build]) for build in shared]
+        suffixes = [f" build {build}" for build in shared]
     else:
+        if several:
+            warnings.append(
+                f"the runs share no build ({', '.join(old_builds)} against {', '.join(builds)}): "
+                "each side pools its builds, so the verdicts hold a mixture against a mixture"
+            )
         pairs = [(_group("before", before.get("ves", []), False), _group("now", now.get("ves", []), False))]
         suffixes = [""]
     comparisons = []
@@ -392,6 +407,14 @@ def unchecked_rules(comparisons: list[Comparison], rules: list[FailRule]) -> lis
             if v.metric == rule.verdict_metric
         ):
             notes.append(f"{rule}: {rule.verdict_metric} is missing in one of the runs; not checked")
+        elif all(
+            v.verdict == CANT_TELL and v.p_value is None and v.method != "one value each"
+            for c in comparisons
+            for v in c.verdicts
+            if v.metric == rule.verdict_metric
+        ):
+            # No test ran (too few samples or pairs): "no worse verdict" would be no evidence at all.
+            notes.append(f"{rule}: {rule.verdict_metric} had too few samples for a test; not checked")
     return notes
 
 
@@ -407,9 +430,11 @@ class Judgement:
     @property
     def held(self) -> str | None:
         """The line that says the rules held, when there were rules and something to hold them to."""
-        if not (self.comparisons and self.rules) or self.regressions:
+        unchecked = {note.partition(": ")[0] for note in self.notes}
+        checked = [str(rule) for rule in self.rules if str(rule) not in unchecked]
+        if not (self.comparisons and checked) or self.regressions:
             return None
-        return f"no regression: no 'worse' verdict for {', '.join(str(rule) for rule in self.rules)}"
+        return f"no regression: no 'worse' verdict for {', '.join(checked)}"
 
 
 def judge(

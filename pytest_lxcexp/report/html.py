@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ..engine.stats import Summary, results_block
+from ..engine.stats import TAKEDOWN_STEP_PREFIX, Summary, results_block, takedown_steps
 from ..engine.storage import human_size
 from . import charts
 from .compare import ACROSS_RUNS_NOTE, PAIRED_NOTE, Comparison, Regression, build_groups, cells
@@ -30,6 +30,7 @@ CSS = """
 .lxcexp table { border-collapse: collapse; margin: 4px 0; }
 .lxcexp th, .lxcexp td { border: 1px solid #dde1e5; padding: 3px 8px; text-align: right; }
 .lxcexp th { background: #f3f5f7; } .lxcexp td.k, .lxcexp th.k { text-align: left; }
+.lxcexp tr.step td { color: #555; }
 .lxcexp pre { background: #f7f7f9; border: 1px solid #e3e6ea; padding: 8px; margin: 4px 0; color: #111;
   white-space: pre-wrap; font-size: 12px; }
 .lxcexp .cards { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
@@ -175,10 +176,16 @@ def comparison_section(
 
 def timings_section(results: Results) -> str:
     timings = results.get("timings") or {}
+    all_phases = timings.get("phases") or {}
     rows = [
         f'<tr><td class="k">{e(name)}</td><td>{seconds:.2f}</td></tr>'
-        for name, seconds in (timings.get("phases") or {}).items()
-        if seconds is not None
+        for name, seconds in all_phases.items()
+        if seconds is not None and not name.startswith(TAKEDOWN_STEP_PREFIX)
+    ]
+    # The takedown's own steps, indented under it: where a slow takedown spent its time.
+    rows += [
+        f'<tr class="step"><td class="k">&nbsp;&nbsp;takedown: {e(step)}</td><td>{seconds:.2f}</td></tr>'
+        for step, seconds in takedown_steps(all_phases).items()
     ]
     phases = (
         f'<table><thead><tr><th class="k">phase</th><th>seconds</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'

@@ -111,6 +111,16 @@ def test_archived_runs_compare_and_render(pytester, clean_host, leftovers, tmp_p
     timings = results["timings"]
     assert 0 < timings["setup_s"] < timings["complete_all_s"] and timings["start_all_s"] < timings["complete_all_s"]
     assert timings["takedown_s"] > 0
+    # The takedown's own steps, in the order run, adding up to no more than the takedown.
+    steps = {name: seconds for name, seconds in timings["phases"].items() if name.startswith("takedown ")}
+    assert list(steps) == [
+        f"takedown {step}"
+        for step in ("kill", "exits", "sweep", "lxc stop", "cgroups", "veths freed", "links", "bridge", "storage")
+    ]
+    assert all(seconds >= 0 for seconds in steps.values()) and steps["takedown kill"] > 0
+    assert sum(steps.values()) <= timings["takedown_s"] + 0.01  # each rounded to the millisecond
+    printed = next(line for line in first.outlines if line.startswith("  of it "))
+    assert f"kill {steps['takedown kill']:.2f} s, exits " in printed and printed.endswith(" s")
     timeline = results["timeline"]
     assert max(timeline["running"]) == 12 and timeline["running"][-1] == 0  # all up at once; none after takedown
     assert timeline["started"][-1] == 12 and timeline["completed"][-1] == 12
@@ -174,6 +184,8 @@ def test_archived_runs_compare_and_render(pytester, clean_host, leftovers, tmp_p
     results_block = re.search(r'<pre id="lxcexp-results">(.*?)</pre>', dom, re.S)
     assert results_block and "Total VEs        : 12" in results_block.group(1)
     assert "25-ping VEs      : 10" in results_block.group(1)
+    timings_card = re.search(r'<div class="cards" id="lxcexp-timings">(.*?)</table>', dom, re.S).group(1)
+    assert re.search(r"takedown: cgroups</td><td>\d+\.\d\d</td>", timings_card)
     assert 'id="lxcexp-compare"' in dom and "Regression: completed: worse: 0 -&gt; 2 VEs bad" in dom
     charts = re.search(r'<div class="cards charts" id="lxcexp-charts">(.*?)</div>', dom, re.S)
     assert charts

@@ -22,6 +22,8 @@ from pytest_lxcexp.bisect.judge import CANDIDATE_NAME, GOOD_NAME, judge, verdict
 from pytest_lxcexp.bisect.runs import SessionOptions, round_command
 from pytest_lxcexp.bisect.search import BAD, GOOD, SKIPPED, Search
 from pytest_lxcexp.engine.build_lxc import BuildError
+from pytest_lxcexp.engine.builds import build_index
+from pytest_lxcexp.report.compare import compare_builds
 
 
 def git(repo: Path, *args: str) -> str:
@@ -347,3 +349,19 @@ def test_a_run_is_one_ping_session_of_both_builds_interleaved() -> None:
     builds = [part for part in command if part.startswith("--ve-lxc=")]
     assert builds == ["--ve-lxc=candidate=/p/c", "--ve-lxc=good=/p/g"]
     assert command[-2:] == ["--ve-root=/tmp/r", "--ve-bridge=vex1"]
+
+
+def test_a_step_is_judged_pair_by_pair_as_the_runs_own_report_judges_it() -> None:
+    # Interleaved builds on a host that slows down as VEs pile up (30 -> 70 ms), the candidate
+    # 8% slower: the drift hides it from two independent samples, the pairs (the k-th VE of each
+    # build started side by side) show it. The bisect must say what `lxcexp compare RUN` says.
+    rng = np.random.default_rng(1)
+    rows = []
+    for index in range(1, 201):
+        build = (GOOD_NAME, CANDIDATE_NAME)[build_index(index, 2, 0)]
+        latency = (0.030 + 0.040 * index / 200 + float(rng.normal(0, 0.002))) * (1.08 if build == CANDIDATE_NAME else 1)
+        rows.append({"index": index, "build": build, "round": 0, "start_latency": latency, "completed": True})
+    (report,) = compare_builds({"ves": rows})
+    mine = verdict_of(rows, "start_latency", 5.0)
+    assert mine.verdict == report.verdict("start_latency").verdict == "worse"
+    assert mine.ci_low == report.verdict("start_latency").ci_low

@@ -301,6 +301,19 @@ def test_bridge_layout_spreads_ves_over_sub_bridges(count: int, subs: int, bridg
     )
 
 
+def test_a_range_of_ves_names_the_sub_bridges_it_joins() -> None:
+    from pytest_lxcexp.engine.addressing import BridgeLayout
+
+    layout = BridgeLayout("vebr", "xxxxx", 65533)  # a ramp's bound on a /16
+    assert layout.sub_bridges_for(1, 3) == [1]
+    assert layout.sub_bridges_for(250, 251) == [1, 2]
+    assert layout.sub_bridges_for(406, 1039) == [2, 3, 4, 5]
+    assert all(
+        layout.bridge_for(i) in {layout.sub_bridge(n) for n in layout.sub_bridges_for(406, 1039)} for i in (406, 1039)
+    )
+    assert BridgeLayout("vebr", "xxxxx", 1000).sub_bridges_for(1, 1000) == []  # all on the main bridge
+
+
 def test_subnet_size_is_only_checked_for_a_bridge() -> None:
     assert build_config(count=300, subnet="10.0.0.0/24", network="none").count == 300
 

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 
 import pytest
 
-from pytest_lxcexp.engine import host
+from pytest_lxcexp.engine import host, ramp
 from pytest_lxcexp.engine.config import DEFAULT_VE_PIDS_MAX, ConfigError, build_config
 from pytest_lxcexp.engine.faults import classify, tmpfs_limit
 from pytest_lxcexp.engine.progress import Counts, eta_text, status_text
-from pytest_lxcexp.engine.ramp import Headroom, StepObservation, VEFailure, bound_stop, decide, headroom_stop
-from pytest_lxcexp.engine.slo import Slo, parse_duration, parse_slos, ramp_steps
+from pytest_lxcexp.engine.ramp import (
+    MEASURED_MARGIN,
+    Headroom,
+    RampPoint,
+    StepObservation,
+    VEFailure,
+    bound_stop,
+    decide,
+    headroom_stop,
+    memory_per_ve_ahead,
+)
+from pytest_lxcexp.engine.slo import Slo, parse_duration, parse_slos, step_sizes
 
 MIB = 1024 * 1024
 
@@ -88,11 +99,11 @@ def test_bad_ramp_options_are_usage_errors(values: dict[str, str], message: str)
     assert str(caught.value) == message
 
 
-def test_ramp_steps_grow_and_stop_at_the_bound() -> None:
-    assert list(ramp_steps(10, 2.0, 100)) == [(1, 10), (11, 30), (31, 70), (71, 100)]
-    assert list(ramp_steps(5, 1.0, 12)) == [(1, 5), (6, 10), (11, 12)]
-    # Growth that rounds to nothing still adds a VE per step.
-    assert list(ramp_steps(1, 1.2, 4)) == [(1, 1), (2, 2), (3, 3), (4, 4)]
+def test_ramp_steps_grow() -> None:
+    assert list(itertools.islice(step_sizes(10, 2.0), 4)) == [10, 20, 40, 80]
+    assert list(itertools.islice(step_sizes(5, 1.0), 3)) == [5, 5, 5]
+    # Growth that rounds to nothing still starts a VE per step.
+    assert list(itertools.islice(step_sizes(1, 1.2), 4)) == [1, 1, 1, 2]
 
 
 PIDS = classify("sh: can't fork: Resource temporarily unavailable")
@@ -155,6 +166,28 @@ def test_the_next_step_must_leave_the_host_its_reserves() -> None:
     assert memory.limit == "memory" and memory.kernel.startswith("/proc/meminfo: MemAvailable: ")
     pids = headroom_stop(Headroom(**{**room.__dict__, "processes_in_use": 31700}))
     assert pids.limit == "pids" and "kernel.pid_max" in pids.setting
+    # What fits of a step: 100 MiB above the reserve hold 66 VEs of 1.5 MiB; 68 PIDs above
+    # pid_max's reserve hold 22 VEs of 3 processes.
+    assert room.fitting == 50
+    assert Headroom(**{**room.__dict__, "next_step": 100}).fitting == 66
+    assert Headroom(**{**room.__dict__, "next_step": 100, "processes_in_use": 31700}).fitting == 22
+    assert Headroom(**{**room.__dict__, "memory_available": host.MEMORY_RESERVE // 2}).fitting == 0
+
+
+def _point(running: int, memory_used: int, cgroup_memory: int | None) -> RampPoint:
+    return RampPoint(1, 1, running, running, running, 0, 0, {}, memory_used, cgroup_memory, None, 1.0)
+
+
+def test_memory_per_ve_ahead_is_the_budget_until_enough_ves_ran() -> None:
+    budget = 1.5 * MIB
+    assert memory_per_ve_ahead([], budget) == budget
+    assert memory_per_ve_ahead([_point(50, 50 * MIB, 45 * MIB)], budget) == budget  # too few to tell
+    # Then what the host lost per VE, or the cgroups' charge if larger, with the margin.
+    measured = [_point(50, 50 * MIB, 45 * MIB), _point(1000, 1000 * MIB, 900 * MIB)]
+    assert memory_per_ve_ahead(measured, budget) == pytest.approx(1.0 * MIB * MEASURED_MARGIN)
+    others_freed = [_point(1000, -300 * MIB, 900 * MIB)]  # the rest of the host gave memory back
+    assert memory_per_ve_ahead(others_freed, budget) == pytest.approx(0.9 * MIB * MEASURED_MARGIN)
+    assert memory_per_ve_ahead([_point(1000, -300 * MIB, None)], budget) == budget  # nothing measured
 
 
 def test_the_bound_names_the_limit_that_set_it() -> None:
@@ -188,6 +221,11 @@ def test_the_ramp_bound_is_the_tightest_host_limit() -> None:
     assert bound == 58  # 2 MiB at 35.25 KiB per VE
     # A large tmpfs leaves the subnet as the bound.
     assert host.ramp_bound(build_config(count="max", subnet="10.107.0.0/24", tmpfs_size="1G")) == (253, None)
+    # Memory does not bound a ramp, however many VEs the budget says the host has room for:
+    # the ramp measures it step by step (65,533 VEs at 1.5 MiB would need 96 GiB).
+    wide = build_config(count="max", subnet="10.107.0.0/16", tmpfs_size="8G", tune_host=True)
+    assert host.ramp_bound(wide) == (65533, None)
+    assert "memory available" in [item.what for item in host.shortfalls(wide)]
 
 
 def test_the_preflight_counts_the_per_ve_figures_of_the_base_and_init() -> None:
@@ -250,3 +288,28 @@ def test_host_limits_are_named_with_what_raises_them(text: str, name: str) -> No
     limit = classify(text)
     assert limit is not None and limit.name == name and limit.setting
     assert classify("no such thing") is None
+
+
+class _Clock:
+    """time for ramp: sleep() moves monotonic() on, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_process_count_is_taken_once_it_holds_still(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ramp, "time", _Clock())
+    reads = iter([7, 6, 6, 5])
+    monkeypatch.setattr(ramp.cgroups, "subtree_counter", lambda tag, controller, file: next(reads))
+    assert ramp._steady_processes("t") == 6
+    counts = iter(range(100, 0, -1))  # never still: the last count when the second is up
+    monkeypatch.setattr(ramp.cgroups, "subtree_counter", lambda tag, controller, file: next(counts))
+    assert ramp._steady_processes("t", interval=0.2, within=1.0) == 95
+    monkeypatch.setattr(ramp.cgroups, "subtree_counter", lambda tag, controller, file: None)
+    assert ramp._steady_processes("t") is None  # no pids controller: nothing to wait for

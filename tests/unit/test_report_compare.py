@@ -274,6 +274,10 @@ def test_naming_options_pings_and_workers() -> None:
     assert mismatches(_key(make_results(fingerprint=None)), _key(make_results())) == [
         "it has no host fingerprint (written by an older pytest-lxcexp)"
     ]
+    # Either side without one: `lxcexp compare A B` must not pass A=new, B=old and refuse B=new, A=old.
+    assert mismatches(_key(make_results()), _key(make_results(fingerprint=None))) == [
+        "the run it is compared with has no host fingerprint (written by an older pytest-lxcexp)"
+    ]
 
 
 def test_successful_runs() -> None:
@@ -367,3 +371,35 @@ def test_this_host_fingerprint() -> None:
     assert comparable.host_fingerprint(None)["lxc_cgroup_use"] == "all (liblxc's default)"
     assert isinstance(found["cgroup_layout"]["v1"], list)
     assert found["start_path"] == "forkstart"  # lxc-dev and gcc are installed by `make deps`
+
+
+def test_runs_of_several_builds_compare_build_by_build_by_name_whatever_their_order() -> None:
+    # Build b is 50% slower than a in the reference. Listed the other way round (--ve-lxc b
+    # first), and with b alone: each build must still be held against itself, never against
+    # a pool of both (where an unchanged b came out "worse" and a changed one "same").
+    slow_b = [value * (1.5 if index % 2 else 1.0) for index, value in enumerate(SPREAD)]
+    before = make_results(latencies=slow_b, builds=["a", "b"])
+    swapped = make_results(latencies=[value * (1.5 if index % 2 == 0 else 1.0) for index, value in enumerate(SPREAD)])
+    for ve in swapped["ves"]:
+        ve["build"], ve["round"] = ("b", "a")[(ve["index"] - 1) % 2], 1
+    comparisons = compare_runs(before, swapped)
+    assert [c.now_label.split()[-1] for c in comparisons] == ["b", "a"]
+    assert {c.verdict("start_latency").verdict for c in comparisons} == {SAME}
+    b_alone = make_results(latencies=[value * 1.5 for value in SPREAD[1::2]], builds=["b"])
+    [comparison] = compare_runs(before, b_alone)
+    assert comparison.now_label.endswith("build b") and comparison.verdict("start_latency").verdict == SAME
+    assert "builds in one run only, not compared: a (before only)" in comparison.warnings
+
+
+def test_a_rule_that_no_test_could_check_is_said_not_checked_and_never_held() -> None:
+    # Eight VEs a run, every start 3x slower: "can't tell (too few samples)" is no evidence that
+    # nothing regressed; the rule must be reported not checked, not "no regression".
+    before = make_results(latencies=SPREAD[:8])
+    now = make_results(latencies=[value * 3 for value in SPREAD[:8]])
+    judged = judge(now, parse_fail_rules(["start_latency"]), before, builds=False)
+    assert judged.comparisons[0].verdict("start_latency").verdict == CANT_TELL and not judged.regressions
+    assert judged.notes == ["start_latency: start_latency had too few samples for a test; not checked"]
+    assert judged.held is None
+    # With enough samples the same rule is checked, and held when nothing is worse.
+    enough = judge(make_results(latencies=SPREAD), parse_fail_rules(["start_latency"]), make_results(latencies=SPREAD))
+    assert enough.notes == [] and enough.held == "no regression: no 'worse' verdict for start_latency"
