@@ -358,6 +358,33 @@ def kill_all_ves(tag: str) -> tuple[set[str], int]:
     return {name for name in payloads if name != "."}, len(victims)
 
 
+def thaw_frozen(tag: str) -> list[str]:
+    """Thaw every frozen cgroup of our container subtree in the v1 freezer hierarchy; returns
+    the cgroups thawed. A VE that may mount cgroups (a system init keeps CAP_SYS_ADMIN) can
+    freeze its own, and a v1-frozen process does not die of SIGKILL until it is thawed: the
+    takedown would wait for it and leave it, its cgroups and its detached tmpfs behind.
+    (A v2-frozen cgroup needs nothing: cgroup.kill and SIGKILL reach its processes.)
+    Called after the kill, so what wakes up dies at once instead of running on."""
+    thawed = []
+    for hierarchy in hierarchies():
+        top = os.path.join(hierarchy, container_dir(tag))
+        if not os.path.isfile(os.path.join(top, "freezer.state")) or os.path.islink(top):
+            continue
+        for directory in _walk_dirs_deepest_first(top):
+            path = os.path.join(directory, "freezer.state")
+            try:
+                with open(path) as handle:
+                    if handle.read().strip() == "THAWED":
+                        continue
+                with open(path, "w") as handle:
+                    handle.write("THAWED")
+                thawed.append(directory)
+            except OSError as error:
+                if error.errno not in _GONE:
+                    raise
+    return thawed
+
+
 def _kill_subtree(name: str) -> None:
     for hierarchy in hierarchies():
         path = os.path.join(hierarchy, name, "cgroup.kill")

@@ -15,7 +15,9 @@ docs/benchmarks.md:
 - devices: LXC's device allow-list (the null/zero/full/tty/random/pts nodes; mknod of
            anything, reading or writing nothing else), wherever the VE has a devices
            cgroup of its own: always with a system init, or when --ve-cgroups lists devices.
-- mounts:  /proc/sys and /sys read-only (lxc.mount.auto proc:mixed sys:ro; see workload.py).
+- mounts:  /proc/sys and /sys read-only (lxc.mount.auto proc:mixed sys:ro; see workload.py),
+           and /proc/irq (PROC_MOUNT_LINES): proc:mixed leaves it writable, and a privileged
+           VE's root (uid 0 with dac_override) could set the host's IRQ affinities.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ keyctl errno 1
 add_key errno 1
 request_key errno 1
 """
+
+# Host-wide knobs in the VE's /proc that proc:mixed leaves writable and no capability guards
+# (only the file's mode, root's): bound read-only over themselves, after proc is mounted.
+PROC_MOUNT_LINES = ["lxc.mount.entry = /proc/irq proc/irq none bind,ro,nosuid,nodev,noexec 0 0"]
 
 # The layers a VE gets; benchmarks/density.py narrows this to measure each one's cost.
 LAYERS = ("caps", "seccomp", "devices")
@@ -162,7 +168,7 @@ def write_seccomp_policy(layout: Layout) -> None:
 def lxc_lines(config: ExperimentConfig, layout: Layout, layers: tuple[str, ...] | None = None) -> list[str]:
     """Every confining line of a VE's LXC config (mounts aside: workload.mount_auto)."""
     layers = LAYERS if layers is None else layers
-    lines = capability_lines(config, layers)
+    lines = capability_lines(config, layers) + PROC_MOUNT_LINES
     if "seccomp" in layers:
         lines.append(f"lxc.seccomp.profile = {layout.seccomp_policy}")
     if "devices" in layers:

@@ -59,6 +59,7 @@ def takedown_ves(root: str, tag: str, report: TakedownReport) -> None:
     # kernel drops each veth with its VE's network namespace.
     with report.timed("kill"):
         killed_ves, report.killed = cgroups.kill_all_ves(tag)
+        cgroups.thaw_frozen(tag)  # a VE that froze itself dies only once thawed
     deadline = time.monotonic() + 30 + report.killed / 100
     with report.timed("exits"):
         cgroups.wait_until_empty(tag, deadline)

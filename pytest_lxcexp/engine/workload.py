@@ -52,6 +52,10 @@ VE_ENV_PATH = "etc/lxcexp/ve.env"
 SYSTEMD_UNIT = "lxcexp-workload.service"
 # Lines of a command's output kept in its per-VE record.
 OUTPUT_LINES = 20
+# Characters of one line kept (markers and ping replies are far shorter): a VE printing
+# 20 lines of 50 MB must not put 1 GB in the tool's memory and results.json.
+OUTPUT_LINE_CHARS = 500
+_CUT = " ...(line cut)"
 # Bytes of a log's end read for its tail (reports show its last lines).
 TAIL_BYTES = 64 * 1024
 
@@ -274,6 +278,8 @@ class LogParser:
         return twin
 
     def feed(self, line: str) -> None:
+        if len(line) > OUTPUT_LINE_CHARS:
+            line = line[:OUTPUT_LINE_CHARS] + _CUT
         if match := _REPLY.match(line):
             self.pings += 1
             self.repliers.setdefault(match.group(1))
@@ -359,6 +365,9 @@ class LogFollower:
             os.close(fd)
         self._offset += len(new)
         *lines, self._partial = (self._partial + new).split(b"\n")
+        # A line without its end yet is carried to the next poll: only as much as feed() keeps
+        # (one byte more, so it is still known to be cut), not up to 64 MiB per VE.
+        self._partial = self._partial[: 4 * OUTPUT_LINE_CHARS + 1]
         for line in lines:
             self._parser.feed(line.decode(errors="replace").rstrip("\r"))
         if not self._partial:
@@ -379,4 +388,9 @@ def log_tail(path: str, lines: int = 5) -> str:
         text = read_ve_tail(path, TAIL_BYTES)
     except UnsafeVEFile as refusal:
         return f"(not read: {refusal.found})"
-    return "" if text is None else "\n".join(text.splitlines()[-lines:])
+    if text is None:
+        return ""
+    return "\n".join(
+        line[:OUTPUT_LINE_CHARS] + _CUT if len(line) > OUTPUT_LINE_CHARS else line
+        for line in text.splitlines()[-lines:]
+    )

@@ -28,7 +28,7 @@ CASES = {
     "boot_storm": (["--pyargs", "pytest_lxcexp.suites.boot_storm", "--ve-count=20"], 3),
     "churn": (["--ve-suite=churn", "--ve-count=6", "--ve-batch=3", "--churn-cycles", "3"], 2),
     # Every attack contained, the 4 that only privileged VEs' protections contain among them.
-    "hostile": (["--ve-suite=hostile"], 16),
+    "hostile": (["--ve-suite=hostile"], 17),
     "debian_density": (
         ["--ve-suite=debian_density", "--ve-count=3", "--ve-pings=3", "--ve-ping-interval=0.2", "--ve-tmpfs-size=1G"],
         3,

@@ -20,7 +20,7 @@ import time
 import pytest
 from integration_helpers import PING_SUITE, lxc_monitors, run_pytest, running_experiment, started_pytest, wait_for
 
-from pytest_lxcexp.engine import shared, storage
+from pytest_lxcexp.engine import cgroups, shared, storage
 from pytest_lxcexp.engine.fleet import load_starts
 from pytest_lxcexp.engine.storage import lock_path, mounts
 
@@ -358,4 +358,43 @@ def test_a_half_written_starts_line_loses_no_start(clean_host, leftovers, cli):
     # ve2 and ve3 in the order their starts returned (two starters), then their RUNNING re-records.
     assert {2, 3} <= {json.loads(line)["index"] for line in lines[cut + 1 :]}, lines
     assert cli("takedown", "--root", names.root).returncode == 0
+    assert leftovers(names) == []
+
+
+# With a system init the VE keeps CAP_SYS_ADMIN: it mounts its own (namespaced) v1 freezer
+# cgroup and freezes itself, this shell included.
+FREEZE_ITSELF = (
+    "cmd:mkdir -p /tmp/freezer && mount -t cgroup -o freezer none /tmp/freezer && "
+    "echo FROZEN > /tmp/freezer/freezer.state; echo thawed"
+)
+
+
+def _freezer_hierarchy() -> str:
+    found = [h for h in cgroups.hierarchies() if "freezer" in os.path.basename(h).split(",")]
+    assert found, "this host has no v1 freezer hierarchy: the VE cannot freeze itself here"
+    return found[0]
+
+
+def test_a_ve_that_froze_its_own_cgroup_is_still_taken_down(clean_host, leftovers, cli):
+    # A v1-frozen process does not die of SIGKILL until thawed: the takedown once waited a
+    # minute and left the VE's 3 processes, its cgroups and its (detached) tmpfs behind.
+    names = clean_host
+    setup = cli(
+        "setup", "1", *names.cli_options(), "--network", "none", "--init", "system",
+        "--workload", FREEZE_ITSELF, "--tmpfs-size", "32M",
+    )  # fmt: skip
+    assert setup.returncode == 0, setup.stderr
+    state = pathlib.Path(_freezer_hierarchy(), cgroups.container_dir(names.tag), "ve1", "freezer.state")
+    try:
+        assert cli("start", "--root", names.root).returncode == 0
+        deadline = time.monotonic() + 60
+        while not (state.is_file() and state.read_text().strip() == "FROZEN"):
+            assert time.monotonic() < deadline, "ve1 never froze itself"
+            time.sleep(0.1)
+        down = cli("takedown", "--root", names.root)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert "LEFT BEHIND" not in down.stdout + down.stderr
+    finally:
+        if state.is_file():  # without the fix: thaw it here, so the fixture's takedown can end it
+            state.write_text("THAWED")
     assert leftovers(names) == []

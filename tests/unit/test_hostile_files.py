@@ -13,7 +13,7 @@ import pytest
 
 from pytest_lxcexp.engine import faults
 from pytest_lxcexp.engine.safefs import UnsafeVEFile, open_ve_file, read_ve_tail, split_ve_path
-from pytest_lxcexp.engine.workload import LogFollower, parse_log, read_log
+from pytest_lxcexp.engine.workload import LogFollower, log_tail, parse_log, read_log
 
 LOG = "ve7/delta0/var/log/lxcexp/workload.log"
 
@@ -134,3 +134,27 @@ def test_a_range_deadline_counts_from_its_first_start() -> None:
     # Started 100 s ago with a 60 s timeout: its deadline has passed; a range nobody started gets all of it.
     assert wait_deadline(first, 60, now) == now - 40
     assert wait_deadline(range_first_start([]), 60, now) == now + 60
+
+
+def test_endless_output_lines_are_kept_bounded(log: Path) -> None:
+    # A VE may print lines of tens of MB (binary output, no newline): the record keeps each
+    # line short, in the follower's memory as in results.json (2 VEs once made a 648 MB one).
+    follower = LogFollower(str(log))
+    log.write_bytes(b"lxcexp-begin 1 ve7 workload=command\n" + b"x" * 5_000_000)
+    partial = follower.poll()
+    assert len(partial.output[-1]) <= 600, len(partial.output[-1])
+    assert len(follower._partial) <= 4 * 500 + 1  # noqa: SLF001 - what the follower carries between polls
+    with open(log, "ab") as handle:
+        handle.write(b"y" * 3_000_000 + b"\n" + (b"z" * 2_000_000 + b"\n") * 25 + b"lxcexp-end 2 rc=1\n")
+    done = follower.poll()
+    assert done.finished and done.exit_status == 1
+    assert len(done.output) == 20 and all(len(line) <= 600 for line in done.output)
+    assert done.output[0].startswith("z" * 500) and done.output[0].endswith("(line cut)")
+    assert parse_log(log.read_text()) == done
+
+
+def test_a_failed_ves_log_tail_is_kept_short(log: Path) -> None:
+    # The reports show a failed VE's last lines: five lines of 60 kB each were 390 kB of results.json per VE.
+    log.write_bytes(b"lxcexp-begin 1 ve7 workload=command\n" + (b"\0" * 12_000 + b"\n") * 5)
+    tail = log_tail(str(log))
+    assert len(tail.splitlines()) == 5 and len(tail) <= 5 * 600, len(tail)

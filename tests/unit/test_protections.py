@@ -103,3 +103,10 @@ def test_each_ve_gets_a_pids_limit_by_default_and_none_with_max() -> None:
     assert values(config_lines(), key) == [str(DEFAULT_VE_PIDS_MAX)]
     assert values(config_lines(pids_max="64,total:1000"), key) == ["64"]
     assert values(config_lines(pids_max="max"), key) == []
+
+
+@pytest.mark.parametrize("init", ["workload", "system"])
+def test_proc_irq_is_read_only_in_every_ve(init: str) -> None:
+    # proc:mixed leaves /proc/irq writable, guarded by no capability: a privileged VE's root set host IRQ affinities.
+    entries = values(config_lines(workload="cmd:true", init=init), "lxc.mount.entry")
+    assert "/proc/irq proc/irq none bind,ro,nosuid,nodev,noexec 0 0" in entries, entries

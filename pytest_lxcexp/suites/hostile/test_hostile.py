@@ -116,6 +116,17 @@ ATTACKS = [
         completed,
     ),
     Attack(
+        "irq-affinity",
+        # Unguarded by any capability: only the file's mode (root's) stood between a privileged
+        # VE's root and the host's interrupt routing. Writes back the value it read.
+        "v=$(cat /proc/irq/default_smp_affinity); "
+        + _refused_inside(
+            '(echo "$v" > /proc/irq/default_smp_affinity) 2>/dev/null',
+            "wrote the host /proc/irq/default_smp_affinity",
+        ),
+        completed,
+    ),
+    Attack(
         "fork-bomb",
         # Forks until its VE's pids limit (the default --ve-pids-max) refuses, and the subshell
         # dies; each child waits on a FIFO, however long the bomb takes. A writer held open
