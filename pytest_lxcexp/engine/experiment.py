@@ -28,7 +28,7 @@ from . import (
 )
 from .config import ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
-from .progress import NO_STATUS, Counts, Status, status_text
+from .progress import NO_STATUS, Counts, RecentRate, Status, status_text
 from .stats import TAKEDOWN_STEP_PREFIX, Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
 from .waits import RangeWait, range_first_start, wait_deadline
@@ -87,6 +87,7 @@ class Experiment:
         # records after it (the end of its range's wait), keyed by index with that start's time.
         self._memory: dict[int, tuple[float, int | None, int | None]] = {}
         self._sub_bridges_made: set[int] = set()  # a ramp's, made step by step (create())
+        self._start_rate = RecentRate()  # the status line's starts per second, lately
 
     def next_round(self, number: int) -> Experiment:
         """The experiment of round `number` (--ve-repeat), set up anew after this one's takedown:
@@ -271,6 +272,7 @@ class Experiment:
             self.starts[result.index] = result
             done[0] += 1
             failed += not result.ok
+            now = time.monotonic()
             status(
                 status_text(
                     Counts(
@@ -280,7 +282,8 @@ class Experiment:
                         completed=len(self.completed),
                         done=done[0],
                         left=total - done[0],
-                        elapsed=time.monotonic() - (self._first_start or began),
+                        elapsed=now - (self._first_start or began),
+                        recent_rate=self._start_rate.update(now, done[0]),
                     )
                 )
             )

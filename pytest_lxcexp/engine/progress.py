@@ -6,6 +6,7 @@ Pure: the plugin decides where it goes (one updating line on a terminal, a line 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +24,27 @@ class Counts:
     left: int
     elapsed: float
     phase: str = "start"  # "start" or "wait": what the rate counts
+    # Events per second lately (RecentRate); None: the phase's average, done / elapsed.
+    recent_rate: float | None = None
+
+
+class RecentRate:
+    """The rate over the last `window` seconds: starts slow down as VEs pile up (20 a second
+    at 15,000 running here, 2 at 20,000), so the average since the first start promised an
+    ETA of minutes for what then took most of an hour."""
+
+    def __init__(self, window: float = 30.0) -> None:
+        self.window = window
+        self._seen: deque[tuple[float, int]] = deque()
+
+    def update(self, now: float, done: int) -> float | None:
+        """Note `done` events at `now` (monotonic); their rate over the window, None before
+        two notes span any time."""
+        self._seen.append((now, done))
+        while len(self._seen) > 2 and now - self._seen[1][0] >= self.window:
+            self._seen.popleft()
+        then, done_then = self._seen[0]
+        return (done - done_then) / (now - then) if now > then else None
 
 
 def eta_text(seconds: float | None) -> str:
@@ -37,7 +59,9 @@ def eta_text(seconds: float | None) -> str:
 
 
 def status_text(counts: Counts) -> str:
-    rate = counts.done / counts.elapsed if counts.elapsed > 0 else 0.0
+    rate = counts.recent_rate
+    if rate is None:
+        rate = counts.done / counts.elapsed if counts.elapsed > 0 else 0.0
     eta = 0.0 if not counts.left else (counts.left / rate if rate > 0 else None)
     unit = "starts/s" if counts.phase == "start" else "completions/s"
     return (

@@ -10,7 +10,7 @@ import pytest
 from pytest_lxcexp.engine import host, ramp
 from pytest_lxcexp.engine.config import DEFAULT_VE_PIDS_MAX, ConfigError, build_config
 from pytest_lxcexp.engine.faults import classify, tmpfs_limit
-from pytest_lxcexp.engine.progress import Counts, eta_text, status_text
+from pytest_lxcexp.engine.progress import Counts, RecentRate, eta_text, status_text
 from pytest_lxcexp.engine.ramp import (
     MEASURED_MARGIN,
     Headroom,
@@ -313,3 +313,18 @@ def test_the_process_count_is_taken_once_it_holds_still(monkeypatch: pytest.Monk
     assert ramp._steady_processes("t", interval=0.2, within=1.0) == 95
     monkeypatch.setattr(ramp.cgroups, "subtree_counter", lambda tag, controller, file: None)
     assert ramp._steady_processes("t") is None  # no pids controller: nothing to wait for
+
+
+def test_the_status_line_rate_is_the_recent_one() -> None:
+    rate = RecentRate(window=30.0)
+    assert rate.update(0.0, 0) is None
+    # 100 starts a second for a minute, then 2 a second for 30 s: the ETA must follow the 2.
+    for second in range(1, 61):
+        rate.update(float(second), 100 * second)
+    for second in range(61, 91):
+        lately = rate.update(float(second), 6000 + 2 * (second - 60))
+    assert lately == pytest.approx(2.0, abs=0.1)
+    counts = Counts(total=8000, started=6060, failed=0, completed=0, done=6060, left=1940, elapsed=90.0)
+    assert status_text(counts).endswith("67.3 starts/s, ETA 29s")  # the average since the first start
+    slow = status_text(Counts(**{**counts.__dict__, "recent_rate": lately}))
+    assert slow.endswith("2.0 starts/s, ETA 16m10s")
