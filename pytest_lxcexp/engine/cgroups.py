@@ -596,9 +596,12 @@ def pids_refused(tag: str) -> int:
     """Forks the pids limit of the experiment's payload subtree refused: the kernel's own
     count, the `max` line of its pids.events."""
     path = pids_budget_path(tag)
-    if path is None:
-        return 0
-    words = _read_words(os.path.join(path, "pids.events"))
+    return 0 if path is None else refused_forks(path)
+
+
+def refused_forks(cgroup: str) -> int:
+    """Forks a pids cgroup refused: the `max` line of its pids.events (0 if it has none)."""
+    words = _read_words(os.path.join(cgroup, "pids.events"))
     for key, value in zip(words[::2], words[1::2], strict=False):
         if key == "max" and value.isdigit():
             return int(value)

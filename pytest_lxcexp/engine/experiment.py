@@ -16,6 +16,7 @@ from . import (
     base,
     builds,
     cgroups,
+    corroborate,
     fleet,
     forkstart,
     host,
@@ -509,7 +510,14 @@ class Experiment:
             return record
         layout, index = self.layout, record.index
         status = record.exit_status
-        fault = explain(self.config.root, layout.ve_lxc_log(index), layout.ve_workload_log(index), status)
+        root, tag, name = self.config.root, self.config.tag, layout.ve_name(index)
+        fault = explain(
+            root,
+            layout.ve_lxc_log(index),
+            layout.ve_workload_log(index),
+            status,
+            lambda limit: corroborate.host_agrees(limit, root, tag, name),
+        )
         if fault is None or (record.start_error and fault in record.start_error):
             return record
         return replace(record, fault=fault)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .safefs import UnsafeVEFile, read_ve_tail, read_ve_text
@@ -167,28 +168,43 @@ def workload_errors(path: str) -> list[str]:
     return found
 
 
-def ve_limit(root: str, lxc_log: str, workload_log: str, full_tmpfs: bool = True) -> tuple[HostLimit, str] | None:
+# Whether the host's own counters show a limit that only a VE's output named (corroborate.py).
+HostAgrees = Callable[[HostLimit], bool]
+
+
+def _taken(limit: HostLimit) -> bool:
+    return True
+
+
+def ve_limit(
+    root: str, lxc_log: str, workload_log: str, full_tmpfs: bool = True, host_agrees: HostAgrees = _taken
+) -> tuple[HostLimit, str] | None:
     """The host limit that stopped a VE, and the line that shows it in the kernel's words
     (liblxc's error, which carries the errno's text, or the workload's), or None.
     `full_tmpfs=False`: only what the VE's own logs say (a full tmpfs does not stop a VE that runs).
+    A limit only the workload's output names (the VE's own words) is taken when `host_agrees`.
     Raises safefs.UnsafeVEFile when its lxc.log is not a plain file."""
     if full_tmpfs and tmpfs_full(root):
         return tmpfs_limit(root), f"statvfs({root}): no free blocks or inodes left"
-    for line in lxc_errors(lxc_log)[:1] + workload_errors(workload_log)[-20:]:
+    for line in lxc_errors(lxc_log)[:1]:
         found = classify(line, root)
         if found is not None:
+            return found, line
+    for line in workload_errors(workload_log)[-20:]:
+        found = classify(line, root)
+        if found is not None and host_agrees(found):
             return found, line
     return None
 
 
-def ve_fault(root: str, lxc_log: str, workload_log: str) -> str | None:
+def ve_fault(root: str, lxc_log: str, workload_log: str, host_agrees: HostAgrees = _taken) -> str | None:
     """Why a VE that did not complete failed, when a host limit explains it; else None.
 
     Looks at the tmpfs first (a full tmpfs truncates logs and keeps liblxc from logging
     at all), then liblxc's errors, then what the workload itself printed.
     """
     try:
-        found = ve_limit(root, lxc_log, workload_log)
+        found = ve_limit(root, lxc_log, workload_log, host_agrees=host_agrees)
     except UnsafeVEFile as refusal:
         return f"its lxc.log is {refusal.found}"
     return found[0].words if found else None
@@ -223,10 +239,12 @@ class FullTmpfsWatch:
         return now - self._since >= self.patience
 
 
-def explain(root: str, lxc_log: str, workload_log: str, exit_status: int | None) -> str | None:
+def explain(
+    root: str, lxc_log: str, workload_log: str, exit_status: int | None, host_agrees: HostAgrees = _taken
+) -> str | None:
     """What explains a VE's failure beyond its counts: a host limit, else the signal that
     killed its workload, else the workload's own last error line. None when nothing does."""
-    limit = ve_fault(root, lxc_log, workload_log)
+    limit = ve_fault(root, lxc_log, workload_log, host_agrees)
     if limit is not None:
         return limit
     if exit_status is not None and exit_status > 128:

@@ -33,6 +33,7 @@ from typing import Any
 
 from . import cgroups, host
 from .config import ExperimentConfig
+from .corroborate import host_agrees
 from .experiment import Experiment
 from .faults import HostLimit, classify, tmpfs_full, tmpfs_limit, ve_limit
 from .fleet import StartResult
@@ -442,7 +443,12 @@ class Ramp:
         going = result.ok and _alive(result.pid) and log.began is not None
         logs = (layout.ve_lxc_log(result.index), layout.ve_workload_log(result.index))
         try:
-            found = ve_limit(root, *logs, full_tmpfs=not going)
+            found = ve_limit(
+                root,
+                *logs,
+                full_tmpfs=not going,
+                host_agrees=lambda limit: host_agrees(limit, root, self.config.tag, layout.ve_name(result.index)),
+            )
         except UnsafeVEFile as refusal:
             return VEFailure(result.index, f"its lxc.log is {refusal.found}")
         limit, kernel = found if found else (None, "")
