@@ -603,7 +603,14 @@ class Experiment:
         self.end_running_watch()
         with self.timed_takedown():
             bridge = self.config.bridge if self.config.network == "bridge" else None
-            return takedown.takedown(self.config.root, self.config.tag, bridge, self.takedown_report)
+            # Each call reports on itself (a second takedown finds nothing to kill); the
+            # experiment's step times add up over the calls, as its takedown time does.
+            report = takedown.TakedownReport()
+            try:
+                return takedown.takedown(self.config.root, self.config.tag, bridge, report)
+            finally:
+                for step, seconds in report.seconds.items():
+                    self.takedown_report.seconds[step] = self.takedown_report.seconds.get(step, 0.0) + seconds
 
     def leftovers(self) -> list[str]:
         bridge = self.config.bridge if self.config.network == "bridge" else None
