@@ -20,6 +20,7 @@ from .compare import ACROSS_RUNS_NOTE, PAIRED_NOTE, Comparison, Regression, buil
 from .metrics import METRICS, VE_METRICS
 from .outcome import Finished
 from .results import Results
+from .verdict import ALPHA
 
 FAILED_VES_SHOWN = 50
 e = html.escape
@@ -66,13 +67,20 @@ def headline(finished: Finished) -> str:
         )
     else:
         verdict = '<span class="bad">the experiment did not run</span>'
-    parts = [f"lxcexp: {verdict}", f"liblxc {e(str(lxc))}", f"run {e(str(results.get('run_id')))}"]
+    builds = (results.get("metadata") or {}).get("builds") or []
+    # The LXC that started the VEs: the --ve-lxc builds, not the liblxc the tool loaded.
+    started_by = ", ".join(f"{b.get('name')} {b.get('version')}" for b in builds) if builds else f"liblxc {lxc}"
+    parts = [f"lxcexp: {verdict}", e(started_by), f"run {e(str(results.get('run_id')))}"]
     if finished.comparisons:
-        worse = sum(v.verdict == "worse" for c in finished.comparisons for v in c.verdicts)
+        tested = [v for c in finished.comparisons for v in c.verdicts if v.p_value is not None]
+        worse = sum(v.verdict == "worse" for v in tested)
+        # Each tested verdict is "worse" by chance at most ALPHA of the time: say how many
+        # that makes, so one red verdict among many is read for what it may be.
+        chance = f" of {len(tested)} tested (by chance at most {len(tested) * ALPHA:.2f} expected)"
         parts.append(
             f'<span class="bad">{len(finished.regressions)} regression(s)</span>'
             if finished.regressions
-            else f'<span class="{"bad" if worse else "ok"}">{worse} "worse" verdict(s)</span>'
+            else f'<span class="{"bad" if worse else "ok"}">{worse} "worse" verdict(s){chance}</span>'
         )
     return f'<p class="lxcexp-headline" id="lxcexp-headline">{" · ".join(parts)}</p>'
 

@@ -250,3 +250,16 @@ def test_cli_compare_of_one_run_compares_its_builds(tmp_path, capsys) -> None:
     assert "REGRESSION: start_latency: worse:" in out
     assert cli.main(["compare", os.path.join(reports, "20261102T000000Z-lxc5.0.2-h")]) == 2
     assert "ran one build: give a second run" in capsys.readouterr().err
+
+
+def test_the_headline_names_the_builds_and_what_chance_alone_would_give() -> None:
+    reference = make_results()
+    results = make_results(latencies=[0.05] * 10)  # slower than the reference's
+    results["metadata"]["builds"] = [{"name": "a", "version": "6.0.6"}, {"name": "b", "version": "6.0.7"}]
+    comparisons = compare_runs(reference, results)
+    finished = Finished(results=results, comparisons=comparisons, reference=reference, regressions=[])
+    head = html.headline(finished)
+    assert "a 6.0.6, b 6.0.7" in head and "liblxc" not in head  # the builds started the VEs
+    tested = sum(v.p_value is not None for c in comparisons for v in c.verdicts)
+    worse = sum(v.verdict == "worse" for c in comparisons for v in c.verdicts)
+    assert f'{worse} "worse" verdict(s) of {tested} tested (by chance at most {tested * 0.01:.2f} expected)' in head
