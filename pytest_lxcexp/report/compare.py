@@ -351,17 +351,20 @@ def differences(before: Results, now: Results) -> list[str]:
 def run_label(results: Results) -> str:
     """The run, the LXC that started its VEs, its kernel and host. With --ve-lxc builds that is
     each build (name, version, the start of its liblxc's sha256), not the liblxc the tool loaded."""
-    builds = _meta(results, "builds") or []
-    if builds:
-        lxc = "; ".join(
-            f"{build.get('name')} {build.get('version') or '?'} {str(build.get('sha256') or '')[:12]}".rstrip()
-            for build in builds
-        )
-        lxc = f"LXC {lxc}"
-    else:
-        lxc = f"liblxc {_meta(results, 'lxc', 'version') or '?'}"
     kernel = _meta(results, "kernel", "release") or "?"
-    return f"{results.get('run_id', '?')} ({lxc}, kernel {kernel}, host {_meta(results, 'hostname')})"
+    return f"{results.get('run_id', '?')} ({started_by(results)}, kernel {kernel}, host {_meta(results, 'hostname')})"
+
+
+def started_by(results: Results) -> str:
+    """The LXC that started a run's VEs: its --ve-lxc builds (name, version, the start of the
+    liblxc's sha256), else the liblxc the tool loaded."""
+    builds = _meta(results, "builds") or []
+    if not builds:
+        return f"liblxc {_meta(results, 'lxc', 'version') or '?'}"
+    return "LXC " + "; ".join(
+        f"{build.get('name')} {build.get('version') or '?'} {str(build.get('sha256') or '')[:12]}".rstrip()
+        for build in builds
+    )
 
 
 def compare_runs(

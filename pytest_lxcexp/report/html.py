@@ -16,7 +16,7 @@ import pytest
 from ..engine.stats import TAKEDOWN_STEP_PREFIX, Summary, results_block, takedown_steps
 from ..engine.storage import human_size
 from . import charts
-from .compare import ACROSS_RUNS_NOTE, PAIRED_NOTE, Comparison, Regression, build_groups, cells
+from .compare import ACROSS_RUNS_NOTE, PAIRED_NOTE, Comparison, Regression, build_groups, cells, started_by
 from .metrics import METRICS, VE_METRICS
 from .outcome import Finished
 from .results import Results
@@ -58,7 +58,6 @@ def headline(finished: Finished) -> str:
     """One line at the top of pytest-html's summary."""
     results = finished.results or {}
     summary = results.get("summary")
-    lxc = ((results.get("metadata") or {}).get("lxc") or {}).get("version")
     if summary:
         ok = summary["completed"] == summary["total"]
         verdict = (
@@ -67,10 +66,8 @@ def headline(finished: Finished) -> str:
         )
     else:
         verdict = '<span class="bad">the experiment did not run</span>'
-    builds = (results.get("metadata") or {}).get("builds") or []
     # The LXC that started the VEs: the --ve-lxc builds, not the liblxc the tool loaded.
-    started_by = ", ".join(f"{b.get('name')} {b.get('version')}" for b in builds) if builds else f"liblxc {lxc}"
-    parts = [f"lxcexp: {verdict}", e(started_by), f"run {e(str(results.get('run_id')))}"]
+    parts = [f"lxcexp: {verdict}", e(started_by(results)), f"run {e(str(results.get('run_id')))}"]
     if finished.comparisons:
         tested = [v for c in finished.comparisons for v in c.verdicts if v.p_value is not None]
         worse = sum(v.verdict == "worse" for v in tested)

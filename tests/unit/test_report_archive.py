@@ -259,7 +259,7 @@ def test_the_headline_names_the_builds_and_what_chance_alone_would_give() -> Non
     comparisons = compare_runs(reference, results)
     finished = Finished(results=results, comparisons=comparisons, reference=reference, regressions=[])
     head = html.headline(finished)
-    assert "a 6.0.6, b 6.0.7" in head and "liblxc" not in head  # the builds started the VEs
+    assert "LXC a 6.0.6; b 6.0.7" in head and "liblxc" not in head  # the builds started the VEs
     tested = sum(v.p_value is not None for c in comparisons for v in c.verdicts)
     worse = sum(v.verdict == "worse" for c in comparisons for v in c.verdicts)
     assert f'{worse} "worse" verdict(s) of {tested} tested (by chance at most {tested * 0.01:.2f} expected)' in head
