@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
 from integration_helpers import alive, running_experiment
@@ -187,6 +188,32 @@ def test_takedown_kills_a_process_only_a_v1_hierarchy_holds(clean_host, leftover
     assert leftovers(names) == []
 
 
+def _wait_until_inits_are(results, command: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        names = []
+        for result in results:
+            with open(f"/proc/{result.pid}/comm") as handle:
+                names.append(handle.read().strip())
+        if all(name == command for name in names):
+            return
+        assert time.monotonic() < deadline, f"VE inits still {names} after {timeout} s"
+        time.sleep(0.05)
+
+
+def _still_pids(tag: str, timeout: float = 10.0) -> set[int]:
+    """The experiment's PIDs once two listings 0.1 s apart agree (a monitor or init may
+    still have a short-lived child just after the start)."""
+    deadline = time.monotonic() + timeout
+    before = cgroups.experiment_pids(tag)
+    while True:
+        time.sleep(0.1)
+        now = cgroups.experiment_pids(tag)
+        if now == before or time.monotonic() > deadline:
+            return now
+        before = now
+
+
 def test_takedown_finds_cgroups_a_ve_made_below_its_own(clean_host, leftovers):
     """A VE may make cgroups below its own (cgroup namespaces allow it): the takedown's
     one-listing shortcut must notice them, kill what runs there and remove them."""
@@ -194,6 +221,9 @@ def test_takedown_finds_cgroups_a_ve_made_below_its_own(clean_host, leftovers):
     with running_experiment(names, count=2, pings=1, tmpfs_size="64M", workload="idle") as experiment:
         results = experiment.start(1, 2)
         assert all(r.ok for r in results), [r.error for r in results]
+        # Counted once each VE's script has forked its last helper (ip, date) and its init is
+        # the idle sleep: counted earlier, a helper that exits before the kill is one too many.
+        _wait_until_inits_are(results, "sleep")
         stray = subprocess.Popen(["sleep", "600"])
         nested = []
         try:
@@ -206,7 +236,7 @@ def test_takedown_finds_cgroups_a_ve_made_below_its_own(clean_host, leftovers):
                         handle.write(str(stray.pid))
                     nested.append(inner)
             assert nested
-            running = cgroups.experiment_pids(names.tag)
+            running = _still_pids(names.tag)
             assert stray.pid in running
             report = experiment.takedown()
             assert stray.wait(timeout=10) == -9
