@@ -516,7 +516,7 @@ class Experiment:
             layout.ve_lxc_log(index),
             layout.ve_workload_log(index),
             status,
-            lambda limit: corroborate.host_agrees(limit, root, tag, name),
+            host_agrees=lambda limit: corroborate.host_agrees(limit, root, tag, name),
         )
         if fault is None or (record.start_error and fault in record.start_error):
             return record

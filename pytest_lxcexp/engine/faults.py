@@ -169,15 +169,13 @@ def workload_errors(path: str) -> list[str]:
 
 
 # Whether the host's own counters show a limit that only a VE's output named (corroborate.py).
+# Required everywhere: a caller that took a VE's words alone would let a VE that prints
+# "can't fork" stop a ramp for the host's pids limit.
 HostAgrees = Callable[[HostLimit], bool]
 
 
-def _taken(limit: HostLimit) -> bool:
-    return True
-
-
 def ve_limit(
-    root: str, lxc_log: str, workload_log: str, full_tmpfs: bool = True, host_agrees: HostAgrees = _taken
+    root: str, lxc_log: str, workload_log: str, *, full_tmpfs: bool = True, host_agrees: HostAgrees
 ) -> tuple[HostLimit, str] | None:
     """The host limit that stopped a VE, and the line that shows it in the kernel's words
     (liblxc's error, which carries the errno's text, or the workload's), or None.
@@ -197,7 +195,7 @@ def ve_limit(
     return None
 
 
-def ve_fault(root: str, lxc_log: str, workload_log: str, host_agrees: HostAgrees = _taken) -> str | None:
+def ve_fault(root: str, lxc_log: str, workload_log: str, *, host_agrees: HostAgrees) -> str | None:
     """Why a VE that did not complete failed, when a host limit explains it; else None.
 
     Looks at the tmpfs first (a full tmpfs truncates logs and keeps liblxc from logging
@@ -240,11 +238,11 @@ class FullTmpfsWatch:
 
 
 def explain(
-    root: str, lxc_log: str, workload_log: str, exit_status: int | None, host_agrees: HostAgrees = _taken
+    root: str, lxc_log: str, workload_log: str, exit_status: int | None, *, host_agrees: HostAgrees
 ) -> str | None:
     """What explains a VE's failure beyond its counts: a host limit, else the signal that
     killed its workload, else the workload's own last error line. None when nothing does."""
-    limit = ve_fault(root, lxc_log, workload_log, host_agrees)
+    limit = ve_fault(root, lxc_log, workload_log, host_agrees=host_agrees)
     if limit is not None:
         return limit
     if exit_status is not None and exit_status > 128:

@@ -13,6 +13,14 @@ ENFILE = faults.classify("sh: write error: Too many open files in system")
 EMFILE = faults.classify("sh: Too many open files")
 
 
+def host_shows_it(limit: faults.HostLimit) -> bool:
+    return True
+
+
+def host_shows_nothing(limit: faults.HostLimit) -> bool:
+    return False
+
+
 @pytest.fixture
 def cgroups_at(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The experiment's pids cgroup and ve1's own, as plain directories with pids.events."""
@@ -59,12 +67,14 @@ def test_ve_limit_takes_the_ves_words_only_when_the_host_agrees(tmp_path: Path) 
     lxc_log.write_text("")
     workload_log.write_text("lxcexp-begin 1\n/bin/sh: can't fork: Resource temporarily unavailable\n")
     root = str(tmp_path)
-    assert faults.ve_limit(root, str(lxc_log), str(workload_log), False, lambda limit: False) is None
-    found = faults.ve_limit(root, str(lxc_log), str(workload_log), False, lambda limit: True)
+    assert (
+        faults.ve_limit(root, str(lxc_log), str(workload_log), full_tmpfs=False, host_agrees=host_shows_nothing) is None
+    )
+    found = faults.ve_limit(root, str(lxc_log), str(workload_log), full_tmpfs=False, host_agrees=host_shows_it)
     assert found is not None and found[0].name == "pids"
     # liblxc's log is written on the host: taken as it says, whatever the check would say.
     lxc_log.write_text("lxc-start ve1 20261201 ERROR start - start.c:1 - Resource temporarily unavailable\n")
-    found = faults.ve_limit(root, str(lxc_log), str(workload_log), False, lambda limit: False)
+    found = faults.ve_limit(root, str(lxc_log), str(workload_log), full_tmpfs=False, host_agrees=host_shows_nothing)
     assert found is not None and found[0].name == "pids"
 
 
