@@ -31,6 +31,12 @@ def monitor_dir(tag: str) -> str:
     return f"lxcexp-{tag}.monitor"
 
 
+# Where a system-init VE's processes live, below its own cgroup (lxc.cgroup.dir.container.inner):
+# its cgroup namespace's root. Such a VE keeps CAP_SYS_ADMIN and can mount its cgroups, and
+# the limits liblxc sets (pids.max, the CPU weight) sit one level up, out of its reach.
+SYSTEM_INIT_INNER = "payload"
+
+
 def hierarchies() -> list[str]:
     """Mount points of every cgroup hierarchy (v1 controllers and the v2 tree)."""
     found = []

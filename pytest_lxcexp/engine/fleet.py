@@ -49,6 +49,7 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         *protections.lxc_lines(config, layout),
         f"lxc.cgroup.dir.container = {cgroups.container_dir(config.tag)}/{name}",
         f"lxc.cgroup.dir.monitor = {cgroups.monitor_dir(config.tag)}/{name}",
+        *([f"lxc.cgroup.dir.container.inner = {cgroups.SYSTEM_INIT_INNER}"] if config.init == "system" else []),
         f"lxc.log.file = {layout.ve_lxc_log(index)}",
         "lxc.log.level = WARN",
     ]

@@ -384,7 +384,8 @@ def test_a_ve_that_froze_its_own_cgroup_is_still_taken_down(clean_host, leftover
         "--workload", FREEZE_ITSELF, "--tmpfs-size", "32M",
     )  # fmt: skip
     assert setup.returncode == 0, setup.stderr
-    state = pathlib.Path(_freezer_hierarchy(), cgroups.container_dir(names.tag), "ve1", "freezer.state")
+    own = pathlib.Path(_freezer_hierarchy(), cgroups.container_dir(names.tag), "ve1", cgroups.SYSTEM_INIT_INNER)
+    state = own / "freezer.state"
     try:
         assert cli("start", "--root", names.root).returncode == 0
         deadline = time.monotonic() + 60
@@ -397,4 +398,39 @@ def test_a_ve_that_froze_its_own_cgroup_is_still_taken_down(clean_host, leftover
     finally:
         if state.is_file():  # without the fix: thaw it here, so the fixture's takedown can end it
             state.write_text("THAWED")
+    assert leftovers(names) == []
+
+
+# A system init keeps CAP_SYS_ADMIN: it mounts a pids hierarchy of its own (v1, or the v2
+# tree) and sets the root it sees, its cgroup namespace's, to no limit at all.
+RAISE_PIDS_MAX = (
+    "cmd:mkdir -p /tmp/cg; mount -t cgroup -o pids none /tmp/cg 2>/dev/null || mount -t cgroup2 none /tmp/cg; "
+    "echo max > /tmp/cg/pids.max && echo raised-to-$(cat /tmp/cg/pids.max)"
+)
+
+
+def test_a_system_init_ve_cannot_raise_the_pids_limit_it_was_given(clean_host, leftovers, cli):
+    # The limit once sat on the cgroup the VE sees as its root: it wrote "max" there and its
+    # processes were bounded by nothing but a --ve-pids-max total and the host's pid_max.
+    names = clean_host
+    setup = cli(
+        "setup", "1", *names.cli_options(), "--network", "none", "--init", "system",
+        "--workload", RAISE_PIDS_MAX, "--tmpfs-size", "32M", "--pids-max", "50",
+    )  # fmt: skip
+    assert setup.returncode == 0, setup.stderr
+    pids = cgroups.ve_pids_cgroup(names.tag, "ve1")
+    assert pids is not None, "this host has no pids controller"
+    log = pathlib.Path(names.root, "ve1", "delta0", "var", "log", "lxcexp", "workload.log")
+    try:
+        assert cli("start", "--root", names.root).returncode == 0
+        deadline = time.monotonic() + 60
+        while "lxcexp-end" not in (log.read_text() if log.is_file() else ""):
+            assert time.monotonic() < deadline, f"ve1's command never ended: {log.read_text() if log.is_file() else ''}"
+            time.sleep(0.1)
+        assert "raised-to-max" in log.read_text()  # the write succeeded, on the root the VE sees
+        assert pathlib.Path(pids, "pids.max").read_text().strip() == "50"  # the limit it was given holds
+        assert pathlib.Path(pids, cgroups.SYSTEM_INIT_INNER, "pids.max").read_text().strip() == "max"
+    finally:
+        down = cli("takedown", "--root", names.root)
+    assert down.returncode == 0, down.stdout + down.stderr
     assert leftovers(names) == []
