@@ -35,11 +35,13 @@ GUEST_CHECKOUT = REPO
 GUEST_RESULTS = "/root/results"
 # What CI runs in each VM (within its time under TCG): a run that completes and leaves
 # nothing, failures named, SIGTERM while waiting, a takedown of stray processes, and what
-# differs by host kind (cgroups, AppArmor). The report is written by the 50-VE run below.
+# differs by host kind (cgroups, AppArmor, a system-init VE's inner cgroup on v2). The
+# report is written by the 50-VE run below.
 DEFAULT_SELECTION = (
     "test_ping_suite_completes_every_ve_and_leaves_nothing or test_failures_name_each_ve_and_its_reason"
     " or test_sigterm_from_outside_while_waiting or test_takedown_is_idempotent_and_kills_stray_processes"
     " or test_host_kinds or test_takedown_finds_cgroups_a_ve_made_below_its_own"
+    " or test_a_system_init_ve_cannot_raise_the_pids_limit_it_was_given"
 )
 # --wide: also Ctrl-C, the CLI's steps, the engine end to end, cgroup lists, a pids limit,
 # crashed workloads, capabilities, and the archived report compared and rendered (which
