@@ -170,8 +170,8 @@ def comparison_section(
     verdicts += "".join(f'<p class="warn">{e(note)}</p>' for note in notes)
     method = (
         "<p>Verdicts: builds of one run pair by pair (the VEs started side by side): Wilcoxon signed-rank, "
-        "the paired Hodges-Lehmann shift with a bootstrap 95% CI over the pairs; two runs: Mann-Whitney U on "
-        "the per-VE values, Hodges-Lehmann shift with a bootstrap 95% CI; "
+        "the paired Hodges-Lehmann shift and its 95% CI (the shifts the test does not reject); two runs: "
+        "Mann-Whitney U on the per-VE values, the Hodges-Lehmann shift and its 95% CI the same way; "
         "worse/better when p &lt;= 0.01 and the shift is beyond the minimum effect, same when the CI lies inside "
         "it, else can't tell. Outcomes: McNemar's exact test on the places bad on one side only (one run), "
         "Fisher's exact test on the counts (two runs); each place fine on the baseline and bad on the candidate "

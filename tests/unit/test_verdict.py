@@ -56,7 +56,7 @@ def test_identical_distributions_are_almost_never_worse() -> None:
     found = []
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
-        verdict = compare_samples("start_latency", "A", "B", latencies(rng, 100), latencies(rng, 100), resamples=200)
+        verdict = compare_samples("start_latency", "A", "B", latencies(rng, 100), latencies(rng, 100))
         found.append(verdict.verdict)
     assert found.count(WORSE) <= bound, f"{found.count(WORSE)} false alarms in {seeds} (bound {bound:g})"
     assert set(found) <= {SAME, CANT_TELL, BETTER}
@@ -70,7 +70,7 @@ def test_a_ten_percent_slowdown_of_200_samples_is_worse() -> None:
     for seed in range(20):
         rng = np.random.default_rng(1000 + seed)
         baseline, candidate = latencies(rng, 200, spread=0.15), latencies(rng, 200, 1.10, spread=0.15)
-        verdicts.append(compare_samples("start_latency", "A", "B", baseline, candidate, resamples=300))
+        verdicts.append(compare_samples("start_latency", "A", "B", baseline, candidate))
     assert sum(v.verdict == WORSE for v in verdicts) >= 19
     caught = next(v for v in verdicts if v.verdict == WORSE)
     assert caught.p_value <= ALPHA and caught.shift_percent > DEFAULT_MIN_EFFECT
@@ -128,13 +128,29 @@ def test_hodges_lehmann_is_the_median_of_pairwise_differences() -> None:
     assert hodges_lehmann(x, y) == pytest.approx(exact, abs=0.01)
 
 
-def test_bootstrap_interval_covers_the_shift_and_is_reproducible() -> None:
+def test_interval_covers_the_shift_and_is_reproducible() -> None:
     rng = np.random.default_rng(9)
     x, y = rng.normal(10, 1, 200), rng.normal(11, 1, 200)
     low, high = shift_ci(x, y)
     assert low < 1.0 < high and high - low < 0.6
-    assert shift_ci(x, y) == (low, high)  # fixed seed: the same samples, the same interval
+    assert shift_ci(x, y) == (low, high)  # the same samples, the same interval
     assert shift_ci([5.0] * 20, [5.0] * 20) == (0.0, 0.0)  # identical samples: no spread at all
+
+
+def test_interval_is_the_shifts_mann_whitney_does_not_reject() -> None:
+    # Each end lies between a shift the test rejects at 5% and one it does not, and on one of
+    # the pairwise differences y_j - x_i (where the statistic steps): Moses' interval.
+    rng = np.random.default_rng(31)
+    x, y = rng.lognormal(0, 0.3, 30), rng.lognormal(0.1, 0.3, 40)
+    low, high = shift_ci(x, y)
+    span = (y.max() - x.min()) - (y.min() - x.max())
+    step = span * 1e-5
+    differences = np.subtract.outer(y, x).ravel()
+    for end, outward in ((low, -step), (high, step)):
+        assert stats.mannwhitneyu(y - end, x).pvalue > 0.05
+        assert stats.mannwhitneyu(y - (end + outward), x).pvalue <= 0.05
+        assert np.min(np.abs(differences - end)) < step
+    assert low < hodges_lehmann(x, y) < high
 
 
 @pytest.mark.parametrize(
@@ -238,6 +254,21 @@ def test_paired_interval_covers_the_shift_and_is_reproducible() -> None:
     assert low < 1.0 < high and high - low < 0.6
     assert paired_shift_ci(d) == (low, high)
     assert paired_shift_ci([0.0] * 20) == (0.0, 0.0)
+    assert paired_shift_ci([0.3] * 20) == (0.3, 0.3)  # one difference, whatever the pair
+
+
+def test_paired_interval_of_ten_is_tukeys_between_walsh_averages() -> None:
+    # The textbook interval (Hollander & Wolfe, table A.4): with 10 pairs the signed-rank test
+    # rejects at 5% for T+ <= 8 (P = 25/1024 a side), so the 95% interval runs from the 9th
+    # smallest to the 9th largest of the 55 Walsh averages.
+    rng = np.random.default_rng(17)
+    d = rng.normal(0.4, 1.0, 10)
+    i, j = np.triu_indices(d.size)
+    walsh = np.sort((d[i] + d[j]) / 2)
+    low, high = paired_shift_ci(d)
+    span = d.max() - d.min()
+    assert low == pytest.approx(walsh[8], abs=span * 1e-5)
+    assert high == pytest.approx(walsh[-9], abs=span * 1e-5)
 
 
 def test_drift_hides_a_slowdown_from_the_unpaired_test_and_pairs_find_it() -> None:
@@ -260,7 +291,7 @@ def test_paired_identical_builds_on_a_drifting_host_are_almost_never_worse() -> 
     seeds = 200
     bound = stats.binom.ppf(0.999, seeds, ALPHA / 2)
     found = [
-        compare_paired("start_latency", "A", "B", drifting_pairs(np.random.default_rng(500 + s), 100), resamples=100)
+        compare_paired("start_latency", "A", "B", drifting_pairs(np.random.default_rng(500 + s), 100))
         for s in range(seeds)
     ]
     verdicts = [v.verdict for v in found]
@@ -271,9 +302,7 @@ def test_paired_identical_builds_on_a_drifting_host_are_almost_never_worse() -> 
 
 def test_a_ten_percent_slowdown_of_100_pairs_on_a_drifting_host_is_worse() -> None:
     verdicts = [
-        compare_paired(
-            "start_latency", "A", "B", drifting_pairs(np.random.default_rng(900 + s), 100, 1.10), resamples=300
-        )
+        compare_paired("start_latency", "A", "B", drifting_pairs(np.random.default_rng(900 + s), 100, 1.10))
         for s in range(20)
     ]
     assert sum(v.verdict == WORSE for v in verdicts) >= 19
