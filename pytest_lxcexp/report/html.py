@@ -16,7 +16,16 @@ import pytest
 from ..engine.stats import TAKEDOWN_STEP_PREFIX, Summary, results_block, takedown_steps
 from ..engine.storage import human_size
 from . import charts
-from .compare import ACROSS_RUNS_NOTE, PAIRED_NOTE, Comparison, Regression, build_groups, cells, started_by
+from .compare import (
+    ACROSS_RUNS_NOTE,
+    PAIRED_NOTE,
+    Comparison,
+    Regression,
+    build_groups,
+    cells,
+    control_text,
+    started_by,
+)
 from .metrics import METRICS, VE_METRICS
 from .outcome import Finished
 from .results import Results
@@ -164,8 +173,12 @@ def comparison_section(
         elif comparison.kind == "builds":
             sides += f"<p>{e(PAIRED_NOTE)}</p>"
 
+        control = ""
+        if comparison.control is not None:  # how far this run can be trusted, beside what it says
+            control = f'<p class="control">A/A control: {e(control_text(comparison.control))}</p>'
         # The sides' names above; the chart beside its table (long names would push the table under it).
-        blocks.append(f'{sides}{warnings}<div class="cards charts">{chart}<div>{verdict_table(comparison)}</div></div>')
+        table = verdict_table(comparison) + control
+        blocks.append(f'{sides}{warnings}<div class="cards charts">{chart}<div>{table}</div></div>')
     verdicts = "".join(f'<p class="bad">Regression: {e(str(r))}</p>' for r in regressions)
     verdicts += "".join(f'<p class="warn">{e(note)}</p>' for note in notes)
     method = (
