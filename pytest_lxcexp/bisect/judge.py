@@ -5,7 +5,10 @@ and the candidate interleaved, every VE's record as results.json holds it, its `
 GOOD_NAME or CANDIDATE_NAME. After each run the verdict (report/verdict.py) is taken on
 every round so far, pooled: "worse" -> the commit is bad; "same" or "better" -> good;
 "can't tell" -> one more run (Pinpoint adds runs on UNKNOWN), up to max_rounds, after
-which the commit is skipped, as one that does not build is. Rounds keep their number in
+which the commit is skipped, as one that does not build is. A timing verdict is taken only
+while the good build's own A/A control (report/compare.py's a_a_control) holds: when it
+comes out "worse" or "better", the host moved more than the test allows for, and the step
+runs one more round instead of deciding on it. Rounds keep their number in
 each VE's `round`, so outcomes are compared place by place within a round.
 """
 
@@ -15,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..report.compare import build_groups, discount_failed_starts, pairs_by_place, verdict_text
+from ..report.compare import a_a_control, build_groups, discount_failed_starts, pairs_by_place, verdict_text
 from ..report.metrics import ALIASES, OUTCOMES, VE_METRICS
 from ..report.verdict import BETTER, CANT_TELL, MIN_SAMPLES, SAME, WORSE, Verdict, compare_outcomes, compare_paired
 from .search import BAD, GOOD, SKIPPED
@@ -101,6 +104,7 @@ def judge(measure: Measure, metric: str, min_effect: float, max_rounds: int, say
     ves: list[VE] = []
     verdict: Verdict | None = None
     rounds = 0
+    why = f"{CANT_TELL} after {max_rounds} round(s) (--max-rounds)"
     while rounds < max_rounds:
         new = measure(rounds + 1)
         first, rounds = rounds + 1, rounds + max(1, len({ve.get("round") for ve in new}))
@@ -119,7 +123,24 @@ def judge(measure: Measure, metric: str, min_effect: float, max_rounds: int, say
             why = f"its build gave {found} {name} samples in {rounds} round(s) (its VEs did not start?)"
             return Judgement(SKIPPED, verdict, rounds, why)
         outcome = outcome_of(verdict)
+        if outcome is not None and (failed := _failed_control(ves, metric, min_effect)) is not None:
+            more = "; one more round" if rounds < max_rounds else ""
+            say(f"{label} {shown}: not decided: the good build's A/A control came out {failed}{more}")
+            outcome = None
+            why = f"the good build's A/A control failed after {rounds} round(s) (--max-rounds)"
+        else:
+            why = f"{CANT_TELL} after {rounds} round(s) (--max-rounds)"
         if outcome is not None:
             return Judgement(outcome, verdict, rounds, f"{verdict.verdict} after {rounds} round(s)")
     assert verdict is not None
-    return Judgement(SKIPPED, verdict, rounds, f"{CANT_TELL} after {rounds} round(s) (--max-rounds)")
+    return Judgement(SKIPPED, verdict, rounds, why)
+
+
+def _failed_control(ves: list[VE], metric: str, min_effect: float) -> str | None:
+    """The good build's A/A control as text when it says "worse" or "better" (a timing metric
+    only: outcomes are judged place by place, and the control is on start latency); else None."""
+    if metric_name(metric) not in VE_METRICS:
+        return None
+    good = next(group for group in build_groups({"ves": ves}) if group.name == GOOD_NAME)
+    control = a_a_control(good, min_effect)
+    return verdict_text(control) if control.verdict in (WORSE, BETTER) else None

@@ -231,6 +231,33 @@ def test_still_cant_tell_after_max_rounds_is_a_skip() -> None:
     assert judged.outcome == SKIPPED and judged.rounds == 2 and "can't tell after 2 round(s)" in judged.why
 
 
+def test_a_step_whose_a_a_control_fails_is_not_decided_on_it() -> None:
+    # Round 1: the good build's VEs in its A/A half 2 (positions 2, 3, 6, 7, ...) started 20%
+    # slower than the rest, a host that moved under the run; the candidate is 30% slower
+    # anyway. The verdict would say "worse" at once; with the control failing, the step runs
+    # more rounds and decides only once the pooled control holds, or is skipped.
+    clean = fake_sessions(count=40, noise=0.1)("0", "30", "step")
+
+    def measure(round_number: int) -> list[dict]:
+        rows = clean(round_number)
+        if round_number == 1:
+            rows = [
+                {**ve, "start_latency": ve["start_latency"] * 1.2}
+                if ve["build"] == GOOD_NAME and ve["index"] % 2 != ((ve["index"] + 1) // 2) % 2
+                else ve
+                for ve in rows
+            ]
+        return rows
+
+    said: list[str] = []
+    judged = judge(measure, "start_latency", 5.0, 4, said.append, "step")
+    assert said[1].startswith("step round 1: not decided: the good build's A/A control came out")
+    assert judged.rounds > 1
+    assert judged.outcome == BAD or "A/A control failed" in judged.why
+    steady = judge(clean, "start_latency", 5.0, 4, lambda _: None, "step")
+    assert (steady.outcome, steady.rounds) == (BAD, 1)  # the same step without the moving host
+
+
 def test_the_percentile_names_judge_the_start_latency_and_outcomes_are_judged_by_place() -> None:
     rows = ves(0, GOOD_NAME, 1, 20) + ves(0, CANDIDATE_NAME, 2, 20)
     assert verdict_of(rows, "start_p50", 5.0).metric == "start_latency"
