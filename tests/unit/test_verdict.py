@@ -271,6 +271,22 @@ def test_paired_interval_of_ten_is_tukeys_between_walsh_averages() -> None:
     assert high == pytest.approx(walsh[-9], abs=span * 1e-5)
 
 
+def test_paired_memory_with_most_pairs_equal_is_not_same_when_a_quarter_grew() -> None:
+    # Memory in bytes: 72 of 100 places charged exactly the same on both builds, 28 charged 40%
+    # more on the candidate. The Walsh averages' median is 0, and the signed-rank test drops the
+    # zero differences, so at the estimate itself it rejects (p ~ 1e-13); every shift just above
+    # it, up to ~20%, it does not. The interval once collapsed to [0, 0] and said "same".
+    base = 40 * 4096.0
+    pairs = [(base, base)] * 72 + [(base, base * 1.4)] * 28
+    verdict = compare_paired("cgroup_memory", "A", "B", pairs)
+    assert verdict.shift == 0.0 and verdict.p_value <= ALPHA
+    assert verdict.ci_low <= verdict.shift <= verdict.ci_high
+    assert verdict.ci_percent[1] > 15.0  # the shifts the test does not reject reach ~20%
+    differences = np.array([c - b for b, c in pairs])
+    assert stats.wilcoxon(differences - verdict.ci_high / 2).pvalue > 0.05
+    assert verdict.verdict == CANT_TELL
+
+
 def test_drift_hides_a_slowdown_from_the_unpaired_test_and_pairs_find_it() -> None:
     # 100 places a side, the host slowing 4x over the run, the candidate 8% slower: the spread
     # between places (10-40 ms) swamps 8% for two independent samples; within each place
