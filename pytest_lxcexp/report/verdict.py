@@ -174,6 +174,10 @@ def _inverted_interval(
     outer_low, outer_high = widest[0] - span / 100, widest[1] + span / 100
 
     def end(p_at: Callable[[float], float], rejected: float, kept: float) -> float:
+        """The end between the last shift rejected and the first kept: the rejected one, so the
+        interval holds its closure (Tukey's and Moses' are closed: with values in whole pages
+        the end is often a shift the test just rejects, 5% exactly, and the kept side of it,
+        4.999997%, once made a "same")."""
         if p_at(rejected) > tail:  # too few samples to reject even there: the interval is that wide
             return rejected
         for _ in range(INTERVAL_STEPS):
@@ -184,7 +188,7 @@ def _inverted_interval(
                 kept = middle
             else:
                 rejected = middle
-        return kept
+        return rejected
 
     low, high = end(p_above_at, outer_low, outer_high), end(p_below_at, outer_high, outer_low)
     return min(low, high, estimate), max(low, high, estimate)

@@ -138,8 +138,9 @@ def test_interval_covers_the_shift_and_is_reproducible() -> None:
 
 
 def test_interval_is_the_shifts_mann_whitney_does_not_reject() -> None:
-    # Each end lies between a shift the test rejects at 5% and one it does not, and on one of
-    # the pairwise differences y_j - x_i (where the statistic steps): Moses' interval.
+    # Each end lies between a shift the test rejects at 5% and one it does not (on the rejected
+    # side, so the closed interval is held), and on one of the pairwise differences y_j - x_i
+    # (where the statistic steps): Moses' interval.
     rng = np.random.default_rng(31)
     x, y = rng.lognormal(0, 0.3, 30), rng.lognormal(0.1, 0.3, 40)
     low, high = shift_ci(x, y)
@@ -147,8 +148,8 @@ def test_interval_is_the_shifts_mann_whitney_does_not_reject() -> None:
     step = span * 1e-5
     differences = np.subtract.outer(y, x).ravel()
     for end, outward in ((low, -step), (high, step)):
-        assert stats.mannwhitneyu(y - end, x).pvalue > 0.05
-        assert stats.mannwhitneyu(y - (end + outward), x).pvalue <= 0.05
+        assert stats.mannwhitneyu(y - (end - outward), x).pvalue > 0.05
+        assert stats.mannwhitneyu(y - end, x).pvalue <= 0.05
         assert np.min(np.abs(differences - end)) < step
     assert low < hodges_lehmann(x, y) < high
 
@@ -300,6 +301,19 @@ def test_a_few_tied_pairs_are_not_searched_with_permutation_tests(monkeypatch: p
     verdict = compare_paired("monitor_pss", "A", "B", pairs)
     assert verdict.ci_low <= verdict.shift <= verdict.ci_high
     assert len(searched) <= 1  # the verdict's own p-value may take one
+
+
+def test_an_interval_ending_on_the_minimum_effect_is_not_inside_it() -> None:
+    # Memory in whole pages, a baseline median of 30 pages: the signed-rank test keeps every
+    # shift up to 1.5 pages (5% exactly, where it starts to reject) but not that one. The
+    # interval (Tukey's, closed) reaches 5%; its search stopped a hair inside, at 4.999997%,
+    # and the verdict said "same" (the CI inside +-5%).
+    rng = np.random.default_rng(3)
+    pairs = list(zip(4096.0 * rng.integers(30, 33, 12), 4096.0 * rng.integers(30, 34, 12), strict=True))
+    verdict = compare_paired("monitor_pss", "A", "B", pairs)
+    assert verdict.baseline_value == 30 * 4096
+    assert verdict.ci_high >= 1.5 * 4096 and verdict.ci_low <= -0.5 * 4096
+    assert verdict.verdict == CANT_TELL
 
 
 def test_drift_hides_a_slowdown_from_the_unpaired_test_and_pairs_find_it() -> None:
