@@ -37,6 +37,7 @@ MEDIAN = 0.02  # a start latency of 20 ms
 PLACE_SIGMA, NOISE_SIGMA = 0.3, 0.25  # log-scale spread of the shared place effect and each VE's own
 TRUTH_DRAWS = 1_000_000
 BOOTSTRAP_PAIRS = 10_000
+INVERTED = "inverted test"  # the tool's interval
 
 
 def draw(rng: np.random.Generator, n: int, factor: float, paired: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -136,14 +137,14 @@ def main() -> int:
             truth = true_shift(scenario_factor, paired)
             for n in args.sizes:
                 rows: dict[str, dict[str, list]] = {
-                    way: {"covered": [], "width": [], "seconds": [], "verdicts": []} for way in ("tool", "bootstrap")
+                    way: {"covered": [], "width": [], "seconds": [], "verdicts": []} for way in (INVERTED, "bootstrap")
                 }
                 rng = np.random.default_rng([args.seed, n, int(paired), int(scenario_factor * 1000)])
                 for trial in range(args.trials):
                     x, y = draw(rng, n, scenario_factor, paired)
                     for way in rows:
                         began = time.perf_counter()
-                        interval = tool_ci(x, y, paired) if way == "tool" else bootstrap_ci(x, y, paired, trial)
+                        interval = tool_ci(x, y, paired) if way == INVERTED else bootstrap_ci(x, y, paired, trial)
                         rows[way]["seconds"].append(time.perf_counter() - began)
                         rows[way]["covered"].append(interval[0] <= truth <= interval[1])
                         rows[way]["width"].append(interval[1] - interval[0])

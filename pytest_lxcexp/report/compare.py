@@ -303,6 +303,7 @@ class Comparison:
     now_label: str
     verdicts: list[Verdict]
     warnings: list[str]
+    control: Verdict | None = None  # builds: the run's A/A control (a_a_control), not a verdict on the builds
 
     def verdict(self, metric: str) -> Verdict | None:
         return next((v for v in self.verdicts if v.metric == metric), None)
@@ -314,6 +315,7 @@ class Comparison:
             "candidate": self.now_label,
             "warnings": list(self.warnings),
             "verdicts": [verdict.to_dict() for verdict in self.verdicts],
+            "control": None if self.control is None else self.control.to_dict(),
         }
 
 
@@ -409,19 +411,55 @@ def compare_runs(
     return comparisons
 
 
+def a_a_control(group: Group, min_effect: float = DEFAULT_MIN_EFFECT) -> Verdict:
+    """The run's own A/A test: one build's VEs split into two halves that are paired and
+    judged as the builds are. Its positions 1 and 2 make a pair, 3 and 4 the next, and so on
+    (in each round); which half starts first alternates from pair to pair (half 1 holds
+    positions 1, 4, 5, 8, ...), as the builds' order does, so drift over the run does not
+    land on one half. Nothing else differs between the halves, so a "worse" or "better"
+    here (chance alone: at most ALPHA of runs) says the run moved more than the test allows
+    for, and its verdicts between builds may be false alarms too."""
+    halves: dict[int, tuple[list[dict[str, Any]], list[tuple[Any, ...]]]] = {1: ([], []), 2: ([], [])}
+    for (round_, position), ve in zip(group.places, group.ves, strict=True):
+        pair = (position + 1) // 2
+        ves, places = halves[1 if position % 2 == pair % 2 else 2]
+        ves.append(ve)
+        places.append((round_, pair))
+    first = Group(f"{group.name}, A/A half 1", *halves[1])
+    second = Group(f"{group.name}, A/A half 2", *halves[2])
+    latency = VE_METRICS["start_latency"]
+    pairs = pairs_by_place(latency, first, second)
+    return compare_paired(latency.name, first.name, second.name, pairs, worse=latency.worse, min_effect=min_effect)
+
+
+def control_warning(control: Verdict) -> str | None:
+    """What a failed A/A control means for the run's verdicts; None when it did not fail."""
+    if control.verdict not in (WORSE, BETTER):
+        return None
+    return (
+        f"the run's own A/A control (build {control.baseline} against {control.candidate}, start latency) "
+        f"came out {control.verdict!r} ({verdict_text(control)}): nothing differs between those halves, "
+        "so this run's host moved more than the test allows for and its verdicts may be false alarms; run it again"
+    )
+
+
 def compare_builds(results: Results, effects: dict[str, float] | None = None) -> list[Comparison]:
-    """Each build of one run against its first build; [] for a run with fewer than two builds."""
+    """Each build of one run against its first build, with the run's A/A control on the
+    first build; [] for a run with fewer than two builds."""
     groups = build_groups(results)
     if len(groups) < 2:
         return []
     baseline = groups[0]
+    control = a_a_control(baseline, (effects or {}).get("start_latency", DEFAULT_MIN_EFFECT))
+    warning = control_warning(control)
     return [
         Comparison(
             "builds",
             f"build {baseline.name}",
             f"build {group.name}",
             group_verdicts(baseline, group, effects, paired=True),
-            [],
+            [warning] if warning else [],
+            control,
         )
         for group in groups[1:]
     ]
@@ -599,4 +637,11 @@ def table_lines(comparison: Comparison) -> list[str]:
             f"{c['metric']:<30} {c['baseline']:>9} {c['candidate']:>9} {c['shift']:>8}  {c['ci']:<18} "
             f"{c['p']:>7}  {c['verdict']}"
         )
+    if comparison.control is not None:
+        lines.append(f"A/A control: {control_text(comparison.control)}")
     return lines
+
+
+def control_text(control: Verdict) -> str:
+    """The A/A control in one line: which halves, and what the test made of them."""
+    return f"build {control.baseline} against {control.candidate}: {verdict_text(control)}"

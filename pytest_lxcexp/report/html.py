@@ -16,7 +16,16 @@ import pytest
 from ..engine.stats import TAKEDOWN_STEP_PREFIX, Summary, results_block, takedown_steps
 from ..engine.storage import human_size
 from . import charts
-from .compare import ACROSS_RUNS_NOTE, PAIRED_NOTE, Comparison, Regression, build_groups, cells, started_by
+from .compare import (
+    ACROSS_RUNS_NOTE,
+    PAIRED_NOTE,
+    Comparison,
+    Regression,
+    build_groups,
+    cells,
+    control_text,
+    started_by,
+)
 from .metrics import METRICS, VE_METRICS
 from .outcome import Finished
 from .results import Results
@@ -32,6 +41,7 @@ CSS = """
 .lxcexp th, .lxcexp td { border: 1px solid #dde1e5; padding: 3px 8px; text-align: right; }
 .lxcexp th { background: #f3f5f7; } .lxcexp td.k, .lxcexp th.k { text-align: left; }
 .lxcexp tr.step td { color: #555; }
+.lxcexp .control { color: #444; max-width: 60em; }
 .lxcexp pre { background: #f7f7f9; border: 1px solid #e3e6ea; padding: 8px; margin: 4px 0; color: #111;
   white-space: pre-wrap; font-size: 12px; }
 .lxcexp .cards { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
@@ -40,6 +50,7 @@ CSS = """
 .lxcexp .warn { color: #8a5300; } .lxcexp .bad { color: #b3261e; font-weight: bold; }
 .lxcexp .ok { color: #1b7f3a; font-weight: bold; }
 .lxcexp-headline { color: #222; font-size: 14px; }
+#lxcexp-builds td { max-width: 28em; overflow-wrap: anywhere; }
 """
 
 
@@ -127,15 +138,51 @@ def _side_samples(results: Results, reference: Results | None, comparison: Compa
     return [(f"build {group.name}", latency.samples(group.ves)) for group in build_groups(results)]
 
 
+# What a reader needs of each build, in this order; the rest (paths, proofs in full) is in results.json.
+BUILD_COLUMNS = (
+    ("name", "build"),
+    ("version", "version"),
+    ("git_describe", "git describe"),
+    ("commit", "commit"),
+    ("sha256", "liblxc sha256"),
+    ("prefix", "prefix"),
+    ("preload", "preload"),
+    ("proofs", "proven"),
+)
+
+
+def _proven(build: dict[str, Any]) -> str:
+    """Whether the VE each part of the run proved the build on (the first it started) ran the
+    build's own liblxc, and in which cgroups."""
+    proofs = build.get("proofs") or ([build["proof"]] if build.get("proof") else [])
+    if not proofs:
+        return "no VE started"
+    failed = [proof for proof in proofs if not proof.get("ok")]
+    if failed:
+        return f"differs on {failed[0].get('ve')}: {failed[0].get('differs')}"
+    cgroups = ", ".join(c or "unified" for c in proofs[0].get("cgroups") or [])
+    return f"ok on {', '.join(str(proof.get('ve')) for proof in proofs)}; cgroups {cgroups or '-'}"
+
+
+def _build_cell(build: dict[str, Any], key: str) -> str:
+    if key == "proofs":
+        return _proven(build)
+    value = build.get(key)
+    if value is None:
+        return ""
+    text = str(value)
+    return text[:12] if key in ("commit", "sha256") else text
+
+
 def builds_table(results: Results) -> str:
     """What each build was, as the run recorded it (--ve-lxc): one row per build."""
     builds = results.get("metadata", {}).get("builds") or []
     if not builds:
         return ""
-    keys = list(dict.fromkeys(key for build in builds for key in build))
-    head = "".join(f'<th class="k">{e(key)}</th>' for key in keys)
+    keys = [(key, title) for key, title in BUILD_COLUMNS if any(_build_cell(b, key) for b in builds)]
+    head = "".join(f'<th class="k">{e(title)}</th>' for _, title in keys)
     rows = "".join(
-        "<tr>" + "".join(f'<td class="k">{e(str(build.get(key, "")))}</td>' for key in keys) + "</tr>"
+        "<tr>" + "".join(f'<td class="k">{e(_build_cell(build, key))}</td>' for key, _ in keys) + "</tr>"
         for build in builds
     )
     return f'<table id="lxcexp-builds"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
@@ -164,8 +211,12 @@ def comparison_section(
         elif comparison.kind == "builds":
             sides += f"<p>{e(PAIRED_NOTE)}</p>"
 
+        control = ""
+        if comparison.control is not None:  # how far this run can be trusted, beside what it says
+            control = f'<p class="control">A/A control: {e(control_text(comparison.control))}</p>'
         # The sides' names above; the chart beside its table (long names would push the table under it).
-        blocks.append(f'{sides}{warnings}<div class="cards charts">{chart}<div>{verdict_table(comparison)}</div></div>')
+        table = verdict_table(comparison) + control
+        blocks.append(f'{sides}{warnings}<div class="cards charts">{chart}<div>{table}</div></div>')
     verdicts = "".join(f'<p class="bad">Regression: {e(str(r))}</p>' for r in regressions)
     verdicts += "".join(f'<p class="warn">{e(note)}</p>' for note in notes)
     method = (

@@ -196,10 +196,22 @@ def test_report_sections_escape_what_the_run_wrote() -> None:
 
 def test_report_shows_each_build_and_what_it_was() -> None:
     results = make_results(latencies=[0.01 + 0.0001 * n for n in range(30)], builds=["system", "<v6>"])
-    results["metadata"]["builds"] = [{"name": "system", "version": "5.0.2"}, {"name": "<v6>", "version": "6.0.6"}]
+    proof = {"ve": "ve2", "ok": True, "cgroups": ["", "cpu", "pids"], "liblxc": ["/p/lib/liblxc.so.1.8.0"]}
+    results["metadata"]["builds"] = [
+        {"name": "system", "version": "5.0.2", "sha256": "85e890abc0e68d6a", "library_path": None},
+        {"name": "<v6>", "version": "6.0.6", "commit": "2597434ae247211", "proofs": [proof, {**proof, "ve": "ve42"}]},
+    ]
     finished = Finished(results=results, comparisons=compare_builds(results))
     text = html.report_sections(finished)
     assert 'id="lxcexp-builds"' in text and "&lt;v6&gt;" in text and "<v6>" not in text
+    table = text[text.index('id="lxcexp-builds"') : text.index("</table>", text.index('id="lxcexp-builds"'))]
+    # Short hashes, a one-line proof, no column that no build fills, no raw records.
+    assert ">85e890abc0e6<" in table and ">2597434ae247<" in table and "library_path" not in table
+    assert ">ok on ve2, ve42; cgroups unified, cpu, pids<" in table and "{" not in table
+    assert ">no VE started<" in table  # the system build recorded no proof
+    results["metadata"]["builds"][1]["proofs"] = [proof | {"ok": False, "differs": "liblxc /usr/lib/liblxc.so.1"}]
+    text = html.report_sections(Finished(results=results, comparisons=compare_builds(results)))
+    assert ">differs on ve2: liblxc /usr/lib/liblxc.so.1<" in text
     assert "baseline: build system<br>candidate: build &lt;v6&gt;" in text
     assert text.count("data:image/png;base64,") == 5  # the four charts, and one ECDF holds both builds
 

@@ -149,6 +149,37 @@ def test_builds_of_one_run_each_against_the_first() -> None:
     json.dumps([comparison.to_dict() for comparison in (same, slow)], allow_nan=False)
 
 
+def test_builds_come_with_the_runs_own_a_a_control() -> None:
+    # Two builds alike: the first build's two halves (positions 1, 4, 5, 8, ... against 2, 3,
+    # 6, 7, ...) tell nothing apart, and no warning is raised.
+    rng = np.random.default_rng(41)
+    alike = list(rng.lognormal(np.log(0.010), 0.2, 80))
+    [comparison] = compare_builds(make_results(latencies=alike, builds=["system", "patched"]))
+    control = comparison.control
+    assert control is not None and control.metric == "start_latency" and control.n_baseline == 20
+    assert (control.baseline, control.candidate) == ("system, A/A half 1", "system, A/A half 2")
+    assert control.verdict not in (WORSE, "better") and comparison.warnings == []
+    assert any(line.startswith("A/A control: build system, A/A half 1 against") for line in table_lines(comparison))
+    assert comparison.to_dict()["control"]["metric"] == "start_latency"
+    assert comparison.verdict("start_latency").n_baseline == 40  # the builds' verdict still uses every pair
+
+
+def test_a_failed_a_a_control_warns_that_the_runs_verdicts_may_be_false_alarms() -> None:
+    # The first build's VEs in its half 2 (positions 2, 3, 6, 7, ...) 30% slower: nothing but
+    # position differs, so the control says "worse" and every comparison of the run carries
+    # the warning. (Three builds: the first build's position p is VE index 3p - 2.)
+    half_2 = {3 * p - 2 for p in range(1, 31) if p % 2 != ((p + 1) // 2) % 2}
+    latencies = [0.010 * (1.3 if index + 1 in half_2 else 1.0) * (1 + 0.01 * (index % 7)) for index in range(90)]
+    comparisons = compare_builds(make_results(latencies=latencies, builds=["system", "patched", "other"]))
+    assert len(comparisons) == 2
+    for comparison in comparisons:
+        assert comparison.control is not None and comparison.control.verdict == WORSE
+        [warning] = comparison.warnings
+        assert warning.startswith("the run's own A/A control (build system, A/A half 1 against system, A/A half 2")
+        assert "its verdicts may be false alarms" in warning
+        assert f"WARNING: {warning}" in table_lines(comparison)
+
+
 def test_a_build_whose_slowest_starts_fail_does_not_look_faster() -> None:
     # "slow" is 15% slower at every place, and its starts over 46 ms time out (start_error):
     # the ones that remain are its fastest.
