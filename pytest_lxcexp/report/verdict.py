@@ -60,6 +60,8 @@ EXACT_PAIRS = 4_000_000
 # below the 0.01% the report shows), in at most this many bisection steps.
 INTERVAL_PRECISION = 1e-6
 INTERVAL_STEPS = 60
+# scipy's wilcoxon tests up to this many differences with ties or zeros by permutation.
+PERMUTATION_DIFFERENCES = 13
 SEED = 20261130  # fixed, so the same samples give the same CI every time
 MANN_WHITNEY = "Mann-Whitney U"
 WILCOXON = "Wilcoxon signed-rank (paired)"
@@ -147,45 +149,57 @@ def hodges_lehmann(baseline: Sequence[float], candidate: Sequence[float], seed: 
 
 
 def _inverted_interval(
-    p_value_at: Callable[[float], float], estimate: float, widest: tuple[float, float], confidence: float
+    p_above_at: Callable[[float], float],
+    p_below_at: Callable[[float], float],
+    estimate: float,
+    widest: tuple[float, float],
+    confidence: float,
 ) -> tuple[float, float]:
     """The shifts d the rank test does not reject at 1 - confidence when d is taken off the
     candidate: the confidence interval that belongs to the test and its Hodges-Lehmann
     estimate (Lehmann's and Moses' interval, the one R's wilcox.test(conf.int = TRUE) gives).
-    The test's statistic moves one way with d, so its p-value falls away from the estimate on
-    each side: each end is found by bisection between the estimate and the widest shift the
-    samples allow (where the test rejects, unless there are too few samples to reject anything:
-    then the interval is that wide)."""
-    level = 1.0 - confidence
+    The two-sided test rejects where either one-sided test does at half the level; each
+    one-sided p-value moves one way with d (`p_above_at`, "the shift is above d", rejects
+    the d that are too low), so each end is found by bisection across the widest shifts the
+    samples allow, not from the estimate: with many zero differences the signed-rank test
+    drops them and can reject at the estimate itself while keeping every shift next to it
+    (the interval once collapsed onto the estimate there). Widened to hold the estimate, if
+    ties ever make the two ends cross."""
+    tail = (1.0 - confidence) / 2
     span = widest[1] - widest[0]
-    if span <= 0 or p_value_at(estimate) <= level:  # no spread at all, or a test at odds with its estimate
+    if span <= 0:  # no spread at all
         return estimate, estimate
     # Just past the widest shift: at it exactly a difference is zero (or two values tie), and
     # scipy answers a small sample with zeros or ties by a permutation test, 100x slower.
-    widest = (widest[0] - span / 100, widest[1] + span / 100)
+    outer_low, outer_high = widest[0] - span / 100, widest[1] + span / 100
 
-    def end(outer: float) -> float:
-        if p_value_at(outer) > level:
-            return outer
-        rejected, kept = outer, estimate
+    def end(p_at: Callable[[float], float], rejected: float, kept: float) -> float:
+        """The end between the last shift rejected and the first kept: the rejected one, so the
+        interval holds its closure (Tukey's and Moses' are closed: with values in whole pages
+        the end is often a shift the test just rejects, 5% exactly, and the kept side of it,
+        4.999997%, once made a "same")."""
+        if p_at(rejected) > tail:  # too few samples to reject even there: the interval is that wide
+            return rejected
         for _ in range(INTERVAL_STEPS):
             middle = (rejected + kept) / 2
             if middle in (rejected, kept) or abs(rejected - kept) <= span * INTERVAL_PRECISION:
                 break
-            if p_value_at(middle) > level:
+            if p_at(middle) > tail:
                 kept = middle
             else:
                 rejected = middle
-        return kept
+        return rejected
 
-    return end(widest[0]), end(widest[1])
+    low, high = end(p_above_at, outer_low, outer_high), end(p_below_at, outer_high, outer_low)
+    return min(low, high, estimate), max(low, high, estimate)
 
 
-def rank_sum_p(baseline: Sequence[float], candidate: Sequence[float]) -> float:
-    """Two-sided Mann-Whitney U p-value; 1.0 when every value is the same on both sides."""
+def rank_sum_p(baseline: Sequence[float], candidate: Sequence[float], alternative: str = "two-sided") -> float:
+    """Mann-Whitney U p-value (two-sided, or "greater": the candidate above the baseline, or
+    "less"); 1.0 when every value is the same on both sides."""
     from scipy import stats
 
-    p_value = float(stats.mannwhitneyu(candidate, baseline, alternative="two-sided").pvalue)
+    p_value = float(stats.mannwhitneyu(candidate, baseline, alternative=alternative).pvalue)
     return 1.0 if math.isnan(p_value) else p_value
 
 
@@ -198,7 +212,8 @@ def shift_ci(
 
     x, y = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
     return _inverted_interval(
-        lambda d: rank_sum_p(x, y - d),
+        lambda d: rank_sum_p(x, y - d, "greater"),
+        lambda d: rank_sum_p(x, y - d, "less"),
         hodges_lehmann(x, y) if estimate is None else estimate,
         (float(y.min() - x.max()), float(y.max() - x.min())),
         confidence,
@@ -348,24 +363,31 @@ def paired_shift_ci(
     import numpy as np
 
     d = np.asarray(differences, dtype=float)
+    # Up to 13 differences with a zero or a tie, scipy's "auto" is a permutation test (0.3-0.6 s
+    # a call here, ~40 calls an interval): its exact distribution instead, the same without ties.
+    method = "exact" if d.size <= PERMUTATION_DIFFERENCES else "auto"
     return _inverted_interval(
-        lambda shift: signed_rank_p(d - shift),
+        lambda shift: signed_rank_p(d - shift, "greater", method),
+        lambda shift: signed_rank_p(d - shift, "less", method),
         paired_hodges_lehmann(d) if estimate is None else estimate,
         (float(d.min()), float(d.max())),
         confidence,
     )
 
 
-def signed_rank_p(differences: Sequence[float]) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of the differences (zeros dropped, as Wilcoxon
-    did); 1.0 when every difference is zero: nothing to tell apart."""
+def signed_rank_p(differences: Sequence[float], alternative: str = "two-sided", method: str = "auto") -> float:
+    """Wilcoxon signed-rank p-value of the differences (two-sided, or "greater": centred above
+    zero, or "less"; zeros dropped, as Wilcoxon did); 1.0 when every difference is zero:
+    nothing to tell apart. `method` as scipy's ("exact": its exact null distribution, a tied
+    statistic rounded the conservative way)."""
     from scipy import stats
 
     if not any(differences):
         return 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # few non-zero differences: the normal approximation is said to be rough
-        p_value = float(stats.wilcoxon(differences, zero_method="wilcox", alternative="two-sided").pvalue)
+        result = stats.wilcoxon(differences, zero_method="wilcox", alternative=alternative, method=method)
+        p_value = float(result.pvalue)
     return 1.0 if math.isnan(p_value) else p_value
 
 

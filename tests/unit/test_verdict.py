@@ -138,8 +138,9 @@ def test_interval_covers_the_shift_and_is_reproducible() -> None:
 
 
 def test_interval_is_the_shifts_mann_whitney_does_not_reject() -> None:
-    # Each end lies between a shift the test rejects at 5% and one it does not, and on one of
-    # the pairwise differences y_j - x_i (where the statistic steps): Moses' interval.
+    # Each end lies between a shift the test rejects at 5% and one it does not (on the rejected
+    # side, so the closed interval is held), and on one of the pairwise differences y_j - x_i
+    # (where the statistic steps): Moses' interval.
     rng = np.random.default_rng(31)
     x, y = rng.lognormal(0, 0.3, 30), rng.lognormal(0.1, 0.3, 40)
     low, high = shift_ci(x, y)
@@ -147,8 +148,8 @@ def test_interval_is_the_shifts_mann_whitney_does_not_reject() -> None:
     step = span * 1e-5
     differences = np.subtract.outer(y, x).ravel()
     for end, outward in ((low, -step), (high, step)):
-        assert stats.mannwhitneyu(y - end, x).pvalue > 0.05
-        assert stats.mannwhitneyu(y - (end + outward), x).pvalue <= 0.05
+        assert stats.mannwhitneyu(y - (end - outward), x).pvalue > 0.05
+        assert stats.mannwhitneyu(y - end, x).pvalue <= 0.05
         assert np.min(np.abs(differences - end)) < step
     assert low < hodges_lehmann(x, y) < high
 
@@ -269,6 +270,50 @@ def test_paired_interval_of_ten_is_tukeys_between_walsh_averages() -> None:
     span = d.max() - d.min()
     assert low == pytest.approx(walsh[8], abs=span * 1e-5)
     assert high == pytest.approx(walsh[-9], abs=span * 1e-5)
+
+
+def test_paired_memory_with_most_pairs_equal_is_not_same_when_a_quarter_grew() -> None:
+    # Memory in bytes: 72 of 100 places charged exactly the same on both builds, 28 charged 40%
+    # more on the candidate. The Walsh averages' median is 0, and the signed-rank test drops the
+    # zero differences, so at the estimate itself it rejects (p ~ 1e-13); every shift just above
+    # it, up to ~20%, it does not. The interval once collapsed to [0, 0] and said "same".
+    base = 40 * 4096.0
+    pairs = [(base, base)] * 72 + [(base, base * 1.4)] * 28
+    verdict = compare_paired("cgroup_memory", "A", "B", pairs)
+    assert verdict.shift == 0.0 and verdict.p_value <= ALPHA
+    assert verdict.ci_low <= verdict.shift <= verdict.ci_high
+    assert verdict.ci_percent[1] > 15.0  # the shifts the test does not reject reach ~20%
+    differences = np.array([c - b for b, c in pairs])
+    assert stats.wilcoxon(differences - verdict.ci_high / 2).pvalue > 0.05
+    assert verdict.verdict == CANT_TELL
+
+
+def test_a_few_tied_pairs_are_not_searched_with_permutation_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 12 pairs of memory in whole pages tie everywhere: scipy answers up to 13 differences
+    # with ties or zeros by a permutation test (0.3-0.6 s each here), and the interval's
+    # search made ~40 of them: 20-30 s for one metric. The exact null distribution (scipy
+    # rounds a tied statistic the conservative way) gives each step at once.
+    rng = np.random.default_rng(3)
+    pairs = list(zip(4096.0 * rng.integers(30, 33, 12), 4096.0 * rng.integers(30, 34, 12), strict=True))
+    searched = []
+    original = stats.permutation_test
+    monkeypatch.setattr(stats, "permutation_test", lambda *a, **k: searched.append(1) or original(*a, **k))
+    verdict = compare_paired("monitor_pss", "A", "B", pairs)
+    assert verdict.ci_low <= verdict.shift <= verdict.ci_high
+    assert len(searched) <= 1  # the verdict's own p-value may take one
+
+
+def test_an_interval_ending_on_the_minimum_effect_is_not_inside_it() -> None:
+    # Memory in whole pages, a baseline median of 30 pages: the signed-rank test keeps every
+    # shift up to 1.5 pages (5% exactly, where it starts to reject) but not that one. The
+    # interval (Tukey's, closed) reaches 5%; its search stopped a hair inside, at 4.999997%,
+    # and the verdict said "same" (the CI inside +-5%).
+    rng = np.random.default_rng(3)
+    pairs = list(zip(4096.0 * rng.integers(30, 33, 12), 4096.0 * rng.integers(30, 34, 12), strict=True))
+    verdict = compare_paired("monitor_pss", "A", "B", pairs)
+    assert verdict.baseline_value == 30 * 4096
+    assert verdict.ci_high >= 1.5 * 4096 and verdict.ci_low <= -0.5 * 4096
+    assert verdict.verdict == CANT_TELL
 
 
 def test_drift_hides_a_slowdown_from_the_unpaired_test_and_pairs_find_it() -> None:
