@@ -45,7 +45,7 @@ from pytest_lxcexp.report.compare import (  # noqa: E402
     table_lines,
 )
 from pytest_lxcexp.report.results import Results  # noqa: E402
-from pytest_lxcexp.report.verdict import ALPHA, DEFAULT_MIN_EFFECT, WORSE, Verdict  # noqa: E402
+from pytest_lxcexp.report.verdict import ALPHA, BETTER, DEFAULT_MIN_EFFECT, WORSE, Verdict  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EFFECTS = (0.0, 2.0, 5.0, 10.0, 20.0)
@@ -135,11 +135,13 @@ def analyse(runs: list[tuple[str, Results]], across_runs: bool = True) -> None:
     inside: list[Verdict] = []
     others: list[Verdict] = []
     independent: list[Verdict] = []
+    controls: list[Verdict] = []  # each builds run's own A/A control (compare.a_a_control), once a run
     print(f"\nalpha {ALPHA:g}, minimum effect {DEFAULT_MIN_EFFECT:g}% (the defaults)")
     print("\n== within each run (builds against the first; without builds: odd VEs against even) ==")
     for name, results in runs:
         comparisons = within(results)
         inside += start_verdicts(comparisons)
+        controls += [comparisons[0].control] if comparisons and comparisons[0].control else []
         independent += unpaired(results)
         others += [v for c in comparisons for v in c.verdicts if v.metric != "start_latency"]
         print(f"-- {name}")
@@ -162,6 +164,9 @@ def analyse(runs: list[tuple[str, Results]], across_runs: bool = True) -> None:
     print("\n== counts ==")
     print(count_line("start_latency within runs (paired)", inside))
     print(by_effect(inside))
+    if controls:
+        failed = sum(v.verdict in (WORSE, BETTER) for v in controls)
+        print(count_line("the runs' own A/A controls", controls) + f"; failed (worse or better) in {failed}")
     if independent:
         print(count_line("start_latency within runs, unpaired (Mann-Whitney)", independent))
     for metric in ("monitor_pss", "cgroup_memory"):
