@@ -6,7 +6,8 @@ liblxc's log is written on the host, out of the VE's reach, and is taken as it i
 named only by the workload is taken when the host's own counters show it:
 
 - pids: a fork refused by the VE's own pids cgroup or the experiment's (pids.events `max`),
-  or the host's threads within 5% of kernel.pid_max / kernel.threads-max;
+  the experiment's budget at its pids.max now or at some moment before (pids.peak), or the
+  host's threads within 5% of kernel.pid_max / kernel.threads-max;
 - files (ENFILE): the host's file table within 5% of fs.file-max; EMFILE is a process's own
   RLIMIT_NOFILE, never the host's;
 - memory: less available than the reserve a ramp keeps for the host;
@@ -56,11 +57,12 @@ def _pid_limit() -> int | None:
 def _forks_refused(tag: str, ve: str) -> bool:
     """A pids cgroup of the VE's (its own or one it made below it, where the kernel counts the
     refusal: the forking process's) refused a fork, or the experiment's budget or the VE's own
-    cgroup is at its pids.max now. On cgroup v1 a refusal is counted only in the forking
-    process's cgroup, which liblxc removes when the VE stops: then only a budget still at its
-    limit shows it."""
+    cgroup is at its pids.max now, or the budget reached it before (its pids.peak). On cgroup
+    v1 a refusal is counted only in the forking process's cgroup, which liblxc removes when
+    the VE stops, and the budget has room again once the VE's processes are gone: its peak is
+    what still shows it (a ramp's VE once failed "for no host limit named" that way)."""
     budget, own = cgroups.pids_budget_path(tag), cgroups.ve_pids_cgroup(tag, ve)
-    if budget is not None and (cgroups.refused_forks(budget) > 0 or _at_max(budget)):
+    if budget is not None and (cgroups.refused_forks(budget) > 0 or _at_max(budget) or _peaked_at_max(budget)):
         return True
     if own is None or not os.path.isdir(own):
         return False
@@ -81,6 +83,16 @@ def _at_max(cgroup: str) -> bool:
             limit = handle.read().strip()
         if limit != "max":
             return host.read_int(os.path.join(cgroup, "pids.current")) >= int(limit)
+    return False
+
+
+def _peaked_at_max(cgroup: str) -> bool:
+    """Its pids.peak (Linux 6.1+; absent before: False) has reached its pids.max (not "max")."""
+    with contextlib.suppress(OSError, ValueError):
+        with open(os.path.join(cgroup, "pids.max")) as handle:
+            limit = handle.read().strip()
+        if limit != "max":
+            return host.read_int(os.path.join(cgroup, "pids.peak")) >= int(limit)
     return False
 
 

@@ -44,6 +44,19 @@ def test_a_refused_fork_in_the_budget_or_the_ves_own_cgroups_is(cgroups_at: Path
     assert corroborate.host_agrees(PIDS, "/nonexistent", "t1", "ve1")  # type: ignore[arg-type]
 
 
+def test_a_budget_that_was_full_agrees_after_its_ves_went(cgroups_at: Path) -> None:
+    # cgroup v1: the refusal was counted in the failed VE's own cgroup, gone with it, and the
+    # budget has room again (3 of 5); its peak still shows it was full.
+    (cgroups_at / "ve1" / "inner" / "pids.events").unlink()
+    for name, value in (("pids.max", "5"), ("pids.current", "3"), ("pids.peak", "4")):
+        (cgroups_at / name).write_text(value + "\n")
+    assert not corroborate.host_agrees(PIDS, "/nonexistent", "t1", "ve1")  # type: ignore[arg-type]
+    (cgroups_at / "pids.peak").write_text("5\n")
+    assert corroborate.host_agrees(PIDS, "/nonexistent", "t1", "ve1")  # type: ignore[arg-type]
+    (cgroups_at / "pids.max").write_text("max\n")  # no budget: no peak to compare
+    assert not corroborate.host_agrees(PIDS, "/nonexistent", "t1", "ve1")  # type: ignore[arg-type]
+
+
 def test_a_host_near_pid_max_agrees(cgroups_at: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(corroborate, "_pid_limit", lambda: 520)
     assert corroborate.host_agrees(PIDS, "/nonexistent", "t1", "ve1")  # type: ignore[arg-type]
