@@ -62,7 +62,7 @@ def _forks_refused(tag: str, ve: str) -> bool:
     the VE stops, and the budget has room again once the VE's processes are gone: its peak is
     what still shows it (a ramp's VE once failed "for no host limit named" that way)."""
     budget, own = cgroups.pids_budget_path(tag), cgroups.ve_pids_cgroup(tag, ve)
-    if budget is not None and (cgroups.refused_forks(budget) > 0 or _at_max(budget) or _peaked_at_max(budget)):
+    if budget is not None and (cgroups.refused_forks(budget) > 0 or _at_max(budget) or _at_max(budget, "pids.peak")):
         return True
     if own is None or not os.path.isdir(own):
         return False
@@ -76,23 +76,14 @@ def _forks_refused(tag: str, ve: str) -> bool:
     return False
 
 
-def _at_max(cgroup: str) -> bool:
-    """Its pids.current has reached its pids.max (not "max")."""
+def _at_max(cgroup: str, count: str = "pids.current") -> bool:
+    """Its `count` (pids.current now, or pids.peak: the most it ever held, Linux 6.1+; absent:
+    False) has reached its pids.max (not "max")."""
     with contextlib.suppress(OSError, ValueError):
         with open(os.path.join(cgroup, "pids.max")) as handle:
             limit = handle.read().strip()
         if limit != "max":
-            return host.read_int(os.path.join(cgroup, "pids.current")) >= int(limit)
-    return False
-
-
-def _peaked_at_max(cgroup: str) -> bool:
-    """Its pids.peak (Linux 6.1+; absent before: False) has reached its pids.max (not "max")."""
-    with contextlib.suppress(OSError, ValueError):
-        with open(os.path.join(cgroup, "pids.max")) as handle:
-            limit = handle.read().strip()
-        if limit != "max":
-            return host.read_int(os.path.join(cgroup, "pids.peak")) >= int(limit)
+            return host.read_int(os.path.join(cgroup, count)) >= int(limit)
     return False
 
 
