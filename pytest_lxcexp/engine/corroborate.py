@@ -20,7 +20,9 @@ The limits liblxc reports (bridge ports, keys, ptys) and those with no counter r
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+from collections.abc import Callable
 
 from . import cgroups, host
 from .faults import HostLimit, tmpfs_low
@@ -42,6 +44,11 @@ def host_agrees(limit: HostLimit, root: str, tag: str, ve: str) -> bool:
     if limit.name == "tmpfs":
         return tmpfs_low(root)
     return True
+
+
+def checker(root: str, tag: str, ve: str) -> Callable[[HostLimit], bool]:
+    """host_agrees for VE `ve` of the experiment at `root` with `tag`, as faults.HostAgrees."""
+    return functools.partial(host_agrees, root=root, tag=tag, ve=ve)
 
 
 def _near(used: int, limit: int | None) -> bool:

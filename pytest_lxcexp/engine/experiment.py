@@ -510,13 +510,12 @@ class Experiment:
             return record
         layout, index = self.layout, record.index
         status = record.exit_status
-        root, tag, name = self.config.root, self.config.tag, layout.ve_name(index)
         fault = explain(
-            root,
+            self.config.root,
             layout.ve_lxc_log(index),
             layout.ve_workload_log(index),
             status,
-            host_agrees=lambda limit: corroborate.host_agrees(limit, root, tag, name),
+            host_agrees=corroborate.checker(self.config.root, self.config.tag, layout.ve_name(index)),
         )
         if fault is None or (record.start_error and fault in record.start_error):
             return record

@@ -33,7 +33,7 @@ from typing import Any
 
 from . import cgroups, host
 from .config import ExperimentConfig
-from .corroborate import host_agrees
+from .corroborate import checker
 from .experiment import Experiment
 from .faults import HostLimit, classify, tmpfs_full, tmpfs_limit, ve_limit
 from .fleet import StartResult
@@ -447,7 +447,7 @@ class Ramp:
                 root,
                 *logs,
                 full_tmpfs=not going,
-                host_agrees=lambda limit: host_agrees(limit, root, self.config.tag, layout.ve_name(result.index)),
+                host_agrees=checker(root, self.config.tag, layout.ve_name(result.index)),
             )
         except UnsafeVEFile as refusal:
             return VEFailure(result.index, f"its lxc.log is {refusal.found}")
