@@ -243,7 +243,36 @@ def umount(path: str, lazy: bool = False, busy_timeout: float = 10.0) -> None:
         if err == errno.EBUSY and time.monotonic() < deadline:
             time.sleep(0.05)
             continue
-        raise RootError(f"unmounting {path} failed: {os.strerror(err)}")
+        held = ""
+        if err == errno.EBUSY:  # who, so a takedown that gives up says what kept the mount
+            held = "; held by " + (", ".join(f"{pid} ({name})" for pid, name in holders(path)) or "no process seen")
+        raise RootError(f"unmounting {path} failed: {os.strerror(err)}{held}")
+
+
+HOLDERS_SHOWN = 10
+
+
+def holders(path: str) -> list[tuple[int, str]]:
+    """Processes whose working directory, root or an open file is under `path` (at most
+    HOLDERS_SHOWN): what keeps a mount busy, as `fuser -m` would say."""
+    prefix = path.rstrip("/") + "/"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        links = [f"/proc/{entry}/cwd", f"/proc/{entry}/root"]
+        with contextlib.suppress(OSError):
+            links += [f"/proc/{entry}/fd/{fd}" for fd in os.listdir(f"/proc/{entry}/fd")]
+        for link in links:
+            with contextlib.suppress(OSError):
+                target = os.readlink(link)
+                if target == path or target.startswith(prefix):
+                    with open(f"/proc/{entry}/comm") as handle:
+                        found.append((int(entry), handle.read().strip()))
+                    break
+        if len(found) >= HOLDERS_SHOWN:
+            break
+    return found
 
 
 def undo_root(root: str, made_dir: bool) -> None:

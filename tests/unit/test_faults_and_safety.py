@@ -4,6 +4,7 @@ symlinks, the run lock's probe, undoing a half-made root, and root's subordinate
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -217,3 +218,17 @@ def test_enospc_with_under_a_mebibyte_left_is_the_tmpfs(monkeypatch: pytest.Monk
     assert faults.classify("dd: error writing '/fill': No space left on device", "/exp").name == "tmpfs"
     Almost.f_bavail = 1024  # 4 MiB free: another filesystem's ENOSPC
     assert faults.classify("dd: error writing '/fill': No space left on device", "/exp").name == "space"
+
+
+def test_holders_names_a_process_working_under_a_path(tmp_path: Path) -> None:
+    # What a takedown's failed unmount names (storage.umount on EBUSY): here, a sleep whose
+    # working directory is below the path.
+    inside = tmp_path / "root" / "ve1"
+    inside.mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "30"], cwd=inside)
+    try:
+        assert (sleeper.pid, "sleep") in storage.holders(str(tmp_path / "root"))
+        assert sleeper.pid not in [pid for pid, _ in storage.holders(str(tmp_path / "elsewhere"))]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
