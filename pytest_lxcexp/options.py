@@ -36,6 +36,14 @@ OPTIONS: list[tuple[str, str, str, str]] = [
         "processes a VE may have: N or max (no limit) for each VE's own pids.max (default 1024), "
         "total:N for all VEs together (the experiment's cgroup subtree; default none); e.g. 512,total:20000",
     ),
+    (
+        "--ve-memory-max",
+        "ve_memory_max",
+        "total:auto",
+        "memory all VEs together may use (the experiment's memory cgroup): total:SIZE, total:auto (default: the "
+        "host's available memory at setup less 1 GiB kept for the host) or total:max (no limit); a VE past it "
+        "meets the kernel's OOM killer, not the host",
+    ),
     ("--ve-batch", "ve_batch", "100", "VEs per test range (default 100)"),
     (
         "--ve-repeat",

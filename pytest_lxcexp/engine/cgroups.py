@@ -612,3 +612,74 @@ def refused_forks(cgroup: str) -> int:
         if key == "max" and value.isdigit():
             return int(value)
     return 0
+
+
+def memory_budget_path(tag: str) -> str | None:
+    """The experiment's payload cgroup in the memory hierarchy, where --ve-memory-max applies:
+    every VE's memory is charged below it (on cgroup v1 without memory cgroups per VE, the
+    VEs, their monitors and the starters are in it themselves: starter --join)."""
+    hierarchy = memory_hierarchy()
+    return None if hierarchy is None else os.path.join(hierarchy, container_dir(tag))
+
+
+def _memory_limit_file(hierarchy: str) -> str:
+    return "memory.max" if hierarchy == unified_hierarchy() else "memory.limit_in_bytes"
+
+
+def set_memory_budget(tag: str, limit: int) -> str:
+    """The memory limit of the experiment's payload subtree: past it the kernel reclaims, then
+    OOM-kills inside the subtree only, so a VE that eats memory cannot push the host into its
+    own OOM killer (which picks from every process on the host, the tool's included).
+    Returns the file written; removed with the subtree at takedown."""
+    hierarchy = memory_hierarchy()
+    if hierarchy is None:
+        raise RuntimeError("this host has no memory cgroup controller")
+    path = os.path.join(hierarchy, container_dir(tag))
+    os.makedirs(path, exist_ok=True)
+    limit_file = os.path.join(path, _memory_limit_file(hierarchy))
+    if not os.path.exists(limit_file):
+        raise RuntimeError(f"{path} has no memory controller (the memory controller is not enabled above it)")
+    with open(limit_file, "w") as handle:
+        handle.write(str(limit))
+    return limit_file
+
+
+def _memory_event(directory: str, event: str) -> int:
+    """A memory cgroup's count of `event`: oom_kill (a process OOM-killed) or max (its limit
+    hit), from v2's memory.events, or v1's memory.oom_control and memory.failcnt. 0 if none."""
+    words = _read_words(os.path.join(directory, "memory.events"))
+    if not words:  # cgroup v1
+        if event == "max":
+            counts = _read_words(os.path.join(directory, "memory.failcnt"))
+            return int(counts[0]) if counts and counts[0].isdigit() else 0
+        words = _read_words(os.path.join(directory, "memory.oom_control"))
+    for key, value in zip(words[::2], words[1::2], strict=False):
+        if key == event and value.isdigit():
+            return int(value)
+    return 0
+
+
+def memory_events(tag: str, ve: str | None, event: str, limit: int = 500) -> int:
+    """How often the kernel saw `event` (oom_kill or max, as _memory_event) for VE `ve`, or
+    for the whole experiment when `ve` is None or has no memory cgroup left.
+
+    cgroup v2 counts a cgroup's whole subtree: the VE's own cgroup, else the experiment's.
+    v1 counts only where the process was charged: the experiment's cgroup (where the VEs sit
+    without memory cgroups of their own, the default) plus the VE's subtree (at most `limit`
+    cgroups of it: a VE cannot make the tool walk without end)."""
+    hierarchy = memory_hierarchy()
+    if hierarchy is None:
+        return 0
+    top = os.path.join(hierarchy, container_dir(tag))
+    own = os.path.join(top, ve) if ve else None
+    if own is None or not os.path.isdir(own) or os.path.islink(own):
+        own = None
+    if hierarchy == unified_hierarchy():
+        return _memory_event(own or top, event)
+    found = _memory_event(top, event)
+    if own is not None:
+        for seen, (directory, _, _) in enumerate(os.walk(own)):  # os.walk follows no symlinks
+            if seen >= limit:
+                break
+            found += _memory_event(directory, event)
+    return found

@@ -47,6 +47,9 @@ DEFAULT_VE_CGROUPS = ("cpu", "pids")
 DEFAULT_VE_PIDS_MAX = 1024
 # The kernel's own bound on pid numbers (PID_MAX_LIMIT on 64-bit): pids.max takes no more.
 PID_MAX_LIMIT = 4_194_304
+# --ve-memory-max's default: the experiment's memory limit set at setup from the host's
+# available memory, less what the host keeps for itself (engine/host.py, MEMORY_RESERVE).
+MEMORY_MAX_AUTO = -1
 SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-", "sk-ssh-ed25519@", "sk-ecdsa-sha2-")
 
 # Directories no experiment may take over: mounting a tmpfs on one hides the system.
@@ -125,6 +128,26 @@ def parse_pids_max(option: str, text: str | int) -> tuple[int, int]:
         else:
             total = limit
     return each, total
+
+
+def parse_memory_max(option: str, text: str) -> int:
+    """--ve-memory-max: the memory all VEs together may use (the experiment's memory cgroup):
+    `total:SIZE`, `total:auto` (the default: the host's available memory at setup less the
+    1 GiB it keeps), or `total:max` (none); `auto`, `max` and `none` alone mean the same.
+    Returns bytes, MEMORY_MAX_AUTO or 0 for none."""
+    words = str(text).strip()
+    kind, _, value = words.rpartition(":")
+    value = value.strip()
+    if kind and kind.strip() != "total":
+        raise ConfigError(option, f"{words!r} is not total:SIZE, total:auto or total:max")
+    if value in ("auto", ""):
+        return MEMORY_MAX_AUTO
+    if value in ("max", "none"):
+        return 0
+    if not kind:
+        # A bare size reads as each VE's, which would need a memory cgroup per VE (0.8 MiB each).
+        raise ConfigError(option, f"{words!r}: give total:{words}, the memory of all VEs together")
+    return parse_size(option, value)
 
 
 def parse_seconds(option: str, text: str | float, allow_zero: bool = False) -> float:
@@ -444,6 +467,8 @@ class ExperimentConfig:
     slo: tuple[Slo, ...] = ()  # start-latency objectives a ramp stops at
     pids_max: int = 0  # pids.max on the experiment's cgroup subtree (all VEs together); 0: none
     ve_pids_max: int = DEFAULT_VE_PIDS_MAX  # each VE's own pids.max; 0: none
+    # The experiment's memory limit in bytes, all VEs together (--ve-memory-max); 0: none.
+    memory_max: int = MEMORY_MAX_AUTO
     # --ve-lxc: the LXC builds that start the VEs, interleaved (normalized specs; none: the system's).
     lxc: tuple[str, ...] = ()
     # --ve-repeat: rounds of set up, start, complete, take down in one pytest session.
@@ -532,6 +557,8 @@ class ExperimentConfig:
         values.setdefault("cgroups", "all")
         # ... and before --ve-pids-max had a per-VE part: no limit of their own.
         values.setdefault("ve_pids_max", 0)
+        # ... and before --ve-memory-max: no memory limit.
+        values.setdefault("memory_max", 0)
         if "subnet" in values:
             values["subnet"] = ipaddress.IPv4Network(values["subnet"])
         if "slo" in values:
@@ -574,6 +601,7 @@ def build_config(
     ramp_growth: str | float = 1.5,
     slo: str = "",
     pids_max: str | int = "",
+    memory_max: str = "total:auto",
     lxc: Iterable[str] | str | None = None,
     repeat: str | int = 1,
 ) -> ExperimentConfig:
@@ -641,6 +669,7 @@ def build_config(
         slo=parse_slos("--ve-slo", slo),
         pids_max=pids_max_value,
         ve_pids_max=ve_pids_max_value,
+        memory_max=parse_memory_max("--ve-memory-max", memory_max),
         lxc=parse_builds([lxc] if isinstance(lxc, str) else lxc or ()),
         repeat=parse_positive_int("--ve-repeat", repeat, MAX_REPEAT),
     )

@@ -10,7 +10,10 @@ named only by the workload is taken when the host's own counters show it:
   host's threads within 5% of kernel.pid_max / kernel.threads-max;
 - files (ENFILE): the host's file table within 5% of fs.file-max; EMFILE is a process's own
   RLIMIT_NOFILE, never the host's;
-- memory: less available than the reserve a ramp keeps for the host;
+- memory: less available than the reserve a ramp keeps for the host, or the experiment's
+  memory cgroups at their limit (--ve-memory-max; v2's memory.events `max`, v1's failcnt);
+- an OOM kill (a workload that died of SIGKILL): the experiment's memory cgroups counted one
+  (the VE's own on cgroup v2, the experiment's on v1, where the VEs share one by default);
 - tmpfs: the experiment's tmpfs (nearly) full.
 
 The limits liblxc reports (bridge ports, keys, ptys) and those with no counter read here
@@ -40,7 +43,9 @@ def host_agrees(limit: HostLimit, root: str, tag: str, ve: str) -> bool:
     if limit.name == "files":
         return "ENFILE" in limit.words and _file_table_near_full()
     if limit.name == "memory":
-        return host.memory_available() < host.MEMORY_RESERVE
+        return host.memory_available() < host.MEMORY_RESERVE or cgroups.memory_events(tag, ve, "max") > 0
+    if limit.name == "oom":
+        return cgroups.memory_events(tag, ve, "oom_kill") > 0
     if limit.name == "tmpfs":
         return tmpfs_low(root)
     return True

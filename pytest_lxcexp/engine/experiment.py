@@ -27,7 +27,7 @@ from . import (
     tuning,
     ve_memory,
 )
-from .config import ConfigError, ExperimentConfig
+from .config import MEMORY_MAX_AUTO, ConfigError, ExperimentConfig
 from .faults import FullTmpfsWatch, explain, tmpfs_full_words
 from .progress import NO_STATUS, Counts, RecentRate, Status, status_text
 from .stats import TAKEDOWN_STEP_PREFIX, Summary, VERecord, summarize
@@ -67,6 +67,8 @@ class Experiment:
         self.takedown_report = takedown.TakedownReport()
         # --ve-count=max: the VEs the ramp created so far, and its result once it stopped.
         self.ramp_created = 0
+        # The experiment's memory limit as set at setup (--ve-memory-max resolved), None: none.
+        self.memory_limit: int | None = None
         self.ramp_bound_by: host.Requirement | None = None  # the preflight limit that bounds the ramp
         self.ramp_result: Any = None  # engine.ramp.RampResult (ramp imports this module)
         self._first_start: float | None = None
@@ -237,9 +239,31 @@ class Experiment:
             if self.config.pids_max:
                 path = cgroups.set_pids_budget(self.config.tag, self.config.pids_max)
                 self.progress(f"lxcexp: --ve-pids-max: {path}/pids.max = {self.config.pids_max}")
+            self._set_memory_budget()
             if self.config.ramp:
                 return  # a ramp creates each step's clones as it goes (engine/ramp.py)
             fleet.create_clones(self.config, self.layout, lambda n: self.progress(f"lxcexp: {n} clones created"))
+
+    def _set_memory_budget(self) -> None:
+        limit = self.config.memory_max
+        if limit == MEMORY_MAX_AUTO:
+            # What the host can give now, less what it keeps: past that, the experiment's OOM
+            # killer ends a VE's process instead of the host's ending anyone's.
+            limit = host.memory_available() - host.MEMORY_RESERVE
+            if cgroups.memory_budget_path(self.config.tag) is None:
+                self.progress("lxcexp: --ve-memory-max: this host has no memory cgroup controller; no limit")
+                return
+        if limit <= 0:
+            return
+        try:
+            path = cgroups.set_memory_budget(self.config.tag, limit)
+        except (OSError, RuntimeError) as error:
+            if self.config.memory_max != MEMORY_MAX_AUTO:
+                raise
+            self.progress(f"lxcexp: --ve-memory-max: no limit set: {error}")
+            return
+        self.memory_limit = limit
+        self.progress(f"lxcexp: --ve-memory-max: {path} = {limit} ({limit / 2**30:.1f} GiB)")
 
     @property
     def created_last(self) -> int:

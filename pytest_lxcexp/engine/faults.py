@@ -84,6 +84,13 @@ NO_SPACE = HostLimit(
     "host limit: no space left (ENOSPC: a full filesystem or kernel table, e.g. inotify watches)",
     "the full filesystem's size, or fs.inotify.max_user_watches",
 )
+# Not a pattern in a log: a workload killed by SIGKILL while the experiment's memory cgroups
+# counted an OOM kill (corroborate.py). Its words follow "killed by SIGKILL (rc=137): ".
+OOM_KILLED = HostLimit(
+    "oom",
+    "the kernel's OOM killer ended it (out of memory: the experiment's --ve-memory-max, or the host's)",
+    "--ve-memory-max, or more memory",
+)
 _ENOSPC = re.compile(r"No space left on device|\bENOSPC\b")
 _PTY_WORDS = re.compile(r"pty|tty|console|devpts|ptmx", re.I)
 # The tail of a workload log that is scanned for an error (the log of a VE stuck in a
@@ -251,7 +258,10 @@ def explain(
             name = signal.Signals(exit_status - 128).name
         except ValueError:
             name = f"signal {exit_status - 128}"
-        return f"its workload was killed by {name} (rc={exit_status})"
+        said = f"its workload was killed by {name} (rc={exit_status})"
+        if exit_status - 128 == signal.SIGKILL and host_agrees(OOM_KILLED):
+            said += f": {OOM_KILLED.words}"
+        return said
     said = workload_errors(workload_log)
     if said:
         return f"its workload said: {said[-1][:200]}"

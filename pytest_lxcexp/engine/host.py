@@ -61,8 +61,12 @@ PROCESS_RESERVE = 1000
 MEMORY_RESERVE = 1024 * MiB
 PIDS_BUDGET = "processes (--ve-pids-max)"
 MEMORY_AVAILABLE = "memory available"
+MEMORY_BUDGET = "memory (--ve-memory-max)"
+# Charged to the experiment's memory cgroup besides the VEs on cgroup v1, where the
+# starters join it (each a Python interpreter and a fork server per build): generous.
+MEMORY_PER_STARTER = 32 * MiB
 # Limits a ramp meets step by step rather than being bounded by (ramp_bound).
-RAMP_MEASURES = (PIDS_BUDGET, MEMORY_AVAILABLE)
+RAMP_MEASURES = (PIDS_BUDGET, MEMORY_AVAILABLE, MEMORY_BUDGET)
 
 
 class PreflightError(RuntimeError):
@@ -168,6 +172,15 @@ def require_pids_budget(config: ExperimentConfig) -> None:
         )
 
 
+def require_memory_budget(config: ExperimentConfig) -> None:
+    """A --ve-memory-max size is written in the memory hierarchy: the host must have one
+    (the default, total:auto, does without: no limit where there is no controller)."""
+    if config.memory_max > 0 and "memory" not in cgroups.host_controllers():
+        raise ConfigError(
+            "--ve-memory-max", "this host has no memory cgroup controller to limit VEs in (total:max: none)"
+        )
+
+
 def require_unified_choice(config: ExperimentConfig) -> None:
     """A list of controllers cannot be kept on a cgroup v2-only host: liblxc enables every
     controller the unified tree offers in each VE's cgroup (it writes them all into the
@@ -268,6 +281,11 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
         found.append(
             _requirement(PIDS_BUDGET, count, figures.processes - 1, 0, config.pids_max, fix="raise --ve-pids-max")
         )
+    if config.memory_max > 0:
+        starters = config.parallel * MEMORY_PER_STARTER
+        found.append(
+            _requirement(MEMORY_BUDGET, count, memory, starters, config.memory_max, fix="raise --ve-memory-max")
+        )
 
     return found
 
@@ -301,6 +319,7 @@ def preflight(config: ExperimentConfig) -> list[str]:
     require_lxc()
     require_controllers(config)
     require_pids_budget(config)
+    require_memory_budget(config)
     require_unified_choice(config)
     apparmor.check(config.apparmor)
     require_filesystems()

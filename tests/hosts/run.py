@@ -42,6 +42,8 @@ DEFAULT_SELECTION = (
     " or test_sigterm_from_outside_while_waiting or test_takedown_is_idempotent_and_kills_stray_processes"
     " or test_host_kinds or test_takedown_finds_cgroups_a_ve_made_below_its_own"
     " or test_a_system_init_ve_cannot_raise_the_pids_limit_it_was_given"
+    " or test_a_ve_that_eats_memory_meets_the_experiments_oom_killer_not_the_hosts"
+    " or test_the_default_memory_limit_is_what_the_host_can_give_less_its_reserve"
 )
 # --wide: also Ctrl-C, the CLI's steps, the engine end to end, cgroup lists, a pids limit,
 # crashed workloads, capabilities, and the archived report compared and rendered (which

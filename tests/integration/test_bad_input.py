@@ -69,6 +69,8 @@ BAD_INPUTS = [
     (["--ve-pids-max=lots"], "--ve-pids-max", "is not a positive whole number"),
     (["--ve-pids-max=each:5"], "--ve-pids-max", "is not N, max, ve:N or total:N"),
     (["--ve-pids-max=1"], "--ve-pids-max", "1 per VE is below the 2 processes one busybox/workload VE runs"),
+    (["--ve-memory-max=2G"], "--ve-memory-max", "give total:2G, the memory of all VEs together"),
+    (["--ve-memory-max=total:lots"], "--ve-memory-max", "is not a size"),
 ]
 
 

@@ -20,7 +20,7 @@ import time
 import pytest
 from integration_helpers import PING_SUITE, lxc_monitors, run_pytest, running_experiment, started_pytest, wait_for
 
-from pytest_lxcexp.engine import apparmor, cgroups, shared, storage
+from pytest_lxcexp.engine import apparmor, cgroups, host, shared, storage
 from pytest_lxcexp.engine.fleet import load_starts
 from pytest_lxcexp.engine.storage import lock_path, mounts
 
@@ -438,3 +438,70 @@ def test_a_system_init_ve_cannot_raise_the_pids_limit_it_was_given(clean_host, l
         down = cli("takedown", "--root", names.root)
     assert down.returncode == 0, down.stdout + down.stderr
     assert leftovers(names) == []
+
+
+# ve2 asks for 300 MiB at once (dd's buffer, filled from /dev/zero); the others end at once.
+MEMORY_HOG = "cmd:if [ $(hostname) = ve2 ]; then dd if=/dev/zero of=/dev/null bs=300M count=1; fi"
+# Runs the VEs, then reads the experiment's memory cgroup before the takedown removes it.
+MEMORY_SUITE = """
+import json, os
+
+from pytest_lxcexp.engine import cgroups
+
+
+def test_completed(ve_experiment, ve_range):
+    ve_range.start()
+    ve_range.wait()
+
+
+def test_the_kernel_saw(ve_experiment):
+    path = cgroups.memory_budget_path(ve_experiment.config.tag)
+    limit = [n for n in ("memory.max", "memory.limit_in_bytes") if os.path.exists(os.path.join(path, n))][0]
+    seen = {
+        "limit": open(os.path.join(path, limit)).read().strip(),
+        "oom_kills": cgroups.memory_events(ve_experiment.config.tag, "ve2", "oom_kill"),
+        "tool_pid": os.getpid(),
+    }
+    with open(os.environ["SEEN"], "w") as handle:
+        json.dump(seen, handle)
+"""
+
+
+def test_a_ve_that_eats_memory_meets_the_experiments_oom_killer_not_the_hosts(
+    pytester, clean_host, leftovers, monkeypatch
+):
+    names = clean_host
+    seen = pytester.path / "seen.json"
+    monkeypatch.setenv("SEEN", str(seen))
+    pytester.makepyfile(test_memory=MEMORY_SUITE)
+    options = ["--ve-count=3", "--ve-network=none", f"--ve-workload={MEMORY_HOG}", "--ve-tmpfs-size=64M"]
+    result = run_pytest(pytester, names, *options, "--ve-memory-max=total:96M")
+    out = result.stdout.str()
+    # The hog's own process was killed inside the experiment's limit; the run, its other VEs
+    # and the tool went on, and the record says why in the kernel's terms.
+    result.assert_outcomes(passed=2)
+    assert "Completed VEs (command): 2" in out and "Incomplete VEs   : 1" in out, out
+    assert "ve2: command exited with status 137 (expected 0); its workload was killed by SIGKILL (rc=137): " in out
+    assert "the kernel's OOM killer ended it" in out, out
+    kernel = json.loads(seen.read_text())
+    assert kernel["limit"] == str(96 * 2**20) and kernel["oom_kills"] >= 1, kernel
+    assert "Takedown: nothing left behind" in out, out
+    assert leftovers(names) == []
+
+
+def test_the_default_memory_limit_is_what_the_host_can_give_less_its_reserve(pytester, clean_host, monkeypatch):
+    names = clean_host
+    seen = pytester.path / "seen.json"
+    monkeypatch.setenv("SEEN", str(seen))
+    pytester.makepyfile(test_memory=MEMORY_SUITE)
+    idle = ["--ve-count=2", "--ve-network=none", "--ve-workload=idle", "--ve-tmpfs-size=64M"]
+    before = host.memory_available() - host.MEMORY_RESERVE
+    result = run_pytest(pytester, names, *idle)
+    after = host.memory_available() - host.MEMORY_RESERVE
+    result.assert_outcomes(passed=2)
+    limit = int(json.loads(seen.read_text())["limit"])
+    # Read at setup, between the two readings here (with some slack: the host moves).
+    assert min(before, after) - 2**28 <= limit <= max(before, after) + 2**28, (before, limit, after)
+    unlimited = run_pytest(pytester, names, *idle, "--ve-memory-max=total:max")
+    unlimited.assert_outcomes(passed=2)
+    assert json.loads(seen.read_text())["limit"] in ("max", "9223372036854771712")  # the kernel's "none", v2 / v1

@@ -460,8 +460,8 @@ def test_config_dict_round_trip(config: ExperimentConfig) -> None:
 def test_from_dict_ignores_unknown_keys_and_fills_defaults() -> None:
     restored = ExperimentConfig.from_dict({"count": 7, "batch": 3, "written_by": "a newer version"})
     # Except cgroups: a marker without it was written before --ve-cgroups (every hierarchy);
-    # and a per-VE pids limit: none, as before --ve-pids-max had one.
-    assert restored == ExperimentConfig(count=7, batch=3, cgroups="all", ve_pids_max=0)
+    # and a per-VE pids limit: none, as before --ve-pids-max had one; no memory limit either.
+    assert restored == ExperimentConfig(count=7, batch=3, cgroups="all", ve_pids_max=0, memory_max=0)
 
 
 # -- the address plan and veth names ----------------------------------------------------------
