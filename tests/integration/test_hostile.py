@@ -505,3 +505,33 @@ def test_the_default_memory_limit_is_what_the_host_can_give_less_its_reserve(pyt
     unlimited = run_pytest(pytester, names, *idle, "--ve-memory-max=total:max")
     unlimited.assert_outcomes(passed=2)
     assert json.loads(seen.read_text())["limit"] in ("max", "9223372036854771712")  # the kernel's "none", v2 / v1
+
+
+# ve2 fills a tmpfs file it already unlinked, through one small process (busybox dd, a 1 MiB
+# buffer): the charge is the file's pages, which no process's RSS shows, and the file goes
+# with dd. The others sleep, allocating nothing meanwhile.
+TMPFS_HOG = (
+    "cmd:if [ $(hostname) = ve2 ]; then sleep 1; exec >/fill; rm /fill; exec dd if=/dev/zero bs=1M count=300; fi;"
+    " sleep 6"
+)
+
+
+def test_the_experiments_oom_killer_takes_the_ves_process_not_a_neighbours_monitor(
+    pytester, clean_host, leftovers, monkeypatch
+):
+    """On cgroup v1 the VEs' LXC monitors share the experiment's memory cgroup (the starters
+    join it), and a monitor's 3 MiB outweighs a small VE process: the kernel took ve1's monitor,
+    and ve1 with it, for what ve2 ate. The tool's processes are the OOM killer's last choice."""
+    names = clean_host
+    seen = pytester.path / "seen.json"
+    monkeypatch.setenv("SEEN", str(seen))
+    pytester.makepyfile(test_memory=MEMORY_SUITE)
+    options = ["--ve-count=4", "--ve-network=none", f"--ve-workload={TMPFS_HOG}", "--ve-tmpfs-size=512M"]
+    result = run_pytest(pytester, names, *options, "--ve-memory-max=total:96M", timeout=240)
+    out = result.stdout.str()
+    result.assert_outcomes(passed=2)
+    assert "Completed VEs (command): 3" in out and "Incomplete VEs   : 1" in out, out
+    assert "ve2: command exited with status 137 (expected 0); its workload was killed by SIGKILL (rc=137): " in out
+    assert json.loads(seen.read_text())["oom_kills"] >= 1
+    assert "Takedown: nothing left behind" in out, out
+    assert leftovers(names) == []
