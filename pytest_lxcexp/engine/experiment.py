@@ -245,15 +245,17 @@ class Experiment:
             fleet.create_clones(self.config, self.layout, lambda n: self.progress(f"lxcexp: {n} clones created"))
 
     def _set_memory_budget(self) -> None:
-        limit = self.config.memory_max
-        if limit == MEMORY_MAX_AUTO:
-            # What the host can give now, less what it keeps: past that, the experiment's OOM
-            # killer ends a VE's process instead of the host's ending anyone's.
-            limit = host.memory_available() - host.MEMORY_RESERVE
-            if cgroups.memory_budget_path(self.config.tag) is None:
+        # auto: what the host can give now, less what it keeps: past that, the experiment's OOM
+        # killer ends a VE's process instead of the host's ending anyone's.
+        limit = host.memory_budget(self.config)
+        if limit is None:
+            if self.config.memory_max == MEMORY_MAX_AUTO:
                 self.progress("lxcexp: --ve-memory-max: this host has no memory cgroup controller; no limit")
-                return
-        if limit <= 0:
+            return
+        if limit <= 0:  # less available than the reserve since the preflight
+            self.progress(
+                f"lxcexp: --ve-memory-max: the host has less than {host.MEMORY_RESERVE >> 20} MiB available; no limit"
+            )
             return
         try:
             path = cgroups.set_memory_budget(self.config.tag, limit)

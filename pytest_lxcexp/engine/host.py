@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 
 from . import apparmor, cgroups, protections
-from .config import ConfigError, ExperimentConfig
+from .config import MEMORY_MAX_AUTO, ConfigError, ExperimentConfig
 
 MiB = 1024 * 1024
 KiB = 1024
@@ -234,6 +234,18 @@ def memory_available() -> int:
     raise RuntimeError("/proc/meminfo has no MemAvailable")
 
 
+def memory_budget(config: ExperimentConfig) -> int | None:
+    """The limit --ve-memory-max will set (engine/experiment.py), or None for none. auto's is
+    what the host has less its reserve, read now: a count past it passes the memory requirement
+    (what is available) and would meet the experiment's own OOM killer mid-run. Not positive:
+    the host has less than its reserve (the preflight refuses that too)."""
+    if config.memory_max == MEMORY_MAX_AUTO:
+        if cgroups.memory_hierarchy() is None:
+            return None  # auto sets nothing where there is no memory controller
+        return memory_available() - MEMORY_RESERVE
+    return config.memory_max or None
+
+
 def requirements(config: ExperimentConfig) -> list[Requirement]:
     """What this host's VEs need from it, limit by limit, from the per-VE figures of the
     config's base and init (PER_VE_BUDGET)."""
@@ -281,11 +293,11 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
         found.append(
             _requirement(PIDS_BUDGET, count, figures.processes - 1, 0, config.pids_max, fix="raise --ve-pids-max")
         )
-    if config.memory_max > 0:
+    budget = memory_budget(config)
+    if budget is not None:
         starters = config.parallel * MEMORY_PER_STARTER
-        found.append(
-            _requirement(MEMORY_BUDGET, count, memory, starters, config.memory_max, fix="raise --ve-memory-max")
-        )
+        fix = "raise --ve-memory-max" if config.memory_max > 0 else "fewer VEs, more memory, or --ve-memory-max"
+        found.append(_requirement(MEMORY_BUDGET, count, memory, starters, budget, fix=fix))
 
     return found
 

@@ -149,5 +149,34 @@ def test_preflight_refuses_a_total_below_what_the_count_needs(monkeypatch: pytes
     assert "raise --ve-memory-max" in budget.line()
     roomy = build_config(count=100, memory_max="total:4G", parallel=2)
     assert not [item for item in host.requirements(roomy) if item.what == host.MEMORY_BUDGET][0].short
-    # auto and none add no requirement: auto is what the host has, less its reserve.
-    assert not [item for item in host.requirements(build_config(count=100)) if item.what == host.MEMORY_BUDGET]
+    # none adds no requirement.
+    assert not [
+        item
+        for item in host.requirements(build_config(count=100, memory_max="total:max"))
+        if item.what == host.MEMORY_BUDGET
+    ]
+
+
+def test_preflight_refuses_a_count_the_auto_limit_would_oom_kill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto sets the host's available memory less its reserve: a count that fits what is
+    available (the memory requirement) but not that limit would meet the experiment's OOM
+    killer mid-run, so it is refused before anything is made, as an explicit size is."""
+    monkeypatch.setattr(host, "memory_available", lambda: host.MEMORY_RESERVE + 512 * 2**20)
+    monkeypatch.setattr(cgroups, "memory_hierarchy", lambda: "/sys/fs/cgroup/memory")
+    config = build_config(count=400, parallel=2)  # 400 x 1.5 MiB: 600 MiB, past the 512 MiB auto sets
+    short = {item.what: item for item in host.shortfalls(config)}
+    assert host.MEMORY_AVAILABLE not in short  # 600 MiB of the 1536 MiB available
+    budget = short[host.MEMORY_BUDGET]
+    assert (
+        budget.have == 512 * 2**20 and budget.need == 400 * host.ve_budget(config).memory + 2 * host.MEMORY_PER_STARTER
+    )
+    assert "--ve-memory-max" in budget.line()
+    assert not [
+        item for item in host.shortfalls(build_config(count=200, parallel=2)) if item.what == host.MEMORY_BUDGET
+    ]
+    # A host with less available than its reserve: auto would set no limit at all; refused too.
+    monkeypatch.setattr(host, "memory_available", lambda: host.MEMORY_RESERVE // 2)
+    assert host.MEMORY_BUDGET in {item.what for item in host.shortfalls(build_config(count=2))}
+    # Where there is no memory controller, auto sets nothing and needs nothing.
+    monkeypatch.setattr(cgroups, "memory_hierarchy", lambda: None)
+    assert host.MEMORY_BUDGET not in {item.what for item in host.shortfalls(build_config(count=2))}
