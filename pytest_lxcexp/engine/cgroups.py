@@ -644,6 +644,25 @@ def set_memory_budget(tag: str, limit: int) -> str:
     return limit_file
 
 
+# cgroup v1's "no limit" (PAGE_COUNTER_MAX pages, in bytes): anything this large is none.
+_NO_MEMORY_LIMIT = 1 << 62
+
+
+def memory_budget_use(tag: str) -> tuple[int, int] | None:
+    """The experiment's memory limit (--ve-memory-max) and what is charged against it now, in
+    bytes; None where it has none (or no memory cgroup yet)."""
+    hierarchy = memory_hierarchy()
+    if hierarchy is None:
+        return None
+    path = os.path.join(hierarchy, container_dir(tag))
+    usage_file = "memory.current" if hierarchy == unified_hierarchy() else "memory.usage_in_bytes"
+    limit = _read_words(os.path.join(path, _memory_limit_file(hierarchy)))
+    usage = _read_words(os.path.join(path, usage_file))
+    if not (limit and usage and limit[0].isdigit() and usage[0].isdigit()) or int(limit[0]) >= _NO_MEMORY_LIMIT:
+        return None  # "max" on v2
+    return int(limit[0]), int(usage[0])
+
+
 def _memory_event(directory: str, event: str) -> int:
     """A memory cgroup's count of `event`: oom_kill (a process OOM-killed) or max (its limit
     hit), from v2's memory.events, or v1's memory.oom_control and memory.failcnt. 0 if none."""

@@ -10,7 +10,8 @@ pure function of what it saw:
 3. the experiment's tmpfs is full;
 4. a VE of the step failed for no named limit;
 5. an objective (--ve-slo) broke on the step's start latencies;
-6. the next step would not fit: memory (a reserve is kept for the host) or PIDs; a step
+6. the next step would not fit: memory (a reserve is kept for the host), the experiment's
+   memory limit (--ve-memory-max, room kept for the starters charged to it) or PIDs; a step
    is first cut to what fits, and the ramp stops when that is less than a tenth of it;
 7. the bound the preflight's limits set was reached.
 
@@ -146,13 +147,25 @@ class Headroom:
     processes_per_ve: float
     pid_limit: int
     next_step: int
+    # --ve-memory-max: the experiment's limit and its charge now (bytes; None: no limit), and
+    # what the next step's starters take of it (on cgroup v1 they are charged there).
+    budget: int | None = None
+    budget_used: int = 0
+    budget_kept: int = 0
+
+    @property
+    def budget_left(self) -> float | None:
+        return None if self.budget is None else self.budget - self.budget_used - self.budget_kept
 
     @property
     def fitting(self) -> int:
-        """How many of the next step's VEs fit in both (0 to next_step)."""
+        """How many of the next step's VEs fit in all three (0 to next_step)."""
         memory = (self.memory_available - host.MEMORY_RESERVE) / self.memory_per_ve
         processes = (self.pid_limit - self.processes_in_use - host.PROCESS_RESERVE) / self.processes_per_ve
-        return max(0, min(self.next_step, int(memory), int(processes)))
+        counts = [self.next_step, int(memory), int(processes)]
+        if self.budget_left is not None:
+            counts.append(int(self.budget_left / self.memory_per_ve))
+        return max(0, min(counts))
 
 
 def memory_per_ve_ahead(points: list[RampPoint], budget: float) -> float:
@@ -290,6 +303,16 @@ def headroom_stop(room: Headroom) -> RampStop | None:
             f"/proc/meminfo: MemAvailable: {room.memory_available // 1024} kB",
             "more memory, or fewer VEs",
         )
+    if room.budget_left is not None and need > room.budget_left:
+        # Past it the kernel OOM-kills inside the experiment: VEs being started, or (v1) a starter.
+        return RampStop(
+            "memory",
+            f"host limit: the next step of {room.next_step} VEs at {room.memory_per_ve / MIB:.2f} MiB each would "
+            f"take the experiment past its memory limit (--ve-memory-max), {room.budget_kept // MIB} MiB of it "
+            "kept for the starters",
+            f"memory cgroup: limit {room.budget // MIB} MiB, {room.budget_used // MIB} MiB in use",
+            "--ve-memory-max",
+        )
     processes = room.processes_in_use + room.next_step * room.processes_per_ve + host.PROCESS_RESERVE
     if processes > room.pid_limit:
         return RampStop(
@@ -357,6 +380,9 @@ class Ramp:
         began = time.monotonic()
         baseline = host.memory_available()
         figures = host.ve_budget(config)
+        # The starters join the experiment's memory cgroup where the VEs get none of their own.
+        shared = not cgroups.ves_get_memory_cgroups(config.ve_controllers)
+        starters_charge = config.parallel * host.MEMORY_PER_STARTER if shared else 0
         started = 0
         sizes = step_sizes(config.ramp_step, config.ramp_growth)
         for number in itertools.count(1):
@@ -364,6 +390,7 @@ class Ramp:
                 result.stop = bound_stop(config, self.bound_by)
                 break
             last_point = result.points[-1] if result.points else None
+            budget, budget_used = cgroups.memory_budget_use(config.tag) or (None, 0)
             room = Headroom(
                 memory_available=host.memory_available(),
                 memory_per_ve=memory_per_ve_ahead(result.points, figures.memory),
@@ -373,6 +400,9 @@ class Ramp:
                 else figures.processes,
                 pid_limit=min(_sysctl("kernel/pid_max"), _sysctl("kernel/threads-max")),
                 next_step=min(next(sizes), config.count - started),
+                budget=budget,
+                budget_used=budget_used,
+                budget_kept=starters_charge,
             )
             # Near the host's limits the step is cut to what fits, so the count reached is the
             # host's, not the step size's; one cut to a sliver is not worth its starts.

@@ -87,6 +87,32 @@ def test_a_ramp_with_a_low_pids_budget_stops_for_pids(pytester, clean_host, left
     assert leftovers(names) == []
 
 
+def test_a_ramp_under_a_memory_limit_stops_before_it(pytester, clean_host, leftovers):
+    names = clean_host
+    # 100 MiB, 64 of it kept for the two starters: its steps were cut to the host's memory only,
+    # and at about 150 VEs the kernel OOM-killed inside the experiment, the starters first
+    # (v1), their VEs "failed for no host limit named", and two starts hung in liblxc.
+    result, results = ramp(
+        pytester,
+        names,
+        "--ve-workload=idle",
+        "--ve-network=none",
+        "--ve-memory-max=total:100M",
+        "--ve-parallel=2",
+        "--ve-ramp-step=10",
+        "--ve-ramp-growth=2",
+        "--ve-tmpfs-size=64M",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["  stopped by     : memory: *--ve-memory-max*", "  raise it with  : --ve-memory-max"])
+    ramp_section = results["ramp"]
+    assert ramp_section["stop"]["limit"] == "memory", ramp_section["stop"]
+    assert ramp_section["stop"]["kernel"].startswith("memory cgroup: limit 100 MiB, ")
+    assert all(point["failed"] == 0 for point in ramp_section["points"]), ramp_section["points"]
+    assert 0 < ramp_section["reached"] < 60  # 36 MiB at 0.6 MiB or more a VE (the cgroup's charge)
+    assert leftovers(names) == []
+
+
 def test_ramp_usage_errors_come_before_anything_is_made(pytester, clean_host, leftovers):
     names = clean_host
     pytester.makepyfile(test_ping=PING_SUITE)

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from pytest_lxcexp.engine import host, ramp
+from pytest_lxcexp.engine import cgroups, host, ramp
 from pytest_lxcexp.engine.config import DEFAULT_VE_PIDS_MAX, ConfigError, build_config
 from pytest_lxcexp.engine.faults import classify, tmpfs_limit
 from pytest_lxcexp.engine.progress import Counts, RecentRate, eta_text, status_text
@@ -172,6 +172,48 @@ def test_the_next_step_must_leave_the_host_its_reserves() -> None:
     assert Headroom(**{**room.__dict__, "next_step": 100}).fitting == 66
     assert Headroom(**{**room.__dict__, "next_step": 100, "processes_in_use": 31700}).fitting == 22
     assert Headroom(**{**room.__dict__, "memory_available": host.MEMORY_RESERVE // 2}).fitting == 0
+
+
+def test_the_next_step_must_fit_the_experiments_memory_limit() -> None:
+    """--ve-memory-max below what the host has: past it the kernel OOM-kills inside the
+    experiment (on cgroup v1 the starters first, as a ramp under 100 MiB showed), so the ramp
+    cuts its steps to the limit as to the host's reserve, and stops there, naming it."""
+    room = Headroom(
+        memory_available=8 << 30,
+        memory_per_ve=1.5 * MIB,
+        processes_in_use=1000,
+        processes_per_ve=3,
+        pid_limit=32768,
+        next_step=100,
+        budget=200 * MIB,
+        budget_used=50 * MIB,
+        budget_kept=64 * MIB,
+    )
+    assert room.fitting == 57  # 86 MiB left of the limit, at 1.5 MiB a VE
+    assert Headroom(**{**room.__dict__, "budget": None}).fitting == 100  # no limit: the host's room only
+    full = headroom_stop(Headroom(**{**room.__dict__, "budget_used": 130 * MIB}))
+    assert full is not None and full.limit == "memory" and full.setting == "--ve-memory-max"
+    assert full.kernel == "memory cgroup: limit 200 MiB, 130 MiB in use"
+    assert headroom_stop(Headroom(**{**room.__dict__, "next_step": 50})) is None
+
+
+def test_the_memory_limit_and_its_use_are_read_from_the_experiments_cgroup(tmp_path, monkeypatch) -> None:
+    top = tmp_path / "lxcexp-t1"
+    top.mkdir()
+    monkeypatch.setattr(cgroups, "memory_hierarchy", lambda: str(tmp_path))
+    monkeypatch.setattr(cgroups, "unified_hierarchy", lambda: None)
+    (top / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "none"
+    (top / "memory.usage_in_bytes").write_text("4096\n")
+    assert cgroups.memory_budget_use("t1") is None
+    (top / "memory.limit_in_bytes").write_text(f"{100 * MIB}\n")
+    assert cgroups.memory_budget_use("t1") == (100 * MIB, 4096)
+    monkeypatch.setattr(cgroups, "unified_hierarchy", lambda: str(tmp_path))
+    (top / "memory.max").write_text("max\n")
+    (top / "memory.current").write_text("8192\n")
+    assert cgroups.memory_budget_use("t1") is None
+    (top / "memory.max").write_text(f"{200 * MIB}\n")
+    assert cgroups.memory_budget_use("t1") == (200 * MIB, 8192)
+    assert cgroups.memory_budget_use("gone") is None
 
 
 def _point(running: int, memory_used: int, cgroup_memory: int | None) -> RampPoint:
