@@ -579,6 +579,15 @@ def ve_pids_max_line(limit: int) -> str:
     return f"lxc.cgroup.pids.max = {limit}" if v1_pids else f"lxc.cgroup2.pids.max = {limit}"
 
 
+@functools.lru_cache(maxsize=8)
+def ve_memory_max_line(limit: int) -> str:
+    """The LXC config line that caps one VE's memory (--ve-memory-max SIZE), for this host's
+    cgroups: the VE has a memory cgroup of its own (the preflight makes sure)."""
+    with open("/proc/self/mounts") as handle:
+        v1_memory = any(line.split()[2] == "cgroup" and "memory" in line.split()[3].split(",") for line in handle)
+    return f"lxc.cgroup.memory.limit_in_bytes = {limit}" if v1_memory else f"lxc.cgroup2.memory.max = {limit}"
+
+
 def pids_budget_path(tag: str) -> str | None:
     """The experiment's payload cgroup in the pids hierarchy, where --ve-pids-max applies."""
     hierarchy = _v1_or_unified("pids")

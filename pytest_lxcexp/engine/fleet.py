@@ -67,6 +67,9 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
     if config.ve_pids_max:
         # A fork bomb in this VE stops at its own pids.max, not at the host's pid_max.
         lines.append(cgroups.ve_pids_max_line(config.ve_pids_max))
+    if config.ve_memory_max:
+        # Past it the kernel reclaims, then OOM-kills in this VE alone: its neighbours keep theirs.
+        lines.append(cgroups.ve_memory_max_line(config.ve_memory_max))
     if config.network == "bridge":
         plan = AddressPlan(config.subnet)
         bridge = BridgeLayout(config.bridge, config.tag, config.count).bridge_for(index)
