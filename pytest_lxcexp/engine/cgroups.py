@@ -668,6 +668,13 @@ def _memory_event(directory: str, event: str) -> int:
     return 0
 
 
+def oom_kill_file(tag: str) -> str:
+    """Where the kernel counts the experiment's OOM kills (for people: a ramp's stop names it)."""
+    hierarchy = memory_hierarchy() or CGROUP_ROOT
+    name = "memory.events" if hierarchy == unified_hierarchy() else "memory.oom_control"
+    return os.path.join(hierarchy, container_dir(tag), name)
+
+
 def memory_events(tag: str, ve: str | None, event: str, limit: int = 500) -> int:
     """How often the kernel saw `event` (oom_kill or max, as _memory_event) for VE `ve`, or
     for the whole experiment when `ve` is None or has no memory cgroup left.

@@ -462,6 +462,11 @@ def test_the_kernel_saw(ve_experiment):
         "limit": open(os.path.join(path, limit)).read().strip(),
         "ve2_limit": open(own).read().strip() if os.path.exists(own) else None,
         "oom_kills": cgroups.memory_events(ve_experiment.config.tag, "ve2", "oom_kill"),
+        # The OOM killer's standing of ve1's init and of its LXC monitor.
+        "oom_score_adj": [
+            int(open(f"/proc/{pid}/oom_score_adj").read())
+            for pid in (ve_experiment.starts[1].pid, ve_experiment.starts[1].monitor)
+        ],
     }
     with open(os.environ["SEEN"], "w") as handle:
         json.dump(seen, handle)
@@ -486,6 +491,7 @@ def test_a_ve_that_eats_memory_meets_the_experiments_oom_killer_not_the_hosts(
     assert "the kernel's OOM killer ended it" in out, out
     kernel = json.loads(seen.read_text())
     assert kernel["limit"] == str(96 * 2**20) and kernel["oom_kills"] >= 1, kernel
+    assert kernel["oom_score_adj"] == [1000, 0], kernel  # the VE is the first pick, the tool's monitor not
     assert "Takedown: nothing left behind" in out, out
     assert leftovers(names) == []
 

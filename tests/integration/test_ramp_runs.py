@@ -87,6 +87,29 @@ def test_a_ramp_with_a_low_pids_budget_stops_for_pids(pytester, clean_host, left
     assert leftovers(names) == []
 
 
+def test_a_ramp_with_a_low_memory_total_stops_for_memory(pytester, clean_host, leftovers):
+    names = clean_host
+    # Idle VEs, each far smaller than a starter (a Python process) or its fork server: 40 MiB
+    # for all (and on cgroup v1 for the starters too) fills within a few steps, and the OOM
+    # killer must take VEs' processes, never the tool's (it once took both starters first).
+    result, results = ramp(
+        pytester,
+        names,
+        "--ve-workload=idle",
+        "--ve-memory-max=total:40M",
+        "--ve-ramp-step=4",
+        "--ve-ramp-growth=1",
+        "--ve-tmpfs-size=64M",
+    )
+    out = result.stdout.str()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["  stopped by     : memory: *", "  raise it with  : *--ve-memory-max*"])
+    stop = results["ramp"]["stop"]
+    assert stop["limit"] == "memory" and "oom_kill" in stop["kernel"], stop
+    assert "the starter process died" not in out, out
+    assert leftovers(names) == []
+
+
 def test_ramp_usage_errors_come_before_anything_is_made(pytester, clean_host, leftovers):
     names = clean_host
     pytester.makepyfile(test_ping=PING_SUITE)
