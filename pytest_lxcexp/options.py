@@ -40,9 +40,10 @@ OPTIONS: list[tuple[str, str, str, str]] = [
         "--ve-memory-max",
         "ve_memory_max",
         "total:auto",
-        "memory all VEs together may use (the experiment's memory cgroup): total:SIZE, total:auto (default: the "
-        "host's available memory at setup less 1 GiB kept for the host) or total:max (no limit); a VE past it "
-        "meets the kernel's OOM killer, not the host",
+        "memory VEs may use: SIZE or max for each VE's own limit (default none; needs memory cgroups per VE: "
+        "memory in --ve-cgroups, or cgroup v2), total:SIZE, total:auto or total:max for all VEs together (the "
+        "experiment's memory cgroup; default auto: the host's available memory at setup less 1 GiB kept for the "
+        "host); e.g. 256M,total:8G. A VE past a limit meets the kernel's OOM killer, not the host",
     ),
     ("--ve-batch", "ve_batch", "100", "VEs per test range (default 100)"),
     (

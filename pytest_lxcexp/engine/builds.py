@@ -237,6 +237,7 @@ _V1_KEY = re.compile(r"^lxc\.cgroup\.(?!dir\b|relative\b|use\b)([a-z_]+)\.", re.
 # Which option put each controller's v1 key into a VE's config, and what to give instead.
 _V1_KEY_OPTIONS = {
     "pids": ("--ve-pids-max", "give --ve-pids-max=max,total:N (one budget for all VEs, the same for every build)"),
+    "memory": ("--ve-memory-max", "give --ve-memory-max=max,total:SIZE (one limit for all VEs)"),
     "cpu": ("--ve-nice", "leave out --ve-nice"),
     "devices": ("--ve-cgroups", "leave devices out of --ve-cgroups"),
 }

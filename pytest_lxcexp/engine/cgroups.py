@@ -579,6 +579,15 @@ def ve_pids_max_line(limit: int) -> str:
     return f"lxc.cgroup.pids.max = {limit}" if v1_pids else f"lxc.cgroup2.pids.max = {limit}"
 
 
+@functools.lru_cache(maxsize=8)
+def ve_memory_max_line(limit: int) -> str:
+    """The LXC config line that caps one VE's memory (--ve-memory-max SIZE), for this host's
+    cgroups: the VE has a memory cgroup of its own (the preflight makes sure)."""
+    with open("/proc/self/mounts") as handle:
+        v1_memory = any(line.split()[2] == "cgroup" and "memory" in line.split()[3].split(",") for line in handle)
+    return f"lxc.cgroup.memory.limit_in_bytes = {limit}" if v1_memory else f"lxc.cgroup2.memory.max = {limit}"
+
+
 def pids_budget_path(tag: str) -> str | None:
     """The experiment's payload cgroup in the pids hierarchy, where --ve-pids-max applies."""
     hierarchy = _v1_or_unified("pids")
@@ -676,6 +685,13 @@ def _memory_event(directory: str, event: str) -> int:
         if key == event and value.isdigit():
             return int(value)
     return 0
+
+
+def oom_kill_file(tag: str) -> str:
+    """Where the kernel counts the experiment's OOM kills (for people: a ramp's stop names it)."""
+    hierarchy = memory_hierarchy() or CGROUP_ROOT
+    name = "memory.events" if hierarchy == unified_hierarchy() else "memory.oom_control"
+    return os.path.join(hierarchy, container_dir(tag), name)
 
 
 def memory_events(tag: str, ve: str | None, event: str, limit: int = 500) -> int:

@@ -130,24 +130,39 @@ def parse_pids_max(option: str, text: str | int) -> tuple[int, int]:
     return each, total
 
 
-def parse_memory_max(option: str, text: str) -> int:
-    """--ve-memory-max: the memory all VEs together may use (the experiment's memory cgroup):
+def parse_memory_max(option: str, text: str) -> tuple[int, int]:
+    """--ve-memory-max: `SIZE` or `max` for each VE's own memory limit (default none),
     `total:SIZE`, `total:auto` (the default: the host's available memory at setup less the
-    1 GiB it keeps), or `total:max` (none); `auto`, `max` and `none` alone mean the same.
-    Returns bytes, MEMORY_MAX_AUTO or 0 for none."""
-    words = str(text).strip()
-    kind, _, value = words.rpartition(":")
-    value = value.strip()
-    if kind and kind.strip() != "total":
-        raise ConfigError(option, f"{words!r} is not total:SIZE, total:auto or total:max")
-    if value in ("auto", ""):
-        return MEMORY_MAX_AUTO
-    if value in ("max", "none"):
-        return 0
-    if not kind:
-        # A bare size reads as each VE's, which would need a memory cgroup per VE (0.8 MiB each).
-        raise ConfigError(option, f"{words!r}: give total:{words}, the memory of all VEs together")
-    return parse_size(option, value)
+    1 GiB it keeps) or `total:max` for all VEs together (the experiment's memory cgroup),
+    comma-separated (`256M,total:8G`); a part not given keeps its default. `auto` alone is
+    the total's; `max` alone is no limit at all. Returns (each VE's, all VEs'): bytes, 0 for
+    none, MEMORY_MAX_AUTO."""
+    if str(text).strip() in ("max", "none"):
+        return 0, 0
+    each, total = 0, MEMORY_MAX_AUTO
+    seen: set[str] = set()
+    for part in (word.strip() for word in str(text).split(",")):
+        if not part:
+            continue
+        kind, _, value = part.rpartition(":")
+        kind, value = kind.strip(), value.strip()
+        kind = kind or ("total" if value == "auto" else "ve")
+        if kind not in ("ve", "total"):
+            raise ConfigError(option, f"{part!r} is not SIZE, max, total:SIZE, total:auto or total:max")
+        if kind in seen:
+            raise ConfigError(option, f"{part!r}: the {kind} limit is given twice")
+        seen.add(kind)
+        if value in ("max", "none"):
+            limit = 0
+        elif value == "auto" and kind == "total":
+            limit = MEMORY_MAX_AUTO
+        else:
+            limit = parse_size(option, value)
+        if kind == "ve":
+            each = limit
+        else:
+            total = limit
+    return each, total
 
 
 def parse_seconds(option: str, text: str | float, allow_zero: bool = False) -> float:
@@ -469,6 +484,7 @@ class ExperimentConfig:
     ve_pids_max: int = DEFAULT_VE_PIDS_MAX  # each VE's own pids.max; 0: none
     # The experiment's memory limit in bytes, all VEs together (--ve-memory-max); 0: none.
     memory_max: int = MEMORY_MAX_AUTO
+    ve_memory_max: int = 0  # each VE's own memory limit in bytes; 0: none
     # --ve-lxc: the LXC builds that start the VEs, interleaved (normalized specs; none: the system's).
     lxc: tuple[str, ...] = ()
     # --ve-repeat: rounds of set up, start, complete, take down in one pytest session.
@@ -559,6 +575,7 @@ class ExperimentConfig:
         values.setdefault("ve_pids_max", 0)
         # ... and before --ve-memory-max: no memory limit.
         values.setdefault("memory_max", 0)
+        values.setdefault("ve_memory_max", 0)
         if "subnet" in values:
             values["subnet"] = ipaddress.IPv4Network(values["subnet"])
         if "slo" in values:
@@ -631,6 +648,7 @@ def build_config(
     subnet_value = parse_subnet("--ve-subnet", subnet)
     ramp = str(count).strip() == "max"
     ve_pids_max_value, pids_max_value = parse_pids_max("--ve-pids-max", pids_max)
+    ve_memory_max_value, memory_max_value = parse_memory_max("--ve-memory-max", memory_max)
     return ExperimentConfig(
         count=ramp_ceiling(network_value, subnet_value) if ramp else parse_count("--ve-count", count),
         batch=parse_positive_int("--ve-batch", batch),
@@ -669,7 +687,8 @@ def build_config(
         slo=parse_slos("--ve-slo", slo),
         pids_max=pids_max_value,
         ve_pids_max=ve_pids_max_value,
-        memory_max=parse_memory_max("--ve-memory-max", memory_max),
+        memory_max=memory_max_value,
+        ve_memory_max=ve_memory_max_value,
         lxc=parse_builds([lxc] if isinstance(lxc, str) else lxc or ()),
         repeat=parse_positive_int("--ve-repeat", repeat, MAX_REPEAT),
     )

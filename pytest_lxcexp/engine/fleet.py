@@ -34,10 +34,6 @@ class StartResult:
     round: int = 0  # the round it was started in (--ve-repeat; 0-based)
 
 
-# OOM_SCORE_ADJ_MAX: a VE's process goes before any process of the tool's or the host's.
-VE_OOM_SCORE_ADJ = 1000
-
-
 def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
     name = layout.ve_name(index)
     lines = [
@@ -56,13 +52,6 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
         *([f"lxc.cgroup.dir.container.inner = {cgroups.SYSTEM_INIT_INNER}"] if config.init == "system" else []),
         f"lxc.log.file = {layout.ve_lxc_log(index)}",
         "lxc.log.level = WARN",
-        # The VE's processes are the OOM killer's first choice, before the tool's own: on
-        # cgroup v1 the VEs' LXC monitors share the experiment's memory limit with them (the
-        # starters join it), and a monitor's 3 MiB outweighs a small VE process, so a VE that
-        # filled the limit had its neighbours' monitors killed, and their VEs with them. Raised
-        # (never lowered: that needs CAP_SYS_RESOURCE), inherited by all the VE runs; among them
-        # the kernel still takes the largest.
-        f"lxc.proc.oom_score_adj = {VE_OOM_SCORE_ADJ}",
     ]
     lines += apparmor.config_lines(config.apparmor)
     if host_has_ipv6():
@@ -78,6 +67,9 @@ def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
     if config.ve_pids_max:
         # A fork bomb in this VE stops at its own pids.max, not at the host's pid_max.
         lines.append(cgroups.ve_pids_max_line(config.ve_pids_max))
+    if config.ve_memory_max:
+        # Past it the kernel reclaims, then OOM-kills in this VE alone: its neighbours keep theirs.
+        lines.append(cgroups.ve_memory_max_line(config.ve_memory_max))
     if config.network == "bridge":
         plan = AddressPlan(config.subnet)
         bridge = BridgeLayout(config.bridge, config.tag, config.count).bridge_for(index)

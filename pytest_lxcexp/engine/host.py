@@ -173,11 +173,27 @@ def require_pids_budget(config: ExperimentConfig) -> None:
 
 
 def require_memory_budget(config: ExperimentConfig) -> None:
-    """A --ve-memory-max size is written in the memory hierarchy: the host must have one
-    (the default, total:auto, does without: no limit where there is no controller)."""
-    if config.memory_max > 0 and "memory" not in cgroups.host_controllers():
+    """--ve-memory-max sizes are written in the memory hierarchy: the host must have one (the
+    default, total:auto, does without: no limit where there is no controller), and a limit
+    per VE needs each VE in a memory cgroup of its own, above what one VE uses."""
+    if (config.memory_max > 0 or config.ve_memory_max) and "memory" not in cgroups.host_controllers():
         raise ConfigError(
-            "--ve-memory-max", "this host has no memory cgroup controller to limit VEs in (total:max: none)"
+            "--ve-memory-max", "this host has no memory cgroup controller to limit VEs in (max,total:max: none)"
+        )
+    if not config.ve_memory_max:
+        return
+    if not cgroups.ves_get_memory_cgroups(config.ve_controllers):
+        raise ConfigError(
+            "--ve-memory-max",
+            "a limit per VE needs a memory cgroup per VE: add memory to --ve-cgroups (about 0.8 MiB more "
+            "host memory per VE), or give total:SIZE, one limit for all VEs",
+        )
+    uses = ve_budget(config).memory
+    if config.ve_memory_max < uses:
+        raise ConfigError(
+            "--ve-memory-max",
+            f"{config.ve_memory_max / MiB:g} MiB per VE is below the {uses / MiB:g} MiB "
+            f"one {config.base}/{config.init} VE may use",
         )
 
 

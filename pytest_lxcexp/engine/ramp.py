@@ -6,7 +6,8 @@ then measures the host (VEs running, memory, processes) and decides, in `decide(
 pure function of what it saw:
 
 1. a VE of the step failed for a host limit the kernel named (ENOSPC, EAGAIN, ...);
-2. the experiment's pids budget (--ve-pids-max) refused a fork (pids.events);
+2. the experiment's pids budget (--ve-pids-max) refused a fork (pids.events), or the
+   kernel's OOM killer ended a process at the experiment's memory limit (--ve-memory-max);
 3. the experiment's tmpfs is full;
 4. a VE of the step failed for no named limit;
 5. an objective (--ve-slo) broke on the step's start latencies;
@@ -133,6 +134,8 @@ class StepObservation:
     failures: list[VEFailure] = field(default_factory=list)
     pids_refused: int = 0
     pids_events: str = ""  # where the kernel counted it
+    oom_kills: int = 0  # processes the kernel's OOM killer ended in the experiment's memory cgroup
+    oom_events: str = ""  # where the kernel counted them
     tmpfs_full: bool = False
     root: str = ""
 
@@ -273,6 +276,13 @@ def decide(seen: StepObservation, slos: tuple[Slo, ...], step: int) -> RampStop 
             f"host limit: the experiment's pids budget refused {seen.pids_refused} forks (pids.max)",
             f"{seen.pids_events}: max {seen.pids_refused}",
             "--ve-pids-max (pids.max of the experiment's cgroup)",
+        )
+    if seen.oom_kills:
+        return RampStop(
+            "memory",
+            f"the experiment's memory limit: the kernel's OOM killer ended {seen.oom_kills} of its processes",
+            f"{seen.oom_events}: oom_kill {seen.oom_kills}",
+            "--ve-memory-max (the experiment's memory cgroup), or more memory",
         )
     if seen.tmpfs_full:
         limit = tmpfs_limit(seen.root)
@@ -439,6 +449,7 @@ class Ramp:
             return StepObservation([], [failure], tmpfs_full=tmpfs_full(config.root), root=config.root)
         experiment.ramp_created = last
         refused_before = cgroups.pids_refused(config.tag)
+        oom_kills_before = cgroups.memory_events(config.tag, None, "oom_kill")
         results = experiment.start(first, last, self.status)
         self._settle(results)
         failures = [failure for result in results if (failure := self._failure(result)) is not None]
@@ -449,6 +460,8 @@ class Ramp:
             failures=failures,
             pids_refused=refused if config.pids_max else 0,
             pids_events=os.path.join(budget, "pids.events"),
+            oom_kills=cgroups.memory_events(config.tag, None, "oom_kill") - oom_kills_before,
+            oom_events=cgroups.oom_kill_file(config.tag),
             tmpfs_full=tmpfs_full(config.root),
             root=config.root,
         )

@@ -167,6 +167,8 @@ def start(name: str, lxcpath: str, build: Build, number: int = 0, veth: str = ""
     if ok and veth:
         quiet_ipv6(veth)
     monitor, pid = monitor_and_init(pid_file) if ok else (None, None)
+    if pid:
+        first_pick_for_oom_killer(pid)
     return {
         "name": name,
         "ok": ok,
@@ -176,6 +178,23 @@ def start(name: str, lxcpath: str, build: Build, number: int = 0, veth: str = ""
         "monitor": monitor,
         "build": number,
     }
+
+
+# The OOM killer's standing of a VE's processes: its first pick, before any process of the
+# host's or the tool's (whose starters, fork servers and monitors share the experiment's
+# memory cgroup on cgroup v1: a small --ve-memory-max once saw both starters killed before
+# any VE); among VEs the greediest still goes first.
+OOM_SCORE_ADJ_VE = 1000
+
+
+def first_pick_for_oom_killer(init_pid: int) -> None:
+    """Given to the VE's init once its start returned, so what it forks inherits it. Not
+    through liblxc's lxc.proc.oom_score_adj: that reaches the init before its exec, while
+    its monitor waits on it, and an OOM kill there left the start (and the run) waiting for
+    good. Raising needs no privilege; written by root with CAP_SYS_RESOURCE, the VE cannot
+    lower it again without that capability (the kernel's oom_score_adj_min)."""
+    with contextlib.suppress(OSError), open(f"/proc/{init_pid}/oom_score_adj", "w") as handle:
+        handle.write(str(OOM_SCORE_ADJ_VE))
 
 
 BROKEN_PIPE = 2

@@ -44,6 +44,7 @@ DEFAULT_SELECTION = (
     " or test_a_system_init_ve_cannot_raise_the_pids_limit_it_was_given"
     " or test_a_ve_that_eats_memory_meets_the_experiments_oom_killer_not_the_hosts"
     " or test_the_default_memory_limit_is_what_the_host_can_give_less_its_reserve"
+    " or test_a_limit_per_ve_ends_the_ves_own_process_and_no_neighbours"
 )
 # --wide: also Ctrl-C, the CLI's steps, the engine end to end, cgroup lists, a pids limit,
 # crashed workloads, capabilities, and the archived report compared and rendered (which

@@ -69,7 +69,7 @@ BAD_INPUTS = [
     (["--ve-pids-max=lots"], "--ve-pids-max", "is not a positive whole number"),
     (["--ve-pids-max=each:5"], "--ve-pids-max", "is not N, max, ve:N or total:N"),
     (["--ve-pids-max=1"], "--ve-pids-max", "1 per VE is below the 2 processes one busybox/workload VE runs"),
-    (["--ve-memory-max=2G"], "--ve-memory-max", "give total:2G, the memory of all VEs together"),
+    (["--ve-memory-max=each:2G"], "--ve-memory-max", "is not SIZE, max, total:SIZE, total:auto or total:max"),
     (["--ve-memory-max=total:lots"], "--ve-memory-max", "is not a size"),
 ]
 

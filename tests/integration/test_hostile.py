@@ -457,10 +457,16 @@ def test_completed(ve_experiment, ve_range):
 def test_the_kernel_saw(ve_experiment):
     path = cgroups.memory_budget_path(ve_experiment.config.tag)
     limit = [n for n in ("memory.max", "memory.limit_in_bytes") if os.path.exists(os.path.join(path, n))][0]
+    own = os.path.join(path, "ve2", limit)
     seen = {
         "limit": open(os.path.join(path, limit)).read().strip(),
+        "ve2_limit": open(own).read().strip() if os.path.exists(own) else None,
         "oom_kills": cgroups.memory_events(ve_experiment.config.tag, "ve2", "oom_kill"),
-        "tool_pid": os.getpid(),
+        # The OOM killer's standing of ve1's init and of its LXC monitor.
+        "oom_score_adj": [
+            int(open(f"/proc/{pid}/oom_score_adj").read())
+            for pid in (ve_experiment.starts[1].pid, ve_experiment.starts[1].monitor)
+        ],
     }
     with open(os.environ["SEEN"], "w") as handle:
         json.dump(seen, handle)
@@ -485,6 +491,7 @@ def test_a_ve_that_eats_memory_meets_the_experiments_oom_killer_not_the_hosts(
     assert "the kernel's OOM killer ended it" in out, out
     kernel = json.loads(seen.read_text())
     assert kernel["limit"] == str(96 * 2**20) and kernel["oom_kills"] >= 1, kernel
+    assert kernel["oom_score_adj"] == [1000, 0], kernel  # the VE is the first pick, the tool's monitor not
     assert "Takedown: nothing left behind" in out, out
     assert leftovers(names) == []
 
@@ -505,6 +512,27 @@ def test_the_default_memory_limit_is_what_the_host_can_give_less_its_reserve(pyt
     unlimited = run_pytest(pytester, names, *idle, "--ve-memory-max=total:max")
     unlimited.assert_outcomes(passed=2)
     assert json.loads(seen.read_text())["limit"] in ("max", "9223372036854771712")  # the kernel's "none", v2 / v1
+
+
+def test_a_limit_per_ve_ends_the_ves_own_process_and_no_neighbours(pytester, clean_host, leftovers, monkeypatch):
+    names = clean_host
+    seen = pytester.path / "seen.json"
+    monkeypatch.setenv("SEEN", str(seen))
+    pytester.makepyfile(test_memory=MEMORY_SUITE)
+    options = ["--ve-count=3", "--ve-network=none", f"--ve-workload={MEMORY_HOG}", "--ve-tmpfs-size=64M"]
+    # A memory cgroup per VE: asked for on cgroup v1; every VE has one on a v2-only host (a list is refused there).
+    own_cgroups = [] if cgroups.unified_only() else ["--ve-cgroups=cpu,pids,memory"]
+    # No total limit: only ve2's own stands between its 300 MiB and the host.
+    result = run_pytest(pytester, names, *options, "--ve-memory-max=48M,total:max", *own_cgroups)
+    out = result.stdout.str()
+    result.assert_outcomes(passed=2)
+    assert "Completed VEs (command): 2" in out and "Incomplete VEs   : 1" in out, out
+    assert "ve2: command exited with status 137 (expected 0); its workload was killed by SIGKILL (rc=137): " in out
+    kernel = json.loads(seen.read_text())
+    assert kernel["ve2_limit"] == str(48 * 2**20) and kernel["oom_kills"] >= 1, kernel
+    assert kernel["limit"] in ("max", "9223372036854771712"), kernel  # the experiment's: none
+    assert "Takedown: nothing left behind" in out, out
+    assert leftovers(names) == []
 
 
 # ve2 fills a tmpfs file it already unlinked, through one small process (busybox dd, a 1 MiB

@@ -87,6 +87,31 @@ def test_a_ramp_with_a_low_pids_budget_stops_for_pids(pytester, clean_host, left
     assert leftovers(names) == []
 
 
+def test_a_ramp_with_a_low_memory_total_stops_for_memory(pytester, clean_host, leftovers):
+    names = clean_host
+    # VEs that each hold 8 MiB (dd's buffer, dd blocked on a pipe nobody reads), far past the
+    # 1.5 MiB a step is cut by (test_a_ramp_under_a_memory_limit_stops_before_it): the first
+    # step of 16 fills the 100 MiB total (on cgroup v1 the starters' too), and the OOM killer
+    # must take VEs' processes, never the tool's (it once took both starters first).
+    result, results = ramp(
+        pytester,
+        names,
+        "--ve-workload=cmd:dd if=/dev/zero bs=8M count=1 | sleep 1000",
+        "--ve-memory-max=total:100M",
+        "--ve-parallel=2",
+        "--ve-ramp-step=16",
+        "--ve-ramp-growth=1",
+        "--ve-tmpfs-size=64M",
+    )
+    out = result.stdout.str()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["  stopped by     : memory: *", "  raise it with  : *--ve-memory-max*"])
+    stop = results["ramp"]["stop"]
+    assert stop["limit"] == "memory" and "oom_kill" in stop["kernel"], stop
+    assert "the starter process died" not in out, out
+    assert leftovers(names) == []
+
+
 def test_a_ramp_under_a_memory_limit_stops_before_it(pytester, clean_host, leftovers):
     names = clean_host
     # 100 MiB, 64 of it kept for the two starters: its steps were cut to the host's memory only,

@@ -164,6 +164,9 @@ def test_a_build_without_cgroup_v1_keys_is_refused_where_a_ve_config_holds_one()
     with pytest.raises(ConfigError) as caught:
         builds.refuse_v1_keys([_build("v7", "7.0.0")], "lxc.cgroup.relative = 0\nlxc.cgroup.cpu.shares = 102\n")
     assert caught.value.option == "--ve-nice"
+    with pytest.raises(ConfigError, match=r"give --ve-memory-max=max,total:SIZE") as caught:
+        builds.refuse_v1_keys([_build("v7", "7.0.0")], "lxc.cgroup.memory.limit_in_bytes = 67108864\n")
+    assert caught.value.option == "--ve-memory-max"
     assert (
         builds.major_version(_build("git", "7.0.0~git20250101")) == 7 and builds.major_version(_build("x", "?")) is None
     )

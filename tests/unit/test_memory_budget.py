@@ -11,30 +11,37 @@ from pytest_lxcexp.engine.config import MEMORY_MAX_AUTO, ConfigError, Experiment
 
 
 @pytest.mark.parametrize(
-    ("given", "limit"),
+    ("given", "each", "total"),
     [
-        ("total:auto", MEMORY_MAX_AUTO),
-        ("auto", MEMORY_MAX_AUTO),
-        ("total:max", 0),
-        ("max", 0),
-        ("none", 0),
-        ("total:512M", 512 * 2**20),
-        (" total : 2G ", 2 * 2**30),
+        ("total:auto", 0, MEMORY_MAX_AUTO),
+        ("auto", 0, MEMORY_MAX_AUTO),
+        ("total:max", 0, 0),
+        ("max", 0, 0),  # alone: no limit at all
+        ("none", 0, 0),
+        ("total:512M", 0, 512 * 2**20),
+        (" total : 2G ", 0, 2 * 2**30),
+        ("64M", 64 * 2**20, MEMORY_MAX_AUTO),  # a part not given keeps its default
+        ("64M,total:1G", 64 * 2**20, 2**30),
+        ("total:max,ve:32M", 32 * 2**20, 0),
+        ("max,total:1G", 0, 2**30),
     ],
 )
-def test_the_option_reads_a_total_auto_or_none(given: str, limit: int) -> None:
-    assert build_config(memory_max=given).memory_max == limit
+def test_the_option_reads_each_ves_limit_and_the_total(given: str, each: int, total: int) -> None:
+    config = build_config(memory_max=given)
+    assert (config.ve_memory_max, config.memory_max) == (each, total)
 
 
-def test_the_default_is_auto() -> None:
+def test_the_default_is_an_auto_total_and_none_per_ve() -> None:
     assert build_config().memory_max == MEMORY_MAX_AUTO == ExperimentConfig().memory_max
+    assert build_config().ve_memory_max == 0 == ExperimentConfig().ve_memory_max
 
 
 @pytest.mark.parametrize(
     ("given", "reason"),
     [
-        ("2G", "'2G': give total:2G, the memory of all VEs together"),
-        ("each:2G", "'each:2G' is not total:SIZE, total:auto or total:max"),
+        ("each:2G", "'each:2G' is not SIZE, max, total:SIZE, total:auto or total:max"),
+        ("64M,128M", "'128M': the ve limit is given twice"),
+        ("ve:auto", "'auto' is not a size"),
         ("total:lots", "'lots' is not a size"),
         ("total:100k", "is smaller than the minimum of 1M"),
     ],
@@ -180,3 +187,29 @@ def test_preflight_refuses_a_count_the_auto_limit_would_oom_kill(monkeypatch: py
     # Where there is no memory controller, auto sets nothing and needs nothing.
     monkeypatch.setattr(cgroups, "memory_hierarchy", lambda: None)
     assert host.MEMORY_BUDGET not in {item.what for item in host.shortfalls(build_config(count=2))}
+
+
+def test_a_limit_per_ve_needs_a_memory_cgroup_per_ve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host.cgroups, "host_controllers", lambda: {"cpu", "pids", "memory"})
+    monkeypatch.setattr(host.cgroups, "ves_get_memory_cgroups", lambda wanted: False)
+    with pytest.raises(ConfigError, match="a limit per VE needs a memory cgroup per VE: add memory to --ve-cgroups"):
+        host.require_memory_budget(build_config(memory_max="64M"))
+    host.require_memory_budget(build_config(memory_max="total:64M"))  # one limit for all: no cgroup per VE
+    monkeypatch.setattr(host.cgroups, "ves_get_memory_cgroups", lambda wanted: True)
+    host.require_memory_budget(build_config(memory_max="64M"))
+
+
+def test_a_limit_per_ve_below_what_one_ve_uses_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host.cgroups, "host_controllers", lambda: {"cpu", "pids", "memory"})
+    monkeypatch.setattr(host.cgroups, "ves_get_memory_cgroups", lambda wanted: True)
+    with pytest.raises(ConfigError, match="1 MiB per VE is below the 15 MiB one debian/system VE may use"):
+        host.require_memory_budget(build_config(memory_max="1M", base="debian", init="system", base_release="bookworm",
+                                                mirror="http://example.invalid/debian"))  # fmt: skip
+
+
+def test_without_a_memory_controller_only_the_default_goes_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host.cgroups, "host_controllers", lambda: {"cpu", "pids"})
+    host.require_memory_budget(build_config())
+    for given in ("total:1G", "64M"):
+        with pytest.raises(ConfigError, match="this host has no memory cgroup controller"):
+            host.require_memory_budget(build_config(memory_max=given))

@@ -110,3 +110,10 @@ def test_proc_irq_is_read_only_in_every_ve(init: str) -> None:
     # proc:mixed leaves /proc/irq writable, guarded by no capability: a privileged VE's root set host IRQ affinities.
     entries = values(config_lines(workload="cmd:true", init=init), "lxc.mount.entry")
     assert "/proc/irq proc/irq none bind,ro,nosuid,nodev,noexec 0 0" in entries, entries
+
+
+def test_a_memory_limit_per_ve_only_when_asked() -> None:
+    key = cgroups.ve_memory_max_line(1).split(" = ")[0]
+    assert key in ("lxc.cgroup.memory.limit_in_bytes", "lxc.cgroup2.memory.max")
+    assert values(config_lines(), key) == []  # the default: one limit for all VEs, none each
+    assert values(config_lines(memory_max="64M,total:1G", cgroups="cpu,pids,memory"), key) == [str(64 * 2**20)]

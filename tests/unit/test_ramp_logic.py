@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import itertools
 
@@ -140,6 +141,10 @@ def test_the_order_of_reasons() -> None:
     budget = StepObservation([1.0], [VEFailure(1, "?")], 3, "/cg/pids.events", tmpfs_full=True, root="/r")
     stop = decide(budget, SLO, 1)
     assert (stop.limit, stop.kernel) == ("pids", "/cg/pids.events: max 3")
+    oom = StepObservation([1.0], [VEFailure(1, "?")], oom_kills=2, oom_events="/cg/m/memory.oom_control", root="/r")
+    stop = decide(dataclasses.replace(oom, tmpfs_full=True), SLO, 1)  # before the tmpfs and unnamed failures
+    assert (stop.limit, stop.kernel) == ("memory", "/cg/m/memory.oom_control: oom_kill 2")
+    assert "OOM killer ended 2 of its processes" in stop.words and "--ve-memory-max" in stop.setting
     full = decide(StepObservation([1.0], [VEFailure(1, "?")], tmpfs_full=True, root="/r"), SLO, 1)
     assert (full.limit, full.setting) == ("tmpfs", "--ve-tmpfs-size")
     unnamed = decide(StepObservation([1.0], [VEFailure(4, "did not begin its workload in time")]), SLO, 1)
