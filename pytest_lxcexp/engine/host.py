@@ -172,6 +172,12 @@ def require_pids_budget(config: ExperimentConfig) -> None:
         )
 
 
+def starters_memory(config: ExperimentConfig) -> int:
+    """What the starters take of the experiment's memory limit: on cgroup v1 without memory
+    cgroups per VE they join its cgroup (so that the VEs they start are in it)."""
+    return 0 if cgroups.ves_get_memory_cgroups(config.ve_controllers) else config.parallel * MEMORY_PER_STARTER
+
+
 def require_memory_budget(config: ExperimentConfig) -> None:
     """--ve-memory-max sizes are written in the memory hierarchy: the host must have one (the
     default, total:auto, does without: no limit where there is no controller), and a limit
@@ -179,6 +185,15 @@ def require_memory_budget(config: ExperimentConfig) -> None:
     if (config.memory_max > 0 or config.ve_memory_max) and "memory" not in cgroups.host_controllers():
         raise ConfigError(
             "--ve-memory-max", "this host has no memory cgroup controller to limit VEs in (max,total:max: none)"
+        )
+    one_ve = starters_memory(config) + ve_budget(config).memory
+    if config.ramp and 0 < config.memory_max < one_ve:
+        # A ramp is held to no count by the preflight (it measures its way to the limit), but it
+        # would set everything up and then stop before its first VE.
+        raise ConfigError(
+            "--ve-memory-max",
+            f"total:{config.memory_max / MiB:g}M holds not one VE beside the {config.parallel} starters' "
+            f"{starters_memory(config) // MiB} MiB (a ramp needs at least {one_ve / MiB:g} MiB)",
         )
     if not config.ve_memory_max:
         return

@@ -390,9 +390,7 @@ class Ramp:
         began = time.monotonic()
         baseline = host.memory_available()
         figures = host.ve_budget(config)
-        # The starters join the experiment's memory cgroup where the VEs get none of their own.
-        shared = not cgroups.ves_get_memory_cgroups(config.ve_controllers)
-        starters_charge = config.parallel * host.MEMORY_PER_STARTER if shared else 0
+        starters_charge = host.starters_memory(config)
         started = 0
         sizes = step_sizes(config.ramp_step, config.ramp_growth)
         for number in itertools.count(1):

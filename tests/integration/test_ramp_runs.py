@@ -148,4 +148,9 @@ def test_ramp_usage_errors_come_before_anything_is_made(pytester, clean_host, le
     result = run_pytest(pytester, names, "--ve-count=10")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*test_ramp: ve_ramp needs --ve-count=max*"])
+    # A ramp is held to no count by the preflight, but to one VE beside the starters: 40 MiB
+    # holds not the two starters' 64 (a ramp once set up, then stopped before its first VE).
+    result = run_pytest(pytester, names, "--ve-count=max", "--ve-memory-max=total:40M", "--ve-parallel=2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --ve-memory-max: total:40M holds not one VE beside the 2 starters' 64 MiB*"])
     assert leftovers(names) == []
