@@ -66,7 +66,11 @@ HOST_LIMITS: list[tuple[re.Pattern[str], HostLimit]] = [
     ),
     (
         re.compile(r"Cannot allocate memory|Out of memory|\bENOMEM\b"),
-        HostLimit("memory", "host limit: out of memory (ENOMEM)", "more memory, or fewer VEs"),
+        HostLimit(
+            "memory",
+            "host limit: out of memory (ENOMEM: the host's, or the experiment's --ve-memory-max)",
+            "more memory, fewer VEs, or a higher --ve-memory-max",
+        ),
     ),
     (
         re.compile(r"No buffer space available|\bENOBUFS\b|neighbour table overflow"),
