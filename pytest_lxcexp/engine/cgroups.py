@@ -631,6 +631,17 @@ def memory_budget_path(tag: str) -> str | None:
     return None if hierarchy is None else os.path.join(hierarchy, container_dir(tag))
 
 
+def memory_limit_possible() -> bool:
+    """Whether the experiment's cgroup can get a memory limit before its first VE: a memory
+    hierarchy, and on cgroup v2 its root handing the controller down (systemd's does; the
+    tool does not enable it there itself)."""
+    hierarchy = memory_hierarchy()
+    if hierarchy is None:
+        return False
+    handed_down = _read_words(os.path.join(hierarchy, "cgroup.subtree_control"))
+    return hierarchy != unified_hierarchy() or "memory" in handed_down
+
+
 def _memory_limit_file(hierarchy: str) -> str:
     return "memory.max" if hierarchy == unified_hierarchy() else "memory.limit_in_bytes"
 

@@ -28,7 +28,7 @@ from . import (
     ve_memory,
 )
 from .config import MEMORY_MAX_AUTO, ConfigError, ExperimentConfig
-from .faults import FullTmpfsWatch, explain, tmpfs_full_words
+from .faults import OOM_CRASH_WORDS, OOM_KILLED, FullTmpfsWatch, explain, tmpfs_full_words
 from .progress import NO_STATUS, Counts, RecentRate, Status, status_text
 from .stats import TAKEDOWN_STEP_PREFIX, Summary, VERecord, summarize
 from .userns import root_id_map, shift_tree
@@ -250,7 +250,7 @@ class Experiment:
         limit = host.memory_budget(self.config)
         if limit is None:
             if self.config.memory_max == MEMORY_MAX_AUTO:
-                self.progress("lxcexp: --ve-memory-max: this host has no memory cgroup controller; no limit")
+                self.progress("lxcexp: --ve-memory-max: no memory cgroup to limit on this host; no limit")
             return
         if limit <= 0:  # less available than the reserve since the preflight
             self.progress(
@@ -543,6 +543,10 @@ class Experiment:
             status,
             host_agrees=corroborate.checker(self.config.root, self.config.tag, layout.ve_name(index)),
         )
+        if fault is None and record.crashed and corroborate.host_agrees(
+            OOM_KILLED, self.config.root, self.config.tag, layout.ve_name(index)
+        ):
+            fault = OOM_CRASH_WORDS
         if fault is None or (record.start_error and fault in record.start_error):
             return record
         return replace(record, fault=fault)

@@ -95,6 +95,9 @@ OOM_KILLED = HostLimit(
     "the kernel's OOM killer ended it (out of memory: the experiment's --ve-memory-max, or the host's)",
     "--ve-memory-max, or more memory",
 )
+# A VE that stopped by itself (its init gone) while the OOM killer counted kills where it was
+# charged: its own memory cgroup's count on cgroup v2, the experiment's shared one on v1.
+OOM_CRASH_WORDS = "the kernel's OOM killer ended processes in its memory cgroup (its init among them, likely)"
 _ENOSPC = re.compile(r"No space left on device|\bENOSPC\b")
 _PTY_WORDS = re.compile(r"pty|tty|console|devpts|ptmx", re.I)
 # The tail of a workload log that is scanned for an error (the log of a VE stuck in a

@@ -186,6 +186,12 @@ def require_memory_budget(config: ExperimentConfig) -> None:
         raise ConfigError(
             "--ve-memory-max", "this host has no memory cgroup controller to limit VEs in (max,total:max: none)"
         )
+    if config.memory_max > 0 and not cgroups.memory_limit_possible():
+        raise ConfigError(
+            "--ve-memory-max",
+            "the root of this host's cgroup v2 tree does not hand the memory controller down "
+            "(cgroup.subtree_control): no total can be set (total:max: none)",
+        )
     one_ve = starters_memory(config) + ve_budget(config).memory
     if config.ramp and 0 < config.memory_max < one_ve:
         # A ramp is held to no count by the preflight (it measures its way to the limit), but it
@@ -271,8 +277,8 @@ def memory_budget(config: ExperimentConfig) -> int | None:
     (what is available) and would meet the experiment's own OOM killer mid-run. Not positive:
     the host has less than its reserve (the preflight refuses that too)."""
     if config.memory_max == MEMORY_MAX_AUTO:
-        if cgroups.memory_hierarchy() is None:
-            return None  # auto sets nothing where there is no memory controller
+        if not cgroups.memory_limit_possible():
+            return None  # auto sets nothing where no memory limit can be set
         return memory_available() - MEMORY_RESERVE
     return config.memory_max or None
 
@@ -326,9 +332,8 @@ def requirements(config: ExperimentConfig) -> list[Requirement]:
         )
     budget = memory_budget(config)
     if budget is not None:
-        starters = config.parallel * MEMORY_PER_STARTER
-        fix = "raise --ve-memory-max" if config.memory_max > 0 else "fewer VEs, more memory, or --ve-memory-max"
-        found.append(_requirement(MEMORY_BUDGET, count, memory, starters, budget, fix=fix))
+        fix = "raise --ve-memory-max" if config.memory_max > 0 else "fewer VEs, more memory, or --ve-memory-max=max"
+        found.append(_requirement(MEMORY_BUDGET, count, memory, starters_memory(config), budget, fix=fix))
 
     return found
 

@@ -213,3 +213,34 @@ def test_without_a_memory_controller_only_the_default_goes_through(monkeypatch: 
     for given in ("total:1G", "64M"):
         with pytest.raises(ConfigError, match="this host has no memory cgroup controller"):
             host.require_memory_budget(build_config(memory_max=given))
+
+
+def test_a_v2_root_that_does_not_hand_memory_down_refuses_a_total_and_auto_sets_none(
+    v2_memory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(host.cgroups, "host_controllers", lambda: {"cpu", "pids", "memory"})
+    monkeypatch.setattr(host.cgroups, "ves_get_memory_cgroups", lambda wanted: True)  # v2: every VE has one
+    (v2_memory.parent / "cgroup.subtree_control").write_text("cpu pids\n")
+    with pytest.raises(ConfigError, match="does not hand the memory controller down"):
+        host.require_memory_budget(build_config(memory_max="total:1G"))
+    assert host.memory_budget(build_config()) is None  # auto: no limit, said at setup
+    (v2_memory.parent / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    host.require_memory_budget(build_config(memory_max="total:1G"))
+    assert host.memory_budget(build_config(memory_max="total:1G")) == 2**30
+
+
+def test_a_ve_that_stopped_while_the_oom_killer_worked_in_its_cgroup_says_so(v1_memory: Path, tmp_path: Path) -> None:
+    from pytest_lxcexp.engine.experiment import Experiment
+    from pytest_lxcexp.engine.stats import VERecord
+
+    experiment = Experiment(build_config(root=str(tmp_path / "exp"), count=2, workload="idle"))
+    ours = v1_memory.parent / cgroups.container_dir(experiment.config.tag)  # the fixture's hierarchy
+    ours.mkdir()
+    (ours / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+    crashed = VERecord(2, "STOPPED", None, 0, 0, False, True, workload="idle", began=True)
+    assert crashed.crashed and experiment._with_fault(crashed).fault is None  # no OOM kill counted
+    (ours / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+    said = experiment._with_fault(crashed).failure
+    assert said == f"crashed: not running (state STOPPED) after it began; {faults.OOM_CRASH_WORDS}"
+    running = VERecord(1, "RUNNING", 5, 0, 10, False, True)  # unfinished pings, still up: not a crash
+    assert experiment._with_fault(running).fault is None
