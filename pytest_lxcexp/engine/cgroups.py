@@ -62,9 +62,15 @@ def low_cpu_priority_line() -> str:
     The default weight is 1024 shares (v1) or 100 (v2); a tenth of it keeps the host
     responsive while thousands of VEs run.
     """
+    return "lxc.cgroup.cpu.shares = 102" if v1_mounted("cpu") else "lxc.cgroup2.cpu.weight = 10"
+
+
+@functools.lru_cache(maxsize=16)  # once per run, not once per VE: the host's mounts stay
+def v1_mounted(controller: str) -> bool:
+    """Whether `controller` is mounted as a cgroup v1 hierarchy here (its keys are then
+    lxc.cgroup.<controller>.*, else lxc.cgroup2.*)."""
     with open("/proc/self/mounts") as handle:
-        v1_cpu = any(line.split()[2] == "cgroup" and "cpu" in line.split()[3].split(",") for line in handle)
-    return "lxc.cgroup.cpu.shares = 102" if v1_cpu else "lxc.cgroup2.cpu.weight = 10"
+        return any(line.split()[2] == "cgroup" and controller in line.split()[3].split(",") for line in handle)
 
 
 def _v1_hierarchy_controllers() -> list[list[str]]:
@@ -570,22 +576,19 @@ def ve_pids_cgroup(tag: str, name: str) -> str | None:
     return None if hierarchy is None else os.path.join(hierarchy, container_dir(tag), name)
 
 
-@functools.lru_cache(maxsize=8)  # once per run, not once per VE: the host's mounts stay
+@functools.lru_cache(maxsize=8)
 def ve_pids_max_line(limit: int) -> str:
     """The LXC config line that caps one VE's processes (--ve-pids-max), for this host's cgroups:
     every VE has a pids cgroup of its own (--ve-cgroups always holds pids)."""
-    with open("/proc/self/mounts") as handle:
-        v1_pids = any(line.split()[2] == "cgroup" and "pids" in line.split()[3].split(",") for line in handle)
-    return f"lxc.cgroup.pids.max = {limit}" if v1_pids else f"lxc.cgroup2.pids.max = {limit}"
+    return f"lxc.cgroup.pids.max = {limit}" if v1_mounted("pids") else f"lxc.cgroup2.pids.max = {limit}"
 
 
-@functools.lru_cache(maxsize=8)
 def ve_memory_max_line(limit: int) -> str:
     """The LXC config line that caps one VE's memory (--ve-memory-max SIZE), for this host's
     cgroups: the VE has a memory cgroup of its own (the preflight makes sure)."""
-    with open("/proc/self/mounts") as handle:
-        v1_memory = any(line.split()[2] == "cgroup" and "memory" in line.split()[3].split(",") for line in handle)
-    return f"lxc.cgroup.memory.limit_in_bytes = {limit}" if v1_memory else f"lxc.cgroup2.memory.max = {limit}"
+    if v1_mounted("memory"):
+        return f"lxc.cgroup.memory.limit_in_bytes = {limit}"
+    return f"lxc.cgroup2.memory.max = {limit}"
 
 
 def pids_budget_path(tag: str) -> str | None:

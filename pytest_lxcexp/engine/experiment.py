@@ -543,8 +543,10 @@ class Experiment:
             status,
             host_agrees=corroborate.checker(self.config.root, self.config.tag, layout.ve_name(index)),
         )
-        if fault is None and record.crashed and corroborate.host_agrees(
-            OOM_KILLED, self.config.root, self.config.tag, layout.ve_name(index)
+        if (
+            fault is None
+            and record.crashed
+            and corroborate.host_agrees(OOM_KILLED, self.config.root, self.config.tag, layout.ve_name(index))
         ):
             fault = OOM_CRASH_WORDS
         if fault is None or (record.start_error and fault in record.start_error):
