@@ -91,7 +91,12 @@ OPTIONS: list[tuple[str, str, str, str]] = [
     ("--ve-pings", "ve_pings", "180", "pings of 127.0.0.1 each VE's workload sends (default 180)"),
     ("--ve-ping-interval", "ve_ping_interval", "1", "seconds between pings (default 1)"),
     ("--ve-start-delay", "ve_start_delay", "0", "seconds to sleep between two starts (default 0)"),
-    ("--ve-timeout", "ve_timeout", "auto", "seconds a range may take to complete (default: pings x interval + 60)"),
+    (
+        "--ve-timeout",
+        "ve_timeout",
+        "auto",
+        "seconds a range may take to complete, and one start (default: pings x interval + 60)",
+    ),
     ("--ve-parallel", "ve_parallel", "auto", "starter processes for starts and stops (default: one per CPU)"),
     (
         "--ve-cgroups",

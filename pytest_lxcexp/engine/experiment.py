@@ -323,6 +323,8 @@ class Experiment:
             self.config.tag, self.config.ve_controllers, self.layout.lxc_etc, config_dirs
         )
         starter_args += builds.starter_build_args(lxc_builds) + forkstart.starter_args()
+        # A start that could not finish within the range's own time is ended, not waited on for good.
+        starter_args += ["--deadline", str(self.config.effective_timeout)]
         prover = self._prover()
 
         def started_and_proven(result: fleet.StartResult) -> None:

@@ -1,7 +1,8 @@
 """The starter: a small process of its own that starts VEs, run as a script.
 
     python starter.py LXCPATH DELAY [--builds JSON] [--forkstart PATH] [--lxc-etc DIR [--config-dir DIR]...]
-        [--join CGROUP]... <"NAME", "NAME<TAB>BUILD" or "NAME<TAB>BUILD<TAB>VETH" on stdin, one per line>
+        [--join CGROUP]... [--deadline SECONDS]
+        <"NAME", "NAME<TAB>BUILD" or "NAME<TAB>BUILD<TAB>VETH" on stdin, one per line>
 
 --forkstart PATH: the fork server (forkstart.c, built by forkstart.py): one runs per build,
 with the build's environment, and starts each of its VEs through liblxc's API as `lxc-start
@@ -38,6 +39,12 @@ bind-mounted over each in a mount namespace of the starter's own, and the host's
 files stay as they are. --join CGROUP: cgroup directories the starter moves itself into
 first, so every VE it starts is inside them too (the experiment's one memory cgroup,
 when the VEs get none of their own).
+
+--deadline SECONDS: how long one start may take. A start that has not returned by then
+(a build that deadlocks, an init the OOM killer took before its exec while its monitor
+waits on it) is ended: its monitor, its init and the process doing the start are killed
+by the PIDs this start made, and the VE is reported failed, so that one start cannot keep
+the run waiting for good.
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ import ctypes
 import json
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -77,23 +86,34 @@ class ForkServer:
         self.env = env
         self.process: subprocess.Popen | None = None
 
-    def run(self, name: str, log_file: str, pid_file: str) -> int:
-        """The start's exit status (0: running); OSError when it could not be tried."""
+    def run(self, name: str, log_file: str, pid_file: str, deadline: float | None = None) -> int:
+        """The start's exit status (0: running); OSError when it could not be tried,
+        StartHung when it had not returned `deadline` seconds on (it was ended)."""
         if self.process is None or self.process.poll() is not None:
             # Started on first use, again if it died: its death costs one start, not the rest.
             self.process = subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.env, text=True, bufsize=1
             )
         assert self.process.stdin and self.process.stdout
+        hung = False
         try:
             self.process.stdin.write(f"{name}\t{log_file}\t{pid_file}\n")
             self.process.stdin.flush()
+            if deadline is not None and not _readable(self.process.stdout, deadline):
+                hung = True
+                end_hung_start(pid_file, _children(self.process.pid))
+                if not _readable(self.process.stdout, min(HUNG_REPLY_GRACE, deadline)):
+                    self.process.kill()  # still no answer: the server itself is stuck
             reply = self.process.stdout.readline().strip()
         except BrokenPipeError:
             reply = ""
         if not reply:
             self._forget()
+            if hung:
+                raise StartHung(deadline or 0.0)
             raise OSError("the fork server exited before answering")
+        if hung:
+            raise StartHung(deadline or 0.0)  # its answer read: the next start gets its own
         if reply.startswith("E"):
             error = int(reply[1:])
             raise OSError(error, f"the fork server could not fork: {os.strerror(error)}")
@@ -113,6 +133,51 @@ class ForkServer:
             assert self.process.stdin
             self.process.stdin.close()  # EOF: it exits after the start in hand
             self.process.wait()
+
+
+# Seconds a hung start's server has to answer once what ran the start was killed (at
+# most the deadline itself): past them the server is stuck too, and is killed.
+HUNG_REPLY_GRACE = 10.0
+
+
+class StartHung(Exception):
+    """A start that had not returned by its deadline; its processes were killed."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(deadline)
+        self.deadline = deadline
+
+    def __str__(self) -> str:
+        return (
+            f"its start had not returned after {self.deadline:g} s (the start's deadline is --ve-timeout): "
+            "liblxc's start, the VE's monitor and its init were killed"
+        )
+
+
+def _readable(stream, seconds: float) -> bool:
+    """Whether `stream` has something to read within `seconds` (its buffer is empty
+    between starts: the server writes one line per start, after it was asked)."""
+    return bool(select.select([stream], [], [], max(0.0, seconds))[0])
+
+
+def _children(pid: int) -> list[int]:
+    """The PIDs of `pid`'s children (a fork server's: the child running the start in hand)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def end_hung_start(pid_file: str, starting: list[int]) -> None:
+    """Kill a hung start's processes, by the PIDs it made: the VE's monitor (from the pid
+    file liblxc wrote for this start) and its init, then `starting`, what called liblxc
+    (lxc-start, or the fork server's child), which then returns."""
+    monitor, init = monitor_and_init(pid_file)
+    for pid in (init, monitor, *starting):
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 class Build:
@@ -143,7 +208,9 @@ def quiet_ipv6(veth: str) -> None:
         pass  # no IPv6 on this host, or the VE (and its veth) already gone
 
 
-def start(name: str, lxcpath: str, build: Build, number: int = 0, veth: str = "") -> dict:
+def start(
+    name: str, lxcpath: str, build: Build, number: int = 0, veth: str = "", deadline: float | None = None
+) -> dict:
     pid_file = os.path.join(lxcpath, name, "monitor.pid")
     # -d: returns once the VE runs (or failed); -C: lxc-start closes fds it inherits
     # instead of refusing to run (subprocess passes none but the standard three).
@@ -155,13 +222,20 @@ def start(name: str, lxcpath: str, build: Build, number: int = 0, veth: str = ""
     argv += ["-o", log_file, "-l", "WARN"]
     started_at = time.time()
     began = time.monotonic()
-    if build.server:
-        status = build.server.run(name, log_file, pid_file)
-    else:
-        # Its error lines go to the VE's lxc.log too, where the tool reads the reason of a failure.
-        status = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=build.env
-        ).returncode
+    try:
+        if build.server:
+            status = build.server.run(name, log_file, pid_file, deadline)
+        else:
+            status = run_lxc_start(argv, build.env, pid_file, deadline)
+    except StartHung as hung:
+        return {
+            "name": name,
+            "ok": False,
+            "error": str(hung),
+            "latency": time.monotonic() - began,
+            "started_at": started_at,
+            "build": number,
+        }
     latency = time.monotonic() - began
     ok = status == 0
     if ok and veth:
@@ -178,6 +252,20 @@ def start(name: str, lxcpath: str, build: Build, number: int = 0, veth: str = ""
         "monitor": monitor,
         "build": number,
     }
+
+
+def run_lxc_start(argv: list[str], env: dict, pid_file: str, deadline: float | None) -> int:
+    """An executed lxc-start's exit status; StartHung (its processes killed) past `deadline`."""
+    # Its error lines go to the VE's lxc.log too, where the tool reads the reason of a failure.
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    try:
+        return process.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        end_hung_start(pid_file, [process.pid])
+        process.wait()
+        raise StartHung(deadline or 0.0) from None
 
 
 # The OOM killer's standing of a VE's processes: its first pick, before any process of the
@@ -246,6 +334,7 @@ def main() -> int:
     parser.add_argument("--join", action="append", default=[])
     parser.add_argument("--builds", default="[{}]")
     parser.add_argument("--forkstart")
+    parser.add_argument("--deadline", type=float)
     args = parser.parse_args()
     builds = [Build(**build) for build in json.loads(args.builds)]
     if args.forkstart:
@@ -280,7 +369,9 @@ def start_all(args: argparse.Namespace, names: list[str], numbers: list[int], ve
         if args.delay and position:
             time.sleep(args.delay)
         try:
-            result = start(name, args.lxcpath, builds[numbers[position]], numbers[position], veths[position])
+            result = start(
+                name, args.lxcpath, builds[numbers[position]], numbers[position], veths[position], args.deadline
+            )
         except OSError as error:
             # Out of processes or memory (a full host), or no lxc-start: said for this VE, the others go on.
             result = {"name": name, "ok": False, "error": f"could not start it: {error}"}

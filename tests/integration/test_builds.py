@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from integration_helpers import PING_SUITE, Names, reported_run, run_pytest, running_experiment
 
-from pytest_lxcexp.engine import builds, cgroups
+from pytest_lxcexp.engine import builds, cgroups, forkstart
 from pytest_lxcexp.engine.config import DEFAULT_VE_CGROUPS
 
 BENCHMARKS = pathlib.Path(__file__).parents[2] / "benchmarks"
@@ -83,6 +83,39 @@ def test_two_builds_run_interleaved_each_proven_and_recorded(
     verdicts = {verdict["metric"]: verdict for verdict in comparison["verdicts"]}
     assert verdicts["monitor_pss"]["method"] == verdicts["start_latency"]["method"] == "Wilcoxon signed-rank (paired)"
     assert verdicts["monitor_pss"]["n_baseline"] == 3 and "cgroup_memory" not in verdicts
+
+
+@pytest.mark.parametrize("start_path", [forkstart.FORK_SERVER, forkstart.LXC_START])
+def test_a_build_whose_start_hangs_fails_its_ves_and_the_run_ends(
+    pytester: pytest.Pytester, clean_host: Names, shim: str, monkeypatch: pytest.MonkeyPatch, start_path: str
+) -> None:
+    # The shim's mount() sleeps 15 minutes: the "hung" build's starts never return, the way
+    # a build that deadlocks in its start would not. The system build's VEs are unaffected.
+    monkeypatch.setenv("LXCEXP_SHIM_DELAY_US", str(900 * 10**6))
+    monkeypatch.setenv(forkstart.CHOICE_VARIABLE, start_path)
+    pytester.makepyfile(test_ping=PING_SUITE)
+    result, results = reported_run(
+        pytester,
+        clean_host,
+        "--ve-count=4",
+        "--ve-batch=4",
+        "--ve-pings=2",
+        "--ve-ping-interval=0.2",
+        "--ve-timeout=15",
+        "--ve-tmpfs-size=128M",
+        "--ve-parallel=1",
+        "--ve-lxc=system",
+        f"--ve-lxc=hung=system+preload:{shim}",
+        timeout=240,  # the run must end: two hung starts of 15 s each, and the takedown
+    )
+    ves = {ve["index"]: ve for ve in results["ves"]}
+    assert [ves[i]["build"] for i in (1, 2, 3, 4)] == ["system", "hung", "hung", "system"]
+    assert ves[1]["completed"] and ves[4]["completed"]
+    for index in (2, 3):
+        assert not ves[index]["completed"]
+        assert "had not returned after 15 s" in (ves[index]["start_error"] or ""), ves[index]
+    assert result.ret != 0  # two VEs did not complete: the range test fails, and says which
+    assert "ve2" in result.stdout.str()
 
 
 def test_memory_per_ve_with_memory_cgroups_of_their_own_is_compared_pair_by_pair(

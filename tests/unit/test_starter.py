@@ -121,3 +121,89 @@ def test_a_fork_server_that_dies_costs_one_start_not_the_rest(tmp_path: Path) ->
     assert [(r["name"], r["ok"]) for r in results] == expected
     assert "the fork server exited before answering" in results[1]["error"]
     assert "error" not in results[3]  # a start that failed: its reason is read from its lxc.log by the tool
+
+
+# A start that never returns: the stand-in makes a "monitor" (a shell whose child is the
+# "init"), writes its PID where liblxc would, keeps a copy for the test, and hangs.
+HANGING_LXC_START = """#!/bin/sh
+sh -c 'sleep 300 & echo $! > "$0.init"; wait' "$8" &
+echo $! > "$8"
+cp "$8" "$8.seen"
+exec sleep 300
+"""
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie: PID 1 here does not reap orphans."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_start_past_its_deadline_is_ended_and_said(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "lxc-start").write_text(HANGING_LXC_START)
+    (tmp_path / "bin" / "lxc-start").chmod(0o755)
+    (tmp_path / "ve1").mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-I", STARTER, str(tmp_path), "0", "--deadline", "3"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"},
+    )
+    stdout, _ = process.communicate("ve1\n", timeout=60)
+    [result] = [json.loads(line) for line in stdout.splitlines()]
+    assert process.returncode == 0
+    assert result["name"] == "ve1" and result["ok"] is False
+    assert "had not returned after 3 s" in result["error"] and "--ve-timeout" in result["error"]
+    assert result["latency"] >= 3
+    assert _dead(int((tmp_path / "ve1" / "monitor.pid.seen").read_text()))
+    assert _dead(int((tmp_path / "ve1" / "monitor.pid.init").read_text()))
+
+
+# Stand-in fork servers. "hang": its child (the start) makes a "monitor" and hangs until
+# killed; the server then answers with the child's status. "stuck": the server itself
+# never answers again. Any other VE starts.
+HANGING_SERVER = """#!/bin/sh
+hang() {
+    sh -c 'sleep 300 & echo $! > "$0.init"; wait' "$1" &
+    echo $! > "$1"; cp "$1" "$1.seen"; exec sleep 300
+}
+while read -r name log pidfile; do
+    case "$name" in
+    ve-hang*) (hang "$pidfile"); echo $?;;
+    ve-stuck*) exec sleep 300;;
+    *) echo 0;;
+    esac
+done
+"""
+
+
+def test_a_fork_server_start_past_its_deadline_is_ended_and_the_next_goes_on(tmp_path: Path) -> None:
+    server = tmp_path / "server"
+    server.write_text(HANGING_SERVER)
+    server.chmod(0o755)
+    names = ["ve-hang1", "ve2", "ve-stuck3", "ve4"]
+    for name in names:
+        (tmp_path / name).mkdir()
+    done = subprocess.run(
+        [sys.executable, "-I", STARTER, str(tmp_path), "0", "--forkstart", str(server), "--deadline", "2"],
+        input="".join(f"{name}\n" for name in names),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0, done.stderr
+    assert [(r["name"], r["ok"]) for r in results] == [
+        ("ve-hang1", False),
+        ("ve2", True),
+        ("ve-stuck3", False),
+        ("ve4", True),
+    ]
+    assert all("had not returned after 2 s" in results[i]["error"] for i in (0, 2))
+    assert _dead(int((tmp_path / "ve-hang1" / "monitor.pid.seen").read_text()))
+    assert _dead(int((tmp_path / "ve-hang1" / "monitor.pid.init").read_text()))
