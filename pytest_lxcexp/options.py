@@ -95,7 +95,7 @@ OPTIONS: list[tuple[str, str, str, str]] = [
         "--ve-timeout",
         "ve_timeout",
         "auto",
-        "seconds a range may take to complete, and one start (default: pings x interval + 60)",
+        "seconds a range may take to complete (default: pings x interval + 60)",
     ),
     ("--ve-parallel", "ve_parallel", "auto", "starter processes for starts and stops (default: one per CPU)"),
     (

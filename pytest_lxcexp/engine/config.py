@@ -41,6 +41,11 @@ CGROUP_CONTROLLERS = (
     "net_cls", "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc",
 )  # fmt: skip
 DEFAULT_VE_CGROUPS = ("cpu", "pids")
+# Seconds one start may take before it is ended as hung (a build that deadlocks in it): a
+# start takes milliseconds (p99 0.26 s at 10,000 VEs running here) and a few seconds under
+# emulation (the test-hosts VMs); far enough above that a slow host is not cut short, and
+# short enough that a hung start costs the VEs after it little of the range's time.
+START_DEADLINE = 60.0
 # Each VE's own pids.max unless --ve-pids-max says otherwise: a fork bomb in one VE stops
 # there, not at the host's pid_max. Far above what any base and init runs (benchmarks/
 # per_ve_budget.py: at most a few dozen at once; docs/reliability.md).
@@ -542,6 +547,12 @@ class ExperimentConfig:
     def ves(self) -> range:
         """The indexes of the VEs this host creates and runs."""
         return range(self.ve_first, self.ve_last + 1)
+
+    @property
+    def start_deadline(self) -> float:
+        """How long one start may take before it is ended: START_DEADLINE, or the range's
+        whole timeout when that is shorter."""
+        return min(START_DEADLINE, self.effective_timeout)
 
     @property
     def effective_timeout(self) -> float:

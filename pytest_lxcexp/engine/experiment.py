@@ -323,8 +323,8 @@ class Experiment:
             self.config.tag, self.config.ve_controllers, self.layout.lxc_etc, config_dirs
         )
         starter_args += builds.starter_build_args(lxc_builds) + forkstart.starter_args()
-        # A start that could not finish within the range's own time is ended, not waited on for good.
-        starter_args += ["--deadline", str(self.config.effective_timeout)]
+        # A start that does not return is ended at its deadline, not waited on for good.
+        starter_args += ["--deadline", str(self.config.start_deadline)]
         prover = self._prover()
 
         def started_and_proven(result: fleet.StartResult) -> None:
@@ -563,7 +563,8 @@ class Experiment:
         timeout = timeout if timeout is not None else self.config.effective_timeout
         began = time.time()
         first_start = range_first_start(self.starts[i].started_at for i in pending if i in self.starts)
-        deadline_at = wait_deadline(first_start, timeout, began)
+        held = sum(self.starts[i].latency for i in pending if i in self.starts and self.starts[i].hung)
+        deadline_at = wait_deadline(first_start, timeout, began, held)
         deadline = time.monotonic() + max(0.0, deadline_at - began)
         # A full tmpfs stops every log from growing: do not wait out the whole timeout for it.
         full = FullTmpfsWatch(self.config.root, patience=max(5.0, 3 * self.config.ping_interval))

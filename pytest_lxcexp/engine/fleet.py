@@ -32,6 +32,7 @@ class StartResult:
     monitor: int | None = None  # its LXC monitor's PID
     running: float | None = None  # seconds from the request until its monitor announced RUNNING
     round: int = 0  # the round it was started in (--ve-repeat; 0-based)
+    hung: bool = False  # its start had not returned by the start's deadline, and was ended
 
 
 def ve_config_text(config: ExperimentConfig, layout: Layout, index: int) -> str:
@@ -276,6 +277,7 @@ def start_range(
             error,
             build=build_name(index, data),
             monitor=data.get("monitor"),
+            hung=bool(data.get("hung")),
         )
         record_start(layout, result)
         results.append(result)

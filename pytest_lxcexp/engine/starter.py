@@ -40,11 +40,11 @@ files stay as they are. --join CGROUP: cgroup directories the starter moves itse
 first, so every VE it starts is inside them too (the experiment's one memory cgroup,
 when the VEs get none of their own).
 
---deadline SECONDS: how long one start may take. A start that has not returned by then
-(a build that deadlocks, an init the OOM killer took before its exec while its monitor
-waits on it) is ended: its monitor, its init and the process doing the start are killed
-by the PIDs this start made, and the VE is reported failed, so that one start cannot keep
-the run waiting for good.
+--deadline SECONDS: how long one start may take (config.START_DEADLINE, or --ve-timeout).
+A start that has not returned by then (a build that deadlocks, an init the OOM killer
+took before its exec while its monitor waits on it) is ended: its monitor, its init and
+the process doing the start are killed by the PIDs this start made, and the VE is
+reported failed, so that one start cannot keep the run waiting for good.
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ class StartHung(Exception):
 
     def __str__(self) -> str:
         return (
-            f"its start had not returned after {self.deadline:g} s (the start's deadline is --ve-timeout): "
-            "liblxc's start, the VE's monitor and its init were killed"
+            f"its start had not returned after {self.deadline:g} s (a start's deadline: 60 s, or --ve-timeout "
+            "if shorter): liblxc's start, the VE's monitor and its init were killed"
         )
 
 
@@ -235,6 +235,7 @@ def start(
             "latency": time.monotonic() - began,
             "started_at": started_at,
             "build": number,
+            "hung": True,
         }
     latency = time.monotonic() - began
     ok = status == 0

@@ -19,10 +19,12 @@ def range_first_start(started_at: Iterable[float]) -> float | None:
     return min(started_at, default=None)
 
 
-def wait_deadline(first_start: float | None, timeout: float, now: float) -> float:
+def wait_deadline(first_start: float | None, timeout: float, now: float, held: float = 0.0) -> float:
     """The moment (epoch) a range's wait gives up: `timeout` after its first start; a range
-    nobody started (its wait starts it) gets the whole timeout from now."""
-    return now + timeout if first_start is None else first_start + timeout
+    nobody started (its wait starts it) gets the whole timeout from now. `held`: seconds its
+    hung starts kept their starters waiting (each until its deadline), added on, so that the
+    VEs started after one are not judged by the time it took from them."""
+    return (now if first_start is None else first_start) + timeout + held
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ DEFAULT_SELECTION = (
     " or test_a_ve_that_eats_memory_meets_the_experiments_oom_killer_not_the_hosts"
     " or test_the_default_memory_limit_is_what_the_host_can_give_less_its_reserve"
     " or test_a_limit_per_ve_ends_the_ves_own_process_and_no_neighbours"
+    " or (test_a_build_whose_start_hangs_fails_its_ves_and_the_run_ends and forkstart)"
 )
 # --wide: also Ctrl-C, the CLI's steps, the engine end to end, cgroup lists, a pids limit,
 # crashed workloads, capabilities, and the archived report compared and rendered (which

@@ -11,6 +11,7 @@ from pytest_lxcexp.engine.addressing import AddressPlan, NetworkError
 from pytest_lxcexp.engine.config import (
     IFNAME_MAX,
     MAX_VE_COUNT,
+    START_DEADLINE,
     ConfigError,
     ExperimentConfig,
     build_config,
@@ -353,6 +354,11 @@ def test_auto_timeout(pings: int | str, interval: float | str, expected: float, 
 
 def test_explicit_timeout_wins() -> None:
     assert build_config(timeout="12.5").effective_timeout == 12.5
+
+
+def test_a_start_gets_its_own_deadline_or_the_ranges_if_shorter() -> None:
+    assert build_config().start_deadline == START_DEADLINE == 60.0  # the range has 240 s
+    assert build_config(timeout="12.5").start_deadline == 12.5
 
 
 # -- tags --------------------------------------------------------------------------------

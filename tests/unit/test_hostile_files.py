@@ -141,6 +141,8 @@ def test_a_range_deadline_counts_from_its_first_start() -> None:
     # Started 100 s ago with a 60 s timeout: its deadline has passed; a range nobody started gets all of it.
     assert wait_deadline(first, 60, now) == now - 40
     assert wait_deadline(range_first_start([]), 60, now) == now + 60
+    # Two hung starts held their starter 30 s each: the VEs started after them get that back.
+    assert wait_deadline(first, 60, now, held=60) == now + 20
 
 
 def test_endless_output_lines_are_kept_bounded(log: Path) -> None:

@@ -159,7 +159,7 @@ def test_a_start_past_its_deadline_is_ended_and_said(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert result["name"] == "ve1" and result["ok"] is False
     assert "had not returned after 3 s" in result["error"] and "--ve-timeout" in result["error"]
-    assert result["latency"] >= 3
+    assert result["latency"] >= 3 and result["hung"] is True
     assert _dead(int((tmp_path / "ve1" / "monitor.pid.seen").read_text()))
     assert _dead(int((tmp_path / "ve1" / "monitor.pid.init").read_text()))
 
@@ -204,6 +204,7 @@ def test_a_fork_server_start_past_its_deadline_is_ended_and_the_next_goes_on(tmp
         ("ve-stuck3", False),
         ("ve4", True),
     ]
-    assert all("had not returned after 2 s" in results[i]["error"] for i in (0, 2))
+    assert all("had not returned after 2 s" in results[i]["error"] and results[i]["hung"] for i in (0, 2))
+    assert not any(results[i].get("hung") for i in (1, 3))
     assert _dead(int((tmp_path / "ve-hang1" / "monitor.pid.seen").read_text()))
     assert _dead(int((tmp_path / "ve-hang1" / "monitor.pid.init").read_text()))
