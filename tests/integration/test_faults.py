@@ -235,5 +235,8 @@ def test_a_monitor_that_never_answers_costs_one_deadline_not_the_run(
             assert states[1].state == "UNKNOWN (its LXC monitor did not answer liblxc's state in 3 s)"
             assert states[2].state == "RUNNING"
             assert found["stopped"] == {"ve2"}
+            # Not known to be stopped: not destroyed, and the reason named.
+            with pytest.raises(RuntimeError, match=r"ve1 \(UNKNOWN \(its LXC monitor did not answer"):
+                experiment.destroy(1, 1)
         finally:
             os.kill(monitor, signal.SIGCONT)
