@@ -371,6 +371,10 @@ def split_lxc_base(base: str) -> tuple[str, str]:
     return name, lxcpath
 
 
+# Seconds lxc-info may take to tell a base container's state: milliseconds, unless its monitor is stuck.
+LXC_INFO_TIMEOUT = 30.0
+
+
 def lxc_container_rootfs(base: str) -> str:
     """The root filesystem directory of an existing, stopped container; ConfigError naming --ve-base otherwise."""
     name, lxcpath = split_lxc_base(base)
@@ -393,7 +397,20 @@ def lxc_container_rootfs(base: str) -> str:
         raise ConfigError("--ve-base", f"container {name}'s rootfs {rootfs!r} is not a directory (only dir:)")
     if not os.path.isdir(rootfs):
         raise ConfigError("--ve-base", f"container {name}'s rootfs {rootfs} does not exist")
-    state = subprocess.run(["lxc-info", "-P", lxcpath, "-n", name, "-s", "-H"], capture_output=True, text=True)
+    try:
+        state = subprocess.run(
+            ["lxc-info", "-P", lxcpath, "-n", name, "-s", "-H"],
+            capture_output=True,
+            text=True,
+            timeout=LXC_INFO_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        # liblxc asks a running container's monitor, and waits on it without a deadline.
+        raise ConfigError(
+            "--ve-base",
+            f"container {name}: lxc-info had no answer in {LXC_INFO_TIMEOUT:g} s (its LXC monitor may be stuck); "
+            "stop it first",
+        ) from None
     if "STOPPED" not in state.stdout:
         # A running container's files change under the copy: the base would be inconsistent.
         raise ConfigError("--ve-base", f"container {name} is {state.stdout.strip() or 'not stopped'}; stop it first")

@@ -48,35 +48,70 @@ class _Feed:
         return not self.left
 
 
+class _Output:
+    """One process's output pipe: its items, how many it has answered, and when it last did."""
+
+    def __init__(self, process: subprocess.Popen, items: list[str], feed: int) -> None:
+        self.process, self.items, self.feed = process, items, feed
+        self.pending = bytearray()
+        self.answered = 0
+        self.heard = time.monotonic()
+
+
+def _close(selector: selectors.BaseSelector, fd: int) -> None:
+    with contextlib.suppress(KeyError):
+        selector.unregister(fd)
+        os.close(fd)
+
+
 def _gather(
-    selector: selectors.BaseSelector, results: list[Result], on_result: Callable[[Result], None] | None
+    selector: selectors.BaseSelector,
+    results: list[Result],
+    on_result: Callable[[Result], None] | None,
+    silence: float | None = None,
+    on_silent: Callable[[_Output], None] | None = None,
 ) -> None:
     """Feed every process its items and read its JSON lines, both as the pipes allow, until
     every output pipe is closed; results as they arrive. Both at once: a process prints as it
     goes, so a parent that wrote all input first would wait on a full input pipe while the
-    process waits on a full output pipe (20,000 VEs' names are 160 KB; a pipe holds 64 KiB)."""
+    process waits on a full output pipe (20,000 VEs' names are 160 KB; a pipe holds 64 KiB).
+    A process silent for `silence` seconds goes to `on_silent`, which must close its pipes."""
     while selector.get_map():
-        for key, _ in selector.select():
+        timeout = None
+        if silence is not None:
+            outputs = [key.data for key in selector.get_map().values() if isinstance(key.data, _Output)]
+            if outputs:
+                quietest = min(outputs, key=lambda output: output.heard)
+                timeout = quietest.heard + silence - time.monotonic()
+                if timeout <= 0 and on_silent:
+                    on_silent(quietest)
+                    continue
+        for key, _ in selector.select(timeout):
             if isinstance(key.data, _Feed):
                 if key.data.write(key.fd):
-                    selector.unregister(key.fd)
-                    os.close(key.fd)  # EOF: the process ends after its last item
+                    _close(selector, key.fd)  # EOF: the process ends after its last item
                 continue
             # Raw reads: a buffered reader could hold lines that select() never reports.
             chunk_bytes = os.read(key.fd, 65536)
-            pending: bytearray = key.data
+            output: _Output = key.data
             if not chunk_bytes:
-                selector.unregister(key.fd)
-                os.close(key.fd)
+                _close(selector, key.fd)
                 continue
-            pending.extend(chunk_bytes)
-            *lines, rest = pending.split(b"\n")
-            pending[:] = rest
-            for line in lines:
-                result = json.loads(line)
-                results.append(result)
-                if on_result:
-                    on_result(result)
+            _take(output, chunk_bytes, results, on_result)
+
+
+def _take(output: _Output, data: bytes, results: list[Result], on_result: Callable[[Result], None] | None) -> None:
+    """The complete lines in what `output`'s process printed, as results."""
+    output.heard = time.monotonic()
+    output.pending.extend(data)
+    *lines, rest = output.pending.split(b"\n")
+    output.pending[:] = rest
+    for line in lines:
+        result = json.loads(line)
+        output.answered += 1
+        results.append(result)
+        if on_result:
+            on_result(result)
 
 
 def map_in_processes(
@@ -84,9 +119,16 @@ def map_in_processes(
     items: Sequence[str],
     workers: int = 1,
     on_result: Callable[[Result], None] | None = None,
+    silence: float | None = None,
+    on_silent: Callable[[str], Result] | None = None,
 ) -> list[Result]:
     """Run the program `argv` in `workers` processes, each fed a contiguous chunk of `items`
     (one per line on its stdin), and collect the JSON lines they print, as they arrive.
+
+    With `silence`, for a program that prints one line per item, in order: a process that
+    prints nothing for that many seconds is stuck in its current item (a liblxc call to a
+    monitor that never answers). Its process group is killed, `on_silent(item)` stands for
+    that item's result, and a new process takes the rest of its chunk.
 
     On an interrupt the pipes are closed: each process stops after its current item (its
     next write fails), then is waited for, and killed with its process group past REAP_TIMEOUT.
@@ -99,21 +141,46 @@ def map_in_processes(
     selector = selectors.DefaultSelector()
     processes: list[subprocess.Popen] = []
     results: list[Result] = []
+
+    def spawn(chunk: list[str]) -> None:
+        # A process group of its own: a terminal's Ctrl-C reaches only the tool, which
+        # stops its processes in order instead of cutting a liblxc call in half.
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0)
+        processes.append(process)
+        assert process.stdin is not None and process.stdout is not None
+        feed = os.dup(process.stdin.fileno())
+        process.stdin.close()
+        os.set_blocking(feed, False)
+        selector.register(os.dup(process.stdout.fileno()), selectors.EVENT_READ, data=_Output(process, chunk, feed))
+        process.stdout.close()
+        selector.register(feed, selectors.EVENT_WRITE, data=_Feed("".join(f"{item}\n" for item in chunk).encode()))
+
+    def silent(output: _Output) -> None:
+        pipes = [fd for fd, key in selector.get_map().items() if key.data is output or fd == output.feed]
+        for fd in pipes:
+            if fd != output.feed:  # what it printed just before the deadline still counts
+                os.set_blocking(fd, False)
+                with contextlib.suppress(BlockingIOError):
+                    _take(output, os.read(fd, 1 << 20), results, on_result)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(output.process.pid, signal.SIGKILL)
+        for fd in pipes:
+            _close(selector, fd)
+        if output.answered >= len(output.items):
+            return
+        stuck, rest = output.items[output.answered], output.items[output.answered + 1 :]
+        assert on_silent is not None
+        result = on_silent(stuck)
+        results.append(result)
+        if on_result:
+            on_result(result)
+        if rest:
+            spawn(rest)
+
     try:
         for start in range(0, len(items), size):
-            # A process group of its own: a terminal's Ctrl-C reaches only the tool, which
-            # stops its processes in order instead of cutting a liblxc call in half.
-            process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0)
-            processes.append(process)
-            assert process.stdin is not None and process.stdout is not None
-            selector.register(os.dup(process.stdout.fileno()), selectors.EVENT_READ, data=bytearray())
-            process.stdout.close()
-            feed = os.dup(process.stdin.fileno())
-            process.stdin.close()
-            os.set_blocking(feed, False)
-            payload = "".join(f"{item}\n" for item in items[start : start + size]).encode()
-            selector.register(feed, selectors.EVENT_WRITE, data=_Feed(payload))
-        _gather(selector, results, on_result)
+            spawn(items[start : start + size])
+        _gather(selector, results, on_result, silence if on_silent else None, silent)
     finally:
         for process in processes:
             with contextlib.suppress(OSError):

@@ -46,6 +46,10 @@ DEFAULT_VE_CGROUPS = ("cpu", "pids")
 # emulation (the test-hosts VMs); far enough above that a slow host is not cut short, and
 # short enough that a hung start costs the VEs after it little of the range's time.
 START_DEADLINE = 60.0
+# Seconds one liblxc state or stop may go unanswered before its VE's monitor counts as stuck
+# (a build that deadlocks; liblxc's command socket has no timeout, lxc-ls hangs on it too):
+# it answers in milliseconds, and an interpreter's start with python3-lxc takes well under a second.
+QUERY_DEADLINE = 30.0
 # Each VE's own pids.max unless --ve-pids-max says otherwise: a fork bomb in one VE stops
 # there, not at the host's pid_max. Far above what any base and init runs (benchmarks/
 # per_ve_budget.py: at most a few dozen at once; docs/reliability.md).

@@ -513,9 +513,12 @@ class Experiment:
     def destroy(self, first: int, last: int) -> None:
         """Remove stopped VEs (config, overlay upper, logs); create() makes them anew."""
         indexes = range(first, last + 1)
-        running = [i for i, state in fleet.ve_states(self.layout, indexes).items() if state.state != "STOPPED"]
+        states = fleet.ve_states(self.layout, indexes)
+        running = sorted(i for i, state in states.items() if state.state != "STOPPED")
         if running:
-            raise RuntimeError(f"cannot destroy running VEs: {', '.join(f've{i}' for i in sorted(running))}")
+            # Its state too: one whose monitor did not answer is not known to be running.
+            named = ", ".join(f"ve{i} ({states[i].state})" for i in running)
+            raise RuntimeError(f"cannot destroy VEs that are not stopped: {named}")
         fleet.destroy_clones(self.layout, indexes)
         for index in indexes:
             self.starts.pop(index, None)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from . import apparmor, cgroups, children, faults, protections, userns
 from .addressing import AddressPlan, BridgeLayout
-from .config import ExperimentConfig
+from .config import QUERY_DEADLINE, ExperimentConfig
 from .network import host_has_ipv6, veth_name
 from .safefs import UnsafeVEFile
 from .storage import Layout
@@ -310,7 +310,14 @@ def _query(layout: Layout, mode: str, indexes: Iterable[int], workers: int) -> d
     """lxcquery.py's answer for each VE, by index, from `workers` processes of its own."""
     # -I: the helper imports only the standard library and python3-lxc.
     argv = [sys.executable, "-I", LXCQUERY, mode, layout.root]
-    results = children.map_in_processes(argv, [layout.ve_name(index) for index in indexes], workers)
+
+    def stuck(name: str) -> dict:
+        # Its helper was killed and the next VE goes on in a new one: one stuck monitor costs
+        # one deadline, not the run.
+        return {"name": name, "exception": f"its LXC monitor did not answer liblxc's {mode} in {QUERY_DEADLINE:g} s"}
+
+    names = [layout.ve_name(index) for index in indexes]
+    results = children.map_in_processes(argv, names, workers, silence=QUERY_DEADLINE, on_silent=stuck)
     return {int(data["name"].removeprefix("ve")): data for data in results}
 
 

@@ -8,8 +8,14 @@ holding the bridge's name (test_bad_input.py).
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
 import pytest
-from integration_helpers import Names, reported_run
+from integration_helpers import Names, reported_run, running_experiment
+
+from pytest_lxcexp.engine import fleet
 
 WORKLOAD_SUITE = """
 import os, signal, time
@@ -197,3 +203,40 @@ def test_a_pids_limit_reached_mid_run_is_named(pytester, clean_host, leftovers):
     assert limit in ves["ve3"]["failure"] and limit in ves["ve4"]["failure"]
     assert "Takedown: nothing left behind" in result.stdout.str()
     assert leftovers(names) == []
+
+
+def test_a_monitor_that_never_answers_costs_one_deadline_not_the_run(
+    clean_host: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # liblxc's state() and stop() wait on the VE's monitor without a deadline (lxc-ls, lxc-info
+    # and lxc-stop hang on it too). A stopped monitor answers nothing, as a build that
+    # deadlocks would not: without the deadline ve_states waited for good.
+    monkeypatch.setattr(fleet, "QUERY_DEADLINE", 3.0)
+    with running_experiment(clean_host, count=2, network="none", workload="idle") as experiment:
+        results = experiment.start(1, 2)
+        assert all(result.ok for result in results), results
+        monitor = results[0].monitor
+        assert monitor
+        os.kill(monitor, signal.SIGSTOP)
+        try:
+            found: dict = {}
+            # One helper for both (workers=1): ve2 is asked after the stuck ve1. A thread, so
+            # that a hang fails the test instead.
+            worker = threading.Thread(
+                target=lambda: found.update(
+                    states=fleet.ve_states(experiment.layout, [1, 2]), stopped=fleet.stop_all(experiment.layout, [1, 2])
+                ),
+                daemon=True,
+            )
+            worker.start()
+            worker.join(timeout=120)
+            assert not worker.is_alive(), "a monitor that never answers kept the tool waiting"
+            states = found["states"]
+            assert states[1].state == "UNKNOWN (its LXC monitor did not answer liblxc's state in 3 s)"
+            assert states[2].state == "RUNNING"
+            assert found["stopped"] == {"ve2"}
+            # Not known to be stopped: not destroyed, and the reason named.
+            with pytest.raises(RuntimeError, match=r"ve1 \(UNKNOWN \(its LXC monitor did not answer"):
+                experiment.destroy(1, 1)
+        finally:
+            os.kill(monitor, signal.SIGCONT)

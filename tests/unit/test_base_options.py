@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lxcexp.engine import aptsources
+from pytest_lxcexp.engine import aptsources, base
 from pytest_lxcexp.engine.base import (
     APT_PROXY_FILE,
     base_kind,
@@ -60,6 +60,22 @@ def test_path_bases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert base_kind(str(rootfs)) == "directory"
     assert base_kind(str(tarball)) == "tarball"
     assert base_kind("lxc:x") == "lxc"
+
+
+def test_an_lxc_base_whose_monitor_never_answers_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # lxc-info asks a running container's monitor and waits on it without a deadline: a stuck
+    # monitor (a build that deadlocks) kept the run's checks waiting for good. A stand-in
+    # lxc-info that never answers; the real one hangs the same way on a stopped monitor.
+    (tmp_path / "web1" / "rootfs").mkdir(parents=True)
+    (tmp_path / "web1" / "config").write_text(f"lxc.rootfs.path = dir:{tmp_path}/web1/rootfs\n")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "lxc-info").write_text("#!/bin/sh\nexec sleep 600\n")
+    (tools / "lxc-info").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    monkeypatch.setattr(base, "LXC_INFO_TIMEOUT", 0.5)
+    with pytest.raises(ConfigError, match="lxc-info had no answer in 0.5 s"):
+        base.lxc_container_rootfs(f"lxc:web1@{tmp_path}")
 
 
 @pytest.mark.parametrize(

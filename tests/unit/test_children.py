@@ -108,3 +108,30 @@ def test_liblxc_is_asked_from_helper_processes_never_a_fork_of_this_one(
     # Real liblxc, through the helper: containers that were never created are STOPPED.
     assert states == {index: fleet.VEState("STOPPED", None) for index in (1, 2, 3)}
     assert fleet.stop_all(layout, [1, 2], workers=2) == set()
+
+
+# Never answers item 2 (a liblxc call to a VE's monitor that is stuck); echoes the rest.
+STUCK = ECHO.replace("    print(", "    if item == 2: os.kill(os.getpid(), 19)\n    print(")
+
+
+def test_a_process_silent_past_the_deadline_is_killed_and_the_rest_of_its_items_go_on() -> None:
+    # Without a deadline, one item that never returns kept map_in_processes waiting for good.
+    # A thread, so that a hang fails the test instead.
+    found: list[dict] = []
+    stood_in: list[str] = []
+
+    def silent(item: str) -> dict:
+        stood_in.append(item)
+        return {"item": int(item), "silent": True}
+
+    call = lambda: found.extend(run(STUCK, list(range(1, 7)), workers=2, silence=0.5, on_silent=silent))  # noqa: E731
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "map_in_processes waited for good on a process that never answered"
+    assert stood_in == ["2"]
+    assert sorted(r["item"] for r in found) == [1, 2, 3, 4, 5, 6]
+    # Items 1-3 went to one process, which was killed at 2; a new one answered 3.
+    assert {r["item"] for r in found if r.get("silent")} == {2}
+    pids = {r["item"]: r["pid"] for r in found if "pid" in r}
+    assert pids[4] == pids[5] == pids[6] and len({pids[1], pids[3], pids[4]}) == 3
