@@ -101,22 +101,26 @@ done
 """
 
 
-def test_a_fork_server_that_dies_costs_one_start_not_the_rest(tmp_path: Path) -> None:
+def _run_with_server(tmp_path: Path, server_text: str, names: list[str], *options: str) -> list[dict]:
+    """The starter's results for `names`, started through the stand-in fork server `server_text`."""
     server = tmp_path / "server"
-    server.write_text(STAND_IN_SERVER)
+    server.write_text(server_text)
     server.chmod(0o755)
-    names = ["ve1", "ve-crash2", "ve3", "x4"]
     for name in names:
         (tmp_path / name).mkdir()
     done = subprocess.run(
-        [sys.executable, "-I", STARTER, str(tmp_path), "0", "--forkstart", str(server)],
+        [sys.executable, "-I", STARTER, str(tmp_path), "0", "--forkstart", str(server), *options],
         input="".join(f"{name}\n" for name in names),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    results = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_a_fork_server_that_dies_costs_one_start_not_the_rest(tmp_path: Path) -> None:
+    results = _run_with_server(tmp_path, STAND_IN_SERVER, ["ve1", "ve-crash2", "ve3", "x4"])
     expected = [("ve1", True), ("ve-crash2", False), ("ve3", True), ("x4", False)]
     assert [(r["name"], r["ok"]) for r in results] == expected
     assert "the fork server exited before answering" in results[1]["error"]
@@ -183,21 +187,7 @@ done
 
 
 def test_a_fork_server_start_past_its_deadline_is_ended_and_the_next_goes_on(tmp_path: Path) -> None:
-    server = tmp_path / "server"
-    server.write_text(HANGING_SERVER)
-    server.chmod(0o755)
-    names = ["ve-hang1", "ve2", "ve-stuck3", "ve4"]
-    for name in names:
-        (tmp_path / name).mkdir()
-    done = subprocess.run(
-        [sys.executable, "-I", STARTER, str(tmp_path), "0", "--forkstart", str(server), "--deadline", "2"],
-        input="".join(f"{name}\n" for name in names),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert done.returncode == 0, done.stderr
+    results = _run_with_server(tmp_path, HANGING_SERVER, ["ve-hang1", "ve2", "ve-stuck3", "ve4"], "--deadline", "2")
     assert [(r["name"], r["ok"]) for r in results] == [
         ("ve-hang1", False),
         ("ve2", True),
