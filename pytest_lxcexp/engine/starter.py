@@ -60,6 +60,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import IO
 
 
 def monitor_and_init(monitor_pid_file: str) -> tuple[int | None, int | None]:
@@ -154,7 +155,7 @@ class StartHung(Exception):
         )
 
 
-def _readable(stream, seconds: float) -> bool:
+def _readable(stream: IO[str], seconds: float) -> bool:
     """Whether `stream` has something to read within `seconds` (its buffer is empty
     between starts: the server writes one line per start, after it was asked)."""
     return bool(select.select([stream], [], [], max(0.0, seconds))[0])
