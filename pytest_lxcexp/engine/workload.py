@@ -43,7 +43,7 @@ from .workload_kinds import COMMAND_PREFIX, NETWORK_WORKLOADS, REACH_TIMEOUT, wo
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
-WORKLOAD_VERSION = 4
+WORKLOAD_VERSION = 5
 INIT_PATH = "/sbin/lxcexp-workload"
 SYSTEM_INIT_PATH = "/sbin/init"
 ENV_PATH = "etc/lxcexp/workload.env"
@@ -65,6 +65,11 @@ INIT_SCRIPT = r"""#!/bin/sh
 # a service of the distribution's own init with --ve-init=system.
 # The moment it began, in microseconds, without a fork (busybox ash; empty under dash).
 began_at=$EPOCHREALTIME
+# The OOM killer's first pick before anything of the host's or the tool's, set before it
+# forks anything, so all it runs inherits it (a builtin, no fork). The starter writes the
+# same once the start returned: too late for a workload forked at once, which kept 0 and
+# let the OOM killer end its neighbours' inits instead.
+echo 1000 >/proc/self/oom_score_adj 2>/dev/null
 . /etc/lxcexp/workload.env
 [ -r /etc/lxcexp/ve.env ] && . /etc/lxcexp/ve.env
 # No fork before the log is open ([ is a builtin): a VE out of PIDs then logs why it failed.

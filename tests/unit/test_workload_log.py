@@ -195,6 +195,14 @@ def test_init_script_writes_what_the_parser_reads() -> None:
     assert 'ping -c "$PINGS" -i "$INTERVAL" "$TARGET"' in INIT_SCRIPT
 
 
+def test_the_init_takes_its_oom_score_before_it_forks_anything() -> None:
+    # What it runs inherits the score at fork: a workload forked before the write kept 0,
+    # and the OOM killer took the neighbours' inits in its place.
+    body = [line for line in INIT_SCRIPT.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    first_fork = next(i for i, line in enumerate(body) if "$(" in line or line.startswith((". ", "[ ")))
+    assert body.index("echo 1000 >/proc/self/oom_score_adj 2>/dev/null") < first_fork
+
+
 def test_the_begin_and_first_answer_stamps_are_read_for_the_phases() -> None:
     log = parse_log(
         "lxcexp-begin 1796052325 ve1 workload=ping-localhost at=1796052325.104217\n"
