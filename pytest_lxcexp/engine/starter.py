@@ -150,8 +150,8 @@ class StartHung(Exception):
 
     def __str__(self) -> str:
         return (
-            f"its start had not returned after {self.deadline:g} s (a start's deadline: 60 s, or --ve-timeout "
-            "if shorter): liblxc's start, the VE's monitor and its init were killed"
+            f"its start had not returned after {self.deadline:g} s, its deadline (a shorter --ve-timeout "
+            "lowers it): liblxc's start, the VE's monitor and its init were killed"
         )
 
 
