@@ -63,6 +63,15 @@ import time
 from typing import IO
 
 
+def _children(pid: int) -> list[int]:
+    """The PIDs of `pid`'s children (a monitor's: its init; a fork server's: the child running the start in hand)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
 def monitor_and_init(monitor_pid_file: str) -> tuple[int | None, int | None]:
     """The VE's monitor, whose PID lxc-start -p wrote, and its init: the monitor's only child."""
     try:
@@ -71,12 +80,8 @@ def monitor_and_init(monitor_pid_file: str) -> tuple[int | None, int | None]:
         os.unlink(monitor_pid_file)  # read once; a tmpfs page per VE otherwise
     except (OSError, ValueError):
         return None, None
-    try:
-        with open(f"/proc/{monitor}/task/{monitor}/children") as handle:
-            children = handle.read().split()
-    except OSError:
-        return monitor, None
-    return monitor, int(children[0]) if children else None
+    children = _children(monitor)
+    return monitor, children[0] if children else None
 
 
 class ForkServer:
@@ -159,15 +164,6 @@ def _readable(stream: IO[str], seconds: float) -> bool:
     """Whether `stream` has something to read within `seconds` (its buffer is empty
     between starts: the server writes one line per start, after it was asked)."""
     return bool(select.select([stream], [], [], max(0.0, seconds))[0])
-
-
-def _children(pid: int) -> list[int]:
-    """The PIDs of `pid`'s children (a fork server's: the child running the start in hand)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(child) for child in handle.read().split()]
-    except (OSError, ValueError):
-        return []
 
 
 def end_hung_start(pid_file: str, starting: list[int]) -> None:
